@@ -1,0 +1,66 @@
+# Verbs a newcomer can guess. `make run` and `make test` work on a fresh clone.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/atelier
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: run test bench lint fmt web worker beat standin services browser migrate
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+## Run the workspace on this machine (SQLite, no Redis, demo images unless OPENAI_API_KEY is set).
+run: $(STAMP)
+	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py runall
+
+## Run the whole test suite on Postgres and Redis, with Chromium for the browser journeys.
+test: $(STAMP) services browser
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) DEBUG=false \
+	  SECRET_KEY=test-only-secret-key-that-is-long-enough-for-django-checks \
+	  $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## Measure the pipeline against the stand-in API (see README for the figures it prints).
+bench: $(STAMP) services
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) DEBUG=true \
+	  $(BIN)/python manage.py bench $(BENCH_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+migrate: $(STAMP)
+	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py migrate
+
+web: $(STAMP)
+	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py runserver 127.0.0.1:$${PORT:-8000}
+
+worker: $(STAMP)
+	DEBUG=$${DEBUG:-true} $(BIN)/celery -A config worker --loglevel INFO
+
+beat: $(STAMP)
+	DEBUG=$${DEBUG:-true} $(BIN)/celery -A config beat --loglevel INFO
+
+standin: $(STAMP)
+	$(BIN)/python manage.py standin --port $${STANDIN_PORT:-8765}
+
+# Postgres and Redis for tests and benchmarks: start them when they are down.
+services:
+	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
+	@for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+	@redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 || redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+	@for i in $$(seq 1 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 1; done
+
+# Debian's Chromium for the Playwright journeys (Playwright cannot download browsers here).
+browser:
+	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)

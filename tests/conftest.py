@@ -1,0 +1,117 @@
+"""Shared cast and machinery: alice owns, bob edits, vera views, charlie is a stranger, sam is staff.
+
+The image service is always the project's stand-in over real HTTP, through the real SDK.
+"""
+
+import pytest
+from django.conf import settings
+
+from workspace import imageapi
+from workspace.models import Membership, Project, Role
+from workspace.standin import StandinServer
+
+
+@pytest.fixture(scope="session")
+def standin():
+    server = StandinServer(port=0).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def image_service(standin, settings, tmp_path):
+    """Point the SDK at the stand-in, make retries fast, keep media in a temporary folder."""
+    settings.OPENAI_BASE_URL = standin.base_url
+    settings.OPENAI_API_KEY = "sk-test-not-a-real-key"
+    settings.OPENAI_CALL_TIMEOUT = 10.0
+    settings.JOB_RETRY_BASE_SECONDS = 0.05
+    settings.JOB_RETRY_MAX_SECONDS = 0.2
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    standin.clear_faults()
+    standin.latency = 0.0
+    standin.requests.clear()
+    imageapi.reset_client()
+    yield standin
+    standin.clear_faults()
+    imageapi.reset_client()
+
+
+@pytest.fixture
+def make_user(django_user_model):
+    def make(username: str, **extra):
+        return django_user_model.objects.create_user(
+            username=username, email=f"{username}@example.com", password="pass-for-tests-1", **extra
+        )
+
+    return make
+
+
+@pytest.fixture
+def cast(make_user):
+    class Cast:
+        alice = make_user("alice")
+        bob = make_user("bob")
+        vera = make_user("vera")
+        charlie = make_user("charlie")
+        sam = make_user("sam", is_staff=True)
+
+    return Cast
+
+
+@pytest.fixture
+def project(cast):
+    project = Project.objects.create(name="Spring campaign", created_by=cast.alice)
+    Membership.objects.create(project=project, user=cast.alice, role=Role.OWNER)
+    Membership.objects.create(project=project, user=cast.bob, role=Role.EDITOR)
+    Membership.objects.create(project=project, user=cast.vera, role=Role.VIEWER)
+    return project
+
+
+@pytest.fixture
+def other_project(cast):
+    other = Project.objects.create(name="Charlie's team", created_by=cast.charlie)
+    Membership.objects.create(project=other, user=cast.charlie, role=Role.OWNER)
+    return other
+
+
+GENERATION_POST = {
+    "prompt": "A lemon on a blue tiled table, morning light",
+    "model": "gpt-image-2",
+    "size": "square",
+    "quality": "low",
+    "output_format": "png",
+    "output_compression": "100",
+    "background": "auto",
+    "moderation": "auto",
+    "complexity": "",
+    "n": "1",
+}
+
+
+@pytest.fixture
+def generation_post():
+    return dict(GENERATION_POST)
+
+
+def job_params(**overrides) -> dict:
+    params = {
+        "model": "gpt-image-2",
+        "size": "1024x1024",
+        "size_preset": "square",
+        "quality": "low",
+        "output_format": "png",
+        "output_compression": None,
+        "background": "auto",
+        "moderation": "auto",
+        "complexity": "",
+        "n": 1,
+    }
+    params.update(overrides)
+    return params
+
+
+@pytest.fixture
+def media_root():
+    from pathlib import Path
+
+    return Path(settings.MEDIA_ROOT)

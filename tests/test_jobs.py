@@ -1,0 +1,278 @@
+"""The job pipeline against the stand-in over real HTTP: outcomes for success and every fault."""
+
+import hashlib
+import io
+from datetime import timedelta
+
+import pytest
+from django.core.files.storage import default_storage
+from django.utils import timezone
+from PIL import Image as PILImage
+
+from tests.helpers import create_job, run
+from workspace import jobs
+from workspace.imageapi import REASONS
+from workspace.models import ApiCall, Job
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_stores_every_image_with_its_facts_and_a_thumbnail(project, cast, standin):
+    job = run(create_job(project=project, author=cast.bob, n=2, size="1536x864", size_preset=""))
+
+    assert job.status == Job.Status.SUCCEEDED
+    assert job.attempts == 1
+    images = list(job.images.order_by("index"))
+    assert [image.index for image in images] == [0, 1]
+    for image in images:
+        data = default_storage.open(image.file.name).read()
+        assert image.sha256 == hashlib.sha256(data).hexdigest()
+        assert image.bytes == len(data)
+        with PILImage.open(io.BytesIO(data)) as original:
+            assert original.size == (1536, 864) == (image.width, image.height)
+            assert original.format == "PNG"
+        with PILImage.open(default_storage.open(image.thumbnail.name)) as thumb:
+            assert thumb.format == "WEBP"
+            assert max(thumb.size) == 512
+        assert image.file.name.startswith(f"projects/{project.pk}/jobs/{job.pk}/")
+        assert image.project_id == project.pk
+
+
+def test_it_records_the_call_with_usage_and_what_the_api_reports(project, cast, standin):
+    job = run(create_job(project=project, author=cast.bob, quality="auto"))
+
+    call = ApiCall.objects.get(job=job)
+    assert call.outcome == ApiCall.Outcome.OK
+    assert call.http_status == 200
+    assert call.request_id.startswith("req_")
+    assert call.latency_ms >= 0
+    assert call.usage["total_tokens"] == call.total_tokens > 0
+    assert call.input_text_tokens > 0
+    assert call.output_image_tokens > 0
+    assert call.response_size == "1024x1024"
+    assert call.response_quality in ("low", "medium", "high")
+    assert call.response_format == "png"
+    assert call.response_background in ("opaque", "transparent")
+
+
+def test_it_sends_only_what_the_model_accepts(project, cast, standin):
+    run(create_job(project=project, author=cast.bob, output_format="jpeg", output_compression=70, complexity="high"))
+    sent = standin.requests[-1].fields
+    assert sent["model"] == "gpt-image-2"
+    assert sent["output_compression"] == 70
+    assert sent["complexity"] == "high"
+    assert "input_fidelity" not in sent
+
+    run(create_job(project=project, author=cast.bob, model="gpt-image-1.5", output_format="png", output_compression=80))
+    sent = standin.requests[-1].fields
+    assert sent["model"] == "gpt-image-1.5"
+    assert "output_compression" not in sent  # png takes no compression
+    assert "complexity" not in sent
+
+
+def test_it_retries_a_rate_limit_honouring_retry_after(project, cast, standin):
+    standin.inject("429:30")
+    job = run(create_job(project=project, author=cast.bob))
+
+    assert job.status == Job.Status.RETRYING
+    assert job.retry_reason == REASONS["rate_limited"]
+    assert job.next_attempt_at - timezone.now() > timedelta(seconds=28)
+    first = ApiCall.objects.get(job=job)
+    assert (first.outcome, first.http_status, first.error_code) == ("transient", 429, "rate_limited")
+    assert first.request_id.startswith("req_")
+    assert first.total_tokens is None  # a refused call costs nothing
+
+    # Too early: a duplicate message must not start the next attempt before its time.
+    assert run(job).status == Job.Status.RETRYING
+    Job.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now())
+    job = run(job)
+    assert job.status == Job.Status.SUCCEEDED
+    assert job.attempts == 2
+    assert list(job.api_calls.values_list("outcome", flat=True)) == ["transient", "ok"]
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason", "code"),
+    [
+        ("500", REASONS["server_error"], "http_500"),
+        ("503", REASONS["server_error"], "http_503"),
+        ("drop", REASONS["connection"], "connection"),
+        ("garbage", REASONS["unreadable"], "unreadable"),
+    ],
+)
+def test_it_retries_transient_faults_then_succeeds(project, cast, standin, fault, reason, code):
+    standin.inject(fault)
+    job = run(create_job(project=project, author=cast.bob))
+    assert job.status == Job.Status.RETRYING
+    assert job.retry_reason == reason
+    assert job.error_code == code
+
+    Job.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now())
+    job = run(job)
+    assert job.status == Job.Status.SUCCEEDED
+    assert job.images.count() == 1
+
+
+def test_it_times_out_a_slow_call_and_retries(project, cast, standin, settings):
+    settings.OPENAI_CALL_TIMEOUT = 1.0
+    standin.inject("slow:5")
+    job = run(create_job(project=project, author=cast.bob))
+    assert job.status == Job.Status.RETRYING
+    assert job.retry_reason == REASONS["timeout"]
+    call = job.api_calls.get()
+    assert call.error_type == "APITimeoutError"
+    assert 900 <= call.latency_ms < 4000
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        ("moderation", "OpenAI's safety system declined this prompt. Try describing it differently."),
+        ("quota", REASONS["insufficient_quota"]),
+        ("401", "The workspace's OpenAI key was refused; ask an admin."),
+        ("403", REASONS["forbidden"]),
+    ],
+)
+def test_it_fails_permanent_errors_at_once_in_plain_words(project, cast, standin, fault, reason):
+    standin.inject(fault)
+    job = run(create_job(project=project, author=cast.bob))
+    assert job.status == Job.Status.FAILED
+    assert job.error_message == reason
+    assert job.attempts == 1
+    assert job.finished_at is not None
+    assert job.images.count() == 0
+    assert len(standin.requests) == 1
+
+
+def test_it_fails_with_the_apis_reason_when_a_request_is_refused(project, cast, standin):
+    # A size the app never sends, to prove a 400 is shown, not retried.
+    job = run(create_job(project=project, author=cast.bob, size="512x512"))
+    assert job.status == Job.Status.FAILED
+    assert job.error_message.startswith("OpenAI could not accept this request:")
+    assert "size" in job.error_message.lower()
+
+
+def test_it_gives_up_after_the_attempt_limit(project, cast, standin):
+    standin.inject(*["500"] * 5)
+    job = create_job(project=project, author=cast.bob)
+    for _ in range(5):
+        Job.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now())
+        job = run(job)
+    assert job.status == Job.Status.FAILED
+    assert job.error_message.startswith("Gave up after 5 attempts.")
+    assert job.api_calls.count() == 5
+    assert job.images.count() == 0
+
+
+def test_a_duplicate_delivery_calls_nothing(project, cast, standin):
+    job = run(create_job(project=project, author=cast.bob))
+    assert job.status == Job.Status.SUCCEEDED
+    calls = len(standin.requests)
+    jobs.job_run(job_id=job.pk)
+    jobs.job_run(job_id=job.pk)
+    assert len(standin.requests) == calls
+    assert job.images.count() == 1
+
+
+def test_a_running_job_is_not_claimed_twice(project, cast, standin):
+    job = create_job(project=project, author=cast.bob)
+    assert jobs.job_claim(job_id=job.pk) is not None
+    assert jobs.job_claim(job_id=job.pk) is None
+
+
+def test_a_canceled_job_never_calls_the_api(project, cast, standin):
+    job = create_job(project=project, author=cast.bob)
+    assert jobs.job_cancel(job=job)
+    job = run(job)
+    assert job.status == Job.Status.CANCELED
+    assert standin.requests == []
+
+
+def test_a_running_job_cannot_be_canceled(project, cast):
+    job = create_job(project=project, author=cast.bob)
+    jobs.job_claim(job_id=job.pk)
+    assert not jobs.job_cancel(job=job)
+
+
+def test_a_failed_job_can_be_retried(project, cast, standin, django_capture_on_commit_callbacks):
+    standin.inject("moderation")
+    job = run(create_job(project=project, author=cast.bob))
+    assert job.status == Job.Status.FAILED
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert jobs.job_retry(job=job)
+    assert len(callbacks) == 1  # the message is sent only once the retry is committed
+    job = run(job)
+    assert job.status == Job.Status.SUCCEEDED
+    assert job.attempts == 1
+
+
+def test_the_sweep_requeues_a_job_whose_worker_died(project, cast, standin, media_root, django_capture_on_commit_callbacks):
+    job = create_job(project=project, author=cast.bob)
+    claimed = jobs.job_claim(job_id=job.pk)
+    # The dead attempt wrote a file before it was killed.
+    leftover = f"projects/{project.pk}/jobs/{job.pk}/a{claimed.attempts}-0.png"
+    default_storage.save(leftover, io.BytesIO(b"half"))
+    Job.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        counts = jobs.jobs_sweep()
+    assert counts["requeued"] == 1
+    assert len(callbacks) == 1
+    assert not default_storage.exists(leftover)
+    job.refresh_from_db()
+    assert job.status == Job.Status.QUEUED
+    assert "stopped before it finished" in job.retry_reason
+
+    job = run(job)
+    assert job.status == Job.Status.SUCCEEDED
+    assert job.attempts == 2
+
+
+def test_the_sweep_fails_a_job_interrupted_too_often(project, cast):
+    job = create_job(project=project, author=cast.bob)
+    Job.objects.filter(pk=job.pk).update(
+        status=Job.Status.RUNNING, attempts=5, lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert jobs.jobs_sweep()["failed"] == 1
+    job.refresh_from_db()
+    assert job.status == Job.Status.FAILED
+    assert "tried 5 times" in job.error_message
+
+
+def test_the_sweep_resends_a_job_whose_message_was_lost(project, cast, settings, django_capture_on_commit_callbacks, monkeypatch):
+    sent = []
+    monkeypatch.setattr(jobs, "_enqueue", lambda job_id, countdown=None: sent.append(job_id))
+    job = create_job(project=project, author=cast.bob)
+    Job.objects.filter(pk=job.pk).update(enqueued_at=timezone.now() - timedelta(seconds=settings.JOB_REQUEUE_AFTER_SECONDS + 1))
+    assert jobs.jobs_sweep()["resent"] == 1
+    assert sent == [job.pk]
+    # Stamped, so the next sweep does not send it again at once.
+    assert jobs.jobs_sweep()["resent"] == 0
+
+
+def test_a_late_attempt_that_lost_its_lease_leaves_no_files(project, cast, standin, media_root, monkeypatch):
+    job = create_job(project=project, author=cast.bob)
+    original_store = jobs.outputs.store_outputs
+
+    def store_then_lose_the_lease(**kwargs):
+        stored = original_store(**kwargs)
+        Job.objects.filter(pk=job.pk).update(claim_token=None, status=Job.Status.QUEUED)
+        return stored
+
+    monkeypatch.setattr(jobs.outputs, "store_outputs", store_then_lose_the_lease)
+    job = run(job)
+    assert job.status == Job.Status.QUEUED
+    assert job.images.count() == 0
+    folder = media_root / f"projects/{project.pk}/jobs/{job.pk}"
+    assert not folder.exists() or list(folder.iterdir()) == []
+
+
+def test_backoff_grows_and_honours_retry_after(settings):
+    settings.JOB_RETRY_BASE_SECONDS = 2
+    settings.JOB_RETRY_MAX_SECONDS = 60
+    first = [jobs.backoff_seconds(attempt=1, retry_after=None) for _ in range(50)]
+    fourth = [jobs.backoff_seconds(attempt=4, retry_after=None) for _ in range(50)]
+    assert all(1 <= d <= 2 for d in first)
+    assert all(8 <= d <= 16 for d in fourth)
+    assert len(set(first)) > 1  # jittered
+    assert jobs.backoff_seconds(attempt=1, retry_after=25) >= 25

@@ -1,0 +1,198 @@
+from django import forms
+from django.contrib.auth import get_user_model
+from django.db.models import Q
+
+from workspace import imagemodels as im
+from workspace.models import Project, Role
+
+QUALITY_LABELS = {
+    "auto": "Auto",
+    "low": "Low (drafts)",
+    "medium": "Medium",
+    "high": "High",
+    "xhigh": "Extra high",
+    "max": "Max",
+}
+
+
+class GenerationForm(forms.Form):
+    """The generation request. The same rules the browser shows run here before anything is queued."""
+
+    prompt = forms.CharField(
+        max_length=im.MAX_PROMPT_CHARS,
+        widget=forms.Textarea(
+            attrs={"rows": 5, "placeholder": "Describe the image: subject, setting, light, style…"}
+        ),
+    )
+    model = forms.ChoiceField(choices=[(m.id, m.label) for m in im.MODELS.values()], initial=im.DEFAULT_MODEL)
+    size = forms.ChoiceField(
+        choices=[(p.key, f"{p.label} · {p.size.replace('x', '×')}") for p in im.SIZE_PRESETS.values()]
+        + [(im.CUSTOM_SIZE, "Custom…")],
+        initial=im.DEFAULT_SIZE_PRESET,
+    )
+    width = forms.IntegerField(required=False, min_value=16, max_value=im.MAX_EDGE, label="Width (px)")
+    height = forms.IntegerField(required=False, min_value=16, max_value=im.MAX_EDGE, label="Height (px)")
+    quality = forms.ChoiceField(
+        choices=[(q, QUALITY_LABELS[q]) for q in ("auto", "low", "medium", "high", "xhigh", "max")],
+        initial="auto",
+    )
+    output_format = forms.ChoiceField(
+        label="Format", choices=[("png", "PNG"), ("jpeg", "JPEG"), ("webp", "WebP")], initial="png"
+    )
+    output_compression = forms.IntegerField(
+        label="Compression (%)",
+        required=False,
+        min_value=0,
+        max_value=100,
+        initial=100,
+        help_text="JPEG and WebP only. 100 keeps the most detail.",
+    )
+    background = forms.ChoiceField(
+        choices=[("auto", "Auto"), ("opaque", "Opaque"), ("transparent", "Transparent")], initial="auto"
+    )
+    moderation = forms.ChoiceField(
+        choices=[("auto", "Standard"), ("low", "Less restrictive")],
+        initial="auto",
+    )
+    complexity = forms.ChoiceField(
+        label="Planning effort",
+        required=False,
+        choices=[("", "Model default"), ("low", "Low"), ("medium", "Medium"), ("high", "High")],
+        help_text="How much the model thinks about composition before drawing.",
+    )
+    n = forms.IntegerField(label="Number of images", min_value=1, max_value=im.MAX_IMAGES_PER_JOB, initial=1)
+
+    def clean_prompt(self) -> str:
+        prompt = self.cleaned_data["prompt"].strip()
+        if not prompt:
+            raise forms.ValidationError("Describe the image you want.")
+        return prompt
+
+    def clean(self) -> dict:
+        data = super().clean()
+        model = im.get_model(data.get("model") or "")
+        if model is None:
+            return data
+        size_key = data.get("size")
+        if size_key == im.CUSTOM_SIZE:
+            width, height = data.get("width"), data.get("height")
+            if not model.custom_sizes:
+                self.add_error("size", f"{model.label} only makes the standard sizes; pick a preset.")
+            elif width is None or height is None:
+                if width is None and "width" not in self.errors:
+                    self.add_error("width", "Enter a width in pixels.")
+                if height is None and "height" not in self.errors:
+                    self.add_error("height", "Enter a height in pixels.")
+            elif problem := im.custom_size_problem(width, height):
+                self.add_error("width", problem)
+            else:
+                data["api_size"] = f"{width}x{height}"
+        elif size_key:
+            preset = im.SIZE_PRESETS[size_key]
+            if preset not in im.presets_for(model):
+                self.add_error(
+                    "size", f"{model.label} cannot make {preset.label.lower()} images; pick another size."
+                )
+            else:
+                data["api_size"] = preset.size
+
+        quality = data.get("quality")
+        if quality and quality not in model.qualities:
+            self.add_error(
+                "quality", f"{model.label} does not offer {QUALITY_LABELS[quality].lower()} quality."
+            )
+
+        output_format = data.get("output_format")
+        if data.get("background") == "transparent":
+            if output_format not in im.TRANSPARENT_FORMATS:
+                self.add_error(
+                    "background", "A transparent background needs PNG or WebP; JPEG has no transparency."
+                )
+            elif not model.transparent:
+                self.add_error("background", f"{model.label} cannot make transparent backgrounds.")
+        if output_format not in im.COMPRESSIBLE_FORMATS:
+            data["output_compression"] = None
+        elif data.get("output_compression") is None and "output_compression" not in self.errors:
+            data["output_compression"] = 100
+
+        if data.get("complexity") and not model.complexity:
+            self.add_error(
+                "complexity", f"{model.label} does not take a planning effort; leave it on the default."
+            )
+        return data
+
+    def job_params(self) -> dict:
+        """Fields of the Job row, exactly what will be sent."""
+        data = self.cleaned_data
+        return {
+            "model": data["model"],
+            "size": data["api_size"],
+            "size_preset": data["size"],
+            "quality": data["quality"],
+            "output_format": data["output_format"],
+            "output_compression": data["output_compression"],
+            "background": data["background"],
+            "moderation": data["moderation"],
+            "complexity": data.get("complexity") or "",
+            "n": data["n"],
+        }
+
+    @classmethod
+    def initial_from_job(cls, job) -> dict:
+        """The form filled in as a job was asked, for "run again"."""
+        width, height = job.width, job.height
+        return {
+            "prompt": job.prompt,
+            "model": job.model,
+            "size": job.size_preset or im.CUSTOM_SIZE,
+            "width": width,
+            "height": height,
+            "quality": job.quality,
+            "output_format": job.output_format,
+            "output_compression": job.output_compression if job.output_compression is not None else 100,
+            "background": job.background,
+            "moderation": job.moderation,
+            "complexity": job.complexity,
+            "n": job.n,
+        }
+
+
+class ProjectForm(forms.ModelForm):
+    class Meta:
+        model = Project
+        fields = ["name"]
+        labels = {"name": "Project name"}
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"].strip()
+        if not name:
+            raise forms.ValidationError("Give the project a name.")
+        return name
+
+
+class AddMemberForm(forms.Form):
+    who = forms.CharField(label="Username or email", max_length=254)
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.EDITOR)
+
+    def __init__(self, *args, project: Project, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.project = project
+
+    def clean_who(self):
+        who = self.cleaned_data["who"].strip()
+        users = get_user_model().objects.filter(
+            Q(username__iexact=who) | Q(email__iexact=who), is_active=True
+        )
+        matches = list(users[:2])
+        if not matches:
+            raise forms.ValidationError(f"No one called “{who}” has an account here.")
+        if len(matches) > 1:
+            raise forms.ValidationError("Several people share that email; use their username.")
+        user = matches[0]
+        if self.project.memberships.filter(user=user).exists():
+            raise forms.ValidationError(f"{user.get_username()} is already a member.")
+        return user
+
+
+class ChangeRoleForm(forms.Form):
+    role = forms.ChoiceField(choices=Role.choices)

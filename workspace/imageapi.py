@@ -1,0 +1,233 @@
+"""Every call to the OpenAI Images API goes through here.
+
+One SDK client per worker process with the SDK's own retries off: the job's policy decides what is
+retried and when, so one image is never paid for three times behind our back. Each call is recorded as
+an ApiCall row; failures come back as `CallFailure`, transient or permanent, with a reason a marketer
+can read.
+"""
+
+import base64
+import binascii
+import email.utils
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import openai
+from django.conf import settings
+
+from workspace.models import ApiCall, Job
+
+logger = logging.getLogger(__name__)
+
+_client: openai.OpenAI | None = None
+_client_lock = threading.Lock()
+
+
+def get_client() -> openai.OpenAI:
+    """The process's client, built lazily so a forked worker never shares its parent's sockets."""
+    global _client
+    if _client is None:
+        with _client_lock:
+            if _client is None:
+                _client = openai.OpenAI(
+                    api_key=settings.OPENAI_API_KEY or "demo-mode-key",
+                    base_url=settings.OPENAI_BASE_URL or None,
+                    max_retries=0,
+                    timeout=settings.OPENAI_CALL_TIMEOUT,
+                )
+    return _client
+
+
+def reset_client() -> None:
+    """Forget the client (tests and settings changes)."""
+    global _client
+    with _client_lock:
+        if _client is not None:
+            _client.close()
+        _client = None
+
+
+@dataclass
+class CallFailure(Exception):
+    reason: str
+    transient: bool
+    code: str = ""
+    retry_after: float | None = None
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+@dataclass
+class GeneratedImage:
+    data: bytes
+    index: int
+
+
+@dataclass
+class CallResult:
+    images: list[GeneratedImage]
+    api_call: ApiCall
+    reported: dict = field(default_factory=dict)
+
+
+# Words for people, keyed by what went wrong.
+REASONS = {
+    "rate_limited": "OpenAI is busy right now (rate limit reached).",
+    "server_error": "OpenAI had a temporary problem on its side.",
+    "timeout": "OpenAI took too long to answer.",
+    "connection": "The connection to OpenAI dropped.",
+    "unreadable": "OpenAI sent back a response that could not be read.",
+    "moderation_blocked": "OpenAI's safety system declined this prompt. Try describing it differently.",
+    "insufficient_quota": "The workspace's OpenAI account has run out of credit; ask an admin to top it up.",
+    "unauthorized": "The workspace's OpenAI key was refused; ask an admin.",
+    "forbidden": (
+        "OpenAI refused the workspace's account access to this model "
+        "(the organisation may need to be verified); ask an admin."
+    ),
+}
+
+
+def _retry_after_seconds(headers) -> float | None:
+    if headers is None:
+        return None
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return float(millis) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        if parsed is None:
+            return None
+        return max(0.0, (parsed - datetime.now(UTC)).total_seconds())
+
+
+def classify(error: Exception) -> CallFailure:
+    """Split an SDK error into transient (retry later) or permanent (fail now, say why)."""
+    if isinstance(error, openai.APITimeoutError):
+        return CallFailure(REASONS["timeout"], transient=True, code="timeout")
+    if isinstance(error, openai.APIConnectionError):
+        return CallFailure(REASONS["connection"], transient=True, code="connection")
+    if isinstance(error, openai.APIStatusError):
+        code = str(error.code or "")
+        status = error.status_code
+        if status == 429:
+            if code == "insufficient_quota":
+                return CallFailure(REASONS["insufficient_quota"], transient=False, code=code)
+            return CallFailure(
+                REASONS["rate_limited"],
+                transient=True,
+                code="rate_limited",
+                retry_after=_retry_after_seconds(error.response.headers),
+            )
+        if status >= 500:
+            return CallFailure(
+                REASONS["server_error"],
+                transient=True,
+                code=f"http_{status}",
+                retry_after=_retry_after_seconds(error.response.headers),
+            )
+        if status == 401:
+            return CallFailure(REASONS["unauthorized"], transient=False, code="unauthorized")
+        if status == 403:
+            return CallFailure(REASONS["forbidden"], transient=False, code="forbidden")
+        if code in ("moderation_blocked", "content_policy_violation"):
+            return CallFailure(REASONS["moderation_blocked"], transient=False, code="moderation_blocked")
+        if status == 408 or status == 409:
+            return CallFailure(REASONS["server_error"], transient=True, code=f"http_{status}")
+        message = _public_message(error)
+        return CallFailure(
+            f"OpenAI could not accept this request: {message}", transient=False, code=code or f"http_{status}"
+        )
+    # A 200 with a body that is not JSON, or JSON that is not an images response.
+    return CallFailure(REASONS["unreadable"], transient=True, code="unreadable")
+
+
+def _public_message(error: openai.APIStatusError) -> str:
+    body = error.body if isinstance(error.body, dict) else {}
+    message = body.get("message") or error.message or "no reason given"
+    return str(message)[:300]
+
+
+def _usage_fields(usage) -> dict:
+    if usage is None:
+        return {}
+    data = usage.model_dump(mode="json")
+    input_details = data.get("input_tokens_details") or {}
+    output_details = data.get("output_tokens_details") or {}
+    output_image_tokens = output_details.get("image_tokens")
+    if output_image_tokens is None:
+        # Older responses give no breakdown: all output tokens of an images call are image tokens.
+        output_image_tokens = data.get("output_tokens")
+    return {
+        "usage": data,
+        "input_text_tokens": input_details.get("text_tokens"),
+        "input_image_tokens": input_details.get("image_tokens"),
+        "output_image_tokens": output_image_tokens,
+        "output_text_tokens": output_details.get("text_tokens", 0),
+        "total_tokens": data.get("total_tokens"),
+    }
+
+
+def _decode_images(response) -> list[GeneratedImage]:
+    images = []
+    for index, item in enumerate(response.data or []):
+        if not item.b64_json:
+            raise ValueError("an image without data")
+        images.append(GeneratedImage(data=base64.b64decode(item.b64_json, validate=True), index=index))
+    if not images:
+        raise ValueError("a response without images")
+    return images
+
+
+def generate(*, job: Job, attempt: int, timeout: float) -> CallResult:
+    """Call images.generate for a job; record the call; raise CallFailure on any failure."""
+    client = get_client().with_options(timeout=timeout)
+    started = time.monotonic()
+    record = ApiCall(job=job, attempt=attempt, endpoint="images.generate", latency_ms=0)
+    try:
+        raw = client.images.with_raw_response.generate(**job.api_params())
+        record.http_status = raw.status_code
+        record.request_id = raw.headers.get("x-request-id", "")
+        response = raw.parse()
+        images = _decode_images(response)
+    except (openai.APIError, ValueError, binascii.Error, TypeError) as error:
+        failure = classify(error)
+        record.latency_ms = int((time.monotonic() - started) * 1000)
+        record.outcome = ApiCall.Outcome.TRANSIENT if failure.transient else ApiCall.Outcome.PERMANENT
+        record.error_type = type(error).__name__
+        record.error_code = failure.code
+        record.error_detail = str(error)[:2000]
+        if isinstance(error, openai.APIStatusError):
+            record.http_status = error.status_code
+            record.request_id = error.request_id or ""
+        record.save()
+        logger.info(
+            "image call failed job=%s attempt=%s code=%s transient=%s request_id=%s",
+            job.pk,
+            attempt,
+            failure.code,
+            failure.transient,
+            record.request_id,
+        )
+        raise failure from error
+    record.latency_ms = int((time.monotonic() - started) * 1000)
+    record.outcome = ApiCall.Outcome.OK
+    record.response_size = response.size or ""
+    record.response_quality = response.quality or ""
+    record.response_background = response.background or ""
+    record.response_format = response.output_format or ""
+    for name, value in _usage_fields(response.usage).items():
+        setattr(record, name, value)
+    record.save()
+    return CallResult(images=images, api_call=record)

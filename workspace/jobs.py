@@ -1,0 +1,327 @@
+"""Job services: create, claim, run, retry, cancel and sweep.
+
+The job row is the truth. Every state change is a conditional UPDATE naming the state it expects, so two
+workers, a duplicate message or a sweep racing a worker can never both win.
+"""
+
+import logging
+import random
+import threading
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import close_old_connections, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from workspace import imageapi, outputs
+from workspace.models import Image, Job, Project
+
+logger = logging.getLogger(__name__)
+
+INTERRUPTED_REASON = "The worker handling this job stopped before it finished."
+OUT_OF_TIME_REASON = "OpenAI did not produce the image in time, even after retrying."
+
+
+def _enqueue(job_id: int, *, countdown: float | None = None) -> None:
+    from workspace.tasks import run_job
+
+    run_job.apply_async((job_id,), countdown=countdown)
+
+
+def job_create(*, project: Project, author, prompt: str, params: dict) -> Job:
+    """Create a queued job and send it to a worker once the transaction commits."""
+    with transaction.atomic():
+        job = Job.objects.create(
+            project=project,
+            author=author,
+            prompt=prompt,
+            max_attempts=settings.JOB_MAX_ATTEMPTS,
+            deadline_at=Job.new_deadline(),
+            enqueued_at=timezone.now(),
+            **params,
+        )
+        transaction.on_commit(lambda: _enqueue(job.pk))
+    return job
+
+
+def job_cancel(*, job: Job) -> bool:
+    """Cancel a job that has not started (or is waiting to retry). False if it was too late."""
+    changed = Job.objects.filter(pk=job.pk, status__in=[Job.Status.QUEUED, Job.Status.RETRYING]).update(
+        status=Job.Status.CANCELED,
+        finished_at=timezone.now(),
+        next_attempt_at=None,
+        retry_reason="",
+    )
+    return bool(changed)
+
+
+def job_retry(*, job: Job) -> bool:
+    """Queue a failed or canceled job again, with a fresh set of attempts and a fresh deadline."""
+    with transaction.atomic():
+        changed = Job.objects.filter(pk=job.pk, status__in=[Job.Status.FAILED, Job.Status.CANCELED]).update(
+            status=Job.Status.QUEUED,
+            attempts=0,
+            error_message="",
+            error_code="",
+            retry_reason="",
+            next_attempt_at=None,
+            finished_at=None,
+            claim_token=None,
+            lease_expires_at=None,
+            deadline_at=Job.new_deadline(),
+            enqueued_at=timezone.now(),
+        )
+        if changed:
+            transaction.on_commit(lambda: _enqueue(job.pk))
+    return bool(changed)
+
+
+def job_claim(*, job_id: int) -> Job | None:
+    """Take the job for this worker with a lease, or None if someone else has it or it is done."""
+    now = timezone.now()
+    token = Job.new_claim_token()
+    ready = Q(status=Job.Status.QUEUED) | Q(
+        status=Job.Status.RETRYING, next_attempt_at__lte=now + timedelta(seconds=1)
+    )
+    changed = (
+        Job.objects.filter(ready, pk=job_id)
+        .filter(attempts__lt=F("max_attempts"))
+        .update(
+            status=Job.Status.RUNNING,
+            claim_token=token,
+            lease_expires_at=now + timedelta(seconds=settings.JOB_LEASE_SECONDS),
+            attempts=F("attempts") + 1,
+            started_at=now,
+        )
+    )
+    if not changed:
+        return None
+    return Job.objects.get(pk=job_id)
+
+
+class LeaseKeeper:
+    """Renews the leases of the jobs this process is running, from one background thread.
+
+    The lease is short so that a killed worker's job is picked up within seconds by the sweep, while a
+    living worker keeps its job however long the API takes.
+    """
+
+    def __init__(self) -> None:
+        self._tokens: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def hold(self, token) -> None:
+        with self._lock:
+            self._tokens[str(token)] = self._tokens.get(str(token), 0) + 1
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
+                self._thread.start()
+
+    def release(self, token) -> None:
+        with self._lock:
+            self._tokens.pop(str(token), None)
+
+    def renew_now(self) -> int:
+        with self._lock:
+            tokens = list(self._tokens)
+        if not tokens:
+            return 0
+        return Job.objects.filter(claim_token__in=tokens, status=Job.Status.RUNNING).update(
+            lease_expires_at=timezone.now() + timedelta(seconds=settings.JOB_LEASE_SECONDS)
+        )
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(settings.JOB_LEASE_RENEW_SECONDS)
+            try:
+                close_old_connections()
+                self.renew_now()
+            except Exception:
+                logger.exception("could not renew job leases")
+
+
+lease_keeper = LeaseKeeper()
+
+
+def backoff_seconds(*, attempt: int, retry_after: float | None) -> float:
+    """Exponential backoff with full jitter, never sooner than the service asked."""
+    ceiling = min(settings.JOB_RETRY_MAX_SECONDS, settings.JOB_RETRY_BASE_SECONDS * (2 ** (attempt - 1)))
+    delay = random.uniform(ceiling / 2, ceiling)
+    if retry_after is not None:
+        # The service knows its own limits; the job's deadline is what bounds a long wait.
+        delay = max(delay, retry_after)
+    return delay
+
+
+def job_run(*, job_id: int) -> None:
+    """Claim the job, call the API, store the images. Safe to call any number of times."""
+    job = job_claim(job_id=job_id)
+    if job is None:
+        return
+    lease_keeper.hold(job.claim_token)
+    try:
+        _run_claimed(job)
+    finally:
+        lease_keeper.release(job.claim_token)
+
+
+def _call_timeout(job: Job) -> float:
+    remaining = (job.deadline_at - timezone.now()).total_seconds()
+    # Leave room to store the images and record the outcome before the deadline.
+    return max(1.0, min(settings.OPENAI_CALL_TIMEOUT, remaining - 5))
+
+
+def _run_claimed(job: Job) -> None:
+    attempt = job.attempts
+    try:
+        result = imageapi.generate(job=job, attempt=attempt, timeout=_call_timeout(job))
+        stored = outputs.store_outputs(
+            project_id=job.project_id,
+            job_id=job.pk,
+            attempt=attempt,
+            images=[(image.index, image.data) for image in result.images],
+        )
+    except imageapi.CallFailure as failure:
+        _record_failure(job, failure)
+        return
+    except outputs.UnreadableImage as error:
+        logger.warning("job %s: unreadable image from the API: %s", job.pk, error)
+        _record_failure(
+            job, imageapi.CallFailure(imageapi.REASONS["unreadable"], transient=True, code="unreadable")
+        )
+        return
+    _finish(job, stored)
+
+
+def _finish(job: Job, stored: list[outputs.StoredFile]) -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        won = Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING, claim_token=job.claim_token).update(
+            status=Job.Status.SUCCEEDED,
+            finished_at=now,
+            lease_expires_at=None,
+            retry_reason="",
+            next_attempt_at=None,
+        )
+        if won:
+            Image.objects.bulk_create(
+                [
+                    Image(
+                        job_id=job.pk,
+                        project_id=job.project_id,
+                        index=item.index,
+                        file=item.name,
+                        thumbnail=item.thumbnail_name,
+                        width=item.width,
+                        height=item.height,
+                        format=item.format,
+                        bytes=item.bytes,
+                        sha256=item.sha256,
+                        created_at=now,
+                    )
+                    for item in stored
+                ]
+            )
+    if not won:
+        # The lease was lost (the sweep gave the job to another worker, or it was canceled meanwhile).
+        logger.warning("job %s: finished after losing its claim; discarding this attempt's files", job.pk)
+        outputs.delete_files([name for item in stored for name in (item.name, item.thumbnail_name)])
+
+
+def _record_failure(job: Job, failure: imageapi.CallFailure) -> None:
+    now = timezone.now()
+    mine = Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING, claim_token=job.claim_token)
+    if failure.transient:
+        delay = backoff_seconds(attempt=job.attempts, retry_after=failure.retry_after)
+        next_attempt_at = now + timedelta(seconds=delay)
+        if job.attempts >= job.max_attempts:
+            reason = f"Gave up after {job.attempts} attempts. {failure.reason}"
+        elif next_attempt_at >= job.deadline_at:
+            reason = f"{OUT_OF_TIME_REASON} Last problem: {failure.reason}"
+        else:
+            with transaction.atomic():
+                if mine.update(
+                    status=Job.Status.RETRYING,
+                    retry_reason=failure.reason,
+                    error_code=failure.code,
+                    next_attempt_at=next_attempt_at,
+                    claim_token=None,
+                    lease_expires_at=None,
+                ):
+                    transaction.on_commit(lambda: _enqueue(job.pk, countdown=delay))
+            return
+        mine.update(
+            status=Job.Status.FAILED,
+            error_message=reason,
+            error_code=failure.code,
+            retry_reason="",
+            next_attempt_at=None,
+            finished_at=now,
+            claim_token=None,
+            lease_expires_at=None,
+        )
+        return
+    mine.update(
+        status=Job.Status.FAILED,
+        error_message=failure.reason,
+        error_code=failure.code,
+        retry_reason="",
+        next_attempt_at=None,
+        finished_at=now,
+        claim_token=None,
+        lease_expires_at=None,
+    )
+
+
+def jobs_sweep() -> dict[str, int]:
+    """Recover jobs that a dead worker or a lost message left behind. Run by beat every few seconds."""
+    now = timezone.now()
+    counts = {"requeued": 0, "failed": 0, "resent": 0}
+    expired = Job.objects.filter(status=Job.Status.RUNNING, lease_expires_at__lt=now)
+    for job in expired.only("pk", "project_id", "attempts", "max_attempts", "claim_token", "deadline_at"):
+        still_expired = Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING, claim_token=job.claim_token)
+        if job.attempts >= job.max_attempts or job.deadline_at <= now:
+            changed = still_expired.update(
+                status=Job.Status.FAILED,
+                error_message=f"{INTERRUPTED_REASON} It was tried {job.attempts} times; retry it when ready.",
+                error_code="interrupted",
+                finished_at=now,
+                claim_token=None,
+                lease_expires_at=None,
+            )
+            counts["failed"] += changed
+        else:
+            with transaction.atomic():
+                changed = still_expired.update(
+                    status=Job.Status.QUEUED,
+                    retry_reason=f"{INTERRUPTED_REASON} Trying again.",
+                    claim_token=None,
+                    lease_expires_at=None,
+                    enqueued_at=now,
+                )
+                if changed:
+                    transaction.on_commit(lambda job_id=job.pk: _enqueue(job_id))
+            counts["requeued"] += changed
+        if changed:
+            outputs.delete_attempt_files(project_id=job.project_id, job_id=job.pk, attempt=job.attempts)
+
+    # Messages that never arrived (a broker restart, a crash between commit and publish).
+    stale_queued = Q(
+        status=Job.Status.QUEUED, enqueued_at__lt=now - timedelta(seconds=settings.JOB_REQUEUE_AFTER_SECONDS)
+    )
+    stale_retry = Q(
+        status=Job.Status.RETRYING,
+        next_attempt_at__lt=now - timedelta(seconds=settings.JOB_REQUEUE_AFTER_SECONDS),
+    )
+    for job_id in Job.objects.filter(stale_queued | stale_retry).values_list("pk", flat=True)[:500]:
+        # Stamp it so the next sweep does not send it yet again while this message is on its way.
+        Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(enqueued_at=now)
+        Job.objects.filter(pk=job_id, status=Job.Status.RETRYING).update(next_attempt_at=now)
+        _enqueue(job_id)
+        counts["resent"] += 1
+    if any(counts.values()):
+        logger.info("sweep: %s", counts)
+    return counts

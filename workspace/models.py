@@ -1,0 +1,276 @@
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+
+
+class ProjectQuerySet(models.QuerySet):
+    def for_user(self, user) -> "ProjectQuerySet":
+        """Projects a user may see: their memberships, or all of them for staff."""
+        if not user.is_authenticated:
+            return self.none()
+        if user.is_staff:
+            return self.all()
+        return self.filter(memberships__user=user)
+
+
+class Project(models.Model):
+    name = models.CharField(max_length=120)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    archived_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ProjectQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("project", args=[self.pk])
+
+    @property
+    def is_archived(self) -> bool:
+        return self.archived_at is not None
+
+
+class Role(models.TextChoices):
+    OWNER = "owner", "Owner"
+    EDITOR = "editor", "Editor"
+    VIEWER = "viewer", "Viewer"
+
+
+ROLE_RANK = {Role.VIEWER: 0, Role.EDITOR: 1, Role.OWNER: 2}
+
+
+class Membership(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.EDITOR)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "user"], name="one_membership_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.project} ({self.role})"
+
+    def allows(self, role: str) -> bool:
+        return ROLE_RANK[Role(self.role)] >= ROLE_RANK[Role(role)]
+
+
+class JobQuerySet(models.QuerySet):
+    def active(self) -> "JobQuerySet":
+        return self.filter(status__in=Job.ACTIVE_STATUSES)
+
+
+class Job(models.Model):
+    """One request to the image service, and everything that happened to it.
+
+    queued ──claim──▶ running ──▶ succeeded
+      ▲   │              │
+      │   └─cancel─▶ canceled      ├──transient error──▶ retrying ──(countdown)──▶ running …
+      │                  │         └──permanent error / out of attempts or time──▶ failed
+      └──sweep: lease expired (killed worker) or message lost──┘
+    failed / canceled ──retry──▶ queued
+
+    The row is the truth; a Celery message only wakes a worker, which must win a conditional update
+    (`claim`) before it calls anything, so duplicate deliveries do nothing.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        RETRYING = "retrying", "Retrying"
+        SUCCEEDED = "succeeded", "Done"
+        FAILED = "failed", "Failed"
+        CANCELED = "canceled", "Canceled"
+
+    class Kind(models.TextChoices):
+        GENERATE = "generate", "Generation"
+        EDIT = "edit", "Edit"
+
+    ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING, Status.RETRYING)
+    FINAL_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.CANCELED)
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="jobs")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="jobs")
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.GENERATE)
+    prompt = models.TextField()
+
+    # What was asked for: exactly the parameters sent to the API ('' means "not sent").
+    model = models.CharField(max_length=64)
+    size = models.CharField(max_length=16)
+    size_preset = models.CharField(max_length=16, blank=True)
+    quality = models.CharField(max_length=10, default="auto")
+    output_format = models.CharField(max_length=8, default="png")
+    output_compression = models.PositiveSmallIntegerField(null=True, blank=True)
+    background = models.CharField(max_length=12, default="auto")
+    moderation = models.CharField(max_length=8, default="auto")
+    complexity = models.CharField(max_length=8, blank=True)
+    n = models.PositiveSmallIntegerField(default=1)
+
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    max_attempts = models.PositiveSmallIntegerField(default=5)
+    # In words a marketer understands; the technical detail is on the ApiCall rows.
+    error_message = models.TextField(blank=True)
+    error_code = models.CharField(max_length=64, blank=True)
+    retry_reason = models.CharField(max_length=300, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+
+    claim_token = models.UUIDField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    deadline_at = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = JobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["project", "-created_at", "-id"], name="job_project_recent"),
+            models.Index(
+                fields=["status", "lease_expires_at"],
+                name="job_unfinished",
+                condition=Q(status__in=["queued", "running", "retrying"]),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Job {self.pk} ({self.status})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("job_detail", args=[self.project_id, self.pk])
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE_STATUSES
+
+    @property
+    def can_cancel(self) -> bool:
+        return self.status in (self.Status.QUEUED, self.Status.RETRYING)
+
+    @property
+    def can_retry(self) -> bool:
+        return self.status in (self.Status.FAILED, self.Status.CANCELED)
+
+    @property
+    def width(self) -> int:
+        return int(self.size.partition("x")[0])
+
+    @property
+    def height(self) -> int:
+        return int(self.size.partition("x")[2])
+
+    def api_params(self) -> dict:
+        """The generation request exactly as sent: only parameters this model accepts, model always."""
+        params: dict = {
+            "model": self.model,
+            "prompt": self.prompt,
+            "n": self.n,
+            "size": self.size,
+            "quality": self.quality,
+            "output_format": self.output_format,
+            "background": self.background,
+            "moderation": self.moderation,
+        }
+        if self.output_compression is not None and self.output_format in ("jpeg", "webp"):
+            params["output_compression"] = self.output_compression
+        if self.complexity:
+            params["complexity"] = self.complexity
+        return params
+
+    @classmethod
+    def new_deadline(cls):
+        return timezone.now() + timedelta(seconds=settings.JOB_DEADLINE_SECONDS)
+
+    @classmethod
+    def new_claim_token(cls) -> uuid.UUID:
+        return uuid.uuid4()
+
+
+class ApiCall(models.Model):
+    """One HTTP call to the image service: what it cost in tokens and what the service said."""
+
+    class Outcome(models.TextChoices):
+        OK = "ok", "Succeeded"
+        TRANSIENT = "transient", "Failed, retried"
+        PERMANENT = "permanent", "Failed"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="api_calls")
+    attempt = models.PositiveSmallIntegerField()
+    endpoint = models.CharField(max_length=40)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    request_id = models.CharField(max_length=100, blank=True)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField()
+    error_type = models.CharField(max_length=80, blank=True)
+    error_code = models.CharField(max_length=80, blank=True)
+    error_detail = models.TextField(blank=True)
+    usage = models.JSONField(null=True, blank=True)
+    input_text_tokens = models.PositiveIntegerField(null=True, blank=True)
+    input_image_tokens = models.PositiveIntegerField(null=True, blank=True)
+    output_image_tokens = models.PositiveIntegerField(null=True, blank=True)
+    output_text_tokens = models.PositiveIntegerField(null=True, blank=True)
+    total_tokens = models.PositiveIntegerField(null=True, blank=True)
+    # What the service says it produced (it resolves "auto" and may differ from what was asked).
+    response_size = models.CharField(max_length=16, blank=True)
+    response_quality = models.CharField(max_length=10, blank=True)
+    response_background = models.CharField(max_length=12, blank=True)
+    response_format = models.CharField(max_length=8, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["job", "attempt", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.endpoint} for job {self.job_id} attempt {self.attempt}: {self.outcome}"
+
+
+def _image_path(instance, filename):  # pragma: no cover - names are always given explicitly
+    return filename
+
+
+class Image(models.Model):
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="images")
+    # Denormalised so galleries filter by project without a join.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="images")
+    index = models.PositiveSmallIntegerField()
+    file = models.FileField(upload_to=_image_path, max_length=255)
+    thumbnail = models.FileField(upload_to=_image_path, max_length=255)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    format = models.CharField(max_length=8)
+    bytes = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["job", "index"]
+        constraints = [models.UniqueConstraint(fields=["job", "index"], name="one_image_per_job_index")]
+        indexes = [models.Index(fields=["project", "-created_at", "-id"], name="image_project_recent")]
+
+    def __str__(self) -> str:
+        return f"Image {self.pk} of job {self.job_id}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("image_detail", args=[self.project_id, self.pk])
+
+    @property
+    def content_type(self) -> str:
+        return {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}[self.format]
+
+    @property
+    def download_name(self) -> str:
+        extension = "jpg" if self.format == "jpeg" else self.format
+        return f"atelier-{self.project_id}-{self.job_id}-{self.index + 1}.{extension}"

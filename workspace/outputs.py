@@ -1,0 +1,118 @@
+"""Turning the API's bytes into stored images: verify, store through the storage API, thumbnail."""
+
+import hashlib
+import io
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from PIL import Image as PILImage
+
+logger = logging.getLogger(__name__)
+
+ALLOWED_FORMATS = {"PNG": "png", "JPEG": "jpeg", "WEBP": "webp"}
+EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
+
+
+class UnreadableImage(ValueError):
+    pass
+
+
+@dataclass
+class StoredFile:
+    index: int
+    name: str
+    thumbnail_name: str
+    width: int
+    height: int
+    format: str
+    bytes: int
+    sha256: str
+
+
+def job_folder(*, project_id: int, job_id: int) -> str:
+    return f"projects/{project_id}/jobs/{job_id}"
+
+
+def attempt_prefix(*, project_id: int, job_id: int, attempt: int) -> str:
+    # The attempt is in the name so a late, abandoned attempt can never overwrite or delete the files of
+    # the attempt that won, and the files of a killed attempt can be found and removed.
+    return f"{job_folder(project_id=project_id, job_id=job_id)}/a{attempt}-"
+
+
+def make_thumbnail(image: PILImage.Image) -> bytes:
+    thumb = image.copy()
+    thumb.thumbnail((settings.THUMBNAIL_MAX_EDGE, settings.THUMBNAIL_MAX_EDGE), PILImage.Resampling.LANCZOS)
+    if thumb.mode not in ("RGB", "RGBA"):
+        thumb = thumb.convert("RGBA" if "A" in thumb.getbands() else "RGB")
+    out = io.BytesIO()
+    thumb.save(out, format="WEBP", quality=80, method=3)
+    return out.getvalue()
+
+
+def inspect(data: bytes) -> tuple[PILImage.Image, str]:
+    """Open bytes as an image of an allowed format, fully decoded, or raise UnreadableImage."""
+    try:
+        with PILImage.open(io.BytesIO(data)) as probe:
+            probe.verify()
+        image = PILImage.open(io.BytesIO(data))
+        image.load()
+    except Exception as error:  # Pillow raises many types for bad data
+        raise UnreadableImage(f"not a readable image: {error}") from error
+    image_format = ALLOWED_FORMATS.get(image.format or "")
+    if image_format is None:
+        raise UnreadableImage(f"unexpected image format {image.format}")
+    return image, image_format
+
+
+def store_outputs(
+    *, project_id: int, job_id: int, attempt: int, images: list[tuple[int, bytes]]
+) -> list[StoredFile]:
+    """Store originals and thumbnails; on any failure remove what this call stored and re-raise."""
+    prefix = attempt_prefix(project_id=project_id, job_id=job_id, attempt=attempt)
+    stored: list[StoredFile] = []
+    written: list[str] = []
+    try:
+        for index, data in images:
+            image, image_format = inspect(data)
+            name = f"{prefix}{index}.{EXTENSIONS[image_format]}"
+            thumbnail_name = f"{prefix}{index}.thumb.webp"
+            written.append(default_storage.save(name, ContentFile(data)))
+            written.append(default_storage.save(thumbnail_name, ContentFile(make_thumbnail(image))))
+            stored.append(
+                StoredFile(
+                    index=index,
+                    name=written[-2],
+                    thumbnail_name=written[-1],
+                    width=image.width,
+                    height=image.height,
+                    format=image_format,
+                    bytes=len(data),
+                    sha256=hashlib.sha256(data).hexdigest(),
+                )
+            )
+    except BaseException:
+        delete_files(written)
+        raise
+    return stored
+
+
+def delete_files(names: list[str]) -> None:
+    for name in names:
+        try:
+            default_storage.delete(name)
+        except OSError:
+            logger.warning("could not delete %s", name)
+
+
+def delete_attempt_files(*, project_id: int, job_id: int, attempt: int) -> None:
+    """Remove whatever a killed attempt managed to write before it died."""
+    folder = job_folder(project_id=project_id, job_id=job_id)
+    prefix = attempt_prefix(project_id=project_id, job_id=job_id, attempt=attempt).rsplit("/", 1)[1]
+    try:
+        _, files = default_storage.listdir(folder)
+    except (FileNotFoundError, NotImplementedError):
+        return
+    delete_files([f"{folder}/{name}" for name in files if name.startswith(prefix)])

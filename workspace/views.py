@@ -1,0 +1,350 @@
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import Count, Max, Prefetch
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HTMX_STOP_POLLING
+
+from workspace import imagemodels, jobs
+from workspace.access import project_access
+from workspace.forms import AddMemberForm, ChangeRoleForm, GenerationForm, ProjectForm
+from workspace.models import Image, Job, Membership, Project, Role
+
+FEED_PAGE_SIZE = 12
+
+
+def healthz(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("ok", content_type="text/plain")
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    projects = (
+        Project.objects.for_user(request.user)
+        .annotate(image_count=Count("images", distinct=True), last_activity=Max("jobs__created_at"))
+        .order_by("archived_at", "-last_activity", "name")
+    )
+    return render(request, "workspace/home.html", {"projects": projects, "form": ProjectForm()})
+
+
+@login_required
+@require_POST
+def project_create(request: HttpRequest) -> HttpResponse:
+    form = ProjectForm(request.POST)
+    if not form.is_valid():
+        projects = Project.objects.for_user(request.user)
+        return render(request, "workspace/home.html", {"projects": projects, "form": form}, status=400)
+    with transaction.atomic():
+        project = form.save(commit=False)
+        project.created_by = request.user
+        project.save()
+        Membership.objects.create(project=project, user=request.user, role=Role.OWNER)
+    return redirect(project)
+
+
+def _feed(project: Project, before: str | None):
+    queryset = (
+        Job.objects.filter(project=project)
+        .select_related("author")
+        .prefetch_related(Prefetch("images", queryset=Image.objects.order_by("index")))
+    )
+    if before and before.isdigit():
+        queryset = queryset.filter(id__lt=int(before))
+    page = list(queryset.order_by("-id")[: FEED_PAGE_SIZE + 1])
+    return page[:FEED_PAGE_SIZE], (page[FEED_PAGE_SIZE - 1].pk if len(page) > FEED_PAGE_SIZE else None)
+
+
+def _project_context(access, form, jobs_page, next_before) -> dict:
+    return {
+        "project": access.project,
+        "access": access,
+        "form": form,
+        "jobs": jobs_page,
+        "next_before": next_before,
+        "capabilities": imagemodels.capabilities(),
+        "models": imagemodels.MODELS.values(),
+    }
+
+
+@login_required
+@require_GET
+def project(request: HttpRequest, project_id: int) -> HttpResponse:
+    access = project_access(request.user, project_id)
+    jobs_page, next_before = _feed(access.project, request.GET.get("before"))
+    if request.htmx and request.GET.get("before"):
+        return render(
+            request,
+            "workspace/project.html#feed-page",
+            {"jobs": jobs_page, "next_before": next_before, "project": access.project, "access": access},
+        )
+    again = request.GET.get("again")
+    initial = {}
+    if again and again.isdigit():
+        source = Job.objects.filter(project=access.project, pk=int(again)).first()
+        if source is not None:
+            initial = GenerationForm.initial_from_job(source)
+    form = GenerationForm(initial=initial)
+    return render(request, "workspace/project.html", _project_context(access, form, jobs_page, next_before))
+
+
+@login_required
+@require_POST
+def job_create(request: HttpRequest, project_id: int) -> HttpResponse:
+    access = project_access(request.user, project_id, needs=Role.EDITOR)
+    if access.project.is_archived:
+        return HttpResponse("This project is archived; unarchive it to make images.", status=409)
+    form = GenerationForm(request.POST)
+    if not form.is_valid():
+        if request.htmx:
+            context = _project_context(access, form, [], None)
+            return render(request, "workspace/project.html#generate-form", context, status=400)
+        jobs_page, next_before = _feed(access.project, None)
+        context = _project_context(access, form, jobs_page, next_before)
+        return render(request, "workspace/project.html", context, status=400)
+    job = jobs.job_create(
+        project=access.project,
+        author=request.user,
+        prompt=form.cleaned_data["prompt"],
+        params=form.job_params(),
+    )
+    if not request.htmx:
+        return redirect(access.project)
+    # The form keeps what was typed (people iterate on a prompt); the new card goes on top of the feed.
+    context = _project_context(
+        access, GenerationForm(initial=form.cleaned_data | {"size": form.cleaned_data["size"]}), [], None
+    )
+    context["new_job"] = job
+    return render(request, "workspace/project.html#job-created", context)
+
+
+def _job_for(access, job_id: int) -> Job:
+    return get_object_or_404(
+        Job.objects.select_related("author").prefetch_related(
+            Prefetch("images", queryset=Image.objects.order_by("index"))
+        ),
+        project=access.project,
+        pk=job_id,
+    )
+
+
+@login_required
+@require_GET
+def job_card(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
+    access = project_access(request.user, project_id)
+    job = _job_for(access, job_id)
+    response = render(
+        request, "workspace/project.html#job-card", {"job": job, "access": access, "project": access.project}
+    )
+    if not job.is_active:
+        response.status_code = HTMX_STOP_POLLING
+    return response
+
+
+@login_required
+@require_GET
+def job_detail(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
+    access = project_access(request.user, project_id)
+    job = _job_for(access, job_id)
+    calls = job.api_calls.all()
+    return render(
+        request,
+        "workspace/job_detail.html",
+        {"job": job, "access": access, "project": access.project, "calls": calls},
+    )
+
+
+def _after_job_action(request: HttpRequest, access, job_id: int) -> HttpResponse:
+    if request.htmx:
+        job = _job_for(access, job_id)
+        return render(
+            request,
+            "workspace/project.html#job-card",
+            {"job": job, "access": access, "project": access.project},
+        )
+    return redirect(request.POST.get("next") or access.project.get_absolute_url())
+
+
+@login_required
+@require_POST
+def job_cancel(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
+    access = project_access(request.user, project_id, needs=Role.EDITOR)
+    job = get_object_or_404(Job, project=access.project, pk=job_id)
+    if not jobs.job_cancel(job=job):
+        messages.info(request, "That job had already started, so it could not be canceled.")
+    return _after_job_action(request, access, job_id)
+
+
+@login_required
+@require_POST
+def job_retry(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
+    access = project_access(request.user, project_id, needs=Role.EDITOR)
+    job = get_object_or_404(Job, project=access.project, pk=job_id)
+    if access.project.is_archived:
+        return HttpResponse("This project is archived; unarchive it to make images.", status=409)
+    jobs.job_retry(job=job)
+    return _after_job_action(request, access, job_id)
+
+
+def _image_for(request: HttpRequest, project_id: int, image_id: int) -> tuple:
+    access = project_access(request.user, project_id)
+    image = get_object_or_404(
+        Image.objects.select_related("job", "job__author"), project=access.project, pk=image_id
+    )
+    return access, image
+
+
+@login_required
+@require_GET
+def image_detail(request: HttpRequest, project_id: int, image_id: int) -> HttpResponse:
+    access, image = _image_for(request, project_id, image_id)
+    reported = image.job.api_calls.filter(outcome="ok").order_by("-id").first()
+    siblings = image.job.images.order_by("index")
+    return render(
+        request,
+        "workspace/image_detail.html",
+        {
+            "image": image,
+            "job": image.job,
+            "access": access,
+            "project": access.project,
+            "reported": reported,
+            "siblings": siblings,
+        },
+    )
+
+
+def _serve(name: str, *, content_type: str, download_name: str | None = None) -> FileResponse:
+    try:
+        handle = default_storage.open(name, "rb")
+    except FileNotFoundError:
+        raise Http404 from None
+    response = FileResponse(
+        handle,
+        content_type=content_type,
+        as_attachment=download_name is not None,
+        filename=download_name or "",
+    )
+    response["X-Content-Type-Options"] = "nosniff"
+    # Members only: browsers may keep a copy, shared caches may not.
+    response["Cache-Control"] = "private, max-age=86400"
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response
+
+
+@login_required
+@require_GET
+def image_file(request: HttpRequest, project_id: int, image_id: int) -> FileResponse:
+    _, image = _image_for(request, project_id, image_id)
+    return _serve(image.file.name, content_type=image.content_type)
+
+
+@login_required
+@require_GET
+def image_thumb(request: HttpRequest, project_id: int, image_id: int) -> FileResponse:
+    _, image = _image_for(request, project_id, image_id)
+    return _serve(image.thumbnail.name, content_type="image/webp")
+
+
+@login_required
+@require_GET
+def image_download(request: HttpRequest, project_id: int, image_id: int) -> FileResponse:
+    _, image = _image_for(request, project_id, image_id)
+    return _serve(image.file.name, content_type=image.content_type, download_name=image.download_name)
+
+
+@login_required
+def project_settings(request: HttpRequest, project_id: int) -> HttpResponse:
+    access = project_access(request.user, project_id, needs=Role.OWNER)
+    form = ProjectForm(request.POST or None, instance=access.project)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, "Project renamed.")
+        return redirect("project_settings", project_id)
+    status = 400 if form.errors else 200
+    return render(
+        request,
+        "workspace/project_settings.html",
+        {"form": form, "project": access.project, "access": access},
+        status=status,
+    )
+
+
+@login_required
+@require_POST
+def project_archive(request: HttpRequest, project_id: int) -> HttpResponse:
+    access = project_access(request.user, project_id, needs=Role.OWNER)
+    project = access.project
+    project.archived_at = None if project.is_archived else timezone.now()
+    project.save(update_fields=["archived_at"])
+    messages.success(request, "Project archived." if project.is_archived else "Project restored.")
+    return redirect("project_settings", project_id)
+
+
+@login_required
+def members(request: HttpRequest, project_id: int) -> HttpResponse:
+    access = project_access(request.user, project_id)
+    form = AddMemberForm(request.POST or None, project=access.project)
+    status = 200
+    if request.method == "POST":
+        access = project_access(request.user, project_id, needs=Role.OWNER)
+        if form.is_valid():
+            Membership.objects.create(
+                project=access.project, user=form.cleaned_data["who"], role=form.cleaned_data["role"]
+            )
+            messages.success(request, f"{form.cleaned_data['who'].get_username()} added.")
+            return redirect("members", project_id)
+        status = 400
+    memberships = access.project.memberships.select_related("user").order_by("user__username")
+    return render(
+        request,
+        "workspace/members.html",
+        {
+            "project": access.project,
+            "access": access,
+            "memberships": memberships,
+            "form": form,
+            "roles": Role.choices,
+        },
+        status=status,
+    )
+
+
+def _owners_left_after(project: Project, membership: Membership, new_role: str | None) -> int:
+    owners = project.memberships.filter(role=Role.OWNER).exclude(pk=membership.pk).count()
+    return owners + (1 if new_role == Role.OWNER else 0)
+
+
+@login_required
+@require_POST
+def member_role(request: HttpRequest, project_id: int, membership_id: int) -> HttpResponse:
+    access = project_access(request.user, project_id, needs=Role.OWNER)
+    membership = get_object_or_404(Membership, project=access.project, pk=membership_id)
+    form = ChangeRoleForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose owner, editor or viewer.")
+    elif _owners_left_after(access.project, membership, form.cleaned_data["role"]) == 0:
+        messages.error(request, "A project needs at least one owner; make someone else owner first.")
+    else:
+        membership.role = form.cleaned_data["role"]
+        membership.save(update_fields=["role"])
+        messages.success(
+            request, f"{membership.user.get_username()} is now {membership.get_role_display().lower()}."
+        )
+    return redirect("members", project_id)
+
+
+@login_required
+@require_POST
+def member_remove(request: HttpRequest, project_id: int, membership_id: int) -> HttpResponse:
+    access = project_access(request.user, project_id, needs=Role.OWNER)
+    membership = get_object_or_404(Membership, project=access.project, pk=membership_id)
+    if _owners_left_after(access.project, membership, None) == 0:
+        messages.error(request, "A project needs at least one owner; make someone else owner first.")
+    else:
+        membership.delete()
+        messages.success(request, f"{membership.user.get_username()} removed.")
+    return redirect("members", project_id)
