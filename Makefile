@@ -6,6 +6,10 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/atelier
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+# Tests run with DEBUG off, as in production, minus HTTPS redirects and the collectstatic manifest.
+TEST_ENV = DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) DEBUG=false \
+	SECRET_KEY=test-only-secret-key-that-is-long-enough-for-django-checks \
+	SECURE_SSL_REDIRECT=false STATIC_MANIFEST=false OPENAI_API_KEY=sk-test-not-a-real-key
 
 .PHONY: run test bench lint fmt web worker beat standin services browser migrate
 
@@ -22,9 +26,7 @@ run: $(STAMP)
 
 ## Run the whole test suite on Postgres and Redis, with Chromium for the browser journeys.
 test: $(STAMP) services browser
-	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) DEBUG=false \
-	  SECRET_KEY=test-only-secret-key-that-is-long-enough-for-django-checks \
-	  $(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(TEST_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## Measure the pipeline against the stand-in API (see README for the figures it prints).
 bench: $(STAMP) services

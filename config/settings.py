@@ -123,12 +123,15 @@ STATIC_ROOT = Path(envstr("STATIC_ROOT", str(VAR_DIR / "static")))
 # Media has no public URL at all: every file goes through a view that checks project membership.
 MEDIA_ROOT = Path(envstr("MEDIA_ROOT", str(VAR_DIR / "media")))
 MEDIA_URL = None
+_STATIC_MANIFEST = not DEBUG and envbool("STATIC_MANIFEST", True)
+# Without a collectstatic manifest (laptop, tests) whitenoise serves straight from the source folders.
+WHITENOISE_USE_FINDERS = not _STATIC_MANIFEST
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": (
             "whitenoise.storage.CompressedManifestStaticFilesStorage"
-            if not DEBUG and envbool("STATIC_MANIFEST", True)
+            if _STATIC_MANIFEST
             else "django.contrib.staticfiles.storage.StaticFilesStorage"
         )
     },
@@ -166,7 +169,7 @@ JOB_RETRY_BASE_SECONDS = envfloat("JOB_RETRY_BASE_SECONDS", 2.0)
 JOB_RETRY_MAX_SECONDS = envfloat("JOB_RETRY_MAX_SECONDS", 60.0)
 # A running job's lease; its worker renews it while the call is in flight, so a killed worker's job
 # is noticed by the sweep within a lease, not after the job's whole deadline.
-JOB_LEASE_SECONDS = envint("JOB_LEASE_SECONDS", 20, minimum=2)
+JOB_LEASE_SECONDS = envint("JOB_LEASE_SECONDS", 15, minimum=2)
 JOB_LEASE_RENEW_SECONDS = envfloat("JOB_LEASE_RENEW_SECONDS", 5.0)
 JOB_SWEEP_SECONDS = envfloat("JOB_SWEEP_SECONDS", 5.0)
 # A queued job whose message has not been picked up in this long is sent again (a lost message).

@@ -20,6 +20,7 @@ class GenerationForm(forms.Form):
 
     prompt = forms.CharField(
         max_length=im.MAX_PROMPT_CHARS,
+        error_messages={"required": "Describe the image you want."},
         widget=forms.Textarea(
             attrs={"rows": 5, "placeholder": "Describe the image: subject, setting, light, style…"}
         ),

@@ -5,7 +5,9 @@ workers, a duplicate message or a sweep racing a worker can never both win.
 """
 
 import logging
+import os
 import random
+import socket
 import threading
 import time
 from datetime import timedelta
@@ -19,6 +21,13 @@ from workspace import imageapi, outputs
 from workspace.models import Image, Job, Project
 
 logger = logging.getLogger(__name__)
+
+
+
+def worker_name() -> str:
+    # Computed per claim: a prefork child has its own pid.
+    return f"{socket.gethostname()}:{os.getpid()}"
+
 
 INTERRUPTED_REASON = "The worker handling this job stopped before it finished."
 OUT_OF_TIME_REASON = "OpenAI did not produce the image in time, even after retrying."
@@ -94,6 +103,7 @@ def job_claim(*, job_id: int) -> Job | None:
             lease_expires_at=now + timedelta(seconds=settings.JOB_LEASE_SECONDS),
             attempts=F("attempts") + 1,
             started_at=now,
+            worker=worker_name(),
         )
     )
     if not changed:

@@ -126,6 +126,8 @@ class Job(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
 
     claim_token = models.UUIDField(null=True, blank=True)
+    # host:pid of the worker holding the claim, for operators chasing a stuck job.
+    worker = models.CharField(max_length=100, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     enqueued_at = models.DateTimeField(null=True, blank=True)
     deadline_at = models.DateTimeField()

@@ -139,7 +139,7 @@ def job_card(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse
     response = render(
         request, "workspace/project.html#job-card", {"job": job, "access": access, "project": access.project}
     )
-    if not job.is_active:
+    if not job.is_active and request.htmx:
         response.status_code = HTMX_STOP_POLLING
     return response
 

@@ -1,0 +1,324 @@
+"""Who can do what, bad input, and how media is served."""
+
+import pytest
+from django.urls import reverse
+
+from tests.helpers import create_job, run
+from workspace.models import Job, Membership, Project, Role
+
+pytestmark = pytest.mark.django_db
+
+
+def _urls(project, job, image) -> dict[str, tuple[str, str]]:
+    p = project.pk
+    return {
+        "project": ("get", reverse("project", args=[p])),
+        "job_detail": ("get", reverse("job_detail", args=[p, job.pk])),
+        "job_card": ("get", reverse("job_card", args=[p, job.pk])),
+        "image_detail": ("get", reverse("image_detail", args=[p, image.pk])),
+        "image_file": ("get", reverse("image_file", args=[p, image.pk])),
+        "image_thumb": ("get", reverse("image_thumb", args=[p, image.pk])),
+        "image_download": ("get", reverse("image_download", args=[p, image.pk])),
+        "members": ("get", reverse("members", args=[p])),
+        "job_create": ("post", reverse("job_create", args=[p])),
+        "job_cancel": ("post", reverse("job_cancel", args=[p, job.pk])),
+        "job_retry": ("post", reverse("job_retry", args=[p, job.pk])),
+        "project_settings": ("get", reverse("project_settings", args=[p])),
+        "project_archive": ("post", reverse("project_archive", args=[p])),
+        "member_role": ("post", reverse("member_role", args=[p, project.memberships.first().pk])),
+        "member_remove": ("post", reverse("member_remove", args=[p, project.memberships.first().pk])),
+    }
+
+
+@pytest.fixture
+def finished_job(project, cast):
+    return run(create_job(project=project, author=cast.bob, n=1))
+
+
+def test_a_stranger_gets_404_on_every_url_of_the_project_media_included(client, cast, project, finished_job):
+    client.force_login(cast.charlie)
+    image = finished_job.images.get()
+    for name, (method, url) in _urls(project, finished_job, image).items():
+        response = getattr(client, method)(url, {"prompt": "x"} if method == "post" else None)
+        assert response.status_code == 404, name
+    assert Job.objects.count() == 1
+
+
+def test_anonymous_visitors_are_sent_to_log_in(client, project, finished_job):
+    image = finished_job.images.get()
+    for name, (method, url) in _urls(project, finished_job, image).items():
+        response = getattr(client, method)(url)
+        assert response.status_code == 302, name
+        assert response["Location"].startswith(reverse("login")), name
+
+
+def test_a_viewer_sees_everything_but_cannot_generate_or_manage(client, cast, project, finished_job, generation_post):
+    client.force_login(cast.vera)
+    image = finished_job.images.get()
+    urls = _urls(project, finished_job, image)
+    for name in ("project", "job_detail", "job_card", "image_detail", "image_file", "image_thumb", "image_download", "members"):
+        method, url = urls[name]
+        assert client.get(url).status_code == 200, name
+    for name in ("job_create", "job_cancel", "job_retry", "project_archive", "member_role", "member_remove"):
+        method, url = urls[name]
+        assert client.post(url, generation_post).status_code == 403, name
+    assert client.get(urls["project_settings"][1]).status_code == 403
+    page = client.get(urls["project"][1]).content.decode()
+    assert "Generate</button>" not in page
+    assert Job.objects.count() == 1
+
+
+def test_an_editor_generates_but_does_not_manage(client, cast, project, generation_post, django_capture_on_commit_callbacks):
+    client.force_login(cast.bob)
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = client.post(reverse("job_create", args=[project.pk]), generation_post)
+    assert response.status_code == 302
+    job = Job.objects.get()
+    assert (job.author, job.project, job.status, job.size, job.n) == (cast.bob, project, "queued", "1024x1024", 1)
+    assert len(callbacks) == 1  # enqueued only on commit
+    assert client.get(reverse("project_settings", args=[project.pk])).status_code == 403
+    assert client.post(reverse("members", args=[project.pk]), {"who": "charlie", "role": "editor"}).status_code == 403
+
+
+def test_staff_see_every_project_without_joining(client, cast, project, finished_job, generation_post):
+    client.force_login(cast.sam)
+    assert client.get(reverse("project", args=[project.pk])).status_code == 200
+    assert client.get(reverse("image_file", args=[project.pk, finished_job.images.get().pk])).status_code == 200
+    assert client.post(reverse("job_create", args=[project.pk]), generation_post).status_code == 403
+    assert project.name in client.get(reverse("home")).content.decode()
+
+
+def test_the_home_page_lists_only_my_projects(client, cast, project, other_project):
+    client.force_login(cast.bob)
+    page = client.get(reverse("home")).content.decode()
+    assert project.name in page
+    assert "Charlie&#x27;s team" not in page and "Charlie's team" not in page
+
+
+def test_creating_a_project_makes_me_its_owner(client, cast):
+    client.force_login(cast.bob)
+    response = client.post(reverse("project_create"), {"name": "  Autumn  "})
+    project = Project.objects.get(name="Autumn")
+    assert response["Location"] == project.get_absolute_url()
+    assert Membership.objects.get(project=project, user=cast.bob).role == Role.OWNER
+    assert client.post(reverse("project_create"), {"name": "   "}).status_code == 400
+
+
+def test_owners_rename_and_archive_and_archived_projects_take_no_jobs(client, cast, project, generation_post):
+    client.force_login(cast.alice)
+    client.post(reverse("project_settings", args=[project.pk]), {"name": "Summer campaign"})
+    client.post(reverse("project_archive", args=[project.pk]))
+    project.refresh_from_db()
+    assert project.name == "Summer campaign"
+    assert project.is_archived
+    response = client.post(reverse("job_create", args=[project.pk]), generation_post)
+    assert response.status_code == 409
+    assert Job.objects.count() == 0
+    client.post(reverse("project_archive", args=[project.pk]))
+    project.refresh_from_db()
+    assert not project.is_archived
+
+
+def test_owners_add_members_by_username_or_email_and_change_roles(client, cast, project):
+    client.force_login(cast.alice)
+    assert client.post(reverse("members", args=[project.pk]), {"who": "CHARLIE@example.com", "role": "viewer"}).status_code == 302
+    membership = Membership.objects.get(project=project, user=cast.charlie)
+    assert membership.role == Role.VIEWER
+    client.post(reverse("member_role", args=[project.pk, membership.pk]), {"role": "editor"})
+    membership.refresh_from_db()
+    assert membership.role == Role.EDITOR
+    response = client.post(reverse("members", args=[project.pk]), {"who": "nobody-here", "role": "viewer"})
+    assert response.status_code == 400
+    assert "No one called “nobody-here” has an account here." in response.content.decode()
+    assert client.post(reverse("members", args=[project.pk]), {"who": "bob", "role": "viewer"}).status_code == 400
+    client.post(reverse("member_remove", args=[project.pk, membership.pk]))
+    assert not Membership.objects.filter(pk=membership.pk).exists()
+
+
+def test_the_last_owner_cannot_leave_or_be_demoted(client, cast, project):
+    client.force_login(cast.alice)
+    mine = Membership.objects.get(project=project, user=cast.alice)
+    client.post(reverse("member_role", args=[project.pk, mine.pk]), {"role": "viewer"})
+    client.post(reverse("member_remove", args=[project.pk, mine.pk]))
+    mine.refresh_from_db()
+    assert mine.role == Role.OWNER
+
+
+def test_another_projects_member_id_is_a_404(client, cast, project, other_project):
+    client.force_login(cast.alice)
+    theirs = other_project.memberships.get()
+    assert client.post(reverse("member_role", args=[project.pk, theirs.pk]), {"role": "viewer"}).status_code == 404
+    assert client.post(reverse("member_remove", args=[project.pk, theirs.pk])).status_code == 404
+
+
+def test_another_projects_job_and_image_are_404_through_my_project(client, cast, project, other_project):
+    theirs = run(create_job(project=other_project, author=cast.charlie))
+    client.force_login(cast.alice)
+    assert client.get(reverse("job_card", args=[project.pk, theirs.pk])).status_code == 404
+    assert client.get(reverse("image_file", args=[project.pk, theirs.images.get().pk])).status_code == 404
+    assert client.post(reverse("job_cancel", args=[project.pk, theirs.pk])).status_code == 404
+
+
+def test_media_is_served_to_members_only_with_safe_headers(client, cast, project, finished_job):
+    image = finished_job.images.get()
+    client.force_login(cast.vera)
+    inline = client.get(reverse("image_file", args=[project.pk, image.pk]))
+    assert inline.status_code == 200
+    assert inline["Content-Type"] == "image/png"
+    assert inline["X-Content-Type-Options"] == "nosniff"
+    assert "private" in inline["Cache-Control"]
+    assert b"".join(inline.streaming_content)[:8] == b"\x89PNG\r\n\x1a\n"
+    download = client.get(reverse("image_download", args=[project.pk, image.pk]))
+    assert download["Content-Disposition"].startswith("attachment;")
+    assert image.download_name in download["Content-Disposition"]
+    assert download["X-Content-Type-Options"] == "nosniff"
+    thumb = client.get(reverse("image_thumb", args=[project.pk, image.pk]))
+    assert thumb["Content-Type"] == "image/webp"
+
+
+def test_no_media_url_exposes_files(settings):
+    assert settings.MEDIA_URL in (None, "")
+
+
+# --- The generation form ------------------------------------------------------------------------
+
+
+def _post(client, project, data, **headers):
+    return client.post(reverse("job_create", args=[project.pk]), data, **headers)
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "message"),
+    [
+        ({"n": "999"}, "n", "less than or equal to 10"),
+        ({"n": "0"}, "n", "greater than or equal to 1"),
+        ({"model": "dall-e-3"}, "model", "Select a valid choice"),
+        ({"prompt": "   "}, "prompt", "Describe the image you want."),
+        ({"prompt": "x" * 32_001}, "prompt", "at most 32000 characters"),
+        ({"size": "custom", "width": "1000", "height": "1000"}, "width", "multiples of 16"),
+        ({"size": "custom", "width": "3008", "height": "992"}, "width", "between 1:3 and 3:1"),
+        ({"size": "custom", "width": "512", "height": "512"}, "width", "Too small"),
+        ({"size": "custom", "width": "3840", "height": "3840"}, "width", "Too large"),
+        ({"size": "custom", "width": "4096", "height": "2048"}, "width", "less than or equal to 3840"),
+        ({"size": "custom", "width": "", "height": "1024"}, "width", "Enter a width"),
+        ({"model": "gpt-image-1.5", "size": "custom", "width": "1536", "height": "864"}, "size", "only makes the standard sizes"),
+        ({"model": "gpt-image-1.5", "size": "story"}, "size", "cannot make story 9:16 images"),
+        ({"quality": "max"}, "quality", "does not offer max quality"),
+        ({"background": "transparent", "output_format": "jpeg"}, "background", "needs PNG or WebP"),
+        ({"model": "gpt-image-1.5", "complexity": "high"}, "complexity", "does not take a planning effort"),
+        ({"output_format": "webp", "output_compression": "101"}, "output_compression", "less than or equal to 100"),
+    ],
+)
+def test_invalid_requests_never_reach_the_queue_and_say_which_field(client, cast, project, generation_post, standin, changes, field, message):
+    client.force_login(cast.bob)
+    response = _post(client, project, generation_post | changes, HTTP_HX_REQUEST="true")
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert message in html
+    assert f'id="id_{field}"' in html
+    form = response.context["form"]
+    assert field in form.errors
+    assert Job.objects.count() == 0
+    assert standin.requests == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"size": "custom", "width": "1536", "height": "864"}, {"size": "1536x864", "size_preset": "custom"}),
+        ({"size": "story"}, {"size": "1152x2048"}),
+        ({"size": "custom", "width": "3840", "height": "2160"}, {"size": "3840x2160"}),
+        ({"size": "custom", "width": "816", "height": "816"}, {"size": "816x816"}),
+        ({"output_format": "webp", "output_compression": "60", "background": "transparent"}, {"output_compression": 60, "background": "transparent"}),
+        ({"output_format": "png", "output_compression": "60"}, {"output_compression": None}),
+        ({"model": "gpt-image-2.5-sunburst", "quality": "max", "complexity": "high"}, {"quality": "max", "complexity": "high"}),
+        ({"n": "10"}, {"n": 10}),
+    ],
+)
+def test_valid_requests_are_queued_exactly_as_asked(client, cast, project, generation_post, changes, expected):
+    client.force_login(cast.bob)
+    response = _post(client, project, generation_post | changes)
+    assert response.status_code == 302
+    job = Job.objects.get()
+    for name, value in expected.items():
+        assert getattr(job, name) == value, name
+
+
+def test_an_htmx_submit_answers_with_the_form_and_the_new_card(client, cast, project, generation_post):
+    client.force_login(cast.bob)
+    response = _post(client, project, generation_post, HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    html = response.content.decode()
+    job = Job.objects.get()
+    assert 'id="generate-form"' in html
+    assert 'hx-swap-oob="afterbegin:#job-feed"' in html
+    assert f'id="job-{job.pk}"' in html
+    assert 'hx-trigger="every 1s"' in html
+    assert generation_post["prompt"] in html  # the prompt stays in the form for the next iteration
+
+
+def test_the_poll_stops_when_the_job_ends(client, cast, project):
+    job = create_job(project=project, author=cast.bob)
+    client.force_login(cast.bob)
+    url = reverse("job_card", args=[project.pk, job.pk])
+    pending = client.get(url, HTTP_HX_REQUEST="true")
+    assert pending.status_code == 200
+    assert 'hx-trigger="every 1s"' in pending.content.decode()
+    run(job)
+    done = client.get(url, HTTP_HX_REQUEST="true")
+    assert done.status_code == 286  # htmx's "stop polling"
+    html = done.content.decode()
+    assert "every 1s" not in html
+    assert reverse("image_thumb", args=[project.pk, job.images.get().pk]) in html
+
+
+def test_a_retrying_card_says_why_and_when(client, cast, project, standin):
+    standin.inject("429:30")
+    job = run(create_job(project=project, author=cast.bob))
+    client.force_login(cast.bob)
+    html = client.get(reverse("job_card", args=[project.pk, job.pk])).content.decode()
+    assert "Retrying." in html
+    assert "OpenAI is busy right now (rate limit reached)." in html
+    assert "Next attempt in " in html
+    assert "(attempt 2 of 5)" in html
+
+
+def test_cancel_and_retry_from_the_card(client, cast, project, django_capture_on_commit_callbacks):
+    job = create_job(project=project, author=cast.bob)
+    client.force_login(cast.bob)
+    response = client.post(reverse("job_cancel", args=[project.pk, job.pk]), HTTP_HX_REQUEST="true")
+    assert "Canceled." in response.content.decode()
+    job.refresh_from_db()
+    assert job.status == Job.Status.CANCELED
+    with django_capture_on_commit_callbacks() as callbacks:
+        client.post(reverse("job_retry", args=[project.pk, job.pk]))
+    job.refresh_from_db()
+    assert job.status == Job.Status.QUEUED
+    assert len(callbacks) == 1
+
+
+def test_run_again_fills_the_form_from_a_job(client, cast, project):
+    job = create_job(project=project, author=cast.bob, prompt="Red bicycle", size="1536x864", size_preset="custom", n=3)
+    client.force_login(cast.bob)
+    form = client.get(reverse("project", args=[project.pk]), {"again": job.pk}).context["form"]
+    assert form.initial["prompt"] == "Red bicycle"
+    assert (form.initial["size"], form.initial["width"], form.initial["height"], form.initial["n"]) == ("custom", 1536, 864, 3)
+
+
+def test_every_page_says_demo_mode_when_there_is_no_key(client, cast, project, settings):
+    settings.DEMO_MODE = True
+    client.force_login(cast.bob)
+    for url in (reverse("home"), reverse("project", args=[project.pk]), reverse("members", args=[project.pk])):
+        assert "Images are placeholders from the local demo service" in client.get(url).content.decode()
+    client.logout()
+    assert "Images are placeholders" in client.get(reverse("login")).content.decode()
+    settings.DEMO_MODE = False
+    client.force_login(cast.bob)
+    assert "Images are placeholders" not in client.get(reverse("home")).content.decode()
+
+
+def test_the_api_key_never_reaches_a_page(client, cast, project, settings):
+    settings.OPENAI_API_KEY = "sk-very-secret-value-123"
+    client.force_login(cast.alice)
+    for url in (reverse("home"), reverse("project", args=[project.pk]), reverse("members", args=[project.pk])):
+        assert "sk-very-secret-value-123" not in client.get(url).content.decode()

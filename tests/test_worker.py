@@ -1,0 +1,213 @@
+"""Jobs through real Celery workers over the real Redis broker.
+
+The in-thread worker proves the queue path; the subprocess tests kill a worker with SIGKILL and lose
+messages in Redis, and check that beat's sweep brings the job back.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+from django.conf import settings
+from django.db import connection
+from django.urls import reverse
+
+from config.celery import app
+from tests.conftest import GENERATION_POST
+from workspace import jobs
+from workspace.models import Job, Membership, Project, Role
+from workspace.tasks import run_job
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _purge() -> None:
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge(settings.CELERY_TASK_DEFAULT_QUEUE)
+
+
+def _wait_for(predicate, *, timeout: float, interval: float = 0.1, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def _status(job_id: int) -> str:
+    return Job.objects.values_list("status", flat=True).get(pk=job_id)
+
+
+@pytest.fixture
+def team(django_user_model):
+    user = django_user_model.objects.create_user("wendy", password="pass-for-tests-1")
+    project = Project.objects.create(name="Worker test", created_by=user)
+    Membership.objects.create(project=project, user=user, role=Role.OWNER)
+    return user, project
+
+
+@pytest.fixture
+def thread_worker():
+    _purge()
+    with start_worker(app, pool="threads", concurrency=4, perform_ping_check=False, loglevel="WARNING"):
+        yield
+
+
+def test_a_submitted_job_goes_through_redis_and_a_worker(client, team, standin, thread_worker):
+    user, project = team
+    client.force_login(user)
+    response = client.post(reverse("job_create", args=[project.pk]), GENERATION_POST | {"n": "2"}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    job = Job.objects.get()
+    _wait_for(lambda: _status(job.pk) == "succeeded", timeout=20, what="the job to succeed")
+    assert job.images.count() == 2
+    assert len(standin.requests) == 1
+
+    # Duplicate deliveries of the same message find the job done and call nothing.
+    run_job.delay(job.pk)
+    run_job.delay(job.pk)
+    time.sleep(1.0)
+    assert len(standin.requests) == 1
+    assert job.images.count() == 2
+
+
+def test_a_retry_waits_in_the_queue_and_then_succeeds(team, standin, thread_worker):
+    user, project = team
+    standin.inject("429:1", "500")
+    job = jobs.job_create(project=project, author=user, prompt="A pear", params=_params())
+    _wait_for(lambda: _status(job.pk) == "succeeded", timeout=20, what="the job to succeed after two faults")
+    job.refresh_from_db()
+    assert job.attempts == 3
+    assert list(job.api_calls.values_list("http_status", flat=True)) == [429, 500, 200]
+
+
+def test_a_queued_job_can_be_canceled_before_a_worker_takes_it(team, standin):
+    user, project = team
+    _purge()
+    job = jobs.job_create(project=project, author=user, prompt="A plum", params=_params())
+    assert jobs.job_cancel(job=job)
+    with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False, loglevel="WARNING"):
+        time.sleep(1.0)
+    assert _status(job.pk) == "canceled"
+    assert standin.requests == []
+
+
+def _params() -> dict:
+    return {
+        "model": "gpt-image-2",
+        "size": "1024x1024",
+        "size_preset": "square",
+        "quality": "low",
+        "output_format": "png",
+        "output_compression": None,
+        "background": "auto",
+        "moderation": "auto",
+        "complexity": "",
+        "n": 1,
+    }
+
+
+class Processes:
+    """Worker and beat subprocesses sharing the test database, the broker and the stand-in."""
+
+    def __init__(self, tmp_path: Path, standin) -> None:
+        db = connection.settings_dict
+        self.env = os.environ | {
+            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+            "OPENAI_BASE_URL": standin.base_url,
+            "OPENAI_API_KEY": "sk-test-not-a-real-key",
+            "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+            "VAR_DIR": str(tmp_path / "var"),
+            "JOB_LEASE_SECONDS": "3",
+            "JOB_LEASE_RENEW_SECONDS": "1",
+            "JOB_SWEEP_SECONDS": "1",
+            "JOB_REQUEUE_AFTER_SECONDS": "3",
+            "JOB_RETRY_BASE_SECONDS": "0.1",
+            "CONN_MAX_AGE": "0",
+        }
+        self.tmp_path = tmp_path
+        self.running: list[subprocess.Popen] = []
+
+    def start(self, *args: str) -> subprocess.Popen:
+        log = open(self.tmp_path / f"{args[0]}-{uuid.uuid4().hex[:6]}.log", "wb")  # noqa: SIM115
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", *args], cwd=ROOT, env=self.env, stdout=log, stderr=log
+        )
+        self.running.append(process)
+        return process
+
+    def worker(self, name: str) -> subprocess.Popen:
+        return self.start(
+            "worker", "--pool", "threads", "--concurrency", "4", "-n", f"{name}@%h", "--without-gossip", "--without-mingle", "--loglevel", "INFO"
+        )
+
+    def beat(self) -> subprocess.Popen:
+        return self.start("beat", "--schedule", str(self.tmp_path / "beat-schedule"), "--loglevel", "INFO")
+
+    def stop(self) -> None:
+        for process in self.running:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.running:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@pytest.fixture
+def processes(tmp_path, standin):
+    _purge()
+    (tmp_path / "var").mkdir()
+    procs = Processes(tmp_path, standin)
+    yield procs
+    procs.stop()
+    _purge()
+
+
+def test_a_killed_workers_job_runs_again_on_another_worker(team, standin, processes):
+    user, project = team
+    first, second = processes.worker("first"), processes.worker("second")
+    processes.beat()
+    standin.inject("slow:20")  # the first call hangs, so the job is mid-flight when its worker dies
+    job = jobs.job_create(project=project, author=user, prompt="A fig", params=_params())
+
+    _wait_for(lambda: _status(job.pk) == "running", timeout=30, what="a worker to claim the job")
+    _wait_for(lambda: len(standin.requests) == 1, timeout=10, what="the call to be in flight")
+    job.refresh_from_db()
+    pid = int(job.worker.rsplit(":", 1)[1])
+    assert pid in (first.pid, second.pid)
+    os.kill(pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+
+    _wait_for(lambda: _status(job.pk) == "succeeded", timeout=30, what="the job to run again and succeed")
+    recovered_in = time.monotonic() - killed_at
+    job.refresh_from_db()
+    assert job.attempts == 2
+    survivor = second if pid == first.pid else first
+    assert job.worker.endswith(f":{survivor.pid}")
+    assert job.images.count() == 1
+    # Lease 3 s, sweep every 1 s: back within seconds, not after the job's 15-minute deadline.
+    assert recovered_in < 60, recovered_in
+    print(f"\nkilled worker's job succeeded {recovered_in:.1f} s after SIGKILL")
+
+
+def test_a_job_whose_message_was_lost_is_sent_again(team, standin, processes):
+    user, project = team
+    job = jobs.job_create(project=project, author=user, prompt="A quince", params=_params())
+    _purge()  # as if Redis restarted without persistence between the commit and a worker's fetch
+    processes.worker("only")
+    processes.beat()
+    _wait_for(lambda: _status(job.pk) == "succeeded", timeout=40, what="the sweep to resend the lost job")
+    job.refresh_from_db()
+    assert job.attempts == 1
