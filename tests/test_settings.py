@@ -1,0 +1,96 @@
+"""Configuration comes from the environment and fails loudly at start-up when it is unsafe."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from config.env import envbool, envint
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _example_env() -> dict[str, str]:
+    values = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            values[name] = value
+    return values
+
+
+def _clean_env(**overrides: str) -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "VIRTUAL_ENV")}
+    return keep | overrides
+
+
+def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_it_refuses_to_start_without_a_real_secret_key_when_debug_is_off(tmp_path):
+    for secret in ("", "django-insecure-abc", "short"):
+        result = _manage("check", env=_clean_env(DEBUG="false", SECRET_KEY=secret, VAR_DIR=str(tmp_path)))
+        assert result.returncode != 0
+        assert "SECRET_KEY must be set to a long random value when DEBUG is off" in result.stderr
+
+
+def test_the_production_example_passes_the_deploy_checks(tmp_path):
+    example = _example_env() | {"MEDIA_ROOT": str(tmp_path / "media"), "STATIC_ROOT": str(tmp_path / "static")}
+    env = _clean_env(**example, VAR_DIR=str(tmp_path))
+    result = _manage("check", "--deploy", "--fail-level", "WARNING", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_a_laptop_needs_no_configuration_at_all(tmp_path):
+    """No env at all beyond DEBUG: SQLite under var/, the file-system broker, demo mode."""
+    script = (
+        "import django, json; django.setup(); from django.conf import settings as s; "
+        "print(json.dumps([s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL, s.DEMO_MODE, s.OPENAI_BASE_URL, s.PORT]))"
+    )
+    env = _clean_env(DEBUG="true", VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="config.settings")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == '["django.db.backends.sqlite3", "filesystem://", true, "http://127.0.0.1:8765/v1", 8000]'
+    assert (tmp_path / "secret_key").exists()
+
+
+def test_services_come_from_their_urls(tmp_path):
+    script = (
+        "import django, json; django.setup(); from django.conf import settings as s; d = s.DATABASES['default']; "
+        "print(json.dumps([d['ENGINE'], d['NAME'], d['HOST'], s.CELERY_BROKER_URL, s.DEMO_MODE, s.OPENAI_BASE_URL, s.PORT]))"
+    )
+    env = _clean_env(
+        DEBUG="true",
+        VAR_DIR=str(tmp_path),
+        DJANGO_SETTINGS_MODULE="config.settings",
+        DATABASE_URL="postgres://u:p@db.internal:5432/atelier",
+        REDIS_URL="redis://cache.internal:6379/2",
+        OPENAI_API_KEY="sk-live",
+        OPENAI_BASE_URL="https://gateway.internal/v1",
+        PORT="9000",
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        '["django.db.backends.postgresql", "atelier", "db.internal", "redis://cache.internal:6379/2", false, '
+        '"https://gateway.internal/v1", 9000]'
+    )
+
+
+def test_env_readers_reject_junk(monkeypatch):
+    monkeypatch.setenv("FLAG", "maybe")
+    with pytest.raises(ImproperlyConfigured, match="FLAG must be true or false"):
+        envbool("FLAG", False)
+    monkeypatch.setenv("COUNT", "lots")
+    with pytest.raises(ImproperlyConfigured, match="COUNT must be a whole number"):
+        envint("COUNT", 1)
+    monkeypatch.setenv("COUNT", "0")
+    with pytest.raises(ImproperlyConfigured, match="at least 1"):
+        envint("COUNT", 1, minimum=1)
+    monkeypatch.setenv("FLAG", "Yes")
+    assert envbool("FLAG", False) is True
