@@ -10,7 +10,6 @@ from workspace import imageapi
 from workspace.models import Membership, Project, Role
 from workspace.standin import StandinServer
 
-
 # Hashing passwords properly costs ~0.3 s a user; tests make dozens of users.
 settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

@@ -56,14 +56,26 @@ def test_it_records_the_call_with_usage_and_what_the_api_reports(project, cast, 
 
 
 def test_it_sends_only_what_the_model_accepts(project, cast, standin):
-    run(create_job(project=project, author=cast.bob, output_format="jpeg", output_compression=70, complexity="high"))
+    run(
+        create_job(
+            project=project, author=cast.bob, output_format="jpeg", output_compression=70, complexity="high"
+        )
+    )
     sent = standin.requests[-1].fields
     assert sent["model"] == "gpt-image-2"
     assert sent["output_compression"] == 70
     assert sent["complexity"] == "high"
     assert "input_fidelity" not in sent
 
-    run(create_job(project=project, author=cast.bob, model="gpt-image-1.5", output_format="png", output_compression=80))
+    run(
+        create_job(
+            project=project,
+            author=cast.bob,
+            model="gpt-image-1.5",
+            output_format="png",
+            output_compression=80,
+        )
+    )
     sent = standin.requests[-1].fields
     assert sent["model"] == "gpt-image-1.5"
     assert "output_compression" not in sent  # png takes no compression
@@ -206,7 +218,9 @@ def test_a_failed_job_can_be_retried(project, cast, standin, django_capture_on_c
     assert job.attempts == 1
 
 
-def test_the_sweep_requeues_a_job_whose_worker_died(project, cast, standin, media_root, django_capture_on_commit_callbacks):
+def test_the_sweep_requeues_a_job_whose_worker_died(
+    project, cast, standin, media_root, django_capture_on_commit_callbacks
+):
     job = create_job(project=project, author=cast.bob)
     claimed = jobs.job_claim(job_id=job.pk)
     # The dead attempt wrote a file before it was killed.
@@ -239,11 +253,15 @@ def test_the_sweep_fails_a_job_interrupted_too_often(project, cast):
     assert "tried 5 times" in job.error_message
 
 
-def test_the_sweep_resends_a_job_whose_message_was_lost(project, cast, settings, django_capture_on_commit_callbacks, monkeypatch):
+def test_the_sweep_resends_a_job_whose_message_was_lost(
+    project, cast, settings, django_capture_on_commit_callbacks, monkeypatch
+):
     sent = []
     monkeypatch.setattr(jobs, "_enqueue", lambda job_id, countdown=None: sent.append(job_id))
     job = create_job(project=project, author=cast.bob)
-    Job.objects.filter(pk=job.pk).update(enqueued_at=timezone.now() - timedelta(seconds=settings.JOB_REQUEUE_AFTER_SECONDS + 1))
+    Job.objects.filter(pk=job.pk).update(
+        enqueued_at=timezone.now() - timedelta(seconds=settings.JOB_REQUEUE_AFTER_SECONDS + 1)
+    )
     assert jobs.jobs_sweep()["resent"] == 1
     assert sent == [job.pk]
     # Stamped, so the next sweep does not send it again at once.

@@ -28,7 +28,9 @@ def _clean_env(**overrides: str) -> dict[str, str]:
 
 
 def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_it_refuses_to_start_without_a_real_secret_key_when_debug_is_off(tmp_path):
@@ -39,7 +41,10 @@ def test_it_refuses_to_start_without_a_real_secret_key_when_debug_is_off(tmp_pat
 
 
 def test_the_production_example_passes_the_deploy_checks(tmp_path):
-    example = _example_env() | {"MEDIA_ROOT": str(tmp_path / "media"), "STATIC_ROOT": str(tmp_path / "static")}
+    example = _example_env() | {
+        "MEDIA_ROOT": str(tmp_path / "media"),
+        "STATIC_ROOT": str(tmp_path / "static"),
+    }
     env = _clean_env(**example, VAR_DIR=str(tmp_path))
     result = _manage("check", "--deploy", "--fail-level", "WARNING", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -49,20 +54,26 @@ def test_the_production_example_passes_the_deploy_checks(tmp_path):
 def test_a_laptop_needs_no_configuration_at_all(tmp_path):
     """No env at all beyond DEBUG: SQLite under var/, the file-system broker, demo mode."""
     script = (
-        "import django, json; django.setup(); from django.conf import settings as s; "
-        "print(json.dumps([s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL, s.DEMO_MODE, s.OPENAI_BASE_URL, s.PORT]))"
+        "import django, json; django.setup(); from django.conf import settings as s; print(json.dumps(["
+        "s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL, s.DEMO_MODE, s.OPENAI_BASE_URL, s.PORT]))"
     )
     env = _clean_env(DEBUG="true", VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="config.settings")
-    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == '["django.db.backends.sqlite3", "filesystem://", true, "http://127.0.0.1:8765/v1", 8000]'
+    assert (
+        result.stdout.strip()
+        == '["django.db.backends.sqlite3", "filesystem://", true, "http://127.0.0.1:8765/v1", 8000]'
+    )
     assert (tmp_path / "secret_key").exists()
 
 
 def test_services_come_from_their_urls(tmp_path):
     script = (
-        "import django, json; django.setup(); from django.conf import settings as s; d = s.DATABASES['default']; "
-        "print(json.dumps([d['ENGINE'], d['NAME'], d['HOST'], s.CELERY_BROKER_URL, s.DEMO_MODE, s.OPENAI_BASE_URL, s.PORT]))"
+        "import django, json; django.setup(); from django.conf import settings as s; "
+        "d = s.DATABASES['default']; print(json.dumps([d['ENGINE'], d['NAME'], d['HOST'], "
+        "s.CELERY_BROKER_URL, s.DEMO_MODE, s.OPENAI_BASE_URL, s.PORT]))"
     )
     env = _clean_env(
         DEBUG="true",
@@ -74,7 +85,9 @@ def test_services_come_from_their_urls(tmp_path):
         OPENAI_BASE_URL="https://gateway.internal/v1",
         PORT="9000",
     )
-    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == (
         '["django.db.backends.postgresql", "atelier", "db.internal", "redis://cache.internal:6379/2", false, '

@@ -52,15 +52,26 @@ def test_anonymous_visitors_are_sent_to_log_in(client, project, finished_job):
         assert response["Location"].startswith(reverse("login")), name
 
 
-def test_a_viewer_sees_everything_but_cannot_generate_or_manage(client, cast, project, finished_job, generation_post):
+def test_a_viewer_sees_everything_but_cannot_generate_or_manage(
+    client, cast, project, finished_job, generation_post
+):
     client.force_login(cast.vera)
     image = finished_job.images.get()
     urls = _urls(project, finished_job, image)
-    for name in ("project", "job_detail", "job_card", "image_detail", "image_file", "image_thumb", "image_download", "members"):
-        method, url = urls[name]
+    for name in (
+        "project",
+        "job_detail",
+        "job_card",
+        "image_detail",
+        "image_file",
+        "image_thumb",
+        "image_download",
+        "members",
+    ):
+        _method, url = urls[name]
         assert client.get(url).status_code == 200, name
     for name in ("job_create", "job_cancel", "job_retry", "project_archive", "member_role", "member_remove"):
-        method, url = urls[name]
+        _, url = urls[name]
         assert client.post(url, generation_post).status_code == 403, name
     assert client.get(urls["project_settings"][1]).status_code == 403
     page = client.get(urls["project"][1]).content.decode()
@@ -68,22 +79,35 @@ def test_a_viewer_sees_everything_but_cannot_generate_or_manage(client, cast, pr
     assert Job.objects.count() == 1
 
 
-def test_an_editor_generates_but_does_not_manage(client, cast, project, generation_post, django_capture_on_commit_callbacks):
+def test_an_editor_generates_but_does_not_manage(
+    client, cast, project, generation_post, django_capture_on_commit_callbacks
+):
     client.force_login(cast.bob)
     with django_capture_on_commit_callbacks() as callbacks:
         response = client.post(reverse("job_create", args=[project.pk]), generation_post)
     assert response.status_code == 302
     job = Job.objects.get()
-    assert (job.author, job.project, job.status, job.size, job.n) == (cast.bob, project, "queued", "1024x1024", 1)
+    assert (job.author, job.project, job.status, job.size, job.n) == (
+        cast.bob,
+        project,
+        "queued",
+        "1024x1024",
+        1,
+    )
     assert len(callbacks) == 1  # enqueued only on commit
     assert client.get(reverse("project_settings", args=[project.pk])).status_code == 403
-    assert client.post(reverse("members", args=[project.pk]), {"who": "charlie", "role": "editor"}).status_code == 403
+    assert (
+        client.post(reverse("members", args=[project.pk]), {"who": "charlie", "role": "editor"}).status_code
+        == 403
+    )
 
 
 def test_staff_see_every_project_without_joining(client, cast, project, finished_job, generation_post):
     client.force_login(cast.sam)
     assert client.get(reverse("project", args=[project.pk])).status_code == 200
-    assert client.get(reverse("image_file", args=[project.pk, finished_job.images.get().pk])).status_code == 200
+    assert (
+        client.get(reverse("image_file", args=[project.pk, finished_job.images.get().pk])).status_code == 200
+    )
     assert client.post(reverse("job_create", args=[project.pk]), generation_post).status_code == 403
     assert project.name in client.get(reverse("home")).content.decode()
 
@@ -121,7 +145,12 @@ def test_owners_rename_and_archive_and_archived_projects_take_no_jobs(client, ca
 
 def test_owners_add_members_by_username_or_email_and_change_roles(client, cast, project):
     client.force_login(cast.alice)
-    assert client.post(reverse("members", args=[project.pk]), {"who": "CHARLIE@example.com", "role": "viewer"}).status_code == 302
+    assert (
+        client.post(
+            reverse("members", args=[project.pk]), {"who": "CHARLIE@example.com", "role": "viewer"}
+        ).status_code
+        == 302
+    )
     membership = Membership.objects.get(project=project, user=cast.charlie)
     assert membership.role == Role.VIEWER
     client.post(reverse("member_role", args=[project.pk, membership.pk]), {"role": "editor"})
@@ -130,7 +159,10 @@ def test_owners_add_members_by_username_or_email_and_change_roles(client, cast, 
     response = client.post(reverse("members", args=[project.pk]), {"who": "nobody-here", "role": "viewer"})
     assert response.status_code == 400
     assert "No one called “nobody-here” has an account here." in response.content.decode()
-    assert client.post(reverse("members", args=[project.pk]), {"who": "bob", "role": "viewer"}).status_code == 400
+    assert (
+        client.post(reverse("members", args=[project.pk]), {"who": "bob", "role": "viewer"}).status_code
+        == 400
+    )
     client.post(reverse("member_remove", args=[project.pk, membership.pk]))
     assert not Membership.objects.filter(pk=membership.pk).exists()
 
@@ -147,7 +179,10 @@ def test_the_last_owner_cannot_leave_or_be_demoted(client, cast, project):
 def test_another_projects_member_id_is_a_404(client, cast, project, other_project):
     client.force_login(cast.alice)
     theirs = other_project.memberships.get()
-    assert client.post(reverse("member_role", args=[project.pk, theirs.pk]), {"role": "viewer"}).status_code == 404
+    assert (
+        client.post(reverse("member_role", args=[project.pk, theirs.pk]), {"role": "viewer"}).status_code
+        == 404
+    )
     assert client.post(reverse("member_remove", args=[project.pk, theirs.pk])).status_code == 404
 
 
@@ -201,15 +236,25 @@ def _post(client, project, data, **headers):
         ({"size": "custom", "width": "3840", "height": "3840"}, "width", "Too large"),
         ({"size": "custom", "width": "4096", "height": "2048"}, "width", "less than or equal to 3840"),
         ({"size": "custom", "width": "", "height": "1024"}, "width", "Enter a width"),
-        ({"model": "gpt-image-1.5", "size": "custom", "width": "1536", "height": "864"}, "size", "only makes the standard sizes"),
+        (
+            {"model": "gpt-image-1.5", "size": "custom", "width": "1536", "height": "864"},
+            "size",
+            "only makes the standard sizes",
+        ),
         ({"model": "gpt-image-1.5", "size": "story"}, "size", "cannot make story 9:16 images"),
         ({"quality": "max"}, "quality", "does not offer max quality"),
         ({"background": "transparent", "output_format": "jpeg"}, "background", "needs PNG or WebP"),
         ({"model": "gpt-image-1.5", "complexity": "high"}, "complexity", "does not take a planning effort"),
-        ({"output_format": "webp", "output_compression": "101"}, "output_compression", "less than or equal to 100"),
+        (
+            {"output_format": "webp", "output_compression": "101"},
+            "output_compression",
+            "less than or equal to 100",
+        ),
     ],
 )
-def test_invalid_requests_never_reach_the_queue_and_say_which_field(client, cast, project, generation_post, standin, changes, field, message):
+def test_invalid_requests_never_reach_the_queue_and_say_which_field(
+    client, cast, project, generation_post, standin, changes, field, message
+):
     client.force_login(cast.bob)
     response = _post(client, project, generation_post | changes, HTTP_HX_REQUEST="true")
     assert response.status_code == 400
@@ -229,13 +274,21 @@ def test_invalid_requests_never_reach_the_queue_and_say_which_field(client, cast
         ({"size": "story"}, {"size": "1152x2048"}),
         ({"size": "custom", "width": "3840", "height": "2160"}, {"size": "3840x2160"}),
         ({"size": "custom", "width": "816", "height": "816"}, {"size": "816x816"}),
-        ({"output_format": "webp", "output_compression": "60", "background": "transparent"}, {"output_compression": 60, "background": "transparent"}),
+        (
+            {"output_format": "webp", "output_compression": "60", "background": "transparent"},
+            {"output_compression": 60, "background": "transparent"},
+        ),
         ({"output_format": "png", "output_compression": "60"}, {"output_compression": None}),
-        ({"model": "gpt-image-2.5-sunburst", "quality": "max", "complexity": "high"}, {"quality": "max", "complexity": "high"}),
+        (
+            {"model": "gpt-image-2.5-sunburst", "quality": "max", "complexity": "high"},
+            {"quality": "max", "complexity": "high"},
+        ),
         ({"n": "10"}, {"n": 10}),
     ],
 )
-def test_valid_requests_are_queued_exactly_as_asked(client, cast, project, generation_post, changes, expected):
+def test_valid_requests_are_queued_exactly_as_asked(
+    client, cast, project, generation_post, changes, expected
+):
     client.force_login(cast.bob)
     response = _post(client, project, generation_post | changes)
     assert response.status_code == 302
@@ -298,17 +351,28 @@ def test_cancel_and_retry_from_the_card(client, cast, project, django_capture_on
 
 
 def test_run_again_fills_the_form_from_a_job(client, cast, project):
-    job = create_job(project=project, author=cast.bob, prompt="Red bicycle", size="1536x864", size_preset="custom", n=3)
+    job = create_job(
+        project=project, author=cast.bob, prompt="Red bicycle", size="1536x864", size_preset="custom", n=3
+    )
     client.force_login(cast.bob)
     form = client.get(reverse("project", args=[project.pk]), {"again": job.pk}).context["form"]
     assert form.initial["prompt"] == "Red bicycle"
-    assert (form.initial["size"], form.initial["width"], form.initial["height"], form.initial["n"]) == ("custom", 1536, 864, 3)
+    assert (form.initial["size"], form.initial["width"], form.initial["height"], form.initial["n"]) == (
+        "custom",
+        1536,
+        864,
+        3,
+    )
 
 
 def test_every_page_says_demo_mode_when_there_is_no_key(client, cast, project, settings):
     settings.DEMO_MODE = True
     client.force_login(cast.bob)
-    for url in (reverse("home"), reverse("project", args=[project.pk]), reverse("members", args=[project.pk])):
+    for url in (
+        reverse("home"),
+        reverse("project", args=[project.pk]),
+        reverse("members", args=[project.pk]),
+    ):
         assert "Images are placeholders from the local demo service" in client.get(url).content.decode()
     client.logout()
     assert "Images are placeholders" in client.get(reverse("login")).content.decode()
@@ -320,5 +384,9 @@ def test_every_page_says_demo_mode_when_there_is_no_key(client, cast, project, s
 def test_the_api_key_never_reaches_a_page(client, cast, project, settings):
     settings.OPENAI_API_KEY = "sk-very-secret-value-123"
     client.force_login(cast.alice)
-    for url in (reverse("home"), reverse("project", args=[project.pk]), reverse("members", args=[project.pk])):
+    for url in (
+        reverse("home"),
+        reverse("project", args=[project.pk]),
+        reverse("members", args=[project.pk]),
+    ):
         assert "sk-very-secret-value-123" not in client.get(url).content.decode()

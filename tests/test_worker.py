@@ -66,7 +66,9 @@ def thread_worker():
 def test_a_submitted_job_goes_through_redis_and_a_worker(client, team, standin, thread_worker):
     user, project = team
     client.force_login(user)
-    response = client.post(reverse("job_create", args=[project.pk]), GENERATION_POST | {"n": "2"}, HTTP_HX_REQUEST="true")
+    response = client.post(
+        reverse("job_create", args=[project.pk]), GENERATION_POST | {"n": "2"}, HTTP_HX_REQUEST="true"
+    )
     assert response.status_code == 200
     job = Job.objects.get()
     _wait_for(lambda: _status(job.pk) == "succeeded", timeout=20, what="the job to succeed")
@@ -141,14 +143,28 @@ class Processes:
     def start(self, *args: str) -> subprocess.Popen:
         log = open(self.tmp_path / f"{args[0]}-{uuid.uuid4().hex[:6]}.log", "wb")  # noqa: SIM115
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", *args], cwd=ROOT, env=self.env, stdout=log, stderr=log
+            [sys.executable, "-m", "celery", "-A", "config", *args],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=log,
         )
         self.running.append(process)
         return process
 
     def worker(self, name: str) -> subprocess.Popen:
         return self.start(
-            "worker", "--pool", "threads", "--concurrency", "4", "-n", f"{name}@%h", "--without-gossip", "--without-mingle", "--loglevel", "INFO"
+            "worker",
+            "--pool",
+            "threads",
+            "--concurrency",
+            "4",
+            "-n",
+            f"{name}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "INFO",
         )
 
     def beat(self) -> subprocess.Popen:

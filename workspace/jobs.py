@@ -23,7 +23,6 @@ from workspace.models import Image, Job, Project
 logger = logging.getLogger(__name__)
 
 
-
 def worker_name() -> str:
     # Computed per claim: a prefork child has its own pid.
     return f"{socket.gethostname()}:{os.getpid()}"

@@ -35,13 +35,32 @@ class Command(BaseCommand):
 
         if settings.DEMO_MODE:
             processes["demo image service"] = subprocess.Popen(
-                [python, "manage.py", "standin", "--port", str(settings.STANDIN_PORT), "--latency", str(demo_latency)],
+                [
+                    python,
+                    "manage.py",
+                    "standin",
+                    "--port",
+                    str(settings.STANDIN_PORT),
+                    "--latency",
+                    str(demo_latency),
+                ],
                 env=env,
             )
             self._wait_for(f"http://127.0.0.1:{settings.STANDIN_PORT}/healthz", processes)
 
         processes["worker"] = subprocess.Popen(
-            [python, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
+            [
+                python,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+            ],
             env=env,
         )
         processes["beat"] = subprocess.Popen(
@@ -52,15 +71,29 @@ class Command(BaseCommand):
             web = [python, "manage.py", "runserver", address, "--noreload"]
         else:
             call_command("collectstatic", interactive=False, verbosity=0)
-            web = [python, "-m", "gunicorn", "config.wsgi", "--bind", address, "--workers", "2", "--threads", "4"]
+            web = [
+                python,
+                "-m",
+                "gunicorn",
+                "config.wsgi",
+                "--bind",
+                address,
+                "--workers",
+                "2",
+                "--threads",
+                "4",
+            ]
         processes["web"] = subprocess.Popen(web, env=env)
         self._wait_for(f"http://{address}/healthz", processes)
 
         self.stdout.write(
             self.style.SUCCESS(f"\n  Atelier is running at http://{address}/\n")
             + f"  {login_line}\n"
-            + ("  Demo mode: images come from the local demo service (set OPENAI_API_KEY for real ones).\n"
-               if settings.DEMO_MODE else "")
+            + (
+                "  Demo mode: images come from the local demo service (set OPENAI_API_KEY for real ones).\n"
+                if settings.DEMO_MODE
+                else ""
+            )
             + "  Press Ctrl+C to stop.\n"
         )
         self._supervise(processes)
@@ -83,7 +116,7 @@ class Command(BaseCommand):
         while time.monotonic() < deadline:
             self._check_alive(processes)
             try:
-                with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - a loopback health check
+                with urllib.request.urlopen(url, timeout=1):
                     return
             except OSError:
                 time.sleep(0.2)
@@ -94,7 +127,9 @@ class Command(BaseCommand):
         for name, process in processes.items():
             if process.poll() is not None:
                 self._stop(processes)
-                raise SystemExit(f"The {name} stopped (exit code {process.returncode}); see the output above.")
+                raise SystemExit(
+                    f"The {name} stopped (exit code {process.returncode}); see the output above."
+                )
 
     def _supervise(self, processes: dict[str, subprocess.Popen]) -> None:
         stop = False
