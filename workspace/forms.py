@@ -46,7 +46,7 @@ class GenerationForm(forms.Form):
         min_value=0,
         max_value=100,
         initial=100,
-        help_text="JPEG and WebP only. 100 keeps the most detail.",
+        help_text="100 keeps the most detail.",
     )
     background = forms.ChoiceField(
         choices=[("auto", "Auto"), ("opaque", "Opaque"), ("transparent", "Transparent")], initial="auto"

@@ -1,5 +1,6 @@
 from django import template
 from django.utils import timezone
+from django.utils.timesince import timesince
 
 from workspace import imagemodels
 
@@ -28,6 +29,16 @@ def seconds_until(moment) -> str:
     if seconds < 90:
         return f"in {seconds} s"
     return f"in {round(seconds / 60)} min"
+
+
+@register.filter
+def ago(moment) -> str:
+    """'just now' for the first minute, then Django's '3 minutes ago'."""
+    if moment is None:
+        return ""
+    if (timezone.now() - moment).total_seconds() < 60:
+        return "just now"
+    return f"{timesince(moment).split(',')[0]} ago"
 
 
 @register.filter
