@@ -19,7 +19,7 @@ from django.db import connection
 from django.urls import reverse
 
 from config.celery import app
-from tests.conftest import GENERATION_POST
+from tests.conftest import GENERATION_POST, job_params
 from workspace import jobs
 from workspace.models import Job, Membership, Project, Role
 from workspace.tasks import run_job
@@ -86,7 +86,7 @@ def test_a_submitted_job_goes_through_redis_and_a_worker(client, team, standin, 
 def test_a_retry_waits_in_the_queue_and_then_succeeds(team, standin, thread_worker):
     user, project = team
     standin.inject("429:1", "500")
-    job = jobs.job_create(project=project, author=user, prompt="A pear", params=_params())
+    job = jobs.job_create(project=project, author=user, prompt="A pear", params=job_params())
     _wait_for(lambda: _status(job.pk) == "succeeded", timeout=20, what="the job to succeed after two faults")
     job.refresh_from_db()
     assert job.attempts == 3
@@ -96,27 +96,12 @@ def test_a_retry_waits_in_the_queue_and_then_succeeds(team, standin, thread_work
 def test_a_queued_job_can_be_canceled_before_a_worker_takes_it(team, standin):
     user, project = team
     _purge()
-    job = jobs.job_create(project=project, author=user, prompt="A plum", params=_params())
+    job = jobs.job_create(project=project, author=user, prompt="A plum", params=job_params())
     assert jobs.job_cancel(job=job)
     with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False, loglevel="WARNING"):
         time.sleep(1.0)
     assert _status(job.pk) == "canceled"
     assert standin.requests == []
-
-
-def _params() -> dict:
-    return {
-        "model": "gpt-image-2",
-        "size": "1024x1024",
-        "size_preset": "square",
-        "quality": "low",
-        "output_format": "png",
-        "output_compression": None,
-        "background": "auto",
-        "moderation": "auto",
-        "complexity": "",
-        "n": 1,
-    }
 
 
 class Processes:
@@ -196,7 +181,7 @@ def test_a_killed_workers_job_runs_again_on_another_worker(team, standin, proces
     first, second = processes.worker("first"), processes.worker("second")
     processes.beat()
     standin.inject("slow:20")  # the first call hangs, so the job is mid-flight when its worker dies
-    job = jobs.job_create(project=project, author=user, prompt="A fig", params=_params())
+    job = jobs.job_create(project=project, author=user, prompt="A fig", params=job_params())
 
     _wait_for(lambda: _status(job.pk) == "running", timeout=30, what="a worker to claim the job")
     _wait_for(lambda: len(standin.requests) == 1, timeout=10, what="the call to be in flight")
@@ -220,7 +205,7 @@ def test_a_killed_workers_job_runs_again_on_another_worker(team, standin, proces
 
 def test_a_job_whose_message_was_lost_is_sent_again(team, standin, processes):
     user, project = team
-    job = jobs.job_create(project=project, author=user, prompt="A quince", params=_params())
+    job = jobs.job_create(project=project, author=user, prompt="A quince", params=job_params())
     _purge()  # as if Redis restarted without persistence between the commit and a worker's fetch
     processes.worker("only")
     processes.beat()
