@@ -120,9 +120,10 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(envstr("STATIC_ROOT", str(VAR_DIR / "static")))
-# Media has no public URL at all: every file goes through a view that checks project membership.
+# No URL serves MEDIA_ROOT: every file goes through a view that checks project membership. MEDIA_URL
+# only names a path that nothing routes (Django's test servers need it to be a string).
 MEDIA_ROOT = Path(envstr("MEDIA_ROOT", str(VAR_DIR / "media")))
-MEDIA_URL = None
+MEDIA_URL = "/media/"
 _STATIC_MANIFEST = not DEBUG and envbool("STATIC_MANIFEST", True)
 # Without a collectstatic manifest (laptop, tests) whitenoise serves straight from the source folders.
 WHITENOISE_USE_FINDERS = not _STATIC_MANIFEST
@@ -185,13 +186,14 @@ if REDIS_URL:
 else:
     # No Redis: a broker on the file system, which web, worker and beat processes can all share.
     _broker_dir = VAR_DIR / "broker"
-    for _sub in ("queue", "processed"):
+    for _sub in ("queue", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
 CELERY_TASK_DEFAULT_QUEUE = envstr("CELERY_QUEUE", "atelier")

@@ -211,8 +211,11 @@ def test_media_is_served_to_members_only_with_safe_headers(client, cast, project
     assert thumb["Content-Type"] == "image/webp"
 
 
-def test_no_media_url_exposes_files(settings):
-    assert settings.MEDIA_URL in (None, "")
+def test_no_url_outside_the_checked_views_serves_media(client, cast, project, finished_job, settings):
+    image = finished_job.images.get()
+    client.force_login(cast.alice)
+    for prefix in (settings.MEDIA_URL, "/", "/static/"):
+        assert client.get(f"{prefix}{image.file.name}").status_code == 404, prefix
 
 
 # --- The generation form ------------------------------------------------------------------------

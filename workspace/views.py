@@ -136,10 +136,11 @@ def _job_for(access, job_id: int) -> Job:
 def job_card(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
     access = project_access(request.user, project_id)
     job = _job_for(access, job_id)
-    response = render(
-        request, "workspace/project.html#job-card", {"job": job, "access": access, "project": access.project}
-    )
+    context = {"job": job, "access": access, "project": access.project}
+    response = render(request, "workspace/project.html#job-card", context)
     if not job.is_active and request.htmx:
+        # Tell screen readers once, from a live region that polling does not replace.
+        response.content += render(request, "workspace/project.html#job-announcement", context).content
         response.status_code = HTMX_STOP_POLLING
     return response
 
@@ -308,6 +309,7 @@ def members(request: HttpRequest, project_id: int) -> HttpResponse:
             "memberships": memberships,
             "form": form,
             "roles": Role.choices,
+            "owner_count": sum(1 for m in memberships if m.role == Role.OWNER),
         },
         status=status,
     )

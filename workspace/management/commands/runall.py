@@ -148,11 +148,12 @@ class Command(BaseCommand):
             self._stop(processes)
 
     def _stop(self, processes: dict[str, subprocess.Popen]) -> None:
-        for process in processes.values():
+        # The demo image service goes last, so a job in flight is not failed by our own shutdown.
+        ordered = sorted(processes.items(), key=lambda item: item[0] == "demo image service")
+        for _name, process in ordered:
             if process.poll() is None:
                 process.terminate()
-        for process in processes.values():
             try:
-                process.wait(timeout=10)
+                process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()

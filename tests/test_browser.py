@@ -1,0 +1,329 @@
+"""Real browser journeys: headless Chromium → live Django server → Redis → an in-thread Celery worker →
+the stand-in Images API over HTTP, and back to the page through htmx polling, without a reload."""
+
+import os
+
+# Playwright's sync API runs an event loop in the test thread; the ORM calls made here are still sync.
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+import re
+import urllib.error
+import urllib.request
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+from django.conf import settings as django_settings
+from django.test import override_settings
+from PIL import Image as PILImage
+from playwright.sync_api import expect, sync_playwright
+
+from config.celery import app as celery_app
+from tests.helpers import create_job, run
+from workspace.models import Job, Membership, Project, Role
+
+pytestmark = pytest.mark.browser
+
+PASSWORD = "pass-for-tests-1"  # what conftest's make_user gives everyone
+NOW = 5_000  # ms: things the page must show straight away
+ASYNC = 20_000  # ms: things that wait on the worker and the 1 s htmx poll
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+MODERATION_REASON = "OpenAI's safety system declined this prompt"
+
+
+# ------------------------------------------------------------------------------------------------
+# Machinery
+
+
+@pytest.fixture(scope="module")
+def plain_http(tmp_path_factory):
+    """The live server speaks plain HTTP, but DEBUG=false turns on production transport settings.
+
+    SecurityMiddleware reads SECURE_SSL_REDIRECT once, when the server thread builds its handler, so this
+    must be in force before the live server starts (see the `live_server` override below). The manifest
+    static storage needs `collectstatic`; the test server serves static files from the finders instead.
+    An empty STATIC_ROOT keeps WhiteNoise from warning that var/static does not exist.
+    """
+    with override_settings(
+        STATIC_ROOT=str(tmp_path_factory.mktemp("static-root")),
+        SECURE_SSL_REDIRECT=False,
+        SESSION_COOKIE_SECURE=False,
+        CSRF_COOKIE_SECURE=False,
+        STORAGES={
+            **django_settings.STORAGES,
+            "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+        },
+    ):
+        yield
+
+
+@pytest.fixture(scope="module")
+def live_server(plain_http, live_server):
+    """pytest-django's session-scoped live server, started after `plain_http` is in force."""
+    # ALLOWED_HOSTS gets the live server's host only during each test; "testserver" is always allowed.
+    request = urllib.request.Request(live_server.url + "/accounts/login/", headers={"Host": "testserver"})
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    try:
+        status = urllib.request.build_opener(NoRedirect).open(request, timeout=10).status
+    except urllib.error.HTTPError as error:
+        status = error.code
+    assert status == 200, (
+        f"GET /accounts/login/ on the live server answered {status}; a 301 means the server was started "
+        "(by an earlier test module) before `plain_http` turned SECURE_SSL_REDIRECT off."
+    )
+    return live_server
+
+
+@pytest.fixture(scope="module")
+def celery_worker(django_db_setup, django_db_blocker):
+    """A real Celery worker in this process, consuming the real Redis broker (REDIS_URL)."""
+    assert celery_app.conf.broker_url.startswith("redis://"), "run with REDIS_URL set (see the Makefile)"
+    with django_db_blocker.unblock():
+        celery_app.control.purge()  # messages left over from an interrupted run name rows that do not exist
+        with start_worker(
+            celery_app, pool="threads", concurrency=4, perform_ping_check=False, loglevel="WARNING"
+        ) as worker:
+            yield worker
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, live_server, celery_worker):
+    context = browser.new_context(
+        accept_downloads=True, base_url=live_server.url, viewport={"width": 1280, "height": 900}
+    )
+    context.set_default_timeout(ASYNC)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def log_in(page, username: str) -> None:
+    page.goto("/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Projects", level=1)).to_be_visible(timeout=NOW)
+
+
+def project_for(owner, name: str = "Launch") -> Project:
+    project = Project.objects.create(name=name, created_by=owner)
+    Membership.objects.create(project=project, user=owner, role=Role.OWNER)
+    return project
+
+
+def mark_page(page) -> None:
+    """A marker that only survives if the page is never reloaded or navigated."""
+    page.evaluate("window.__marker = 1")
+
+
+def assert_not_reloaded(page) -> None:
+    assert page.evaluate("window.__marker") == 1, "the page was reloaded"
+
+
+def wait_until_finished(job_id: int) -> Job:
+    """The browser shows it; make sure the worker is done too, so the next test starts clean."""
+    job = Job.objects.get(pk=job_id)
+    assert job.status in Job.FINAL_STATUSES, job.status
+    return job
+
+
+# ------------------------------------------------------------------------------------------------
+# Journeys
+
+
+def test_an_editor_makes_two_custom_size_images_and_downloads_one(page, make_user, standin, tmp_path):
+    make_user("maya")
+
+    # 1. Log in with the form.
+    log_in(page, "maya")
+
+    # 2. Create a project from the Projects page.
+    page.get_by_label("Project name").fill("Launch")
+    page.get_by_role("button", name="Create project").click()
+    expect(page.get_by_role("heading", name="Launch", level=1)).to_be_visible(timeout=NOW)
+    project = Project.objects.get(name="Launch")
+    assert Membership.objects.get(project=project).role == Role.OWNER
+    expect(page.locator("#job-feed .feed-empty")).to_be_visible()
+
+    # 3. Fill the generation form: custom 1536 × 864, two images.
+    page.get_by_label("Prompt", exact=True).fill("A launch poster: a paper rocket over a lemon-yellow sky")
+    expect(page.get_by_label("Width (px)")).to_be_hidden()
+    page.get_by_label("Size", exact=True).select_option("custom")
+    expect(page.get_by_label("Width (px)")).to_be_visible()
+    page.get_by_label("Width (px)").fill("1536")
+    page.get_by_label("Height (px)").fill("864")
+    page.get_by_label("Number of images").fill("2")
+    standin.latency = 1.5
+    mark_page(page)
+    page.get_by_role("button", name="Generate").click()
+
+    # 4. The card appears at once, pending, then its two images arrive through polling.
+    card = page.locator("#job-feed .job-card").first
+    expect(card).to_be_visible(timeout=NOW)
+    expect(card.locator(".status-pill")).to_have_text(re.compile(r"Queued|Running"), timeout=NOW)
+    expect(card.locator(".placeholder")).to_have_count(2, timeout=NOW)
+    expect(card.get_by_role("link", name=re.compile("A launch poster"))).to_be_visible()
+    expect(page.locator("#job-feed .feed-empty")).to_be_hidden()
+    # The form keeps what was typed, ready for the next variation.
+    expect(page.get_by_label("Prompt", exact=True)).to_have_value(re.compile("A launch poster"))
+    expect(page.get_by_label("Width (px)")).to_have_value("1536")
+
+    images = page.locator("#job-feed .job-card img")
+    expect(images).to_have_count(2, timeout=ASYNC)
+    expect(card.locator(".status-pill")).to_have_text("Done")
+    expect(card).to_contain_text("1536 × 864")
+    for index in range(2):
+        image = images.nth(index)
+        expect(image).to_have_attribute("width", "1536")
+        expect(image).to_have_attribute("height", "864")
+        image.scroll_into_view_if_needed()
+        page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+        natural = image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+        assert abs(natural[0] / natural[1] - 1536 / 864) < 0.01, natural
+    assert_not_reloaded(page)
+
+    job = wait_until_finished(Job.objects.get(project=project).pk)
+    assert job.status == Job.Status.SUCCEEDED and job.attempts == 1
+    assert (job.size, job.n) == ("1536x864", 2)
+    sent = standin.requests[-1].fields
+    assert (sent["size"], sent["n"], sent["model"]) == ("1536x864", 2, "gpt-image-2")
+
+    # 5. The image page, and a download that is the original PNG.
+    images.first.click()
+    expect(page).to_have_url(re.compile(r"/p/\d+/images/\d+/$"))
+    download_link = page.get_by_role("link", name="Download PNG")
+    expect(download_link).to_be_visible(timeout=NOW)
+    expect(page.locator(".viewer-side")).to_contain_text("1536 × 864")
+    with page.expect_download() as download_info:
+        download_link.click()
+    download = download_info.value
+    assert re.fullmatch(rf"atelier-{project.pk}-{job.pk}-[12]\.png", download.suggested_filename)
+    saved = tmp_path / download.suggested_filename
+    download.save_as(saved)
+    with PILImage.open(saved) as png:
+        assert png.format == "PNG"
+        assert png.size == (1536, 864)
+
+
+def test_a_refused_prompt_says_why_on_the_card_and_can_be_retried(page, make_user, standin):
+    maya = make_user("maya")
+    project = project_for(maya)
+    log_in(page, "maya")
+    page.goto(project.get_absolute_url())
+    expect(page.get_by_role("heading", name="Launch", level=1)).to_be_visible(timeout=NOW)
+
+    standin.inject("moderation")
+    mark_page(page)
+    page.get_by_label("Prompt", exact=True).fill("Something the safety system will not draw")
+    page.get_by_role("button", name="Generate").click()
+
+    card = page.locator("#job-feed .job-card").first
+    expect(card).to_be_visible(timeout=NOW)
+    expect(card.locator(".status-pill")).to_have_text("Failed", timeout=ASYNC)
+    expect(card).to_contain_text(MODERATION_REASON)
+    expect(card.get_by_role("button", name="Cancel")).to_have_count(0)
+    retry = card.get_by_role("button", name="Retry")
+    expect(retry).to_be_visible()
+    assert_not_reloaded(page)
+    job = wait_until_finished(Job.objects.get(project=project).pk)
+    assert (job.status, job.error_code) == (Job.Status.FAILED, "moderation_blocked")
+
+    # The fault is used up: Retry queues the same job again and it finishes in place.
+    retry.click()
+    expect(card.locator("img")).to_have_count(1, timeout=ASYNC)
+    expect(card.locator(".status-pill")).to_have_text("Done")
+    expect(card).not_to_contain_text(MODERATION_REASON)
+    assert_not_reloaded(page)
+    job = wait_until_finished(job.pk)
+    assert (job.status, job.attempts) == (Job.Status.SUCCEEDED, 1)
+    assert page.locator("#job-feed .job-card").count() == 1
+
+
+def test_a_viewer_sees_the_project_and_its_images_but_cannot_generate(page, make_user):
+    owner, vera = make_user("olga"), make_user("vera")
+    project = project_for(owner)
+    Membership.objects.create(project=project, user=vera, role=Role.VIEWER)
+    job = run(create_job(project=project, author=owner, prompt="A finished lemon still life"))
+    assert job.status == Job.Status.SUCCEEDED
+
+    log_in(page, "vera")
+    expect(page.get_by_role("link", name=re.compile("Launch"))).to_be_visible()
+    page.get_by_role("link", name=re.compile("Launch")).click()
+    expect(page.get_by_role("heading", name="Launch", level=1)).to_be_visible(timeout=NOW)
+    expect(page.get_by_text("You are viewer")).to_be_visible()
+    expect(page.get_by_text("Viewers can browse everything here")).to_be_visible()
+
+    card = page.locator(f"#job-{job.pk}")
+    expect(card.locator("img")).to_have_count(1)
+    expect(card.locator(".status-pill")).to_have_text("Done")
+    expect(page.get_by_role("button", name="Generate")).to_have_count(0)
+    expect(page.get_by_label("Prompt", exact=True)).to_have_count(0)
+    expect(card.get_by_role("button")).to_have_count(0)  # no Cancel, no Retry
+    expect(card.get_by_role("link", name="Edit & run again")).to_have_count(0)
+
+    # The server refuses too, not just the page.
+    token = next(c["value"] for c in page.context.cookies() if c["name"] == "csrftoken")
+    response = page.request.post(
+        f"/p/{project.pk}/jobs",
+        headers={"X-CSRFToken": token},
+        form={"prompt": "sneaky", "model": "gpt-image-2", "size": "square", "n": "1"},
+    )
+    assert response.status == 403
+    assert Job.objects.filter(project=project).count() == 1
+
+    # Images stay reachable: the image page offers the download but not "Run again".
+    card.locator("img").click()
+    expect(page.get_by_role("link", name="Download PNG")).to_be_visible(timeout=NOW)
+    expect(page.get_by_role("link", name="Run again")).to_have_count(0)
+
+
+def test_the_form_works_from_the_keyboard(page, make_user, standin):
+    maya = make_user("maya")
+    project = project_for(maya)
+    log_in(page, "maya")
+    page.goto(project.get_absolute_url())
+    mark_page(page)
+
+    prompt = page.get_by_label("Prompt", exact=True)
+    prompt.click()
+    page.keyboard.type("A lemon on a blue tiled table, typed")
+    expect(page.locator('[data-counter-for="id_prompt"]')).to_have_text("36")
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Model")).to_be_focused()
+    page.keyboard.press("Shift+Tab")
+    expect(prompt).to_be_focused()
+    # Plain Enter is a new line; Ctrl+Enter submits.
+    page.keyboard.press("Enter")
+    expect(prompt).to_have_value("A lemon on a blue tiled table, typed\n")
+    expect(page.locator("#job-feed .job-card")).to_have_count(0)
+    page.keyboard.press("Control+Enter")
+
+    card = page.locator("#job-feed .job-card").first
+    expect(card).to_be_visible(timeout=NOW)
+    expect(card.locator("img")).to_have_count(1, timeout=ASYNC)
+    assert_not_reloaded(page)
+    job = wait_until_finished(Job.objects.get(project=project).pk)
+    assert job.status == Job.Status.SUCCEEDED
+    assert job.prompt == "A lemon on a blue tiled table, typed"
