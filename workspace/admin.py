@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from workspace.models import ApiCall, Image, Job, Membership, Project
+from workspace.models import ApiCall, Budget, Image, Job, LedgerEntry, Membership, Price, Project
 
 
 class MembershipInline(admin.TabularInline):
@@ -75,3 +75,47 @@ class ImageAdmin(admin.ModelAdmin):
     list_display = ["id", "project", "job", "index", "width", "height", "format", "bytes", "created_at"]
     list_filter = ["format"]
     raw_id_fields = ["job", "project"]
+
+
+@admin.register(Price)
+class PriceAdmin(admin.ModelAdmin):
+    list_display = ["model", "effective_from", *Price.RATE_FIELDS, "note"]
+    list_filter = ["model"]
+    search_fields = ["model"]
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(admin.ModelAdmin):
+    """Read-only: the ledger is append-only and written by workers alone."""
+
+    list_display = [
+        "created_at",
+        "user",
+        "project",
+        "model",
+        "image_count",
+        "total_tokens",
+        "cost",
+        "priced",
+        "request_id",
+    ]
+    list_filter = ["model", "priced", "created_at"]
+    search_fields = ["request_id", "user__username", "project__name"]
+    date_hierarchy = "created_at"
+    list_select_related = ["user", "project"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Budget)
+class BudgetAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "user", "project", "monthly_limit", "updated_at"]
+    autocomplete_fields = ["user", "project"]
+    search_fields = ["user__username", "project__name"]

@@ -1,5 +1,13 @@
 from django.conf import settings
+from django.utils.functional import SimpleLazyObject
+
+from workspace import spend
 
 
 def workspace(request) -> dict:
-    return {"demo_mode": settings.DEMO_MODE}
+    context = {"demo_mode": settings.DEMO_MODE}
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        # Lazy: only pages that show the badge pay for its two queries (the 1 s job poll does not).
+        context["my_spend"] = SimpleLazyObject(lambda: spend.summary_for(user))
+    return context

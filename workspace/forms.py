@@ -1,6 +1,9 @@
+from datetime import timedelta
+
 from django import forms
 from django.contrib.auth import get_user_model
 from django.db.models import Q
+from django.utils import timezone
 
 from workspace import imagemodels as im
 from workspace.models import Project, Role
@@ -197,3 +200,32 @@ class AddMemberForm(forms.Form):
 
 class ChangeRoleForm(forms.Form):
     role = forms.ChoiceField(choices=Role.choices)
+
+
+class SpendPeriodForm(forms.Form):
+    PERIODS = [("this_month", "This month"), ("last_month", "Last month"), ("custom", "Chosen dates")]
+    period = forms.ChoiceField(choices=PERIODS, initial="this_month", required=False)
+    start = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
+
+    MAX_DAYS = 366
+
+    def clean(self) -> dict:
+        data = super().clean()
+        today = timezone.localdate()
+        period = data.get("period") or "this_month"
+        if period == "this_month":
+            data["start"], data["end"] = today.replace(day=1), today
+        elif period == "last_month":
+            last_day = today.replace(day=1) - timedelta(days=1)
+            data["start"], data["end"] = last_day.replace(day=1), last_day
+        else:
+            start, end = data.get("start"), data.get("end")
+            if start is None or end is None:
+                if "start" not in self.errors and "end" not in self.errors:
+                    self.add_error("start", "Choose both dates.")
+            elif end < start:
+                self.add_error("end", "The end date is before the start date.")
+            elif (end - start).days >= self.MAX_DAYS:
+                self.add_error("end", "Choose at most a year at a time.")
+        return data

@@ -17,7 +17,9 @@ from datetime import UTC, datetime
 
 import openai
 from django.conf import settings
+from django.db import transaction
 
+from workspace import spend
 from workspace.models import ApiCall, Job
 
 logger = logging.getLogger(__name__)
@@ -229,5 +231,7 @@ def generate(*, job: Job, attempt: int, timeout: float) -> CallResult:
     record.response_format = response.output_format or ""
     for name, value in _usage_fields(response.usage).items():
         setattr(record, name, value)
-    record.save()
+    with transaction.atomic():
+        record.save()
+        spend.charge(api_call=record, job=job)
     return CallResult(images=images, api_call=record)

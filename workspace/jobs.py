@@ -11,14 +11,17 @@ import socket
 import threading
 import time
 from datetime import timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from workspace import imageapi, outputs
+from workspace import imageapi, outputs, spend
 from workspace.models import Image, Job, Project
+
+ZERO = Decimal(0)
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +41,20 @@ def _enqueue(job_id: int, *, countdown: float | None = None) -> None:
     run_job.apply_async((job_id,), countdown=countdown)
 
 
+def job_estimate(*, prompt: str, params: dict) -> spend.Estimate:
+    return spend.estimate(
+        model=params["model"], quality=params["quality"], size=params["size"], n=params["n"], prompt=prompt
+    )
+
+
 def job_create(*, project: Project, author, prompt: str, params: dict) -> Job:
-    """Create a queued job and send it to a worker once the transaction commits."""
+    """Reserve the estimate against the budgets, create a queued job, and send it once committed.
+
+    Raises spend.BudgetExceeded, creating nothing, when a budget cannot cover the estimate.
+    """
+    estimate = job_estimate(prompt=prompt, params=params)
     with transaction.atomic():
+        spend.reserve(user=author, project=project, amount=estimate.cost)
         job = Job.objects.create(
             project=project,
             author=author,
@@ -48,6 +62,8 @@ def job_create(*, project: Project, author, prompt: str, params: dict) -> Job:
             max_attempts=settings.JOB_MAX_ATTEMPTS,
             deadline_at=Job.new_deadline(),
             enqueued_at=timezone.now(),
+            estimated_cost=estimate.cost,
+            reserved_cost=estimate.cost,
             **params,
         )
         transaction.on_commit(lambda: _enqueue(job.pk))
@@ -61,14 +77,21 @@ def job_cancel(*, job: Job) -> bool:
         finished_at=timezone.now(),
         next_attempt_at=None,
         retry_reason="",
+        reserved_cost=0,
     )
     return bool(changed)
 
 
 def job_retry(*, job: Job) -> bool:
-    """Queue a failed or canceled job again, with a fresh set of attempts and a fresh deadline."""
+    """Queue a failed or canceled job again, with a fresh set of attempts, deadline and reservation.
+
+    Raises spend.BudgetExceeded when a budget cannot cover it any more.
+    """
+    amount = job.estimated_cost if job.estimated_cost is not None else ZERO
     with transaction.atomic():
+        spend.reserve(user=job.author, project=job.project, amount=amount)
         changed = Job.objects.filter(pk=job.pk, status__in=[Job.Status.FAILED, Job.Status.CANCELED]).update(
+            reserved_cost=amount,
             status=Job.Status.QUEUED,
             attempts=0,
             error_message="",
@@ -212,6 +235,7 @@ def _finish(job: Job, stored: list[outputs.StoredFile]) -> None:
     with transaction.atomic():
         won = Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING, claim_token=job.claim_token).update(
             status=Job.Status.SUCCEEDED,
+            reserved_cost=0,
             finished_at=now,
             lease_expires_at=None,
             retry_reason="",
@@ -266,6 +290,7 @@ def _record_failure(job: Job, failure: imageapi.CallFailure) -> None:
             return
         mine.update(
             status=Job.Status.FAILED,
+            reserved_cost=0,
             error_message=reason,
             error_code=failure.code,
             retry_reason="",
@@ -277,6 +302,7 @@ def _record_failure(job: Job, failure: imageapi.CallFailure) -> None:
         return
     mine.update(
         status=Job.Status.FAILED,
+        reserved_cost=0,
         error_message=failure.reason,
         error_code=failure.code,
         retry_reason="",
@@ -297,6 +323,7 @@ def jobs_sweep() -> dict[str, int]:
         if job.attempts >= job.max_attempts or job.deadline_at <= now:
             changed = still_expired.update(
                 status=Job.Status.FAILED,
+                reserved_cost=0,
                 error_message=f"{INTERRUPTED_REASON} It was tried {job.attempts} times; retry it when ready.",
                 error_code="interrupted",
                 finished_at=now,

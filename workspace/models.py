@@ -2,6 +2,7 @@ import uuid
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
@@ -115,6 +116,10 @@ class Job(models.Model):
     moderation = models.CharField(max_length=8, default="auto")
     complexity = models.CharField(max_length=8, blank=True)
     n = models.PositiveSmallIntegerField(default=1)
+
+    # What submitting this job held back from the budgets until it ends (the estimate, in dollars).
+    estimated_cost = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    reserved_cost = models.DecimalField(max_digits=14, decimal_places=6, default=0)
 
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     attempts = models.PositiveSmallIntegerField(default=0)
@@ -276,3 +281,136 @@ class Image(models.Model):
     def download_name(self) -> str:
         extension = "jpg" if self.format == "jpeg" else self.format
         return f"atelier-{self.project_id}-{self.job_id}-{self.index + 1}.{extension}"
+
+
+MONEY = {"max_digits": 14, "decimal_places": 6}
+RATE = {
+    "max_digits": 12,
+    "decimal_places": 6,
+    "validators": [MinValueValidator(0, "A price cannot be negative.")],
+    "help_text": "US dollars per million tokens, up to 6 decimal places.",
+}
+MAX_MONTHLY_BUDGET = 1_000_000
+
+
+class Price(models.Model):
+    """What OpenAI charges a model per million tokens, from a date on. Edited by admins."""
+
+    model = models.CharField(max_length=64)
+    effective_from = models.DateField()
+    text_input = models.DecimalField(**RATE)
+    cached_text_input = models.DecimalField(**RATE)
+    image_input = models.DecimalField(**RATE)
+    cached_image_input = models.DecimalField(**RATE)
+    image_output = models.DecimalField(**RATE)
+    text_output = models.DecimalField(**RATE)
+    note = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["model", "-effective_from"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "effective_from"], name="one_price_per_model_day")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model} from {self.effective_from}"
+
+    RATE_FIELDS = (
+        "text_input",
+        "cached_text_input",
+        "image_input",
+        "cached_image_input",
+        "image_output",
+        "text_output",
+    )
+
+    def rates(self) -> dict[str, str]:
+        return {name: str(getattr(self, name)) for name in self.RATE_FIELDS}
+
+
+class LedgerEntry(models.Model):
+    """One charge: an API call that returned usage. Append-only; unique per call, so never charged twice."""
+
+    api_call = models.OneToOneField(ApiCall, on_delete=models.PROTECT, related_name="charge")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="charges")
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="charges")
+    job = models.ForeignKey(Job, on_delete=models.PROTECT, related_name="charges")
+    model = models.CharField(max_length=64)
+    request_id = models.CharField(max_length=100, blank=True)
+    text_input_tokens = models.PositiveIntegerField(default=0)
+    cached_text_input_tokens = models.PositiveIntegerField(default=0)
+    image_input_tokens = models.PositiveIntegerField(default=0)
+    cached_image_input_tokens = models.PositiveIntegerField(default=0)
+    image_output_tokens = models.PositiveIntegerField(default=0)
+    text_output_tokens = models.PositiveIntegerField(default=0)
+    image_count = models.PositiveSmallIntegerField(default=0)
+    # The rates used, copied, so a later price change never rewrites history.
+    price = models.ForeignKey(Price, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    rates = models.JSONField(default=dict, blank=True)
+    priced = models.BooleanField(default=True)
+    cost = models.DecimalField(**MONEY)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "ledger entries"
+        indexes = [
+            models.Index(fields=["user", "created_at"], name="ledger_user_time"),
+            models.Index(fields=["project", "created_at"], name="ledger_project_time"),
+            models.Index(fields=["created_at"], name="ledger_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"${self.cost} for call {self.api_call_id}"
+
+    @property
+    def total_tokens(self) -> int:
+        return (
+            self.text_input_tokens
+            + self.cached_text_input_tokens
+            + self.image_input_tokens
+            + self.cached_image_input_tokens
+            + self.image_output_tokens
+            + self.text_output_tokens
+        )
+
+
+class Budget(models.Model):
+    """A monthly limit in dollars, for one user or one project.
+
+    The row is also the lock that makes check-and-reserve one atomic step: submits for the same budget
+    queue on SELECT ... FOR UPDATE, and each computes what is used from the ledger and the reservations
+    of unfinished jobs, so there is no running total that could drift.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="budget"
+    )
+    project = models.OneToOneField(
+        Project, null=True, blank=True, on_delete=models.CASCADE, related_name="budget"
+    )
+    monthly_limit = models.DecimalField(
+        max_digits=10,
+        decimal_places=2,
+        validators=[
+            MinValueValidator(0, "A budget cannot be negative."),
+            MaxValueValidator(
+                MAX_MONTHLY_BUDGET, f"That is more than ${MAX_MONTHLY_BUDGET:,} a month; check it."
+            ),
+        ],
+        help_text="US dollars per calendar month. 0 stops all new jobs.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(user__isnull=False, project__isnull=True)
+                | Q(user__isnull=True, project__isnull=False),
+                name="budget_for_user_or_project",
+            ),
+            models.CheckConstraint(condition=Q(monthly_limit__gte=0), name="budget_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"${self.monthly_limit}/month for {self.user or self.project}"

@@ -1,3 +1,5 @@
+import csv
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.files.storage import default_storage
@@ -9,10 +11,10 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HTMX_STOP_POLLING
 
-from workspace import imagemodels, jobs
+from workspace import imagemodels, jobs, spend
 from workspace.access import project_access
-from workspace.forms import AddMemberForm, ChangeRoleForm, GenerationForm, ProjectForm
-from workspace.models import Image, Job, Membership, Project, Role
+from workspace.forms import AddMemberForm, ChangeRoleForm, GenerationForm, ProjectForm, SpendPeriodForm
+from workspace.models import Image, Job, LedgerEntry, Membership, Project, Role
 
 FEED_PAGE_SIZE = 12
 
@@ -105,12 +107,18 @@ def job_create(request: HttpRequest, project_id: int) -> HttpResponse:
         jobs_page, next_before = _feed(access.project, None)
         context = _project_context(access, form, jobs_page, next_before)
         return render(request, "workspace/project.html", context, status=400)
-    job = jobs.job_create(
-        project=access.project,
-        author=request.user,
-        prompt=form.cleaned_data["prompt"],
-        params=form.job_params(),
-    )
+    try:
+        job = jobs.job_create(
+            project=access.project,
+            author=request.user,
+            prompt=form.cleaned_data["prompt"],
+            params=form.job_params(),
+        )
+    except spend.BudgetExceeded as refusal:
+        form.add_error(None, str(refusal))
+        template = "workspace/project.html#generate-form" if request.htmx else "workspace/project.html"
+        jobs_page, next_before = ([], None) if request.htmx else _feed(access.project, None)
+        return render(request, template, _project_context(access, form, jobs_page, next_before), status=402)
     if not request.htmx:
         return redirect(access.project)
     # The form keeps what was typed (people iterate on a prompt); the new card goes on top of the feed.
@@ -139,10 +147,24 @@ def job_card(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse
     context = {"job": job, "access": access, "project": access.project}
     response = render(request, "workspace/project.html#job-card", context)
     if not job.is_active and request.htmx:
-        # Tell screen readers once, from a live region that polling does not replace.
+        # Tell screen readers once, from a live region that polling does not replace, and move the badge.
         response.content += render(request, "workspace/project.html#job-announcement", context).content
+        if job.author_id == request.user.pk:
+            response.content += render(request, "base.html#spend-badge", {"badge_oob": True}).content
         response.status_code = HTMX_STOP_POLLING
     return response
+
+
+@login_required
+@require_GET
+def estimate(request: HttpRequest, project_id: int) -> HttpResponse:
+    """The expected cost of the form as it stands; the form refreshes it as fields change."""
+    access = project_access(request.user, project_id)
+    form = GenerationForm(request.GET)
+    context = {"project": access.project, "estimate": False}
+    if form.is_valid():
+        context["estimate"] = jobs.job_estimate(prompt=form.cleaned_data["prompt"], params=form.job_params())
+    return render(request, "workspace/project.html#estimate", context)
 
 
 @login_required
@@ -150,11 +172,12 @@ def job_card(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse
 def job_detail(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
     access = project_access(request.user, project_id)
     job = _job_for(access, job_id)
-    calls = job.api_calls.all()
+    calls = list(job.api_calls.select_related("charge"))
+    actual = sum((call.charge.cost for call in calls if hasattr(call, "charge")), start=spend.ZERO)
     return render(
         request,
         "workspace/job_detail.html",
-        {"job": job, "access": access, "project": access.project, "calls": calls},
+        {"job": job, "access": access, "project": access.project, "calls": calls, "actual": actual},
     )
 
 
@@ -186,7 +209,12 @@ def job_retry(request: HttpRequest, project_id: int, job_id: int) -> HttpRespons
     job = get_object_or_404(Job, project=access.project, pk=job_id)
     if access.project.is_archived:
         return HttpResponse("This project is archived; unarchive it to make images.", status=409)
-    jobs.job_retry(job=job)
+    try:
+        jobs.job_retry(job=job)
+    except spend.BudgetExceeded as refusal:
+        if request.htmx:
+            return HttpResponse(str(refusal), status=402)
+        messages.error(request, str(refusal))
     return _after_job_action(request, access, job_id)
 
 
@@ -350,3 +378,68 @@ def member_remove(request: HttpRequest, project_id: int, membership_id: int) -> 
         membership.delete()
         messages.success(request, f"{membership.user.get_username()} removed.")
     return redirect("members", project_id)
+
+
+# --- Spend ---------------------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def my_spend(request: HttpRequest) -> HttpResponse:
+    charges = LedgerEntry.objects.filter(
+        user=request.user, created_at__gte=spend.month_start()
+    ).select_related("project", "job")[:100]
+    return render(
+        request, "workspace/my_spend.html", {"summary": spend.summary_for(request.user), "charges": charges}
+    )
+
+
+def _staff_only(user) -> None:
+    if not user.is_staff:
+        raise Http404
+
+
+@login_required
+@require_GET
+def spend_dashboard(request: HttpRequest) -> HttpResponse:
+    _staff_only(request.user)
+    form = SpendPeriodForm(request.GET or None)
+    if request.GET and not form.is_valid():
+        return render(request, "workspace/spend_dashboard.html", {"form": form, "report": None}, status=400)
+    if not request.GET:
+        form = SpendPeriodForm({"period": "this_month"})
+        form.is_valid()
+    report = spend.report(start=form.cleaned_data["start"], end=form.cleaned_data["end"])
+    peak = max((day["cost"] for day in report.daily), default=spend.ZERO) or 1
+    bars = [
+        {"day": d["day"], "cost": d["cost"], "height": float(d["cost"] / peak * 100)} for d in report.daily
+    ]
+    return render(request, "workspace/spend_dashboard.html", {"form": form, "report": report, "bars": bars})
+
+
+@login_required
+@require_GET
+def spend_csv(request: HttpRequest) -> HttpResponse:
+    _staff_only(request.user)
+    form = SpendPeriodForm(request.GET or {"period": "this_month"})
+    if not form.is_valid():
+        errors = "; ".join(f"{field}: {' '.join(messages_)}" for field, messages_ in form.errors.items())
+        return HttpResponse(f"Bad period: {errors}", status=400, content_type="text/plain")
+    report = spend.report(start=form.cleaned_data["start"], end=form.cleaned_data["end"])
+    response = HttpResponse(content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="atelier-spend-{report.start}-{report.end}.csv"'
+    writer = csv.writer(response)
+    writer.writerow(["section", "name", "cost_usd", "images", "calls", "tokens"])
+    sections = [
+        ("user", report.by_user, "user__username"),
+        ("project", report.by_project, "project__name"),
+        ("model", report.by_model, "model"),
+    ]
+    for section, rows, name in sections:
+        for row in rows:
+            writer.writerow([section, row[name], row["cost"], row["images"], row["calls"], row["tokens"]])
+    for day in report.daily:
+        writer.writerow(["day", day["day"].isoformat(), day["cost"], "", "", ""])
+    totals = report.totals
+    writer.writerow(["total", "", totals["cost"], totals["images"], totals["calls"], totals["tokens"]])
+    return response

@@ -1,3 +1,5 @@
+from decimal import ROUND_HALF_UP, Decimal
+
 from django import template
 from django.utils import timezone
 from django.utils.timesince import timesince
@@ -42,6 +44,16 @@ def ago(moment) -> str:
 
 
 @register.filter
+def dollars(amount) -> str:
+    """$0.211 for cents and less (image calls are cheap one by one), $12.40 from a dollar up."""
+    if amount is None or amount == "":
+        return "0.00"
+    value = Decimal(amount)
+    places = Decimal("0.001") if abs(value) < 1 and value != 0 else Decimal("0.01")
+    return f"{value.quantize(places, rounding=ROUND_HALF_UP):,}"
+
+
+@register.filter
 def dimensions(size: str) -> str:
     return size.replace("x", " × ")
 
@@ -54,3 +66,8 @@ def filesize(num_bytes: int) -> str:
             return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GB"
+
+
+@register.filter
+def get(mapping: dict, key: str):
+    return mapping.get(key, "")

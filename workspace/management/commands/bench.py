@@ -1,0 +1,1367 @@
+"""``make bench``: measure the job pipeline end to end against the stand-in Images API.
+
+Everything goes through the real path: the web view (Django's test ``Client``, in this process) or the
+``job_create`` service, a Celery message over Redis, a real worker process (threads pool) that calls the
+in-process stand-in over HTTP through the ``openai`` SDK, stores the files and thumbnails, and flips the
+row. It measures:
+
+1. orchestration overhead per job (submit to ``succeeded``, minus the stand-in's fixed latency);
+2. throughput of one worker at each concurrency (ideal ``ceil(N/C) * latency`` over actual);
+3. server time of the job-card poll, and its SQL queries;
+4. thumbnail time per image size;
+5. the worker's peak memory (VmHWM) during each throughput run.
+
+The bench makes its own user and project, sends to its own queue, keeps media in a temporary folder, and
+removes all of it at the end (also after an error or Ctrl+C). It refuses to start when another project has
+unfinished jobs, because the worker's start-up sweep would pick them up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import platform
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.sessions.models import Session
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connection, models
+from django.test import Client
+from django.test.utils import CaptureQueriesContext, override_settings
+from django.urls import reverse
+from django.utils import timezone
+
+from workspace import jobs as job_services
+from workspace import outputs, standin
+from workspace.models import ApiCall, Image, Job, Membership, Project, Role
+
+PROMPT = "Bench: a lemon on a blue tiled table, morning light"
+FORM_POST = {
+    "prompt": PROMPT,
+    "model": "gpt-image-2",
+    "size": "square",
+    "quality": "low",
+    "output_format": "png",
+    "output_compression": "100",
+    "background": "auto",
+    "moderation": "auto",
+    "complexity": "",
+    "n": "1",
+}
+SERVICE_PARAMS = {
+    "model": "gpt-image-2",
+    "size": "1024x1024",
+    "size_preset": "square",
+    "quality": "low",
+    "output_format": "png",
+    "output_compression": None,
+    "background": "auto",
+    "moderation": "auto",
+    "complexity": "",
+    "n": 1,
+}
+THUMBNAIL_SIZES = ((1024, 1024), (1536, 1024), (2048, 1152))
+
+TARGET_OVERHEAD_MEDIAN_MS = 100.0
+TARGET_THROUGHPUT_RATIO = 0.9
+TARGET_POLL_P95_MS = 5.0
+
+
+# --------------------------------------------------------------------------------------------------
+# Small helpers
+
+
+def percentile(values: Iterable[float], fraction: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default), so p95 of 20 values is meaningful."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    position = (len(ordered) - 1) * fraction
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"n": 0}
+    return {
+        "n": len(values),
+        "min": min(values),
+        "median": statistics.median(values),
+        "p95": percentile(values, 0.95),
+        "max": max(values),
+        "mean": statistics.fmean(values),
+    }
+
+
+def proc_status(pid: int) -> dict[str, str]:
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return {}
+    return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+
+
+def proc_kib(pid: int, key: str) -> int | None:
+    value = proc_status(pid).get(key)
+    return int(value.split()[0]) if value else None
+
+
+def proc_cpu_seconds(pid: int) -> float | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+
+
+def reset_peak_rss(pid: int) -> bool:
+    """Linux resets VmHWM to the current RSS on "5" written to clear_refs (needs the same user or root)."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def children_of(pid: int) -> list[int]:
+    try:
+        found = []
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            children = (task / "children").read_text().split()
+            found.extend(int(child) for child in children)
+        return found
+    except OSError:
+        return []
+
+
+def system_busy_seconds() -> float:
+    """CPU time all processes on the machine spent busy (every core), from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+SERVICE_COMMANDS = ("postgres", "redis-server")
+
+
+def services_cpu_seconds() -> float:
+    """CPU used so far by Postgres and Redis, including exited backends (reaped by the postmaster)."""
+    total = 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        command = text[text.find("(") + 1 : text.rfind(")")]
+        if command.startswith(SERVICE_COMMANDS):
+            fields = text.rsplit(")", 1)[1].split()
+            total += sum(int(value) for value in fields[11:15]) / ticks  # utime stime cutime cstime
+    return total
+
+
+class CpuMeter:
+    """How busy the machine was during a phase: the bench and its workers, Postgres and Redis, the rest."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.started = time.monotonic()
+        self.system0 = system_busy_seconds()
+        self.services0 = services_cpu_seconds()
+        times = os.times()
+        self.self0 = times.user + times.system
+        self.workers = 0.0
+
+    def add_worker(self, pid: int) -> None:
+        self.workers += proc_cpu_seconds(pid) or 0.0
+
+    def result(self) -> dict[str, float]:
+        elapsed = time.monotonic() - self.started
+        times = os.times()
+        ours = times.user + times.system - self.self0 + self.workers
+        services = services_cpu_seconds() - self.services0  # also serving other people's processes
+        busy = system_busy_seconds() - self.system0
+        return {
+            "elapsed_s": elapsed,
+            "machine_busy_cores": busy / elapsed,
+            "bench_and_worker_cores": ours / elapsed,
+            "postgres_and_redis_cores": services / elapsed,
+            "other_processes_cores": max(0.0, busy - ours - services) / elapsed,
+        }
+
+
+SOURCE_GLOBS = ("workspace/**/*.py", "config/*.py", "templates/**/*.html")
+
+
+def source_fingerprint() -> str:
+    digest = hashlib.sha256()
+    for pattern in SOURCE_GLOBS:
+        for path in sorted(settings.BASE_DIR.glob(pattern)):
+            if "management/commands/bench.py" in str(path):
+                continue
+            with contextlib.suppress(OSError):
+                digest.update(str(path.relative_to(settings.BASE_DIR)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def git_facts() -> dict[str, Any]:
+    """Read-only: the commit and which files differ from it (other people edit this tree meanwhile)."""
+
+    def git(*args: str) -> str:
+        with contextlib.suppress(Exception):
+            return subprocess.run(
+                ["git", *args], cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=10, check=False
+            ).stdout.rstrip()
+        return ""
+
+    return {
+        "commit": git("rev-parse", "--short", "HEAD").strip(),
+        "modified": [line[3:] for line in git("status", "--porcelain").splitlines()],
+    }
+
+
+def delete_with_protected_rows(instance: Any) -> None:
+    """Delete a bench-owned row, first removing rows that point at it with on_delete=PROTECT (a ledger).
+
+    Only rows referencing this very instance are touched, and the bench made all of them.
+    """
+    for relation in instance._meta.related_objects:
+        if relation.on_delete is models.PROTECT and not relation.many_to_many:
+            relation.related_model._base_manager.filter(**{relation.field.name: instance}).delete()
+    type(instance)._base_manager.filter(pk=instance.pk).delete()
+
+
+def fmt_ms(value: float) -> str:
+    return f"{value:.1f} ms"
+
+
+@dataclass
+class Metric:
+    name: str
+    value: float | None
+    unit: str
+    target: str = ""
+    passed: bool | None = None
+    note: str = ""
+
+    def row(self) -> str:
+        value = "n/a" if self.value is None else f"{self.value:.{2 if self.unit == 'ratio' else 1}f}"
+        unit = "" if self.unit == "ratio" else f" {self.unit}"
+        verdict = "" if self.passed is None else ("pass" if self.passed else "**FAIL**")
+        return f"| {self.name} | {value}{unit} | {self.target or '-'} | {verdict or '-'} |"
+
+
+@dataclass
+class Worker:
+    process: subprocess.Popen
+    name: str
+    concurrency: int
+    log_path: Path
+    log_file: Any
+    cpu_at_start: float | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+@dataclass
+class Run:
+    """Everything one bench run creates, so teardown can remove exactly that."""
+
+    suffix: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
+    user: Any = None
+    project: Project | None = None
+    server: standin.StandinServer | None = None
+    media_root: Path | None = None
+    workers: list[Worker] = field(default_factory=list)
+    queue: str = ""
+    clients: list[Client] = field(default_factory=list)
+
+
+class BenchFailure(CommandError):
+    pass
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+class Command(BaseCommand):
+    help = "Benchmark the job pipeline (web -> Redis -> Celery worker -> stand-in API -> storage)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--jobs-overhead", type=int, default=None, help="sequential jobs (default 20)")
+        parser.add_argument("--latency-overhead", type=float, default=None, help="seconds (default 0.5)")
+        parser.add_argument("--jobs-throughput", type=int, default=None, help="jobs per run (default 256)")
+        parser.add_argument("--latency-throughput", type=float, default=None, help="seconds (default 4)")
+        parser.add_argument("--concurrency", default=None, help="worker concurrencies, e.g. 32,64")
+        parser.add_argument("--polls", type=int, default=None, help="job-card requests per case (300)")
+        parser.add_argument("--thumbnail-runs", type=int, default=20)
+        parser.add_argument(
+            "--quick", action="store_true", help="smoke run: 5 / 32 jobs, 1 s throughput latency, 200 polls"
+        )
+        parser.add_argument("--skip", default="", help="phases to skip: overhead,throughput,poll,thumbnail")
+        parser.add_argument("--no-warmup", action="store_true", help="do not warm a worker before measuring")
+        parser.add_argument("--job-timeout", type=float, default=120.0, help="seconds before giving up")
+        parser.add_argument(
+            "--worker-processes",
+            type=int,
+            default=1,
+            help="diagnostic: split each throughput concurrency over this many worker processes",
+        )
+        parser.add_argument(
+            "--profile-worker",
+            action="store_true",
+            help="record each throughput worker with py-spy (if installed) into var/bench/",
+        )
+        parser.add_argument(
+            "--profile-worker-gil",
+            action="store_true",
+            help="like --profile-worker, but sample only the thread holding the GIL",
+        )
+        parser.add_argument(
+            "--wait-idle",
+            type=float,
+            default=0.0,
+            metavar="SECONDS",
+            help="first wait up to this long for other processes to use less than a quarter of a core",
+        )
+        parser.add_argument("--label", default="", help="a tag for this run, kept in the JSON and file name")
+        parser.add_argument("--results-dir", default=str(settings.BASE_DIR / "bench" / "results"))
+        parser.add_argument(
+            "--allow-foreign-jobs",
+            action="store_true",
+            help="start even if other projects have unfinished jobs (a worker's start-up sweep may run them)",
+        )
+
+    # -- entry point
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        quick = options["quick"]
+        self.opts = {
+            "jobs_overhead": options["jobs_overhead"] or (5 if quick else 20),
+            "latency_overhead": options["latency_overhead"]
+            if options["latency_overhead"] is not None
+            else 0.5,
+            "jobs_throughput": options["jobs_throughput"] or (32 if quick else 256),
+            "latency_throughput": (
+                options["latency_throughput"]
+                if options["latency_throughput"] is not None
+                else (1.0 if quick else 4.0)
+            ),
+            "concurrency": [int(c) for c in (options["concurrency"] or "32,64").split(",") if c.strip()],
+            "polls": options["polls"] or (200 if quick else 300),
+            "thumbnail_runs": options["thumbnail_runs"],
+            "quick": quick,
+            "warmup": not options["no_warmup"],
+            "job_timeout": options["job_timeout"],
+            "skip": {s.strip() for s in options["skip"].split(",") if s.strip()},
+            "allow_foreign": options["allow_foreign_jobs"],
+            "results_dir": options["results_dir"],
+            "profile_worker": options["profile_worker"] or options["profile_worker_gil"],
+            "profile_gil": options["profile_worker_gil"],
+            "wait_idle": options["wait_idle"],
+            "label": options["label"],
+            "worker_processes": max(1, options["worker_processes"]),
+        }
+        self.metrics: list[Metric] = []
+        self.meter: CpuMeter | None = None
+        self.details: dict[str, Any] = {}
+        self.notes: list[str] = []
+        started = time.time()
+        command_line = " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv])
+        self.out(f"# Atelier bench  {datetime.now(UTC).isoformat(timespec='seconds')}")
+        self.out(f"command: {command_line}")
+        machine = self.machine_facts()
+        machine["git"] = git_facts()
+        self.fingerprint = machine["source_fingerprint"] = source_fingerprint()
+        for key, value in machine.items():
+            self.out(f"  {key}: {value}")
+        shown = {k: sorted(v) if isinstance(v, set) else v for k, v in self.opts.items()}
+        self.out(f"options: {json.dumps(shown)}")
+
+        machine["other_load_at_start_cores"] = self.wait_for_quiet(self.opts["wait_idle"])
+        run = Run()
+        self.run_state = run
+        error: BaseException | None = None
+        try:
+            self.preflight(machine)
+            self.setup(run)
+            phases: list[tuple[str, Callable[[], None]]] = [
+                ("thumbnail", self.bench_thumbnails),
+                ("overhead", lambda: self.bench_overhead(run)),
+                ("poll", lambda: self.bench_polls(run)),
+            ]
+            phases += [
+                (f"throughput C={c}", lambda c=c: self.bench_throughput(run, c))
+                for c in self.opts["concurrency"]
+            ]
+            for name, phase in phases:
+                if name.split()[0] in self.opts["skip"]:
+                    continue
+                self.meter = CpuMeter(name)
+                try:
+                    phase()
+                finally:
+                    load = self.meter.result()
+                    self.meter = None
+                    self.details.setdefault("cpu", {})[name] = load
+                    if load["other_processes_cores"] > 0.25:
+                        self.notes.append(
+                            f"Other processes on this machine used {load['other_processes_cores']:.2f} of "
+                            f"{os.cpu_count()} cores on average during '{name}' (bench + worker: "
+                            f"{load['bench_and_worker_cores']:.2f}, Postgres + Redis: "
+                            f"{load['postgres_and_redis_cores']:.2f}); its figures are pessimistic."
+                        )
+        except BaseException as exc:  # report what we have, then clean up and re-raise
+            error = exc
+            self.stderr.write(f"bench aborted: {exc!r}")
+        finally:
+            self.teardown(run)
+
+        machine["load_average_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        self.report(command_line, machine, started, error)
+        if error is not None:
+            if isinstance(error, KeyboardInterrupt):
+                raise error
+            raise BenchFailure(f"bench did not complete: {error}") from error
+
+    def out(self, text: str = "") -> None:
+        self.stdout.write(text)
+        self.stdout.flush()
+
+    # -- environment
+
+    def wait_for_quiet(self, patience: float) -> float:
+        """Other processes' CPU use (cores) over 2 s; with patience, wait until it drops under 0.25."""
+        deadline = time.monotonic() + patience
+        while True:
+            meter = CpuMeter("idle check")
+            time.sleep(2)
+            other = meter.result()["other_processes_cores"]
+            if other < 0.25 or time.monotonic() >= deadline:
+                break
+            self.out(f"waiting for a quieter machine: other processes use {other:.2f} cores")
+            time.sleep(8)
+        self.out(f"other processes' CPU use before the bench: {other:.2f} cores")
+        return other
+
+    def machine_facts(self) -> dict[str, Any]:
+        cpu_model = ""
+        with contextlib.suppress(OSError):
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    cpu_model = line.split(":", 1)[1].strip()
+                    break
+        mem_total = ""
+        with contextlib.suppress(OSError, IndexError):
+            mem_total = f"{int(Path('/proc/meminfo').read_text().split()[1]) // 1024} MB"
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute("SHOW server_version")
+                db_version = f"PostgreSQL {cursor.fetchone()[0]}"
+                cursor.execute("SHOW max_connections")
+                max_connections = int(cursor.fetchone()[0])
+                cursor.execute("SHOW superuser_reserved_connections")
+                reserved = int(cursor.fetchone()[0])
+            else:
+                db_version, max_connections, reserved = connection.vendor, None, 0
+        redis_version = ""
+        with contextlib.suppress(Exception):
+            import redis
+
+            redis_version = redis.Redis.from_url(settings.CELERY_BROKER_URL).info("server")["redis_version"]
+        import celery
+        import django
+        import openai
+        import PIL
+
+        return {
+            "cpu": cpu_model,
+            "cores": os.cpu_count(),
+            "cores_usable": len(os.sched_getaffinity(0)),
+            "memory": mem_total,
+            "load_average_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+            "os": platform.platform(),
+            "python": platform.python_version(),
+            "django": django.get_version(),
+            "celery": celery.__version__,
+            "openai": openai.__version__,
+            "pillow": PIL.__version__,
+            "database": db_version,
+            "db_max_connections": max_connections,
+            "db_superuser_reserved": reserved,
+            "redis": redis_version,
+            "debug": settings.DEBUG,
+            "conn_max_age": settings.DATABASES["default"].get("CONN_MAX_AGE"),
+        }
+
+    def preflight(self, machine: dict[str, Any]) -> None:
+        if not settings.CELERY_BROKER_URL.startswith("redis"):
+            raise BenchFailure("The bench needs REDIS_URL (a real broker); run it through `make bench`.")
+        self.check_schema()
+        if connection.vendor != "postgresql":
+            self.notes.append(f"Database is {connection.vendor}, not PostgreSQL: figures are not comparable.")
+        max_connections = machine.get("db_max_connections")
+        if max_connections:
+            needed = max(self.opts["concurrency"]) + 1 + 1  # pool threads + lease keeper + this process
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'")
+                in_use = cursor.fetchone()[0]
+            available = max_connections - machine.get("db_superuser_reserved", 0) - in_use + 1  # +1: ours
+            self.details["db_connections"] = {
+                "max_connections": max_connections,
+                "superuser_reserved": machine.get("db_superuser_reserved", 0),
+                "in_use_before": in_use,
+                "needed_at_max_concurrency": needed,
+            }
+            if needed > available:
+                raise BenchFailure(
+                    f"Postgres allows {max_connections} connections ({in_use} in use); a worker at "
+                    "concurrency "
+                    f"{max(self.opts['concurrency'])} needs about {needed}. Raise max_connections."
+                )
+            if needed > 0.8 * (max_connections - machine.get("db_superuser_reserved", 0)):
+                self.notes.append(
+                    f"DB connections: a worker at C={max(self.opts['concurrency'])} holds ~{needed} of "
+                    f"{max_connections} (one per pool thread with CONN_MAX_AGE, plus the lease keeper): "
+                    "little headroom for web processes and a second worker."
+                )
+        foreign = Job.objects.filter(status__in=Job.ACTIVE_STATUSES).count()
+        if foreign and not self.opts.get("allow_foreign"):
+            raise BenchFailure(
+                f"{foreign} unfinished job(s) exist in this database. A bench worker's start-up sweep could "
+                "take them over; finish them first (or pass --allow-foreign-jobs)."
+            )
+
+    def check_schema(self) -> None:
+        """Fail now, not after a 90 s timeout in the worker, when the tables do not match the models."""
+        from django.apps import apps
+        from django.db.migrations.executor import MigrationExecutor
+
+        executor = MigrationExecutor(connection)
+        plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+        if plan:
+            pending = ", ".join(f"{m.app_label}.{m.name}" for m, _ in plan)
+            raise BenchFailure(f"Unapplied migrations: {pending}. Run `manage.py migrate` first.")
+        problems = []
+        with connection.cursor() as cursor:
+            tables = set(connection.introspection.table_names(cursor))
+            for model in apps.get_app_config("workspace").get_models():
+                table = model._meta.db_table
+                if table not in tables:
+                    problems.append(f"table {table} is missing")
+                    continue
+                columns = {c.name for c in connection.introspection.get_table_description(cursor, table)}
+                expected = {f.column for f in model._meta.local_concrete_fields}
+                problems += [f"{table}.{c} is missing" for c in sorted(expected - columns)]
+                problems += [f"{table}.{c} is not in the model" for c in sorted(columns - expected)]
+        if problems:
+            raise BenchFailure(
+                "The database does not match the models (was a migration edited in place?): "
+                + "; ".join(problems)
+                + ". On a throw-away database: `manage.py migrate workspace zero && manage.py migrate`."
+            )
+
+    # -- setup and teardown
+
+    def setup(self, run: Run) -> None:
+        from config.celery import app
+
+        User = get_user_model()
+        run.user = User.objects.create_user(
+            username=f"bench-{run.suffix}", email=f"bench-{run.suffix}@example.invalid", password=None
+        )
+        run.project = Project.objects.create(name=f"Bench {run.suffix}", created_by=run.user)
+        Membership.objects.create(project=run.project, user=run.user, role=Role.OWNER)
+        run.media_root = Path(tempfile.mkdtemp(prefix="atelier-bench-media-"))
+        run.server = standin.StandinServer(port=0, latency=0.0).start()
+        run.queue = f"bench-{run.suffix}"
+        # This process sends to the bench queue only; the worker reads it (CELERY_QUEUE and -Q).
+        app.conf.task_default_queue = run.queue
+        app.conf.task_default_routing_key = run.queue
+        app.conf.task_routes = {"workspace.tasks.*": {"queue": run.queue, "routing_key": run.queue}}
+        with contextlib.suppress(AttributeError):
+            del app.amqp.queues  # a cached_property built from the old default queue, if anything built it
+        with contextlib.suppress(AttributeError):
+            app.amqp.router = app.amqp.Router()
+        route = app.amqp.router.route({}, "workspace.tasks.run_job", args=(0,), kwargs={})
+        queue_name = getattr(route.get("queue"), "name", route.get("queue"))
+        if queue_name != run.queue:
+            raise BenchFailure(f"run_job would go to queue {queue_name!r}, not {run.queue!r}")
+        self.out(f"stand-in at {run.server.base_url}; queue {run.queue}; media in {run.media_root}")
+
+    def teardown(self, run: Run) -> None:
+        for worker in list(run.workers):
+            self.stop_worker(run, worker)
+        if run.server is not None:
+            with contextlib.suppress(Exception):
+                run.server.stop()
+        with contextlib.suppress(Exception):
+            connection.close()  # a fresh connection for the clean-up, whatever state the old one was in
+        try:
+            if run.project is not None:
+                delete_with_protected_rows(run.project)  # jobs, calls, images, memberships, charges
+            session_keys = [c.session.session_key for c in run.clients if c.session.session_key]
+            for client in run.clients:
+                with contextlib.suppress(Exception):
+                    client.logout()
+            Session.objects.filter(pk__in=session_keys).delete()
+            if run.user is not None:
+                delete_with_protected_rows(run.user)
+        except Exception as exc:
+            self.stderr.write(f"clean-up of bench rows failed: {exc!r} (user bench-{run.suffix})")
+        if run.media_root is not None:
+            shutil.rmtree(run.media_root, ignore_errors=True)
+        if run.queue:
+            self.clean_redis(run.queue)
+
+    def clean_redis(self, queue: str) -> None:
+        """Remove the bench queue's keys and any unacked message of ours left in kombu's shared hash."""
+        try:
+            import redis
+
+            client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+            removed = client.delete(queue, f"_kombu.binding.{queue}")
+            for binding_key in ("_kombu.binding.celery.pidbox", "_kombu.binding.celeryev"):
+                for member in client.smembers(binding_key):
+                    if queue.encode() in member:
+                        client.srem(binding_key, member)
+                        removed += 1
+            for key in client.scan_iter(match=f"*{queue}*"):
+                client.delete(key)
+                removed += 1
+            for tag, payload in client.hscan_iter("unacked"):
+                with contextlib.suppress(Exception):
+                    _message, _exchange, routing_key = json.loads(payload)
+                    if routing_key == queue:
+                        client.hdel("unacked", tag)
+                        client.zrem("unacked_index", tag)
+                        removed += 1
+            self.details["redis_keys_removed"] = removed
+        except Exception as exc:
+            self.stderr.write(f"clean-up of Redis keys for {queue} failed: {exc!r}")
+
+    # -- worker
+
+    def start_worker(self, run: Run, concurrency: int) -> Worker:
+        name = f"bench-{uuid.uuid4().hex[:8]}@%h"
+        env = os.environ.copy()
+        env.update(
+            {
+                "DATABASE_URL": settings.DATABASE_URL,
+                "REDIS_URL": settings.REDIS_URL,
+                "OPENAI_BASE_URL": run.server.base_url,
+                "OPENAI_API_KEY": "bench",
+                "CELERY_QUEUE": run.queue,
+                "WORKER_CONCURRENCY": str(concurrency),
+                "DEBUG": "true",
+                "MEDIA_ROOT": str(run.media_root),
+            }
+        )
+        env.pop("ATELIER_DEMO", None)
+        command = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--pool",
+            "threads",
+            "--concurrency",
+            str(concurrency),
+            "--without-gossip",
+            "--without-mingle",
+            "-Q",
+            run.queue,
+            "-n",
+            name,
+        ]
+        if source_fingerprint() != self.fingerprint:
+            self.notes.append(
+                f"App code changed on disk during the run (before the C={concurrency} worker started): "
+                "the worker runs newer code than this process loaded."
+            )
+            self.fingerprint = source_fingerprint()
+        log_dir = settings.BASE_DIR / "var" / "bench"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = log_dir / f"worker-{run.suffix}-c{concurrency}-{int(time.time())}.log"
+        log_file = log_path.open("w")
+        process = subprocess.Popen(
+            command, env=env, cwd=settings.BASE_DIR, stdout=log_file, stderr=subprocess.STDOUT
+        )
+        worker = Worker(
+            process=process, name=name, concurrency=concurrency, log_path=log_path, log_file=log_file
+        )
+        run.workers.append(worker)
+        self.out(f"worker pid {process.pid} (C={concurrency}) log {log_path.relative_to(settings.BASE_DIR)}")
+        return worker
+
+    def stop_worker(self, run: Run, worker: Worker) -> None:
+        if self.meter is not None and worker.alive():
+            self.meter.add_worker(worker.pid)
+        if worker.alive():
+            worker.process.send_signal(signal.SIGTERM)  # warm shutdown: finish what is running, then exit
+            try:
+                worker.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                worker.process.kill()
+                worker.process.wait(timeout=10)
+        with contextlib.suppress(Exception):
+            worker.log_file.close()
+        if worker in run.workers:
+            run.workers.remove(worker)
+
+    def warm_up(self, run: Run, worker: Worker | list[Worker], jobs: int) -> float:
+        """Wait for the worker to take work (first job) and let it open its threads and connections."""
+        run.server.latency = 0.2
+        started = time.time()
+        first = job_services.job_create(
+            project=run.project, author=run.user, prompt=PROMPT, params=SERVICE_PARAMS
+        )
+        self.wait_for_jobs([first.pk], worker, timeout=90)
+        ready = time.time() - started
+        self.rss_after_first_job_mb = (
+            sum(
+                (proc_kib(one.pid, "VmRSS") or 0)
+                for one in (worker if isinstance(worker, list) else [worker])
+            )
+            / 1024
+        )
+        if isinstance(worker, list) and len(worker) > 1:
+            time.sleep(3)  # the first job proves one process is up; give the others time to connect
+        if jobs > 1:
+            ids = [
+                job_services.job_create(
+                    project=run.project, author=run.user, prompt=PROMPT, params=SERVICE_PARAMS
+                ).pk
+                for _ in range(jobs - 1)
+            ]
+            self.wait_for_jobs(ids, worker, timeout=self.opts["job_timeout"])
+        return ready
+
+    def wait_for_jobs(
+        self,
+        ids: list[int],
+        worker: Worker | list[Worker],
+        *,
+        timeout: float,
+        interval: float = 0.005,
+        on_tick: Callable[[], None] | None = None,
+    ) -> dict[int, float]:
+        """Poll until every job is final; returns when each was first seen final (time.time())."""
+        seen: dict[int, float] = {}
+        pending = set(ids)
+        deadline = time.monotonic() + timeout
+        while pending:
+            rows = Job.objects.filter(pk__in=pending, status__in=Job.FINAL_STATUSES).values_list(
+                "pk", flat=True
+            )
+            now = time.time()
+            for pk in rows:
+                seen[pk] = now
+                pending.discard(pk)
+            if not pending:
+                break
+            for one in worker if isinstance(worker, list) else [worker]:
+                if not one.alive():
+                    raise BenchFailure(f"a worker exited ({one.process.returncode}):\n{one.log_tail()}")
+            if time.monotonic() > deadline:
+                tail = (worker[0] if isinstance(worker, list) else worker).log_tail()
+                raise BenchFailure(f"{len(pending)} job(s) not finished after {timeout:.0f} s:\n{tail}")
+            if on_tick is not None:
+                on_tick()
+            time.sleep(interval)
+        failed = list(
+            Job.objects.filter(pk__in=ids)
+            .exclude(status=Job.Status.SUCCEEDED)
+            .values_list("pk", "status", "error_code", "error_message")[:5]
+        )
+        if failed:
+            raise BenchFailure(f"job(s) did not succeed: {failed}")
+        return seen
+
+    # -- 1. orchestration overhead
+
+    def bench_overhead(self, run: Run) -> None:
+        count, latency = self.opts["jobs_overhead"], self.opts["latency_overhead"]
+        concurrency = self.opts["concurrency"][0]
+        self.out(
+            f"\n## Overhead: {count} sequential jobs, stand-in latency {latency} s, worker C={concurrency}"
+        )
+        worker = self.start_worker(run, concurrency)
+        client = Client(HTTP_HOST="localhost")
+        run.clients.append(client)
+        client.force_login(run.user)
+        url = reverse("job_create", args=[run.project.pk])
+        try:
+            ready = self.warm_up(run, worker, 1)
+            self.out(f"worker took its first job {ready:.1f} s after the warm-up submit")
+            run.server.latency = latency
+            run.server.latency_jitter = 0.0
+            if self.opts["warmup"]:
+                for _ in range(2):  # through the view too, so templates and the SDK client are warm
+                    self.submit_and_wait(client, url, worker)
+            samples = []
+            for index in range(count):
+                samples.append(self.submit_and_wait(client, url, worker))
+                sample = samples[-1]
+                self.out(
+                    f"  job {index + 1:>3}: overhead {sample['overhead_ms']:6.1f} ms "
+                    f"(post {sample['post_ms']:.1f}, queue {sample['queue_ms']:.1f}, "
+                    f"call {sample['call_overhead_ms']:.1f}, store {sample['store_ms']:.1f}, "
+                    f"polled {sample['overhead_polled_ms']:.1f})"
+                )
+        finally:
+            run.server.latency = 0.0
+            self.stop_worker(run, worker)
+        overhead = [s["overhead_ms"] for s in samples]
+        stats = summary(overhead)
+        breakdown = {
+            key: summary([s[key] for s in samples])
+            for key in (
+                "post_ms",
+                "to_row_ms",
+                "queue_ms",
+                "claim_to_call_ms",
+                "call_overhead_ms",
+                "store_ms",
+                "overhead_polled_ms",
+            )
+        }
+        self.details["overhead"] = {
+            "jobs": count,
+            "latency_s": latency,
+            "worker_concurrency": concurrency,
+            "overhead_ms": stats,
+            "breakdown_ms": breakdown,
+            "samples": samples,
+        }
+        self.metrics.append(
+            Metric(
+                "Overhead per job, median",
+                stats["median"],
+                "ms",
+                f"<= {TARGET_OVERHEAD_MEDIAN_MS:.0f} ms",
+                stats["median"] <= TARGET_OVERHEAD_MEDIAN_MS,
+            )
+        )
+        self.metrics.append(Metric("Overhead per job, p95", stats["p95"], "ms"))
+
+    def submit_and_wait(self, client: Client, url: str, worker: Worker) -> dict[str, float]:
+        latency = self.run_state.server.latency
+        submit = time.time()
+        response = client.post(url, data=FORM_POST, HTTP_HX_REQUEST="true")
+        posted = time.time()
+        if response.status_code != 200:
+            raise BenchFailure(f"job_create answered {response.status_code}: {response.content[:300]!r}")
+        job = Job.objects.filter(project=self.run_state.project).order_by("-id").first()
+        seen = self.wait_for_jobs([job.pk], worker, timeout=self.opts["job_timeout"])[job.pk]
+        job.refresh_from_db()
+        if job.images.count() != job.n:
+            raise BenchFailure(f"job {job.pk} succeeded with {job.images.count()} image(s), expected {job.n}")
+        call = ApiCall.objects.filter(job=job, outcome=ApiCall.Outcome.OK).order_by("-id").first()
+        finished = job.finished_at.timestamp()
+        call_start = call.created_at.timestamp()  # the ApiCall is built just before the request is sent
+        call_end = call_start + call.latency_ms / 1000
+        return {
+            "job_id": job.pk,
+            "overhead_ms": (finished - submit - latency) * 1000,
+            "overhead_polled_ms": (seen - submit - latency) * 1000,
+            "post_ms": (posted - submit) * 1000,
+            "to_row_ms": (job.created_at.timestamp() - submit) * 1000,
+            "queue_ms": (job.started_at.timestamp() - job.created_at.timestamp()) * 1000,
+            "claim_to_call_ms": (call_start - job.started_at.timestamp()) * 1000,
+            "call_overhead_ms": call.latency_ms - latency * 1000,
+            "store_ms": (finished - call_end) * 1000,
+        }
+
+    # -- 2. throughput
+
+    def bench_throughput(self, run: Run, concurrency: int) -> None:
+        count, latency = self.opts["jobs_throughput"], self.opts["latency_throughput"]
+        ideal = math.ceil(count / concurrency) * latency
+        processes = self.opts["worker_processes"]
+        per_process = max(1, concurrency // processes)
+        shape = "one worker" if processes == 1 else f"{processes} worker processes x {per_process} threads"
+        self.out(f"\n## Throughput: {count} jobs at {latency} s through {shape}, C={concurrency}")
+        workers = [self.start_worker(run, per_process) for _ in range(processes)]
+        worker = workers[0]
+        samples_connections: list[int] = []
+        last_sample = [0.0]
+
+        def sample_connections() -> None:
+            if time.monotonic() - last_sample[0] < 0.5:
+                return
+            last_sample[0] = time.monotonic()
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND backend_type = 'client backend'"
+                )
+                samples_connections.append(cursor.fetchone()[0])
+
+        try:
+            ready = self.warm_up(run, workers, concurrency if self.opts["warmup"] else 1)
+            self.out(f"worker ready (first job after {ready:.1f} s); warm-up done")
+            hwm_after_warmup = sum(proc_kib(w.pid, "VmHWM") or 0 for w in workers)
+            hwm_reset = all([reset_peak_rss(w.pid) for w in workers])  # VmHWM covers the measured run only
+            run.server.latency = latency
+            run.server.latency_jitter = 0.0
+            run.server.reset()
+            profiler = self.start_profiler(run, worker)
+            cpu_before = sum(proc_cpu_seconds(w.pid) or 0 for w in workers)
+            start = time.time()
+            ids = [
+                job_services.job_create(
+                    project=run.project, author=run.user, prompt=PROMPT, params=SERVICE_PARAMS
+                ).pk
+                for _ in range(count)
+            ]
+            submitted = time.time()
+            seen = self.wait_for_jobs(
+                ids, workers, timeout=ideal * 4 + 60, interval=0.02, on_tick=sample_connections
+            )
+            cpu_after = sum(proc_cpu_seconds(w.pid) or 0 for w in workers)
+            threads = sum(int(proc_status(w.pid).get("Threads", "0").strip() or 0) for w in workers)
+            hwm_kib = sum(proc_kib(w.pid, "VmHWM") or 0 for w in workers)
+            rss_kib = sum(proc_kib(w.pid, "VmRSS") or 0 for w in workers)
+            forked = [child for w in workers for child in children_of(w.pid)]
+            children_hwm = sum(proc_kib(pid, "VmHWM") or 0 for pid in forked)
+            self.stop_profiler(profiler)
+        finally:
+            run.server.latency = 0.0
+            for one in workers:
+                self.stop_worker(run, one)
+
+        rows = list(
+            Job.objects.filter(pk__in=ids).values("pk", "created_at", "started_at", "finished_at", "attempts")
+        )
+        calls = {
+            c["job_id"]: c
+            for c in ApiCall.objects.filter(job_id__in=ids, outcome=ApiCall.Outcome.OK).values(
+                "job_id", "created_at", "latency_ms"
+            )
+        }
+        last_finished = max(row["finished_at"].timestamp() for row in rows)
+        actual = last_finished - start
+        actual_polled = max(seen.values()) - start
+        queue_ms = [(r["started_at"] - r["created_at"]).total_seconds() * 1000 for r in rows]
+        call_overhead_ms = [calls[r["pk"]]["latency_ms"] - latency * 1000 for r in rows]
+        store_ms = [
+            (
+                r["finished_at"].timestamp()
+                - calls[r["pk"]]["created_at"].timestamp()
+                - calls[r["pk"]]["latency_ms"] / 1000
+            )
+            * 1000
+            for r in rows
+        ]
+        retried = sum(1 for r in rows if r["attempts"] > 1)
+        # Per job, ms from the first submit: created, claimed, call sent, call answered, finished.
+        timeline = sorted(
+            [
+                round((r["created_at"].timestamp() - start) * 1000, 1),
+                round((r["started_at"].timestamp() - start) * 1000, 1),
+                round((calls[r["pk"]]["created_at"].timestamp() - start) * 1000, 1),
+                round(
+                    (calls[r["pk"]]["created_at"].timestamp() - start) * 1000 + calls[r["pk"]]["latency_ms"],
+                    1,
+                ),
+                round((r["finished_at"].timestamp() - start) * 1000, 1),
+            ]
+            for r in rows
+        )
+        waves = []
+        by_start = sorted(timeline, key=lambda t: t[1])
+        for first in range(0, len(by_start), concurrency):
+            wave = by_start[first : first + concurrency]
+            waves.append(
+                {
+                    "jobs": len(wave),
+                    "claimed_ms": [min(t[1] for t in wave), max(t[1] for t in wave)],
+                    "answered_ms": [min(t[3] for t in wave), max(t[3] for t in wave)],
+                    "finished_ms": [min(t[4] for t in wave), max(t[4] for t in wave)],
+                }
+            )
+        ratio = ideal / actual
+        cpu = (cpu_after - cpu_before) if cpu_before is not None and cpu_after is not None else None
+        result = {
+            "jobs": count,
+            "latency_s": latency,
+            "concurrency": concurrency,
+            "worker_processes": processes,
+            "threads_per_process": per_process,
+            "ideal_s": ideal,
+            "actual_s": actual,
+            "actual_polled_s": actual_polled,
+            "submit_s": submitted - start,
+            "ratio": ratio,
+            "jobs_per_s": count / actual,
+            "retried_jobs": retried,
+            "queue_ms": summary(queue_ms),
+            "call_overhead_ms": summary(call_overhead_ms),
+            "store_ms": summary(store_ms),
+            "worker_cpu_s": cpu,
+            "worker_cpu_ms_per_job": cpu / count * 1000 if cpu is not None else None,
+            "worker_threads": threads,
+            "worker_vmhwm_mb": hwm_kib / 1024 if hwm_kib else None,
+            "worker_vmhwm_after_warmup_mb": hwm_after_warmup / 1024 if hwm_after_warmup else None,
+            "worker_vmhwm_reset_after_warmup": hwm_reset,
+            "worker_vmrss_end_mb": rss_kib / 1024 if rss_kib else None,
+            "worker_vmrss_after_first_job_mb": self.rss_after_first_job_mb,
+            "worker_children": forked,
+            "worker_children_vmhwm_mb": children_hwm / 1024,
+            "db_connections_peak": max(samples_connections) if samples_connections else None,
+            "waves": waves,
+            "timeline_ms": {
+                "columns": ["created", "claimed", "call_sent", "call_answered", "finished"],
+                "rows": timeline,
+            },
+        }
+        self.details.setdefault("throughput", {})[str(concurrency)] = result
+        self.out(
+            f"  ideal {ideal:.1f} s, actual {actual:.2f} s (polled {actual_polled:.2f} s), "
+            f"ratio {ratio:.3f}; "
+            f"submit took {submitted - start:.2f} s; worker CPU {cpu or 0:.1f} s "
+            f"({result['worker_cpu_ms_per_job'] or 0:.0f} ms/job); wait for a free slot p95 "
+            f"{result['queue_ms']['p95']:.0f} ms; store p95 {result['store_ms']['p95']:.0f} ms; "
+            f"call overhead p95 {result['call_overhead_ms']['p95']:.0f} ms; peak RSS "
+            f"{result['worker_vmhwm_mb'] or 0:.0f} MB; DB connections peak {result['db_connections_peak']}"
+        )
+        target_note = "" if concurrency == 64 else "target stated for C=64"
+        if self.opts["quick"]:
+            target_note = "quick run: too few waves to be meaningful"
+        self.metrics.append(
+            Metric(
+                f"Throughput C={concurrency}{'' if processes == 1 else f' ({shape})'}: ideal/actual "
+                f"({count} jobs, {latency:g} s; "
+                f"ideal {ideal:.0f} s, actual {actual:.1f} s)",
+                ratio,
+                "ratio",
+                f">= {TARGET_THROUGHPUT_RATIO}",
+                ratio >= TARGET_THROUGHPUT_RATIO,
+                target_note,
+            )
+        )
+        lifetime = max(result["worker_vmhwm_after_warmup_mb"] or 0, result["worker_vmhwm_mb"] or 0)
+        where = "main process (threads pool, no fork)" if not forked else f"main process; children {forked}"
+        scope = (
+            f"peak reset after the warm-up; lifetime peak incl. warm-up {lifetime:.0f} MB"
+            if hwm_reset
+            else "includes the warm-up"
+        )
+        self.metrics.append(
+            Metric(
+                f"Worker peak RSS (VmHWM), C={concurrency}{'' if processes == 1 else ', sum of processes'}",
+                result["worker_vmhwm_mb"],
+                "MB",
+                note=f"{where}; {scope}",
+            )
+        )
+
+    def start_profiler(self, run: Run, worker: Worker) -> tuple[subprocess.Popen, Path] | None:
+        if not self.opts["profile_worker"]:
+            return None
+        py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        if not Path(py_spy).exists():
+            self.notes.append("--profile-worker: py-spy is not installed (pip install py-spy into the venv).")
+            return None
+        suffix = ".gil.speedscope.json" if self.opts["profile_gil"] else ".speedscope.json"
+        output = worker.log_path.with_suffix(suffix)
+        command = [py_spy, "record", "--pid", str(worker.pid), "--rate", "100", "--nonblocking"]
+        command += ["--gil"] if self.opts["profile_gil"] else []
+        command += ["--format", "speedscope", "-o", str(output)]
+        process = subprocess.Popen(
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(0.5)  # let it attach
+        return process, output
+
+    def stop_profiler(self, profiler: tuple[subprocess.Popen, Path] | None) -> None:
+        if profiler is None:
+            return
+        process, output = profiler
+        process.send_signal(signal.SIGINT)  # py-spy writes its file on Ctrl+C
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        self.notes.append(f"Worker profile (speedscope): {output.relative_to(settings.BASE_DIR)}")
+
+    # -- 3. job-card poll
+
+    def bench_polls(self, run: Run) -> None:
+        polls = self.opts["polls"]
+        self.out(f"\n## Job-card poll: {polls} requests per case through the test Client (in-process)")
+        client = Client(HTTP_HOST="localhost")
+        run.clients.append(client)
+        client.force_login(run.user)
+        finished = (
+            Job.objects.filter(project=run.project, status=Job.Status.SUCCEEDED).order_by("-id").first()
+        )
+        if finished is None:  # the overhead phase was skipped: make one finished job by hand
+            finished = self.fake_finished_job(run)
+        now = timezone.now()
+        running = Job.objects.create(
+            project=run.project,
+            author=run.user,
+            prompt=PROMPT,
+            max_attempts=settings.JOB_MAX_ATTEMPTS,
+            deadline_at=Job.new_deadline(),
+            enqueued_at=now,
+            status=Job.Status.RUNNING,
+            attempts=1,
+            started_at=now,
+            claim_token=Job.new_claim_token(),
+            lease_expires_at=now + timedelta(hours=1),  # nobody will sweep it during the bench
+            **SERVICE_PARAMS,
+        )
+        results = {}
+        try:
+            results["healthz"] = self.time_requests(client, reverse("healthz"), polls, expect=200)
+            for label, job, expect in (("finished", finished, 286), ("running", running, 200)):
+                url = reverse("job_card", args=[run.project.pk, job.pk])
+                results[label] = self.time_requests(client, url, polls, expect=expect)
+        finally:
+            Job.objects.filter(pk=running.pk).update(
+                status=Job.Status.CANCELED,
+                finished_at=timezone.now(),
+                claim_token=None,
+                lease_expires_at=None,
+            )
+        self.details["poll"] = results
+        for label in ("finished", "running"):
+            r = results[label]
+            self.out(
+                f"  {label}: median {fmt_ms(r['ms']['median'])}, p95 {fmt_ms(r['ms']['p95'])} "
+                f"(this thread's CPU: median {fmt_ms(r['cpu_ms']['median'])}), "
+                f"{r['queries']} SQL queries, {r['bytes']} bytes"
+            )
+            self.metrics.append(
+                Metric(
+                    f"Job-card poll ({label} job), median",
+                    r["ms"]["median"],
+                    "ms",
+                    note=f"{r['queries']} SQL queries per poll",
+                )
+            )
+            self.metrics.append(
+                Metric(
+                    f"Job-card poll ({label} job), p95",
+                    r["ms"]["p95"],
+                    "ms",
+                    f"<= {TARGET_POLL_P95_MS:.0f} ms",
+                    r["ms"]["p95"] <= TARGET_POLL_P95_MS,
+                )
+            )
+            self.metrics.append(Metric(f"SQL queries per poll ({label} job)", r["queries"], "queries"))
+        self.out(
+            "  baseline /healthz through the same client: median "
+            f"{fmt_ms(results['healthz']['ms']['median'])}"
+        )
+
+    def time_requests(self, client: Client, url: str, count: int, *, expect: int) -> dict[str, Any]:
+        for _ in range(20):
+            client.get(url, HTTP_HX_REQUEST="true")
+        timings, cpu = [], []
+        for _ in range(count):
+            started, cpu_started = time.perf_counter(), time.thread_time()
+            response = client.get(url, HTTP_HX_REQUEST="true")
+            timings.append((time.perf_counter() - started) * 1000)
+            cpu.append((time.thread_time() - cpu_started) * 1000)
+            if response.status_code != expect:
+                raise BenchFailure(f"GET {url} answered {response.status_code}, expected {expect}")
+        with CaptureQueriesContext(connection) as captured:
+            response = client.get(url, HTTP_HX_REQUEST="true")
+        return {
+            "url": url,
+            "status": response.status_code,
+            "bytes": len(response.content),
+            "ms": summary(timings),
+            "cpu_ms": summary(cpu),
+            "queries": len(captured.captured_queries),
+            "sql": [q["sql"] for q in captured.captured_queries],
+        }
+
+    def fake_finished_job(self, run: Run) -> Job:
+        now = timezone.now()
+        job = Job.objects.create(
+            project=run.project,
+            author=run.user,
+            prompt=PROMPT,
+            max_attempts=settings.JOB_MAX_ATTEMPTS,
+            deadline_at=Job.new_deadline(),
+            status=Job.Status.SUCCEEDED,
+            attempts=1,
+            started_at=now,
+            finished_at=now,
+            **SERVICE_PARAMS,
+        )
+        Image.objects.create(
+            job=job,
+            project=run.project,
+            index=0,
+            file="bench/none.png",
+            thumbnail="bench/none.thumb.webp",
+            width=1024,
+            height=1024,
+            format="png",
+            bytes=1,
+            sha256="0" * 64,
+        )
+        return job
+
+    # -- 4. thumbnails
+
+    def bench_thumbnails(self) -> None:
+        runs = self.opts["thumbnail_runs"]
+        self.out(f"\n## Thumbnails: outputs.make_thumbnail, median of {runs} runs")
+        results = {}
+        for width, height in THUMBNAIL_SIZES:
+            job = standin.ImageJob(
+                model="gpt-image-2",
+                prompt=PROMPT,
+                n=1,
+                width=width,
+                height=height,
+                quality="low",
+                background="opaque",
+                output_format="png",
+                compression=100,
+            )
+            data = standin.encode_image(standin.render_image(job, 0), "png", 100)
+            inspect_ms, thumb_ms, thumb_cpu_ms, sha_ms = [], [], [], []
+            thumbnail = b""
+            for _ in range(runs):
+                started = time.perf_counter()
+                image, _format = outputs.inspect(data)
+                inspect_ms.append((time.perf_counter() - started) * 1000)
+                started, cpu_started = time.perf_counter(), time.thread_time()
+                thumbnail = outputs.make_thumbnail(image)
+                thumb_ms.append((time.perf_counter() - started) * 1000)
+                thumb_cpu_ms.append((time.thread_time() - cpu_started) * 1000)
+                started = time.perf_counter()
+                hashlib.sha256(data).hexdigest()
+                sha_ms.append((time.perf_counter() - started) * 1000)
+            store_ms = self.time_store_outputs(data, runs)
+            key = f"{width}x{height}"
+            results[key] = {
+                "png_bytes": len(data),
+                "thumbnail_bytes": len(thumbnail),
+                "make_thumbnail_ms": summary(thumb_ms),
+                "make_thumbnail_cpu_ms": summary(thumb_cpu_ms),
+                "inspect_ms": summary(inspect_ms),
+                "sha256_ms": summary(sha_ms),
+                "store_outputs_ms": summary(store_ms),
+            }
+            self.out(
+                f"  {key}: make_thumbnail {fmt_ms(statistics.median(thumb_ms))} "
+                f"(CPU {fmt_ms(statistics.median(thumb_cpu_ms))}); inspect (verify+decode) "
+                f"{fmt_ms(statistics.median(inspect_ms))}; whole store_outputs "
+                f"{fmt_ms(statistics.median(store_ms))}; PNG {len(data) // 1024} KiB"
+            )
+            self.metrics.append(
+                Metric(
+                    f"make_thumbnail {key}, median",
+                    statistics.median(thumb_ms),
+                    "ms",
+                    note=f"thread CPU median {statistics.median(thumb_cpu_ms):.1f} ms",
+                )
+            )
+        self.details["thumbnails"] = results
+
+    def time_store_outputs(self, data: bytes, runs: int) -> list[float]:
+        folder = Path(tempfile.mkdtemp(prefix="atelier-bench-store-"))
+        timings = []
+        try:
+            with override_settings(MEDIA_ROOT=str(folder)):
+                for attempt in range(runs):
+                    started = time.perf_counter()
+                    outputs.store_outputs(project_id=0, job_id=0, attempt=attempt, images=[(0, data)])
+                    timings.append((time.perf_counter() - started) * 1000)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return timings
+
+    # -- report
+
+    def report(
+        self, command_line: str, machine: dict[str, Any], started: float, error: BaseException | None
+    ) -> None:
+        lines = ["", "## Results", "", "| Metric | Value | Target | Result |", "|---|---|---|---|"]
+        lines += [metric.row() for metric in self.metrics]
+        notes = [f"- {m.name}: {m.note}" for m in self.metrics if m.note]
+        notes += [f"- {note}" for note in self.notes]
+        notes.append(
+            "- Overhead = Job.finished_at - time just before the submit POST - stand-in latency (same "
+            "clock); poll timings are in-process Django test Client time (server time plus the client's "
+            "small overhead, see the /healthz baseline in the JSON). p95 is linearly interpolated."
+        )
+        notes.append(
+            "- The stand-in runs in this process and shares the machine's cores with the worker; DEBUG=true "
+            "(query logging on) in both processes, as `make bench` sets it."
+        )
+        if error is not None:
+            notes.append(f"- INCOMPLETE: {error!r}")
+        lines += ["", "Notes:", *notes]
+        lines.append(f"\nTotal bench time {time.time() - started:.0f} s.")
+        text = "\n".join(lines)
+        self.out(text)
+        results_dir = Path(self.opts["results_dir"])
+        results_dir.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        label = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in self.opts["label"])
+        path = results_dir / f"bench-{stamp}{'-' + label if label else ''}.json"
+        payload = {
+            "command": command_line,
+            "label": self.opts["label"],
+            "base_dir": str(settings.BASE_DIR),
+            "started_at": datetime.fromtimestamp(started, UTC).isoformat(),
+            "duration_s": time.time() - started,
+            "complete": error is None,
+            "error": repr(error) if error is not None else None,
+            "machine": machine,
+            "options": {k: sorted(v) if isinstance(v, set) else v for k, v in self.opts.items()},
+            "metrics": [m.__dict__ for m in self.metrics],
+            "notes": notes,
+            "details": self.details,
+            "table_markdown": "\n".join(lines[2 : 4 + len(self.metrics)]),
+        }
+        path.write_text(json.dumps(payload, indent=2, default=str))
+        self.out(
+            f"JSON: {path.relative_to(settings.BASE_DIR) if path.is_relative_to(settings.BASE_DIR) else path}"
+        )

@@ -1,0 +1,350 @@
+"""Money: prices, exact costs from the API's usage, estimates before a job, budgets that hold.
+
+Every amount is a Decimal. A charge is written once per API call that returned usage (the ledger's
+unique key is the call), and budgets are checked and reserved in one step under a row lock.
+"""
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.db.models import Count, F, Q, Sum
+from django.db.models.functions import Coalesce, TruncDate
+from django.utils import timezone
+
+from workspace import imagemodels
+from workspace.models import ApiCall, Budget, Job, LedgerEntry, Price, Project
+
+MILLION = Decimal(1_000_000)
+MICRO_DOLLAR = Decimal("0.000001")
+ZERO = Decimal(0)
+WARN_AT = Decimal("0.8")
+
+
+def money(value: Decimal) -> Decimal:
+    return value.quantize(MICRO_DOLLAR, rounding=ROUND_HALF_UP)
+
+
+@dataclass(frozen=True)
+class Tokens:
+    text_input: int = 0
+    cached_text_input: int = 0
+    image_input: int = 0
+    cached_image_input: int = 0
+    image_output: int = 0
+    text_output: int = 0
+
+    @classmethod
+    def from_usage(cls, usage: dict) -> "Tokens":
+        """Split the API's usage into the kinds it is priced by; cached tokens are part of the inputs."""
+        inputs = usage.get("input_tokens_details") or {}
+        outputs = usage.get("output_tokens_details") or {}
+        text = int(inputs.get("text_tokens") or 0)
+        image = int(inputs.get("image_tokens") or 0)
+        if not inputs:
+            text = int(usage.get("input_tokens") or 0)
+        # Not in the SDK's types yet, but reported by some responses; priced at the cached rate when present.
+        cached_text = min(text, int(inputs.get("cached_text_tokens") or inputs.get("cached_tokens") or 0))
+        cached_image = min(image, int(inputs.get("cached_image_tokens") or 0))
+        image_out = outputs.get("image_tokens")
+        text_out = int(outputs.get("text_tokens") or 0)
+        if image_out is None:
+            # No breakdown: every output token of an images call is an image token.
+            image_out = int(usage.get("output_tokens") or 0) - text_out
+        return cls(
+            text_input=text - cached_text,
+            cached_text_input=cached_text,
+            image_input=image - cached_image,
+            cached_image_input=cached_image,
+            image_output=int(image_out),
+            text_output=text_out,
+        )
+
+
+def cost(tokens: Tokens, price: Price) -> Decimal:
+    total = sum(
+        (Decimal(getattr(tokens, kind)) * getattr(price, kind) for kind in Price.RATE_FIELDS),
+        start=ZERO,
+    )
+    return money(total / MILLION)
+
+
+SNAPSHOT = re.compile(r"^(?P<base>.+)-\d{4}-\d{2}-\d{2}$")
+
+
+def _base_model(model: str) -> str:
+    """gpt-image-2-2026-04-21 is priced as gpt-image-2 unless it has a price of its own."""
+    match = SNAPSHOT.match(model)
+    return match.group("base") if match else model
+
+
+def price_for(model: str, on: date | None = None) -> Price | None:
+    on = on or timezone.localdate()
+    for name in dict.fromkeys([model, _base_model(model)]):
+        price = Price.objects.filter(model=name, effective_from__lte=on).order_by("-effective_from").first()
+        if price is not None:
+            return price
+    return None
+
+
+def charge(*, api_call: ApiCall, job: Job) -> LedgerEntry | None:
+    """Write the charge for a call that returned usage. Calling it again for the same call changes nothing."""
+    if not api_call.usage:
+        return None
+    tokens = Tokens.from_usage(api_call.usage)
+    price = price_for(job.model, api_call.created_at.date())
+    entry, _ = LedgerEntry.objects.get_or_create(
+        api_call=api_call,
+        defaults={
+            "user_id": job.author_id,
+            "project_id": job.project_id,
+            "job": job,
+            "model": job.model,
+            "request_id": api_call.request_id,
+            "text_input_tokens": tokens.text_input,
+            "cached_text_input_tokens": tokens.cached_text_input,
+            "image_input_tokens": tokens.image_input,
+            "cached_image_input_tokens": tokens.cached_image_input,
+            "image_output_tokens": tokens.image_output,
+            "text_output_tokens": tokens.text_output,
+            "image_count": job.n if api_call.outcome == ApiCall.Outcome.OK else 0,
+            "price": price,
+            "rates": price.rates() if price else {},
+            "priced": price is not None,
+            "cost": cost(tokens, price) if price else ZERO,
+            "created_at": api_call.created_at,
+        },
+    )
+    return entry
+
+
+# --- Estimates ---------------------------------------------------------------------------------------
+
+# Image output tokens per image at 1024x1024 and at 1536x1024 (either way round), from OpenAI's
+# published per-image examples (openai-images-api.md §5). "auto" is estimated as high: the worst case.
+OUTPUT_TOKENS: dict[str, dict[str, tuple[int, int]]] = {
+    "gpt-image-2": {"low": (200, 167), "medium": (1767, 1367), "high": (7024, 5488)},
+    "gpt-image-1.5": {"low": (281, 406), "medium": (1063, 1563), "high": (4156, 6250)},
+    "gpt-image-1-mini": {"low": (625, 750), "medium": (1375, 1875), "high": (4500, 6500)},
+}
+QUALITY_FACTOR = {"xhigh": Decimal("1.5"), "max": Decimal(2)}
+INPUT_IMAGE_TOKENS = 1_300  # a typical reference image; edits send every input at high fidelity
+
+
+@dataclass(frozen=True)
+class Estimate:
+    cost: Decimal
+    priced: bool
+    output_tokens: int
+    note: str = ""
+
+
+def _output_tokens_per_image(model: str, quality: str, width: int, height: int) -> int:
+    table = OUTPUT_TOKENS.get(_base_model(model)) or OUTPUT_TOKENS["gpt-image-2"]
+    level = "high" if quality in ("auto", "xhigh", "max") else quality
+    square, oblong = table.get(level, table["high"])
+    if width == height:
+        base, base_pixels = square, 1024 * 1024
+    else:
+        base, base_pixels = oblong, 1536 * 1024
+    tokens = Decimal(base) * Decimal(width * height) / Decimal(base_pixels)
+    return math.ceil(tokens * QUALITY_FACTOR.get(quality, Decimal(1)))
+
+
+def estimate(
+    *, model: str, quality: str, size: str, n: int, prompt: str = "", input_images: int = 0
+) -> Estimate:
+    """What a job will probably cost: the budget holds this much back until the job ends."""
+    width, height = imagemodels.parse_size(size)
+    per_image = _output_tokens_per_image(model, quality, width, height)
+    tokens = Tokens(
+        text_input=max(1, math.ceil(len(prompt) / 4)),
+        image_input=input_images * INPUT_IMAGE_TOKENS,
+        image_output=per_image * n,
+    )
+    price = price_for(model)
+    note = ""
+    if price is None:
+        # An unpriced model still holds budget back, at the default model's rates, so budgets stay shut.
+        price = price_for(imagemodels.DEFAULT_MODEL)
+        note = f"No price is set for {model}; estimated at {imagemodels.DEFAULT_MODEL} rates."
+    if price is None:
+        return Estimate(cost=ZERO, priced=False, output_tokens=tokens.image_output, note="No prices are set.")
+    return Estimate(cost=cost(tokens, price), priced=not note, output_tokens=tokens.image_output, note=note)
+
+
+# --- Budgets -------------------------------------------------------------------------------------------
+
+
+def month_start(moment: datetime | None = None) -> datetime:
+    local = timezone.localtime(moment or timezone.now())
+    return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+class BudgetExceeded(Exception):
+    def __init__(self, *, budget: Budget, used: Decimal, needed: Decimal) -> None:
+        self.budget = budget
+        self.remaining = max(ZERO, budget.monthly_limit - used)
+        whose = "your" if budget.user_id else "the project's"
+        super().__init__(
+            f"This job would cost about ${needed:.2f}, but only ${self.remaining:.2f} is left of {whose} "
+            f"${budget.monthly_limit:.2f} budget this month."
+        )
+
+
+def _spent(scope: Q, since: datetime) -> Decimal:
+    entries = LedgerEntry.objects.filter(scope, created_at__gte=since)
+    return entries.aggregate(total=Coalesce(Sum("cost"), ZERO))["total"]
+
+
+def _held(scope: Q) -> Decimal:
+    jobs = Job.objects.filter(scope, reserved_cost__gt=0)
+    return jobs.aggregate(total=Coalesce(Sum("reserved_cost"), ZERO))["total"]
+
+
+def used(*, user=None, project: Project | None = None) -> Decimal:
+    """Spent this month plus what unfinished jobs hold back, for a user or a project."""
+    if user is not None:
+        return _spent(Q(user=user), month_start()) + _held(Q(author=user))
+    return _spent(Q(project=project), month_start()) + _held(Q(project=project))
+
+
+def reserve(*, user, project: Project, amount: Decimal) -> None:
+    """Check every budget that applies and hold `amount` against them. Call inside the job's transaction.
+
+    The caller then saves the job with reserved_cost=amount before the transaction commits; until then
+    the budget rows stay locked, so the check and the reservation are one step.
+    """
+    budgets = list(
+        Budget.objects.select_for_update().filter(Q(user=user) | Q(project=project)).order_by("user_id", "id")
+    )
+    for budget in budgets:
+        already = used(user=user) if budget.user_id else used(project=project)
+        if already + amount > budget.monthly_limit:
+            raise BudgetExceeded(budget=budget, used=already, needed=amount)
+
+
+@dataclass(frozen=True)
+class SpendSummary:
+    spent: Decimal
+    held: Decimal
+    limit: Decimal | None
+
+    @property
+    def used(self) -> Decimal:
+        return self.spent + self.held
+
+    @property
+    def fraction(self) -> Decimal | None:
+        if not self.limit:
+            return None
+        return self.used / self.limit
+
+    @property
+    def warning(self) -> bool:
+        return self.fraction is not None and self.fraction >= WARN_AT
+
+    @property
+    def percent(self) -> int | None:
+        return None if self.fraction is None else min(100, int(self.fraction * 100))
+
+
+def summary_for(user) -> SpendSummary:
+    budget = Budget.objects.filter(user=user).values_list("monthly_limit", flat=True).first()
+    return SpendSummary(spent=_spent(Q(user=user), month_start()), held=_held(Q(author=user)), limit=budget)
+
+
+def month_bounds(day: date) -> tuple[date, date]:
+    first = day.replace(day=1)
+    following = (first + timedelta(days=32)).replace(day=1)
+    return first, following
+
+
+# --- Reports ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    start: date
+    end: date
+    totals: dict
+    by_user: list[dict]
+    by_project: list[dict]
+    by_model: list[dict]
+    daily: list[dict]
+    unpriced_models: list[str]
+    near_limit: list[dict]
+
+
+def _range(start: date, end: date) -> Q:
+    """Whole local days from start to end, both included."""
+    zone = timezone.get_current_timezone()
+    since = datetime.combine(start, datetime.min.time(), tzinfo=zone)
+    until = datetime.combine(end + timedelta(days=1), datetime.min.time(), tzinfo=zone)
+    return Q(created_at__gte=since, created_at__lt=until)
+
+
+def _sums() -> dict:
+    return {
+        "cost": Coalesce(Sum("cost"), ZERO),
+        "images": Coalesce(Sum("image_count"), 0),
+        "calls": Count("id"),
+        "tokens": Coalesce(
+            Sum(
+                F("text_input_tokens")
+                + F("cached_text_input_tokens")
+                + F("image_input_tokens")
+                + F("cached_image_input_tokens")
+                + F("image_output_tokens")
+                + F("text_output_tokens")
+            ),
+            0,
+        ),
+    }
+
+
+def report(*, start: date, end: date) -> Report:
+    entries = LedgerEntry.objects.filter(_range(start, end))
+    totals = entries.aggregate(**_sums())
+    by_user = list(
+        entries.values("user_id", "user__username").annotate(**_sums()).order_by("-cost", "user__username")
+    )
+    by_project = list(
+        entries.values("project_id", "project__name").annotate(**_sums()).order_by("-cost", "project__name")
+    )
+    by_model = list(entries.values("model").annotate(**_sums()).order_by("-cost", "model"))
+    per_day = {
+        row["day"]: row["cost"]
+        for row in entries.annotate(day=TruncDate("created_at")).values("day").annotate(cost=Sum("cost"))
+    }
+    days = (end - start).days + 1
+    daily = [
+        {"day": start + timedelta(days=i), "cost": per_day.get(start + timedelta(days=i), ZERO)}
+        for i in range(days)
+    ]
+    unpriced = set(entries.filter(priced=False).values_list("model", flat=True).distinct())
+    unpriced |= {model for model in imagemodels.MODELS if price_for(model) is None}
+    near_limit = []
+    for budget in Budget.objects.select_related("user", "project"):
+        spent_so_far = used(user=budget.user) if budget.user_id else used(project=budget.project)
+        if budget.monthly_limit and spent_so_far >= budget.monthly_limit * WARN_AT:
+            near_limit.append(
+                {
+                    "budget": budget,
+                    "used": spent_so_far,
+                    "percent": int(spent_so_far / budget.monthly_limit * 100),
+                }
+            )
+    return Report(
+        start=start,
+        end=end,
+        totals=totals,
+        by_user=by_user,
+        by_project=by_project,
+        by_model=by_model,
+        daily=daily,
+        unpriced_models=sorted(unpriced),
+        near_limit=near_limit,
+    )
