@@ -118,3 +118,13 @@ def media_root():
     from pathlib import Path
 
     return Path(settings.MEDIA_ROOT)
+
+
+@pytest.fixture
+def seeded_prices(transactional_db):
+    """Transactional tests flush every table, the migration's seeded prices included; put them back."""
+    import importlib
+
+    from django.apps import apps
+
+    importlib.import_module("workspace.migrations.0003_seed_prices").seed(apps, None)

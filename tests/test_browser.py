@@ -9,6 +9,7 @@ os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 import re
 import urllib.error
 import urllib.request
+from decimal import Decimal
 
 import pytest
 from celery.contrib.testing.worker import start_worker
@@ -19,7 +20,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from config.celery import app as celery_app
 from tests.helpers import create_job, run
-from workspace.models import Job, Membership, Project, Role
+from workspace.models import Budget, Job, LedgerEntry, Membership, Project, Role
 
 pytestmark = pytest.mark.browser
 
@@ -106,7 +107,7 @@ def browser():
 
 
 @pytest.fixture
-def page(browser, live_server, celery_worker):
+def page(browser, live_server, celery_worker, seeded_prices):
     context = browser.new_context(
         accept_downloads=True, base_url=live_server.url, viewport={"width": 1280, "height": 900}
     )
@@ -327,3 +328,29 @@ def test_the_form_works_from_the_keyboard(page, make_user, standin):
     job = wait_until_finished(Job.objects.get(project=project).pk)
     assert job.status == Job.Status.SUCCEEDED
     assert job.prompt == "A lemon on a blue tiled table, typed"
+
+
+def test_the_estimate_follows_the_form_and_the_badge_moves_after_a_job(page, make_user, standin):
+    user = make_user("olga")
+    project = project_for(user, "Budgets")
+    Budget.objects.create(user=user, monthly_limit=Decimal(20))
+    log_in(page, "olga")
+    page.goto(f"/p/{project.pk}/")
+    mark_page(page)
+
+    estimate = page.locator("#estimate")
+    expect(estimate).to_contain_text("Estimated cost $0.211")  # auto quality is budgeted as high
+    page.get_by_label("Quality").select_option("low")
+    expect(estimate).to_contain_text("Estimated cost $0.006")
+    page.get_by_label("Number of images").fill("4")
+    expect(estimate).to_contain_text("Estimated cost $0.024")
+
+    badge = page.locator("#spend-badge")
+    expect(badge).to_contain_text("$0.00 of $20")
+    page.get_by_label("Prompt", exact=True).fill("Four lemons in a row, flat lay")
+    page.get_by_role("button", name="Generate").click()
+    expect(page.locator("#job-feed .job-card img")).to_have_count(4)
+    charged = LedgerEntry.objects.get(user=user).cost
+    expect(badge).to_contain_text(f"${charged.quantize(Decimal('0.001'))} of $20")
+    assert charged > 0
+    assert_not_reloaded(page)

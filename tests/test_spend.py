@@ -174,7 +174,9 @@ def test_the_estimate_endpoint_answers_the_form_as_it_stands(client, cast, proje
     assert "Estimated cost <strong>$0.006</strong>" in low
     assert "Estimated cost <strong>$0.211</strong>" in high
     invalid = client.get(url, GENERATION_POST | {"n": "99"}).content.decode()
-    assert "Fix the highlighted fields" in invalid
+    assert "No estimate yet: Ensure this value is less than or equal to 10." in invalid
+    no_prompt = client.get(url, GENERATION_POST | {"prompt": "", "quality": "high"}).content.decode()
+    assert "Estimated cost <strong>$0.211</strong>" in no_prompt
     client.force_login(cast.charlie)
     assert client.get(url, GENERATION_POST).status_code == 404
 
@@ -248,7 +250,9 @@ def test_the_sweep_releases_a_job_it_gives_up_on(cast, project):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_fifty_simultaneous_submits_against_a_budget_for_ten_accept_ten(django_user_model, monkeypatch):
+def test_fifty_simultaneous_submits_against_a_budget_for_ten_accept_ten(
+    django_user_model, monkeypatch, seeded_prices
+):
     from workspace.models import Membership, Project
 
     monkeypatch.setattr(jobs, "_enqueue", lambda job_id, countdown=None: None)
@@ -257,6 +261,7 @@ def test_fifty_simultaneous_submits_against_a_budget_for_ten_accept_ten(django_u
     Membership.objects.create(project=project, user=user, role="owner")
     params = job_params(quality="high")
     each = jobs.job_estimate(prompt="a lemon", params=params).cost
+    assert each == Decimal("0.210730")
     Budget.objects.create(
         user=user, monthly_limit=(each * 10 + each / 2).quantize(Decimal("0.01"), rounding="ROUND_DOWN")
     )

@@ -68,7 +68,7 @@ class GenerationForm(forms.Form):
 
     def clean_prompt(self) -> str:
         prompt = self.cleaned_data["prompt"].strip()
-        if not prompt:
+        if not prompt and self.fields["prompt"].required:
             raise forms.ValidationError("Describe the image you want.")
         return prompt
 
