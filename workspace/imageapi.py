@@ -12,6 +12,7 @@ import email.utils
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -192,17 +193,89 @@ def _decode_images(response) -> list[GeneratedImage]:
     return images
 
 
-def generate(*, job: Job, attempt: int, timeout: float) -> CallResult:
-    """Call images.generate for a job; record the call; raise CallFailure on any failure."""
+@dataclass
+class Outcome:
+    """What a successful call returned, streamed or not."""
+
+    images: list[GeneratedImage]
+    size: str = ""
+    quality: str = ""
+    background: str = ""
+    output_format: str = ""
+    usage: object = None
+
+
+PARTIAL_IMAGES = 2
+PartialHandler = Callable[[int, bytes], None]
+
+
+FileTuple = tuple[str, bytes, str]
+
+
+def _send(client: openai.OpenAI, job: Job, inputs: list[FileTuple], mask: bytes | None, stream: bool):
+    params = job.api_params()
+    if stream:
+        params |= {"stream": True, "partial_images": PARTIAL_IMAGES}
+    if job.is_edit:
+        extra = {"mask": ("mask.png", mask, "image/png")} if mask else {}
+        return client.images.with_raw_response.edit(image=inputs, **params, **extra)
+    return client.images.with_raw_response.generate(**params)
+
+
+def _read_stream(stream, on_partial: PartialHandler | None) -> Outcome:
+    final = None
+    for event in stream:
+        if event.type.endswith(".partial_image"):
+            if on_partial is not None:
+                on_partial(event.partial_image_index, base64.b64decode(event.b64_json, validate=True))
+        elif event.type.endswith(".completed"):
+            final = event
+    if final is None or not final.b64_json:
+        raise ValueError("the stream ended without a final image")
+    return Outcome(
+        images=[GeneratedImage(data=base64.b64decode(final.b64_json, validate=True), index=0)],
+        size=final.size or "",
+        quality=final.quality or "",
+        background=final.background or "",
+        output_format=final.output_format or "",
+        usage=final.usage,
+    )
+
+
+def call(
+    *,
+    job: Job,
+    attempt: int,
+    timeout: float,
+    inputs: list[FileTuple] | None = None,
+    mask: bytes | None = None,
+    on_partial: PartialHandler | None = None,
+) -> CallResult:
+    """Call images.generate or images.edit for a job, record the call, raise CallFailure on failure.
+
+    Single-image jobs stream, so partial images can be shown while the final one is drawn.
+    """
     client = get_client().with_options(timeout=timeout)
+    stream = job.n == 1
     started = time.monotonic()
-    record = ApiCall(job=job, attempt=attempt, endpoint="images.generate", latency_ms=0)
+    endpoint = "images.edit" if job.is_edit else "images.generate"
+    record = ApiCall(job=job, attempt=attempt, endpoint=endpoint, latency_ms=0)
     try:
-        raw = client.images.with_raw_response.generate(**job.api_params())
+        raw = _send(client, job, inputs or [], mask, stream)
         record.http_status = raw.status_code
         record.request_id = raw.headers.get("x-request-id", "")
-        response = raw.parse()
-        images = _decode_images(response)
+        if stream:
+            outcome = _read_stream(raw.parse(), on_partial)
+        else:
+            response = raw.parse()
+            outcome = Outcome(
+                images=_decode_images(response),
+                size=response.size or "",
+                quality=response.quality or "",
+                background=response.background or "",
+                output_format=response.output_format or "",
+                usage=response.usage,
+            )
     except (openai.APIError, ValueError, binascii.Error, TypeError) as error:
         failure = classify(error)
         record.latency_ms = int((time.monotonic() - started) * 1000)
@@ -225,13 +298,13 @@ def generate(*, job: Job, attempt: int, timeout: float) -> CallResult:
         raise failure from error
     record.latency_ms = int((time.monotonic() - started) * 1000)
     record.outcome = ApiCall.Outcome.OK
-    record.response_size = response.size or ""
-    record.response_quality = response.quality or ""
-    record.response_background = response.background or ""
-    record.response_format = response.output_format or ""
-    for name, value in _usage_fields(response.usage).items():
+    record.response_size = outcome.size
+    record.response_quality = outcome.quality
+    record.response_background = outcome.background
+    record.response_format = outcome.output_format
+    for name, value in _usage_fields(outcome.usage).items():
         setattr(record, name, value)
     with transaction.atomic():
         record.save()
         spend.charge(api_call=record, job=job)
-    return CallResult(images=images, api_call=record)
+    return CallResult(images=outcome.images, api_call=record)

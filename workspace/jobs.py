@@ -14,6 +14,8 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -208,26 +210,87 @@ def _call_timeout(job: Job) -> float:
     return max(1.0, min(settings.OPENAI_CALL_TIMEOUT, remaining - 5))
 
 
+class MissingInput(Exception):
+    pass
+
+
+def _edit_files(job: Job) -> tuple[list[imageapi.FileTuple], bytes | None]:
+    """The edit's inputs in their chosen order, and its mask, read from storage."""
+    files: list[imageapi.FileTuple] = []
+    for item in job.inputs.select_related("image", "reference").order_by("position"):
+        source = item.image or item.reference
+        try:
+            with default_storage.open(source.file.name, "rb") as handle:
+                data = handle.read()
+        except FileNotFoundError as error:
+            raise MissingInput(source.file.name) from error
+        extension = outputs.EXTENSIONS[source.format]
+        files.append((f"input-{item.position + 1}.{extension}", data, source.content_type))
+    mask = None
+    if job.mask:
+        with default_storage.open(job.mask.name, "rb") as handle:
+            mask = handle.read()
+    return files, mask
+
+
+def _preview_saver(job: Job, attempt: int):
+    """Keep the newest streamed partial image where the job card can show it."""
+    prefix = outputs.attempt_prefix(project_id=job.project_id, job_id=job.pk, attempt=attempt)
+
+    def save(index: int, data: bytes) -> None:
+        try:
+            preview = ContentFile(outputs.preview_bytes(data))
+        except outputs.UnreadableImage:
+            return  # a preview is a courtesy; the final image decides
+        name = default_storage.save(f"{prefix}preview-{index}.webp", preview)
+        Job.objects.filter(pk=job.pk, claim_token=job.claim_token).update(
+            preview=name, preview_count=index + 1
+        )
+
+    return save
+
+
+def _discard_previews(job: Job, attempt: int) -> None:
+    outputs.delete_attempt_files(project_id=job.project_id, job_id=job.pk, attempt=attempt, only="preview-")
+
+
 def _run_claimed(job: Job) -> None:
     attempt = job.attempts
     try:
-        result = imageapi.generate(job=job, attempt=attempt, timeout=_call_timeout(job))
+        inputs, mask = _edit_files(job) if job.is_edit else ([], None)
+        result = imageapi.call(
+            job=job,
+            attempt=attempt,
+            timeout=_call_timeout(job),
+            inputs=inputs,
+            mask=mask,
+            on_partial=_preview_saver(job, attempt),
+        )
         stored = outputs.store_outputs(
             project_id=job.project_id,
             job_id=job.pk,
             attempt=attempt,
             images=[(image.index, image.data) for image in result.images],
+            paste_onto=(inputs[0][1], mask) if mask else None,
         )
+    except MissingInput:
+        _discard_previews(job, attempt)
+        message = "An input image is missing from storage; choose the inputs again."
+        _record_failure(job, imageapi.CallFailure(message, transient=False, code="missing_input"))
+        return
     except imageapi.CallFailure as failure:
+        _discard_previews(job, attempt)
         _record_failure(job, failure)
         return
     except outputs.UnreadableImage as error:
+        _discard_previews(job, attempt)
         logger.warning("job %s: unreadable image from the API: %s", job.pk, error)
         _record_failure(
             job, imageapi.CallFailure(imageapi.REASONS["unreadable"], transient=True, code="unreadable")
         )
         return
     _finish(job, stored)
+    _discard_previews(job, attempt)
 
 
 def _finish(job: Job, stored: list[outputs.StoredFile]) -> None:
@@ -236,6 +299,7 @@ def _finish(job: Job, stored: list[outputs.StoredFile]) -> None:
         won = Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING, claim_token=job.claim_token).update(
             status=Job.Status.SUCCEEDED,
             reserved_cost=0,
+            preview="",
             finished_at=now,
             lease_expires_at=None,
             retry_reason="",
@@ -255,6 +319,8 @@ def _finish(job: Job, stored: list[outputs.StoredFile]) -> None:
                         format=item.format,
                         bytes=item.bytes,
                         sha256=item.sha256,
+                        composite=item.composite_name,
+                        composite_thumbnail=item.composite_thumbnail_name,
                         created_at=now,
                     )
                     for item in stored
@@ -263,7 +329,19 @@ def _finish(job: Job, stored: list[outputs.StoredFile]) -> None:
     if not won:
         # The lease was lost (the sweep gave the job to another worker, or it was canceled meanwhile).
         logger.warning("job %s: finished after losing its claim; discarding this attempt's files", job.pk)
-        outputs.delete_files([name for item in stored for name in (item.name, item.thumbnail_name)])
+        outputs.delete_files(
+            [
+                name
+                for item in stored
+                for name in (
+                    item.name,
+                    item.thumbnail_name,
+                    item.composite_name,
+                    item.composite_thumbnail_name,
+                )
+                if name
+            ]
+        )
 
 
 def _record_failure(job: Job, failure: imageapi.CallFailure) -> None:

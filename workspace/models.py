@@ -66,6 +66,10 @@ class Membership(models.Model):
         return ROLE_RANK[Role(self.role)] >= ROLE_RANK[Role(role)]
 
 
+def _image_path(instance, filename):  # pragma: no cover - names are always given explicitly
+    return filename
+
+
 class JobQuerySet(models.QuerySet):
     def active(self) -> "JobQuerySet":
         return self.filter(status__in=Job.ACTIVE_STATUSES)
@@ -116,6 +120,12 @@ class Job(models.Model):
     moderation = models.CharField(max_length=8, default="auto")
     complexity = models.CharField(max_length=8, blank=True)
     n = models.PositiveSmallIntegerField(default=1)
+    # Edits only: sent only to models that take it (never gpt-image-2).
+    input_fidelity = models.CharField(max_length=8, blank=True)
+    mask = models.FileField(upload_to=_image_path, max_length=255, blank=True)
+    # Partial images streamed while a single-image job runs; the card shows the newest.
+    preview = models.FileField(upload_to=_image_path, max_length=255, blank=True)
+    preview_count = models.PositiveSmallIntegerField(default=0)
 
     # What submitting this job held back from the budgets until it ends (the estimate, in dollars).
     estimated_cost = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
@@ -173,14 +183,18 @@ class Job(models.Model):
 
     @property
     def width(self) -> int:
-        return int(self.size.partition("x")[0])
+        return int(self.size.partition("x")[0]) if self.size != "auto" else 1024
 
     @property
     def height(self) -> int:
-        return int(self.size.partition("x")[2])
+        return int(self.size.partition("x")[2]) if self.size != "auto" else 1024
+
+    @property
+    def is_edit(self) -> bool:
+        return self.kind == self.Kind.EDIT
 
     def api_params(self) -> dict:
-        """The generation request exactly as sent: only parameters this model accepts, model always."""
+        """The request exactly as sent: only parameters this model and endpoint accept, model always."""
         params: dict = {
             "model": self.model,
             "prompt": self.prompt,
@@ -189,8 +203,13 @@ class Job(models.Model):
             "quality": self.quality,
             "output_format": self.output_format,
             "background": self.background,
-            "moderation": self.moderation,
         }
+        if self.is_edit:
+            # The edits endpoint has no moderation field; input_fidelity only where the model takes it.
+            if self.input_fidelity:
+                params["input_fidelity"] = self.input_fidelity
+        else:
+            params["moderation"] = self.moderation
         if self.output_compression is not None and self.output_format in ("jpeg", "webp"):
             params["output_compression"] = self.output_compression
         if self.complexity:
@@ -244,11 +263,9 @@ class ApiCall(models.Model):
         return f"{self.endpoint} for job {self.job_id} attempt {self.attempt}: {self.outcome}"
 
 
-def _image_path(instance, filename):  # pragma: no cover - names are always given explicitly
-    return filename
-
-
 class Image(models.Model):
+    """An output of a job. Its parents are its job's inputs; its children, outputs of jobs that used it."""
+
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="images")
     # Denormalised so galleries filter by project without a join.
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="images")
@@ -260,6 +277,10 @@ class Image(models.Model):
     format = models.CharField(max_length=8)
     bytes = models.PositiveBigIntegerField()
     sha256 = models.CharField(max_length=64)
+    # After a masked edit: the output pasted onto the original so every pixel outside the mask is
+    # the original's. The raw model output stays in `file`.
+    composite = models.FileField(upload_to=_image_path, max_length=255, blank=True)
+    composite_thumbnail = models.FileField(upload_to=_image_path, max_length=255, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -414,3 +435,73 @@ class Budget(models.Model):
 
     def __str__(self) -> str:
         return f"${self.monthly_limit}/month for {self.user or self.project}"
+
+
+class ReferenceQuerySet(models.QuerySet):
+    def in_library(self) -> "ReferenceQuerySet":
+        return self.filter(removed_at__isnull=True)
+
+
+class Reference(models.Model):
+    """An image uploaded to a project's library, verified and re-encoded without metadata.
+
+    Removing it from the library hides it there; images made from it still show it in their lineage.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="references")
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    name = models.CharField(max_length=120)
+    file = models.FileField(upload_to=_image_path, max_length=255)
+    thumbnail = models.FileField(upload_to=_image_path, max_length=255)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    format = models.CharField(max_length=8)
+    bytes = models.PositiveBigIntegerField()
+    uploaded_bytes = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    removed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ReferenceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def content_type(self) -> str:
+        return {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}[self.format]
+
+
+class JobInput(models.Model):
+    """One input of an edit job, in the order sent (the first is the image being edited)."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="inputs")
+    position = models.PositiveSmallIntegerField()
+    image = models.ForeignKey(
+        Image, null=True, blank=True, on_delete=models.PROTECT, related_name="used_as_input"
+    )
+    reference = models.ForeignKey(
+        Reference, null=True, blank=True, on_delete=models.PROTECT, related_name="used_as_input"
+    )
+
+    class Meta:
+        ordering = ["job", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "position"], name="one_input_per_position"),
+            models.CheckConstraint(
+                condition=Q(image__isnull=False, reference__isnull=True)
+                | Q(image__isnull=True, reference__isnull=False),
+                name="input_is_image_or_reference",
+            ),
+        ]
+        indexes = [models.Index(fields=["image"], name="jobinput_image")]
+
+    def __str__(self) -> str:
+        return f"input {self.position} of job {self.job_id}"
+
+    @property
+    def source(self):
+        return self.image or self.reference

@@ -30,6 +30,30 @@ class StoredFile:
     format: str
     bytes: int
     sha256: str
+    composite_name: str = ""
+    composite_thumbnail_name: str = ""
+
+
+def paste_back(*, original: bytes, mask: bytes, output: PILImage.Image) -> PILImage.Image:
+    """The output inside the mask's transparent area, the original everywhere else, pixel for pixel.
+
+    The model redraws the whole frame, so even "kept" areas drift; this puts the original back.
+    """
+    with PILImage.open(io.BytesIO(original)) as source:
+        base = source.convert("RGBA")
+    with PILImage.open(io.BytesIO(mask)) as mask_image:
+        edit_here = mask_image.convert("RGBA").getchannel("A").point(lambda alpha: 255 if alpha == 0 else 0)
+    result = output.convert("RGBA")
+    if result.size != base.size:
+        result = result.resize(base.size, PILImage.Resampling.LANCZOS)
+    base.paste(result, (0, 0), edit_here)
+    return base
+
+
+def preview_bytes(data: bytes) -> bytes:
+    """A streamed partial image, shrunk for the job card."""
+    image, _ = inspect(data)
+    return make_thumbnail(image)
 
 
 def job_folder(*, project_id: int, job_id: int) -> str:
@@ -68,9 +92,17 @@ def inspect(data: bytes) -> tuple[PILImage.Image, str]:
 
 
 def store_outputs(
-    *, project_id: int, job_id: int, attempt: int, images: list[tuple[int, bytes]]
+    *,
+    project_id: int,
+    job_id: int,
+    attempt: int,
+    images: list[tuple[int, bytes]],
+    paste_onto: tuple[bytes, bytes] | None = None,
 ) -> list[StoredFile]:
-    """Store originals and thumbnails; on any failure remove what this call stored and re-raise."""
+    """Store originals and thumbnails (and, after a masked edit, the pasted-back composite).
+
+    On any failure remove what this call stored and re-raise.
+    """
     prefix = attempt_prefix(project_id=project_id, job_id=job_id, attempt=attempt)
     stored: list[StoredFile] = []
     written: list[str] = []
@@ -81,18 +113,28 @@ def store_outputs(
             thumbnail_name = f"{prefix}{index}.thumb.webp"
             written.append(default_storage.save(name, ContentFile(data)))
             written.append(default_storage.save(thumbnail_name, ContentFile(make_thumbnail(image))))
-            stored.append(
-                StoredFile(
-                    index=index,
-                    name=written[-2],
-                    thumbnail_name=written[-1],
-                    width=image.width,
-                    height=image.height,
-                    format=image_format,
-                    bytes=len(data),
-                    sha256=hashlib.sha256(data).hexdigest(),
-                )
+            item = StoredFile(
+                index=index,
+                name=written[-2],
+                thumbnail_name=written[-1],
+                width=image.width,
+                height=image.height,
+                format=image_format,
+                bytes=len(data),
+                sha256=hashlib.sha256(data).hexdigest(),
             )
+            if paste_onto is not None:
+                composite = paste_back(original=paste_onto[0], mask=paste_onto[1], output=image)
+                encoded = io.BytesIO()
+                composite.save(encoded, format="PNG", compress_level=3)
+                written.append(
+                    default_storage.save(f"{prefix}{index}.composite.png", ContentFile(encoded.getvalue()))
+                )
+                item.composite_name = written[-1]
+                thumb = ContentFile(make_thumbnail(composite))
+                written.append(default_storage.save(f"{prefix}{index}.composite.thumb.webp", thumb))
+                item.composite_thumbnail_name = written[-1]
+            stored.append(item)
     except BaseException:
         delete_files(written)
         raise
@@ -107,10 +149,10 @@ def delete_files(names: list[str]) -> None:
             logger.warning("could not delete %s", name)
 
 
-def delete_attempt_files(*, project_id: int, job_id: int, attempt: int) -> None:
-    """Remove whatever a killed attempt managed to write before it died."""
+def delete_attempt_files(*, project_id: int, job_id: int, attempt: int, only: str = "") -> None:
+    """Remove whatever a killed attempt managed to write before it died (or just its previews)."""
     folder = job_folder(project_id=project_id, job_id=job_id)
-    prefix = attempt_prefix(project_id=project_id, job_id=job_id, attempt=attempt).rsplit("/", 1)[1]
+    prefix = attempt_prefix(project_id=project_id, job_id=job_id, attempt=attempt).rsplit("/", 1)[1] + only
     try:
         _, files = default_storage.listdir(folder)
     except (FileNotFoundError, NotImplementedError):
