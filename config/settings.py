@@ -176,6 +176,9 @@ JOB_SWEEP_SECONDS = envfloat("JOB_SWEEP_SECONDS", 5.0)
 # A queued job whose message has not been picked up in this long is sent again (a lost message).
 JOB_REQUEUE_AFTER_SECONDS = envint("JOB_REQUEUE_AFTER_SECONDS", 120, minimum=1)
 THUMBNAIL_MAX_EDGE = 512
+# Reference uploads are capped here, by us: Django's upload settings only decide memory versus disk.
+REFERENCE_MAX_BYTES = envint("REFERENCE_MAX_BYTES", 50 * 1024 * 1024, minimum=1)
+MAX_EDIT_INPUTS = 16
 
 # --- Celery -------------------------------------------------------------------------------------------
 REDIS_URL = envstr("REDIS_URL")

@@ -18,8 +18,13 @@ QUALITY_LABELS = {
 }
 
 
+AUTO_SIZE = "auto"
+
+
 class GenerationForm(forms.Form):
     """The generation request. The same rules the browser shows run here before anything is queued."""
+
+    allows_auto_size = False
 
     prompt = forms.CharField(
         max_length=im.MAX_PROMPT_CHARS,
@@ -78,7 +83,9 @@ class GenerationForm(forms.Form):
         if model is None:
             return data
         size_key = data.get("size")
-        if size_key == im.CUSTOM_SIZE:
+        if size_key == AUTO_SIZE and self.allows_auto_size:
+            data["api_size"] = AUTO_SIZE
+        elif size_key == im.CUSTOM_SIZE:
             width, height = data.get("width"), data.get("height")
             if not model.custom_sizes:
                 self.add_error("size", f"{model.label} only makes the standard sizes; pick a preset.")
@@ -91,7 +98,7 @@ class GenerationForm(forms.Form):
                 self.add_error("width", problem)
             else:
                 data["api_size"] = f"{width}x{height}"
-        elif size_key:
+        elif size_key in im.SIZE_PRESETS:
             preset = im.SIZE_PRESETS[size_key]
             if preset not in im.presets_for(model):
                 self.add_error(
@@ -136,9 +143,10 @@ class GenerationForm(forms.Form):
             "output_format": data["output_format"],
             "output_compression": data["output_compression"],
             "background": data["background"],
-            "moderation": data["moderation"],
+            "moderation": data.get("moderation") or "auto",
             "complexity": data.get("complexity") or "",
             "n": data["n"],
+            "input_fidelity": data.get("input_fidelity") or "",
         }
 
     @classmethod
@@ -159,6 +167,46 @@ class GenerationForm(forms.Form):
             "complexity": job.complexity,
             "n": job.n,
         }
+
+
+class EditForm(GenerationForm):
+    """An edit of earlier images: the generation rules, plus input fidelity and the mask."""
+
+    allows_auto_size = True
+    input_fidelity = forms.ChoiceField(
+        label="Input fidelity",
+        required=False,
+        choices=[("", "Model default"), ("low", "Low"), ("high", "High: keep faces and logos closer")],
+    )
+    mask_file = forms.FileField(
+        label="Or upload a mask",
+        required=False,
+        help_text="A PNG the size of the first input; transparent where the image should change.",
+    )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        del self.fields["moderation"]  # the edits endpoint has no moderation setting
+        size = self.fields["size"]
+        size.choices = [(AUTO_SIZE, "Same shape as the first input"), *size.choices]
+        size.initial = AUTO_SIZE
+
+    def clean(self) -> dict:
+        data = super().clean()
+        model = im.get_model(data.get("model") or "")
+        fidelity = data.get("input_fidelity")
+        if model is not None and fidelity:
+            if not model.input_fidelity:
+                self.add_error(
+                    "input_fidelity",
+                    f"{model.label} keeps inputs at high fidelity on its own; leave it on the default.",
+                )
+            elif fidelity not in model.input_fidelity:
+                self.add_error(
+                    "input_fidelity",
+                    f"{model.label} only takes {' or '.join(model.input_fidelity)} fidelity.",
+                )
+        return data
 
 
 class ProjectForm(forms.ModelForm):

@@ -147,6 +147,7 @@ def capabilities() -> dict[str, dict]:
             "qualities": list(model.qualities),
             "transparent": model.transparent,
             "complexity": model.complexity,
+            "inputFidelity": list(model.input_fidelity),
             "presets": [p.key for p in presets_for(model)],
         }
         for model in MODELS.values()

@@ -21,7 +21,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from workspace import imageapi, outputs, spend
-from workspace.models import Image, Job, Project
+from workspace.models import Image, Job, JobInput, Project, Reference
 
 ZERO = Decimal(0)
 
@@ -43,9 +43,14 @@ def _enqueue(job_id: int, *, countdown: float | None = None) -> None:
     run_job.apply_async((job_id,), countdown=countdown)
 
 
-def job_estimate(*, prompt: str, params: dict) -> spend.Estimate:
+def job_estimate(*, prompt: str, params: dict, input_images: int = 0) -> spend.Estimate:
     return spend.estimate(
-        model=params["model"], quality=params["quality"], size=params["size"], n=params["n"], prompt=prompt
+        model=params["model"],
+        quality=params["quality"],
+        size=params["size"],
+        n=params["n"],
+        prompt=prompt,
+        input_images=input_images,
     )
 
 
@@ -70,6 +75,84 @@ def job_create(*, project: Project, author, prompt: str, params: dict) -> Job:
         )
         transaction.on_commit(lambda: _enqueue(job.pk))
     return job
+
+
+def edit_create(
+    *, project: Project, author, prompt: str, params: dict, inputs: list, mask: bytes | None = None
+) -> Job:
+    """Queue an edit of `inputs` (Images and References, first one edited) with an optional mask.
+
+    The caller has checked the inputs belong to the project and the mask fits the first input.
+    Raises spend.BudgetExceeded, storing nothing, when a budget cannot cover it.
+    """
+    estimate = job_estimate(prompt=prompt, params=params, input_images=len(inputs))
+    written: list[str] = []
+    try:
+        with transaction.atomic():
+            spend.reserve(user=author, project=project, amount=estimate.cost)
+            job = Job.objects.create(
+                project=project,
+                author=author,
+                kind=Job.Kind.EDIT,
+                prompt=prompt,
+                max_attempts=settings.JOB_MAX_ATTEMPTS,
+                deadline_at=Job.new_deadline(),
+                enqueued_at=timezone.now(),
+                estimated_cost=estimate.cost,
+                reserved_cost=estimate.cost,
+                **params,
+            )
+            JobInput.objects.bulk_create(
+                [
+                    JobInput(
+                        job=job,
+                        position=position,
+                        image=source if isinstance(source, Image) else None,
+                        reference=source if isinstance(source, Reference) else None,
+                    )
+                    for position, source in enumerate(inputs)
+                ]
+            )
+            if mask is not None:
+                folder = outputs.job_folder(project_id=project.pk, job_id=job.pk)
+                written.append(default_storage.save(f"{folder}/mask.png", ContentFile(mask)))
+                job.mask = written[-1]
+                job.save(update_fields=["mask"])
+            transaction.on_commit(lambda: _enqueue(job.pk))
+    except BaseException:
+        outputs.delete_files(written)
+        raise
+    return job
+
+
+def job_reproduce(*, job: Job, author) -> Job:
+    """The same request again: same prompt, parameters, inputs and mask, as a new job."""
+    params = {name: getattr(job, name) for name in REQUEST_FIELDS}
+    if not job.is_edit:
+        return job_create(project=job.project, author=author, prompt=job.prompt, params=params)
+    inputs = [item.image or item.reference for item in job.inputs.select_related("image", "reference")]
+    mask = None
+    if job.mask:
+        with default_storage.open(job.mask.name, "rb") as handle:
+            mask = handle.read()
+    return edit_create(
+        project=job.project, author=author, prompt=job.prompt, params=params, inputs=inputs, mask=mask
+    )
+
+
+REQUEST_FIELDS = (
+    "model",
+    "size",
+    "size_preset",
+    "quality",
+    "output_format",
+    "output_compression",
+    "background",
+    "moderation",
+    "complexity",
+    "n",
+    "input_fidelity",
+)
 
 
 def job_cancel(*, job: Job) -> bool:

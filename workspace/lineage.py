@@ -95,6 +95,16 @@ class Family:
     size: int
     generations: int
 
+    def rows(self) -> list[tuple[Node, int]]:
+        """The tree in reading order with each node's depth, walked without recursion (deep families)."""
+        rows: list[tuple[Node, int]] = []
+        stack = [(root, 0) for root in reversed(self.roots)]
+        while stack:
+            node, depth = stack.pop()
+            rows.append((node, depth))
+            stack.extend((child, depth + 1) for child in reversed(node.children))
+        return rows
+
 
 def family(image: Image) -> Family:
     """The whole tree this image belongs to, from its roots to the newest descendants.
@@ -128,9 +138,10 @@ def family(image: Image) -> Family:
         nodes[inputs[0]].children.append(node)
         node.also_from = inputs[1:]
     references = list(Reference.objects.filter(pk__in=reference_ids).order_by("id")) if reference_ids else []
-    depth = max((getattr(img, "depth", 0) for img in later), default=0)
-    generations = 1 + max((getattr(img, "depth", 0) for img in earlier), default=0) + depth
-    return Family(roots=roots, references=references, size=len(nodes), generations=generations)
+    tree = Family(roots=roots, references=references, size=len(nodes), generations=0)
+    # Counted on the drawn tree: the CTE's depths are relative to whichever seed reached an image first.
+    tree.generations = 1 + max((level for _, level in tree.rows()), default=0)
+    return tree
 
 
 @dataclass(frozen=True)

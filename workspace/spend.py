@@ -157,7 +157,8 @@ def estimate(
     *, model: str, quality: str, size: str, n: int, prompt: str = "", input_images: int = 0
 ) -> Estimate:
     """What a job will probably cost: the budget holds this much back until the job ends."""
-    width, height = imagemodels.parse_size(size)
+    # "auto" follows the first input for edits; budget for the largest standard size.
+    width, height = imagemodels.parse_size(size) if size != "auto" else (1536, 1024)
     per_image = _output_tokens_per_image(model, quality, width, height)
     tokens = Tokens(
         text_input=max(1, math.ceil(len(prompt) / 4)),

@@ -1,5 +1,7 @@
 import csv
+from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.files.storage import default_storage
@@ -7,14 +9,23 @@ from django.db import transaction
 from django.db.models import Count, Max, Prefetch
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HTMX_STOP_POLLING
 
-from workspace import imagemodels, jobs, spend
+from workspace import imagemodels, jobs, library, lineage, spend, uploads
 from workspace.access import project_access
-from workspace.forms import AddMemberForm, ChangeRoleForm, GenerationForm, ProjectForm, SpendPeriodForm
-from workspace.models import Image, Job, LedgerEntry, Membership, Project, Role
+from workspace.forms import (
+    AddMemberForm,
+    ChangeRoleForm,
+    EditForm,
+    GenerationForm,
+    ProjectForm,
+    SpendPeriodForm,
+)
+from workspace.models import Image, Job, LedgerEntry, Membership, Project, Reference, Role
 
 FEED_PAGE_SIZE = 12
 
@@ -235,6 +246,15 @@ def image_detail(request: HttpRequest, project_id: int, image_id: int) -> HttpRe
     access, image = _image_for(request, project_id, image_id)
     reported = image.job.api_calls.filter(outcome="ok").order_by("-id").first()
     siblings = image.job.images.order_by("index")
+    inputs = lineage.parents(image)
+    first_parent = next((item.image for item in inputs if item.image is not None), None)
+    diff = None
+    if first_parent is not None:
+        diff = {
+            "parent": first_parent,
+            "prompt": lineage.prompt_diff(first_parent.job.prompt, image.job.prompt),
+            "changes": lineage.parameter_changes(first_parent.job, image.job),
+        }
     return render(
         request,
         "workspace/image_detail.html",
@@ -245,6 +265,10 @@ def image_detail(request: HttpRequest, project_id: int, image_id: int) -> HttpRe
             "project": access.project,
             "reported": reported,
             "siblings": siblings,
+            "inputs": inputs,
+            "children": lineage.children(image),
+            "diff": diff,
+            "show_raw": request.GET.get("view") == "raw",
         },
     )
 
@@ -446,3 +470,256 @@ def spend_csv(request: HttpRequest) -> HttpResponse:
     totals = report.totals
     writer.writerow(["total", "", totals["cost"], totals["images"], totals["calls"], totals["tokens"]])
     return response
+
+
+# --- References, edits and lineage --------------------------------------------------------------------
+
+
+@login_required
+def references(request: HttpRequest, project_id: int) -> HttpResponse:
+    access = project_access(request.user, project_id)
+    status = 200
+    report = None
+    if request.method == "POST":
+        access = project_access(request.user, project_id, needs=Role.EDITOR)
+        files = request.FILES.getlist("files")
+        if not files:
+            report = {"stored": [], "rejected": [], "problem": "Choose at least one image to upload."}
+            status = 400
+        else:
+            stored, rejected = library.references_upload(
+                project=access.project, user=request.user, files=files
+            )
+            report = {"stored": stored, "rejected": rejected, "problem": ""}
+            status = 200 if stored else 400
+        if not request.htmx and status == 200 and not report["rejected"]:
+            messages.success(
+                request, f"{len(report['stored'])} image{pluralize(len(report['stored']))} added."
+            )
+            return redirect("references", project_id)
+    items = access.project.references.in_library().select_related("uploaded_by")
+    context = {"project": access.project, "access": access, "items": items, "report": report}
+    if request.htmx and request.method == "POST":
+        return render(request, "workspace/references.html#library", context, status=status)
+    return render(request, "workspace/references.html", context, status=status)
+
+
+@login_required
+@require_POST
+def reference_remove(request: HttpRequest, project_id: int, reference_id: int) -> HttpResponse:
+    access = project_access(request.user, project_id, needs=Role.EDITOR)
+    reference = get_object_or_404(Reference, project=access.project, pk=reference_id)
+    library.reference_remove(reference=reference)
+    messages.success(
+        request, f"{reference.name} removed from the library; images made from it keep it in their history."
+    )
+    return redirect("references", project_id)
+
+
+@login_required
+@require_GET
+def reference_file(request: HttpRequest, project_id: int, reference_id: int, variant: str) -> FileResponse:
+    access = project_access(request.user, project_id)
+    reference = get_object_or_404(Reference, project=access.project, pk=reference_id)
+    if variant not in ("file", "thumb"):
+        raise Http404
+    if variant == "thumb":
+        return _serve(reference.thumbnail.name, content_type="image/webp")
+    return _serve(reference.file.name, content_type=reference.content_type)
+
+
+def _resolve_inputs(project: Project, tokens: list[str]) -> tuple[list, str]:
+    """Turn ["img:5", "ref:3"] into Images and References of this project, in order, or say what is wrong."""
+    if len(tokens) > settings.MAX_EDIT_INPUTS:
+        return [], f"Choose at most {settings.MAX_EDIT_INPUTS} inputs; you chose {len(tokens)}."
+    wanted: list[tuple[str, int]] = []
+    for token in tokens:
+        kind, _, number = token.partition(":")
+        if kind not in ("img", "ref") or not number.isdigit():
+            return [], f"“{token[:40]}” is not an image of this project."
+        wanted.append((kind, int(number)))
+    images = Image.objects.filter(project=project, pk__in=[n for k, n in wanted if k == "img"]).in_bulk()
+    # Only what is in the library now; a removed reference lives on in lineage and "Reproduce".
+    refs = (
+        Reference.objects.in_library()
+        .filter(project=project, pk__in=[n for k, n in wanted if k == "ref"])
+        .in_bulk()
+    )
+    chosen = []
+    for kind, number in wanted:
+        source = images.get(number) if kind == "img" else refs.get(number)
+        if source is None:
+            return [], "One of the chosen inputs is not in this project (or no longer exists)."
+        if not default_storage.exists(source.file.name):
+            return (
+                [],
+                f"{getattr(source, 'name', f'Image {source.pk}')} is missing from storage; choose another.",
+            )
+        chosen.append(source)
+    if len({(type(s).__name__, s.pk) for s in chosen}) != len(chosen):
+        return [], "The same image is chosen twice; each input can appear once."
+    return chosen, ""
+
+
+def _token(source) -> str:
+    return f"img:{source.pk}" if isinstance(source, Image) else f"ref:{source.pk}"
+
+
+def _edit_context(access, form, chosen, tokens, problem="") -> dict:
+    first = chosen[0] if chosen else None
+    if first is not None:
+        first_url = (
+            reverse("image_file", args=[access.project.pk, first.pk])
+            if isinstance(first, Image)
+            else reverse("reference_file", args=[access.project.pk, first.pk, "file"])
+        )
+    else:
+        first_url = ""
+    chosen_tokens = [_token(source) for source in chosen]
+    base = reverse("edit", args=[access.project.pk])
+
+    def url_for(order: list[str]) -> str:
+        return f"{base}?{urlencode([('inputs', token) for token in order])}" if order else base
+
+    def moved_up(index: int) -> list[str]:
+        order = list(chosen_tokens)
+        order[index - 1], order[index] = order[index], order[index - 1]
+        return order
+
+    full = len(chosen_tokens) >= settings.MAX_EDIT_INPUTS
+    picks = {
+        "references": [
+            {"source": r, "add_url": url_for([*chosen_tokens, _token(r)])}
+            for r in access.project.references.in_library()[:60]
+            if _token(r) not in chosen_tokens
+        ],
+        "images": [
+            {"source": i, "add_url": url_for([*chosen_tokens, _token(i)])}
+            for i in Image.objects.filter(project=access.project).order_by("-id")[:48]
+            if _token(i) not in chosen_tokens
+        ],
+    }
+    return {
+        "project": access.project,
+        "access": access,
+        "form": form,
+        "chosen": [
+            {
+                "source": s,
+                "token": _token(s),
+                "is_image": isinstance(s, Image),
+                "remove_url": url_for(chosen_tokens[:i] + chosen_tokens[i + 1 :]),
+                "up_url": url_for(moved_up(i)) if i else "",
+            }
+            for i, s in enumerate(chosen)
+        ],
+        "full": full,
+        "tokens": tokens,
+        "first": first,
+        "first_url": first_url,
+        "problem": problem,
+        "picks": picks,
+        "capabilities": imagemodels.capabilities(),
+        "max_inputs": settings.MAX_EDIT_INPUTS,
+    }
+
+
+@login_required
+def edit(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Edit earlier images: choose inputs in order, describe the change, optionally paint a mask."""
+    access = project_access(request.user, project_id, needs=Role.EDITOR)
+    if access.project.is_archived:
+        return HttpResponse("This project is archived; unarchive it to make images.", status=409)
+    source = request.POST if request.method == "POST" else request.GET
+    tokens = [token for token in source.getlist("inputs") if token][: settings.MAX_EDIT_INPUTS + 1]
+    chosen, problem = _resolve_inputs(access.project, tokens)
+    if request.method != "POST":
+        again = request.GET.get("again")
+        initial = {}
+        if again and again.isdigit():
+            job = Job.objects.filter(project=access.project, pk=int(again)).first()
+            if job is not None:
+                initial = EditForm.initial_from_job(job) | {"input_fidelity": job.input_fidelity}
+        context = _edit_context(access, EditForm(initial=initial), chosen, tokens, problem)
+        return render(request, "workspace/edit.html", context, status=400 if problem else 200)
+
+    form = EditForm(request.POST, request.FILES)
+    mask_bytes = None
+    if form.is_valid() and not problem:
+        if not chosen:
+            problem = "Choose at least one image to edit."
+        else:
+            upload = form.cleaned_data.get("mask_file") or request.FILES.get("mask")
+            if upload is not None:
+                first = chosen[0]
+                try:
+                    mask_bytes = uploads.clean_mask(upload, width=first.width, height=first.height).data
+                except uploads.UploadRejected as refusal:
+                    form.add_error("mask_file", str(refusal))
+    if not form.is_valid() or problem:
+        return render(
+            request, "workspace/edit.html", _edit_context(access, form, chosen, tokens, problem), status=400
+        )
+    try:
+        job = jobs.edit_create(
+            project=access.project,
+            author=request.user,
+            prompt=form.cleaned_data["prompt"],
+            params=form.job_params(),
+            inputs=chosen,
+            mask=mask_bytes,
+        )
+    except spend.BudgetExceeded as refusal:
+        form.add_error(None, str(refusal))
+        return render(request, "workspace/edit.html", _edit_context(access, form, chosen, tokens), status=402)
+    return redirect(f"{access.project.get_absolute_url()}#job-{job.pk}")
+
+
+@login_required
+@require_POST
+def job_reproduce(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
+    access = project_access(request.user, project_id, needs=Role.EDITOR)
+    job = get_object_or_404(Job, project=access.project, pk=job_id)
+    if access.project.is_archived:
+        return HttpResponse("This project is archived; unarchive it to make images.", status=409)
+    try:
+        new_job = jobs.job_reproduce(job=job, author=request.user)
+    except spend.BudgetExceeded as refusal:
+        messages.error(request, str(refusal))
+        return redirect(request.POST.get("next") or access.project.get_absolute_url())
+    messages.success(request, "Queued the same request again.")
+    return redirect(f"{access.project.get_absolute_url()}#job-{new_job.pk}")
+
+
+@login_required
+@require_GET
+def image_family(request: HttpRequest, project_id: int, image_id: int) -> HttpResponse:
+    access, image = _image_for(request, project_id, image_id)
+    tree = lineage.family(image)
+    return render(
+        request,
+        "workspace/family.html",
+        {"project": access.project, "access": access, "image": image, "family": tree},
+    )
+
+
+@login_required
+@require_GET
+def image_composite(request: HttpRequest, project_id: int, image_id: int, variant: str) -> FileResponse:
+    _, image = _image_for(request, project_id, image_id)
+    if not image.composite or variant not in ("file", "thumb", "download"):
+        raise Http404
+    if variant == "thumb":
+        return _serve(image.composite_thumbnail.name, content_type="image/webp")
+    download = f"{image.download_name.rsplit('.', 1)[0]}-pasted.png" if variant == "download" else None
+    return _serve(image.composite.name, content_type="image/png", download_name=download)
+
+
+@login_required
+@require_GET
+def job_preview(request: HttpRequest, project_id: int, job_id: int) -> FileResponse:
+    access = project_access(request.user, project_id)
+    job = get_object_or_404(Job, project=access.project, pk=job_id)
+    if not job.preview:
+        raise Http404
+    return _serve(job.preview.name, content_type="image/webp")

@@ -24,13 +24,22 @@
     if (!caps) return;
     var model = caps[form.elements.model.value];
     if (!model) return;
-    setOptionState(form.elements.size, model.presets.concat(model.customSizes ? ["custom"] : []), "square");
+    var sizes = model.presets.concat(model.customSizes ? ["custom"] : []);
+    var hasAuto = form.elements.size.querySelector('option[value="auto"]') !== null;
+    if (hasAuto) sizes.push("auto");
+    setOptionState(form.elements.size, sizes, hasAuto ? "auto" : "square");
     setOptionState(form.elements.quality, model.qualities, "auto");
     var format = form.elements.output_format.value;
     var transparentOk = model.transparent && (format === "png" || format === "webp");
     setOptionState(form.elements.background, transparentOk ? ["auto", "opaque", "transparent"] : ["auto", "opaque"], "auto");
     showWhen(form.querySelectorAll("[data-show-when-size]"), form.elements.size.value === "custom");
     showWhen(form.querySelectorAll(".compression"), format === "jpeg" || format === "webp");
+    var fidelity = form.querySelector(".input-fidelity");
+    if (fidelity) {
+      fidelity.hidden = model.inputFidelity.length === 0;
+      setOptionState(form.elements.input_fidelity, model.inputFidelity, "");
+      if (fidelity.hidden) form.elements.input_fidelity.value = "";
+    }
     var complexity = form.querySelector(".complexity");
     if (complexity) {
       complexity.hidden = !model.complexity;
@@ -44,8 +53,10 @@
   }
 
   function init(root) {
-    var form = (root || document).querySelector ? (root.id === "generate-form" ? root : (root || document).querySelector("#generate-form")) : null;
-    if (!form) return;
+    var scope = root || document;
+    var form = scope.matches && scope.matches(".composer-form") ? scope : scope.querySelector(".composer-form");
+    if (!form || form.dataset.enhanced) return;
+    form.dataset.enhanced = "1";
     sync(form);
     form.addEventListener("change", function () { sync(form); });
     if (form.elements.prompt) {
@@ -56,9 +67,39 @@
       });
     }
     var firstError = form.querySelector(".has-error input, .has-error select, .has-error textarea");
-    if (firstError && root && root.id === "generate-form") firstError.focus();
+    if (firstError && root && root !== document) firstError.focus();
   }
 
+  // The reference library: drop files anywhere on the zone; show upload progress.
+  function initDropzones(root) {
+    (root || document).querySelectorAll("[data-dropzone]").forEach(function (zone) {
+      if (zone.dataset.enhanced) return;
+      zone.dataset.enhanced = "1";
+      var input = zone.querySelector('input[type="file"]');
+      ["dragenter", "dragover"].forEach(function (name) {
+        zone.addEventListener(name, function (event) { event.preventDefault(); zone.classList.add("dragging"); });
+      });
+      ["dragleave", "drop"].forEach(function (name) {
+        zone.addEventListener(name, function () { zone.classList.remove("dragging"); });
+      });
+      zone.addEventListener("drop", function (event) {
+        event.preventDefault();
+        if (!event.dataTransfer || !event.dataTransfer.files.length) return;
+        input.files = event.dataTransfer.files;
+        zone.requestSubmit();
+      });
+    });
+  }
+
+  document.addEventListener("htmx:xhr:progress", function (event) {
+    var progress = event.target.querySelector && event.target.querySelector("progress");
+    if (!progress || !event.detail.lengthComputable) return;
+    progress.hidden = false;
+    progress.value = Math.round((event.detail.loaded / event.detail.total) * 100);
+  });
+
+  document.addEventListener("DOMContentLoaded", function () { initDropzones(document); });
+  document.addEventListener("htmx:load", function (event) { initDropzones(event.target); });
   document.addEventListener("DOMContentLoaded", function () { init(document); });
   document.addEventListener("htmx:load", function (event) { init(event.target); });
 })();

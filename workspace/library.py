@@ -1,0 +1,60 @@
+"""A project's reference library: uploads verified and re-encoded before anything is stored."""
+
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.utils import timezone
+
+from workspace import outputs, uploads
+from workspace.models import Project, Reference
+
+
+def references_upload(
+    *, project: Project, user, files: list
+) -> tuple[list[Reference], list[uploads.UploadRejected]]:
+    """Store every good file and report every bad one; one bad file does not stop the batch."""
+    stored: list[Reference] = []
+    rejected: list[uploads.UploadRejected] = []
+    for upload in files:
+        try:
+            clean = uploads.clean_reference(upload)
+        except uploads.UploadRejected as refusal:
+            rejected.append(refusal)
+            continue
+        stored.append(_store(project=project, user=user, clean=clean))
+    return stored, rejected
+
+
+def _store(*, project: Project, user, clean: "uploads.CleanImage") -> Reference:
+    written: list[str] = []
+    try:
+        with transaction.atomic():
+            reference = Reference.objects.create(
+                project=project,
+                uploaded_by=user,
+                name=clean.original_name,
+                file="",
+                thumbnail="",
+                width=clean.width,
+                height=clean.height,
+                format=clean.format,
+                bytes=len(clean.data),
+                uploaded_bytes=clean.original_bytes,
+                sha256=clean.sha256,
+            )
+            base = f"projects/{project.pk}/references/{reference.pk}"
+            written.append(
+                default_storage.save(f"{base}.{outputs.EXTENSIONS[clean.format]}", ContentFile(clean.data))
+            )
+            written.append(default_storage.save(f"{base}.thumb.webp", ContentFile(clean.thumbnail)))
+            reference.file, reference.thumbnail = written
+            reference.save(update_fields=["file", "thumbnail"])
+    except BaseException:
+        outputs.delete_files(written)
+        raise
+    return reference
+
+
+def reference_remove(*, reference: Reference) -> None:
+    """Take it out of the library; images already made from it keep it in their lineage."""
+    Reference.objects.filter(pk=reference.pk, removed_at__isnull=True).update(removed_at=timezone.now())
