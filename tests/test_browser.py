@@ -20,7 +20,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from config.celery import app as celery_app
 from tests.helpers import create_job, run
-from workspace.models import Budget, Job, LedgerEntry, Membership, Project, Role
+from workspace.models import Budget, Image, Job, LedgerEntry, Membership, Project, Reference, Role
 
 pytestmark = pytest.mark.browser
 
@@ -354,3 +354,70 @@ def test_the_estimate_follows_the_form_and_the_badge_moves_after_a_job(page, mak
     expect(badge).to_contain_text(f"${charged.quantize(Decimal('0.001'))} of $20")
     assert charged > 0
     assert_not_reloaded(page)
+
+
+def _png_file(tmp_path, name: str, colour: tuple[int, int, int]) -> str:
+    path = tmp_path / name
+    PILImage.new("RGB", (640, 480), colour).save(path, format="PNG")
+    return str(path)
+
+
+def _wait_for_done_card(page) -> None:
+    expect(page.locator("#job-feed .job-card").first.locator(".status-pill")).to_have_text(
+        "Done", timeout=ASYNC
+    )
+
+
+def test_upload_edit_with_a_painted_mask_branch_twice_and_see_the_family(page, make_user, standin, tmp_path):
+    user = make_user("ines")
+    project = project_for(user, "Lookbook")
+    log_in(page, "ines")
+
+    # Two references into the library.
+    page.goto(f"/p/{project.pk}/references")
+    page.get_by_label("Drop product photos and brand assets here").set_input_files(
+        [_png_file(tmp_path, "jacket.png", (200, 60, 40)), _png_file(tmp_path, "studio.png", (40, 120, 200))]
+    )
+    page.get_by_role("button", name="Upload").click()
+    expect(page.get_by_text("Added 2 images")).to_be_visible(timeout=ASYNC)
+    assert sorted(Reference.objects.values_list("name", flat=True)) == ["jacket.png", "studio.png"]
+
+    # Edit both, painting the area to change over the first.
+    page.get_by_label("Use jacket.png in an edit").check()
+    page.get_by_label("Use studio.png in an edit").check()
+    page.get_by_role("button", name="Edit the selected images").click()
+    expect(page.get_by_role("heading", name="Edit images")).to_be_visible(timeout=NOW)
+    page.get_by_label("Prompt", exact=True).fill("Put the jacket on a model in this studio")
+    canvas = page.locator("[data-mask-painter] canvas").first
+    expect(canvas).to_be_visible(timeout=NOW)
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.4)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.7, box["y"] + box["height"] * 0.6, steps=8)
+    page.mouse.up()
+    expect(page.locator("[data-mask-status]")).to_contain_text("Painted area", timeout=NOW)
+    page.wait_for_function("document.querySelector('[data-mask-input]').files.length === 1")
+    page.get_by_role("button", name="Edit with 2 images").click()
+    _wait_for_done_card(page)
+    first_edit = Job.objects.get(kind="edit")
+    assert first_edit.mask and first_edit.inputs.count() == 2
+    result = first_edit.images.get()
+    assert result.composite  # pasted back onto the original
+
+    # Branch the result twice.
+    for prompt in ("Same look, vertical crop", "Same look, evening light"):
+        page.goto(f"/p/{project.pk}/images/{result.pk}/")
+        page.get_by_role("link", name="Branch from here").click()
+        page.get_by_label("Prompt", exact=True).fill(prompt)
+        page.get_by_role("button", name="Edit image").click()
+        _wait_for_done_card(page)
+    branches = Image.objects.filter(job__inputs__image=result)
+    assert branches.count() == 2
+
+    # The family, from any member: uploads, the edit, the two branches.
+    page.goto(f"/p/{project.pk}/images/{branches.first().pk}/")
+    page.get_by_role("link", name="Family").click()
+    expect(page.get_by_text("2 uploads and 3 images over 3 generations.")).to_be_visible(timeout=NOW)
+    expect(page.locator(".tree-node")).to_have_count(3)
+    page.locator(".tree-card").first.click()
+    expect(page.get_by_role("heading", name="Made from this")).to_be_visible(timeout=NOW)

@@ -140,7 +140,8 @@ def family(image: Image) -> Family:
     references = list(Reference.objects.filter(pk__in=reference_ids).order_by("id")) if reference_ids else []
     tree = Family(roots=roots, references=references, size=len(nodes), generations=0)
     # Counted on the drawn tree: the CTE's depths are relative to whichever seed reached an image first.
-    tree.generations = 1 + max((level for _, level in tree.rows()), default=0)
+    # Uploaded references, the family's roots, are a generation of their own.
+    tree.generations = 1 + max((level for _, level in tree.rows()), default=0) + (1 if references else 0)
     return tree
 
 

@@ -830,6 +830,7 @@ class Command(BaseCommand):
             self.out(f"worker took its first job {ready:.1f} s after the warm-up submit")
             run.server.latency = latency
             run.server.latency_jitter = 0.0
+            floor = self.standin_floor(run, latency)
             if self.opts["warmup"]:
                 for _ in range(2):  # through the view too, so templates and the SDK client are warm
                     self.submit_and_wait(client, url, worker)
@@ -861,6 +862,7 @@ class Command(BaseCommand):
             )
         }
         self.details["overhead"] = {
+            "standin_floor_ms": floor,
             "jobs": count,
             "latency_s": latency,
             "worker_concurrency": concurrency,
@@ -878,6 +880,48 @@ class Command(BaseCommand):
             )
         )
         self.metrics.append(Metric("Overhead per job, p95", stats["p95"], "ms"))
+        for mode, label in (("plain", "plain"), ("streamed", "streamed, 2 partial images")):
+            self.metrics.append(
+                Metric(
+                    f"Stand-in + SDK floor per call ({label}), median",
+                    floor[mode]["median"],
+                    "ms",
+                    note="time over the configured latency for a bare SDK call from this process; "
+                    "part of every job's overhead, and CPU taken from the same cores",
+                )
+            )
+
+    def standin_floor(self, run: Run, latency: float, calls: int = 5) -> dict[str, dict[str, float]]:
+        """What the harness alone adds: a bare SDK call to the stand-in, plain and streamed, over latency."""
+        import openai
+
+        client = openai.OpenAI(api_key="bench", base_url=run.server.base_url, max_retries=0, timeout=60)
+        params = {key: SERVICE_PARAMS[key] for key in ("model", "size", "quality", "output_format", "n")}
+        params |= {"prompt": PROMPT, "background": "auto"}
+        result = {}
+        try:
+            for mode in ("plain", "streamed"):
+                wall, cpu = [], []
+                for index in range(calls + 1):
+                    started, cpu_started = time.perf_counter(), time.process_time()
+                    if mode == "streamed":
+                        for _event in client.images.generate(**params, stream=True, partial_images=2):
+                            pass
+                    else:
+                        client.images.generate(**params)
+                    if index:  # the first call warms caches and the connection
+                        wall.append((time.perf_counter() - started - latency) * 1000)
+                        cpu.append((time.process_time() - cpu_started) * 1000)
+                result[mode] = summary(wall) | {"process_cpu_ms_median": statistics.median(cpu)}
+        finally:
+            client.close()
+        self.out(
+            "stand-in + SDK alone, over the latency: plain "
+            f"{fmt_ms(result['plain']['median'])} (CPU {fmt_ms(result['plain']['process_cpu_ms_median'])}), "
+            f"streamed {fmt_ms(result['streamed']['median'])} "
+            f"(CPU {fmt_ms(result['streamed']['process_cpu_ms_median'])})"
+        )
+        return result
 
     def submit_and_wait(self, client: Client, url: str, worker: Worker) -> dict[str, float]:
         latency = self.run_state.server.latency
@@ -942,6 +986,7 @@ class Command(BaseCommand):
             run.server.reset()
             profiler = self.start_profiler(run, worker)
             cpu_before = sum(proc_cpu_seconds(w.pid) or 0 for w in workers)
+            own_before = sum(os.times()[:2])
             start = time.time()
             ids = [
                 job_services.job_create(
@@ -954,6 +999,7 @@ class Command(BaseCommand):
                 ids, workers, timeout=ideal * 4 + 60, interval=0.02, on_tick=sample_connections
             )
             cpu_after = sum(proc_cpu_seconds(w.pid) or 0 for w in workers)
+            own_cpu = sum(os.times()[:2]) - own_before
             threads = sum(int(proc_status(w.pid).get("Threads", "0").strip() or 0) for w in workers)
             hwm_kib = sum(proc_kib(w.pid, "VmHWM") or 0 for w in workers)
             rss_kib = sum(proc_kib(w.pid, "VmRSS") or 0 for w in workers)
@@ -1035,6 +1081,7 @@ class Command(BaseCommand):
             "store_ms": summary(store_ms),
             "worker_cpu_s": cpu,
             "worker_cpu_ms_per_job": cpu / count * 1000 if cpu is not None else None,
+            "bench_process_cpu_ms_per_job": own_cpu / count * 1000,
             "worker_threads": threads,
             "worker_vmhwm_mb": hwm_kib / 1024 if hwm_kib else None,
             "worker_vmhwm_after_warmup_mb": hwm_after_warmup / 1024 if hwm_after_warmup else None,
@@ -1055,7 +1102,8 @@ class Command(BaseCommand):
             f"  ideal {ideal:.1f} s, actual {actual:.2f} s (polled {actual_polled:.2f} s), "
             f"ratio {ratio:.3f}; "
             f"submit took {submitted - start:.2f} s; worker CPU {cpu or 0:.1f} s "
-            f"({result['worker_cpu_ms_per_job'] or 0:.0f} ms/job); wait for a free slot p95 "
+            f"({result['worker_cpu_ms_per_job'] or 0:.0f} ms/job; this process, mostly the stand-in: "
+            f"{result['bench_process_cpu_ms_per_job']:.0f} ms/job); wait for a free slot p95 "
             f"{result['queue_ms']['p95']:.0f} ms; store p95 {result['store_ms']['p95']:.0f} ms; "
             f"call overhead p95 {result['call_overhead_ms']['p95']:.0f} ms; peak RSS "
             f"{result['worker_vmhwm_mb'] or 0:.0f} MB; DB connections peak {result['db_connections_peak']}"
