@@ -260,8 +260,11 @@ def _encode(image: Image.Image, fmt: str, *, optimize: bool = False) -> bytes:
         image.save(out, format="JPEG", quality=92)
     elif fmt == "WEBP":
         image.save(out, format="WEBP", quality=90)
+    elif optimize:
+        image.save(out, format="PNG", optimize=True)  # masks: squeeze under the API's 4 MB
     else:
-        image.save(out, format="PNG", optimize=optimize)
+        # zlib level 3: about 3x faster than the default 6 for files 6-22 % larger; uploads are interactive.
+        image.save(out, format="PNG", compress_level=3)
     return out.getvalue()
 
 
