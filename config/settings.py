@@ -180,8 +180,23 @@ THUMBNAIL_MAX_EDGE = 512
 REFERENCE_MAX_BYTES = envint("REFERENCE_MAX_BYTES", 50 * 1024 * 1024, minimum=1)
 MAX_EDIT_INPUTS = 16
 
-# --- Celery -------------------------------------------------------------------------------------------
+# --- Cache and sessions ----------------------------------------------------------------------------------
 REDIS_URL = envstr("REDIS_URL")
+CACHES = {
+    "default": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "atelier",
+        }
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+# Sessions live in the database and are read from the cache: no session query on a busy page or a poll.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+
+# --- Celery -------------------------------------------------------------------------------------------
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     # Longer than any countdown we schedule, so a retry waiting in a worker is not delivered twice.

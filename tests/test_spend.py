@@ -300,12 +300,13 @@ def test_the_badge_shows_my_month_and_warns_from_80_percent(client, cast, projec
     client.force_login(cast.bob)
     run(create_job(project=project, author=cast.bob, quality="high"))
     spent = spend.summary_for(cast.bob).spent
-    page = client.get(reverse("home")).content.decode()
+    assert 'hx-get="/spend/badge"' in client.get(reverse("home")).content.decode()
+    page = client.get(reverse("spend_badge")).content.decode()
     assert 'id="spend-badge"' in page
     assert f"${spent.quantize(Decimal('0.001'))}" in page
     assert "warn" not in page.split('id="spend-badge"')[1].split(">")[0]
     Budget.objects.create(user=cast.bob, monthly_limit=(spent / Decimal("0.85")).quantize(Decimal("0.01")))
-    page = client.get(reverse("home")).content.decode()
+    page = client.get(reverse("spend_badge")).content.decode()
     assert 'class="spend-badge warn"' in page
     assert "over 80 % of the budget" in page
 

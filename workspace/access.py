@@ -44,3 +44,22 @@ def project_access(user, project_id: int, *, needs: Role = Role.VIEWER) -> Proje
     if ROLE_RANK[access.role] < ROLE_RANK[needs]:
         raise PermissionDenied(f"This needs the {needs.label.lower()} role in {access.project.name}.")
     return access
+
+
+def project_access_with_members(user, project_id: int) -> tuple[ProjectAccess, list[Membership]]:
+    """Like project_access, and the project's members from the same query (for author filters)."""
+    if not user.is_authenticated:
+        raise Http404
+    members = list(
+        Membership.objects.select_related("project", "user")
+        .filter(project_id=project_id)
+        .order_by("user__username")
+    )
+    mine = next((m for m in members if m.user_id == user.pk), None)
+    if mine is not None:
+        return ProjectAccess(mine.project, Role(mine.role), is_member=True), members
+    if user.is_staff:
+        project = members[0].project if members else Project.objects.filter(pk=project_id).first()
+        if project is not None:
+            return ProjectAccess(project, Role.VIEWER, is_member=False), members
+    raise Http404

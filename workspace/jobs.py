@@ -405,6 +405,9 @@ def _finish(job: Job, stored: list[outputs.StoredFile]) -> None:
                         composite=item.composite_name,
                         composite_thumbnail=item.composite_thumbnail_name,
                         created_at=now,
+                        author_id=job.author_id,
+                        model=job.model,
+                        kind=job.kind,
                     )
                     for item in stored
                 ]

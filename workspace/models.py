@@ -66,6 +66,11 @@ class Membership(models.Model):
         return ROLE_RANK[Role(self.role)] >= ROLE_RANK[Role(role)]
 
 
+class ImageQuerySet(models.QuerySet):
+    def visible(self) -> "ImageQuerySet":
+        return self.filter(deleted_at__isnull=True)
+
+
 def _image_path(instance, filename):  # pragma: no cover - names are always given explicitly
     return filename
 
@@ -283,10 +288,45 @@ class Image(models.Model):
     composite_thumbnail = models.FileField(upload_to=_image_path, max_length=255, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
+    # Copied from the job so the gallery filters on one table with its indexes.
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="images"
+    )
+    model = models.CharField(max_length=64, blank=True)
+    kind = models.CharField(max_length=10, blank=True)
+
+    class Review(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
+    review_state = models.CharField(max_length=10, choices=Review.choices, default=Review.DRAFT)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    # Deleting hides an image at once and can be undone for a while; lineage keeps the row.
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    deleted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    objects = ImageQuerySet.as_manager()
+
     class Meta:
         ordering = ["job", "index"]
         constraints = [models.UniqueConstraint(fields=["job", "index"], name="one_image_per_job_index")]
-        indexes = [models.Index(fields=["project", "-created_at", "-id"], name="image_project_recent")]
+        indexes = [
+            models.Index(
+                fields=["project", "-created_at", "-id"],
+                name="image_project_recent",
+                condition=Q(deleted_at__isnull=True),
+            ),
+            models.Index(fields=["project", "author", "-created_at", "-id"], name="image_project_author"),
+            models.Index(
+                fields=["project", "review_state", "-created_at", "-id"], name="image_project_review"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"Image {self.pk} of job {self.job_id}"
@@ -505,3 +545,30 @@ class JobInput(models.Model):
     @property
     def source(self):
         return self.image or self.reference
+
+
+class Favourite(models.Model):
+    """One person's star on an image; everyone has their own."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="favourites")
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="favourites")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "image"], name="one_star_per_person")]
+
+    def __str__(self) -> str:
+        return f"{self.user} likes image {self.image_id}"
+
+
+class Comment(models.Model):
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="comments")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    body = models.TextField(max_length=4000)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"comment by {self.author} on image {self.image_id}"

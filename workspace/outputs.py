@@ -158,3 +158,19 @@ def delete_attempt_files(*, project_id: int, job_id: int, attempt: int, only: st
     except (FileNotFoundError, NotImplementedError):
         return
     delete_files([f"{folder}/{name}" for name in files if name.startswith(prefix)])
+
+
+def convert(*, name: str, target: str) -> bytes:
+    """An original re-encoded as png, jpeg or webp for download (JPEG loses transparency to white)."""
+    with default_storage.open(name, "rb") as handle, PILImage.open(handle) as source:
+        image = source.convert("RGBA")
+    out = io.BytesIO()
+    if target == "jpeg":
+        flat = PILImage.new("RGB", image.size, (255, 255, 255))
+        flat.paste(image, mask=image.getchannel("A"))
+        flat.save(out, format="JPEG", quality=92)
+    elif target == "webp":
+        image.save(out, format="WEBP", quality=92)
+    else:
+        image.save(out, format="PNG", compress_level=6)
+    return out.getvalue()

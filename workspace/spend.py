@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from django.db.models import Count, F, Q, Sum
+from django.contrib.auth import get_user_model
+from django.db.models import Count, F, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
@@ -253,8 +254,29 @@ class SpendSummary:
 
 
 def summary_for(user) -> SpendSummary:
-    budget = Budget.objects.filter(user=user).values_list("monthly_limit", flat=True).first()
-    return SpendSummary(spent=_spent(Q(user=user), month_start()), held=_held(Q(author=user)), limit=budget)
+    """Spent, held and the limit for the badge, in one query."""
+    spent = (
+        LedgerEntry.objects.filter(user=OuterRef("pk"), created_at__gte=month_start())
+        .values("user")
+        .annotate(total=Sum("cost"))
+        .values("total")
+    )
+    held = (
+        Job.objects.filter(author=OuterRef("pk"), reserved_cost__gt=0)
+        .values("author")
+        .annotate(total=Sum("reserved_cost"))
+        .values("total")
+    )
+    limit = Budget.objects.filter(user=OuterRef("pk")).values("monthly_limit")
+    row = (
+        get_user_model().objects.filter(pk=user.pk)
+        .annotate(
+            spent=Coalesce(Subquery(spent), ZERO), held=Coalesce(Subquery(held), ZERO), limit=Subquery(limit)
+        )
+        .values("spent", "held", "limit")
+        .get()
+    )
+    return SpendSummary(spent=row["spent"], held=row["held"], limit=row["limit"])
 
 
 def month_bounds(day: date) -> tuple[date, date]:

@@ -1,13 +1,15 @@
 import csv
+from datetime import timedelta
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import Count, Max, Prefetch
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.db.models import Count, Max, OuterRef, Prefetch, Subquery
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
@@ -15,8 +17,20 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HTMX_STOP_POLLING
 
-from workspace import imagemodels, jobs, library, lineage, spend, uploads
-from workspace.access import project_access
+from workspace import (
+    export,
+    gallery,
+    history,
+    imagemodels,
+    jobs,
+    library,
+    lineage,
+    outputs,
+    review,
+    spend,
+    uploads,
+)
+from workspace.access import project_access, project_access_with_members
 from workspace.forms import (
     AddMemberForm,
     ChangeRoleForm,
@@ -25,7 +39,8 @@ from workspace.forms import (
     ProjectForm,
     SpendPeriodForm,
 )
-from workspace.models import Image, Job, LedgerEntry, Membership, Project, Reference, Role
+from workspace.gallery import GalleryFilterForm
+from workspace.models import Comment, Favourite, Image, Job, LedgerEntry, Membership, Project, Reference, Role
 
 FEED_PAGE_SIZE = 12
 
@@ -36,9 +51,14 @@ def healthz(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
+    latest = Image.objects.visible().filter(project=OuterRef("pk")).order_by("-created_at", "-id")
     projects = (
         Project.objects.for_user(request.user)
-        .annotate(image_count=Count("images", distinct=True), last_activity=Max("jobs__created_at"))
+        .annotate(
+            image_count=Count("images", distinct=True),
+            last_activity=Max("jobs__created_at"),
+            cover_id=Subquery(latest.values("pk")[:1]),
+        )
         .order_by("archived_at", "-last_activity", "name")
     )
     return render(request, "workspace/home.html", {"projects": projects, "form": ProjectForm()})
@@ -63,7 +83,7 @@ def _feed(project: Project, before: str | None):
     queryset = (
         Job.objects.filter(project=project)
         .select_related("author")
-        .prefetch_related(Prefetch("images", queryset=Image.objects.order_by("index")))
+        .prefetch_related(Prefetch("images", queryset=Image.objects.visible().order_by("index")))
     )
     if before and before.isdigit():
         queryset = queryset.filter(id__lt=int(before))
@@ -143,7 +163,7 @@ def job_create(request: HttpRequest, project_id: int) -> HttpResponse:
 def _job_for(access, job_id: int) -> Job:
     return get_object_or_404(
         Job.objects.select_related("author").prefetch_related(
-            Prefetch("images", queryset=Image.objects.order_by("index"))
+            Prefetch("images", queryset=Image.objects.visible().order_by("index"))
         ),
         project=access.project,
         pk=job_id,
@@ -161,7 +181,8 @@ def job_card(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse
         # Tell screen readers once, from a live region that polling does not replace, and move the badge.
         response.content += render(request, "workspace/project.html#job-announcement", context).content
         if job.author_id == request.user.pk:
-            response.content += render(request, "base.html#spend-badge", {"badge_oob": True}).content
+            badge = {"badge_oob": True, "badge_loaded": True}
+            response.content += render(request, "base.html#spend-badge", badge).content
         response.status_code = HTMX_STOP_POLLING
     return response
 
@@ -255,6 +276,15 @@ def image_detail(request: HttpRequest, project_id: int, image_id: int) -> HttpRe
             "prompt": lineage.prompt_diff(first_parent.job.prompt, image.job.prompt),
             "changes": lineage.parameter_changes(first_parent.job, image.job),
         }
+    # Previous and next follow the gallery view the person came from (its filters ride on the URL).
+    filters = _filters_query(request)
+    newer = older = None
+    if request.GET.get("from") == "gallery" or filters:
+        authors = [(int(a), a) for a in request.GET.getlist("author") if a.isdigit()]
+        form = GalleryFilterForm(request.GET, authors=authors)
+        if form.is_valid():
+            view = gallery.filtered(project=access.project, user=request.user, data=form.cleaned_data)
+            newer, older = gallery.neighbours(view, image)
     return render(
         request,
         "workspace/image_detail.html",
@@ -269,6 +299,13 @@ def image_detail(request: HttpRequest, project_id: int, image_id: int) -> HttpRe
             "children": lineage.children(image),
             "diff": diff,
             "show_raw": request.GET.get("view") == "raw",
+            "is_favourite": Favourite.objects.filter(user=request.user, image=image).exists(),
+            "comments": image.comments.select_related("author"),
+            "filters": filters,
+            "newer": newer,
+            "older": older,
+            "reviews": Image.Review.choices,
+            "undo_minutes": DELETE_UNDO_MINUTES,
         },
     )
 
@@ -408,6 +445,12 @@ def member_remove(request: HttpRequest, project_id: int, membership_id: int) -> 
 
 
 # --- Spend ---------------------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def spend_badge(request: HttpRequest) -> HttpResponse:
+    return render(request, "base.html#spend-badge", {"badge_loaded": True})
 
 
 @login_required
@@ -723,3 +766,215 @@ def job_preview(request: HttpRequest, project_id: int, job_id: int) -> FileRespo
     if not job.preview:
         raise Http404
     return _serve(job.preview.name, content_type="image/webp")
+
+
+# --- The gallery, review and hand-off -----------------------------------------------------------------
+
+DELETE_UNDO_MINUTES = 10
+FILTER_KEYS = ("q", "author", "model", "review", "favourites", "kind", "aspect", "since", "until")
+
+
+def _filters_query(request: HttpRequest) -> str:
+    """The current filters as a query string, so links keep the view (and share it)."""
+    kept = [(key, value) for key in FILTER_KEYS for value in request.GET.getlist(key) if value]
+    return urlencode(kept)
+
+
+@login_required
+@require_GET
+def gallery_view(request: HttpRequest, project_id: int) -> HttpResponse:
+    access, members = project_access_with_members(request.user, project_id)
+    authors = [(m.user_id, m.user.get_username()) for m in members]
+    form = GalleryFilterForm(request.GET, authors=authors)
+    problem = ""
+    result = gallery.Page(items=[], next_cursor="")
+    if not form.is_valid():
+        problem = next(iter(form.errors.values()))[0]
+    else:
+        images = gallery.filtered(project=access.project, user=request.user, data=form.cleaned_data)
+        try:
+            result = gallery.page(images, cursor=request.GET.get("after", ""))
+        except gallery.BadCursor:
+            problem = "That page link has expired; showing the newest images instead."
+            result = gallery.page(images)
+    context = {
+        "project": access.project,
+        "access": access,
+        "form": form,
+        "page": result,
+        "problem": problem,
+        "filters": _filters_query(request),
+    }
+    if request.htmx and request.GET.get("after"):
+        return render(request, "workspace/gallery.html#gallery-page", context)
+    context["active_jobs"] = (
+        Job.objects.active().filter(project=access.project).select_related("author").order_by("-id")[:12]
+    )
+    if request.htmx:
+        return render(request, "workspace/gallery.html#results", context)
+    return render(request, "workspace/gallery.html", context)
+
+
+def _selected(request: HttpRequest, project: Project):
+    ids = [int(value) for value in request.POST.getlist("ids") if value.isdigit()][:500]
+    return Image.objects.visible().filter(project=project, pk__in=ids)
+
+
+@login_required
+@require_POST
+def bulk(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Act on the selected images: download, compare, favourite, review."""
+    access = project_access(request.user, project_id)
+    action = request.POST.get("action", "")
+    selected = _selected(request, access.project)
+    if request.POST.get("approved_only"):
+        selected = selected.filter(review_state=Image.Review.APPROVED)
+    back = f"{reverse('gallery', args=[project_id])}?{request.POST.get('filters', '')}"
+    if not selected.exists():
+        messages.error(request, "None of the selected images are in this project (or none were selected).")
+        return redirect(back)
+    if action == "download":
+        images = export.prefetch_for_export(selected.order_by("-created_at", "-id"))
+        response = StreamingHttpResponse(export.zip_stream(images), content_type="application/zip")
+        response["Content-Disposition"] = (
+            f'attachment; filename="{export.export_filename(access.project, len(images))}"'
+        )
+        return response
+    if action == "compare":
+        ids = list(selected.order_by("-created_at").values_list("pk", flat=True)[:5])
+        if not 2 <= len(ids) <= 4:
+            messages.error(request, "Choose 2 to 4 images to compare.")
+            return redirect(back)
+        return redirect(f"{reverse('compare', args=[project_id])}?{urlencode([('ids', pk) for pk in ids])}")
+    if action in ("favourite", "unfavourite"):
+        count = review.favourite_many(user=request.user, images=list(selected), on=action == "favourite")
+        messages.success(
+            request, f"{'Starred' if action == 'favourite' else 'Unstarred'} {count} image{pluralize(count)}."
+        )
+        return redirect(back)
+    if action in Image.Review.values:
+        if not access.can_edit:
+            raise PermissionDenied("Only editors can review images.")
+        count = review.review_many(user=request.user, images=selected, state=action)
+        messages.success(
+            request, f"Marked {count} image{pluralize(count)} {Image.Review(action).label.lower()}."
+        )
+        return redirect(back)
+    return HttpResponse("Unknown action.", status=400)
+
+
+@login_required
+@require_POST
+def image_favourite(request: HttpRequest, project_id: int, image_id: int) -> HttpResponse:
+    access, image = _image_for(request, project_id, image_id)
+    on = request.POST.get("on") == "1"
+    review.favourite_many(user=request.user, images=[image], on=on)
+    if request.htmx:
+        image.is_favourite = on
+        return render(
+            request, "workspace/image_detail.html#favourite", {"image": image, "project": access.project}
+        )
+    return redirect(image)
+
+
+@login_required
+@require_POST
+def image_review(request: HttpRequest, project_id: int, image_id: int) -> HttpResponse:
+    access = project_access(request.user, project_id, needs=Role.EDITOR)
+    image = get_object_or_404(Image.objects.visible(), project=access.project, pk=image_id)
+    state = request.POST.get("state", "")
+    if state not in Image.Review.values:
+        return HttpResponse("Choose draft, approved or rejected.", status=400)
+    review.review_many(user=request.user, images=Image.objects.filter(pk=image.pk), state=state)
+    return redirect(f"{image.get_absolute_url()}?{request.POST.get('filters', '')}")
+
+
+@login_required
+@require_POST
+def image_comment(request: HttpRequest, project_id: int, image_id: int) -> HttpResponse:
+    _, image = _image_for(request, project_id, image_id)
+    body = request.POST.get("body", "").strip()
+    if not body:
+        messages.error(request, "Write something before posting a comment.")
+    elif len(body) > 4000:
+        messages.error(request, "Comments are limited to 4,000 characters.")
+    else:
+        Comment.objects.create(image=image, author=request.user, body=body)
+    return redirect(f"{image.get_absolute_url()}#comments")
+
+
+@login_required
+@require_POST
+def image_delete(request: HttpRequest, project_id: int, image_id: int) -> HttpResponse:
+    access = project_access(request.user, project_id, needs=Role.EDITOR)
+    image = get_object_or_404(Image, project=access.project, pk=image_id)
+    if request.POST.get("undo"):
+        window = timezone.now() - timedelta(minutes=DELETE_UNDO_MINUTES)
+        restored = Image.objects.filter(pk=image.pk, deleted_at__gte=window).update(
+            deleted_at=None, deleted_by=None
+        )
+        if restored:
+            messages.success(request, "Image restored.")
+        else:
+            messages.error(request, f"It is more than {DELETE_UNDO_MINUTES} minutes since it was deleted.")
+        return redirect(image)
+    Image.objects.filter(pk=image.pk, deleted_at__isnull=True).update(
+        deleted_at=timezone.now(), deleted_by=request.user
+    )
+    messages.success(
+        request, f"Image {image.pk} deleted. You can undo this for {DELETE_UNDO_MINUTES} minutes."
+    )
+    return redirect(image)
+
+
+@login_required
+@require_GET
+def image_convert(request: HttpRequest, project_id: int, image_id: int, target: str) -> HttpResponse:
+    """Download the original re-encoded as PNG, JPEG or WebP."""
+    _, image = _image_for(request, project_id, image_id)
+    if target not in ("png", "jpeg", "webp"):
+        raise Http404
+    data = outputs.convert(name=image.file.name, target=target)
+    extension = "jpg" if target == "jpeg" else target
+    response = HttpResponse(data, content_type=f"image/{target}")
+    response["Content-Disposition"] = (
+        f'attachment; filename="{image.download_name.rsplit(".", 1)[0]}.{extension}"'
+    )
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@login_required
+@require_GET
+def compare(request: HttpRequest, project_id: int) -> HttpResponse:
+    access = project_access(request.user, project_id)
+    ids = [int(value) for value in request.GET.getlist("ids") if value.isdigit()]
+    images = list(Image.objects.visible().filter(project=access.project, pk__in=ids).select_related("job"))
+    images.sort(key=lambda image: ids.index(image.pk))
+    status = 200 if 2 <= len(images) <= 4 else 400
+    return render(
+        request,
+        "workspace/compare.html",
+        {"project": access.project, "access": access, "images": images},
+        status=status,
+    )
+
+
+@login_required
+@require_GET
+def prompt_history(request: HttpRequest, project_id: int | None = None) -> HttpResponse:
+    """Every prompt submitted, identical ones grouped: for a project, or mine across my projects."""
+    if project_id is not None:
+        access = project_access(request.user, project_id)
+        scope = Job.objects.filter(project=access.project)
+        project = access.project
+    else:
+        access, project = None, None
+        scope = Job.objects.filter(author=request.user, project__in=Project.objects.for_user(request.user))
+    query = " ".join(request.GET.get("q", "").split())[:300]
+    groups = history.prompt_groups(jobs=scope, query=query)
+    return render(
+        request,
+        "workspace/prompts.html",
+        {"project": project, "access": access, "groups": groups, "query": query},
+    )

@@ -98,6 +98,53 @@
     progress.value = Math.round((event.detail.loaded / event.detail.total) * 100);
   });
 
+  // Gallery selection: Shift-click selects a range; the bar counts what is selected.
+  var lastChecked = null;
+  document.addEventListener("click", function (event) {
+    var box = event.target.closest && event.target.closest(".tile-check");
+    if (!box) return;
+    var boxes = Array.prototype.slice.call(document.querySelectorAll(".tile-check"));
+    if (event.shiftKey && lastChecked && lastChecked !== box) {
+      var from = boxes.indexOf(lastChecked), to = boxes.indexOf(box);
+      boxes.slice(Math.min(from, to), Math.max(from, to) + 1).forEach(function (other) { other.checked = box.checked; });
+    }
+    lastChecked = box;
+  });
+  document.addEventListener("change", function (event) {
+    if (!event.target.classList || !event.target.classList.contains("tile-check")) return;
+    var count = document.querySelectorAll(".tile-check:checked").length;
+    var label = document.querySelector("[data-selected-count]");
+    if (label) label.textContent = count ? count + " selected" : "Select images with the boxes (Shift selects a range)";
+  });
+
+  // Image page: arrow keys move through the gallery view; zoom to 100 %; copy the prompt.
+  document.addEventListener("keydown", function (event) {
+    if (event.defaultPrevented || event.altKey || event.ctrlKey || event.metaKey) return;
+    var tag = (event.target.tagName || "").toLowerCase();
+    if (tag === "input" || tag === "textarea" || tag === "select" || event.target.isContentEditable) return;
+    var rel = event.key === "ArrowLeft" ? "prev" : event.key === "ArrowRight" ? "next" : null;
+    var link = rel && document.querySelector('a[rel="' + rel + '"]');
+    if (link) { event.preventDefault(); window.location.href = link.href; }
+  });
+  document.addEventListener("click", function (event) {
+    var zoom = event.target.closest && event.target.closest("[data-zoom-toggle]");
+    if (zoom) {
+      var stage = document.querySelector("[data-zoom-stage]");
+      var on = stage.classList.toggle("zoomed");
+      zoom.setAttribute("aria-pressed", on ? "true" : "false");
+      zoom.textContent = on ? "Fit to screen" : "Zoom to 100 %";
+      return;
+    }
+    var copy = event.target.closest && event.target.closest("[data-copy]");
+    if (copy && navigator.clipboard) {
+      var source = document.querySelector(copy.getAttribute("data-copy"));
+      navigator.clipboard.writeText(source.innerText).then(function () {
+        copy.textContent = "Copied";
+        setTimeout(function () { copy.textContent = "Copy prompt"; }, 1500);
+      });
+    }
+  });
+
   document.addEventListener("DOMContentLoaded", function () { initDropzones(document); });
   document.addEventListener("htmx:load", function (event) { initDropzones(event.target); });
   document.addEventListener("DOMContentLoaded", function () { init(document); });

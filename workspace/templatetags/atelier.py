@@ -69,5 +69,11 @@ def filesize(num_bytes: int) -> str:
 
 
 @register.filter
+def pairs(spec: str) -> list[tuple[str, str]]:
+    """'png:PNG,jpeg:JPEG' -> [('png', 'PNG'), ('jpeg', 'JPEG')], for small fixed menus in templates."""
+    return [tuple(item.split(":", 1)) for item in spec.split(",")]
+
+
+@register.filter
 def get(mapping: dict, key: str):
     return mapping.get(key, "")

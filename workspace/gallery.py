@@ -1,0 +1,196 @@
+"""The project gallery: filters from the URL, keyset pages, neighbours for the image page.
+
+One query a page whatever the filters: the filters are WHERE clauses on `Image` (author, model and kind
+are copied onto it), the search is a subquery on the job's prompt, and "my favourite" is an EXISTS.
+"""
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+
+from django import forms
+from django.contrib.postgres.search import SearchQuery, SearchVector
+from django.db import connection
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.utils import timezone
+
+from workspace import imagemodels
+from workspace.models import Favourite, Image, Job, Project
+
+PAGE_SIZE = 48
+MAX_SEARCH = 300
+
+
+class GalleryFilterForm(forms.Form):
+    q = forms.CharField(label="Search prompts", required=False)
+    author = forms.TypedChoiceField(label="Author", required=False, coerce=int, empty_value=None)
+    model = forms.ChoiceField(
+        label="Model",
+        required=False,
+        choices=[("", "Any model"), *[(m.id, m.label) for m in imagemodels.MODELS.values()]],
+    )
+    review = forms.ChoiceField(
+        label="Review", required=False, choices=[("", "Any review"), *Image.Review.choices]
+    )
+    favourites = forms.BooleanField(label="My favourites", required=False)
+    kind = forms.ChoiceField(
+        label="Made by",
+        required=False,
+        choices=[("", "Generations and edits"), ("generate", "Generations"), ("edit", "Edits")],
+    )
+    aspect = forms.ChoiceField(
+        label="Shape",
+        required=False,
+        choices=[
+            ("", "Any shape"),
+            ("square", "Square"),
+            ("portrait", "Portrait"),
+            ("landscape", "Landscape"),
+        ],
+    )
+    since = forms.DateField(label="From", required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(label="To", required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, *args, authors: list[tuple[int, str]], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["author"].choices = [("", "Anyone"), *authors]
+
+    def clean_q(self) -> str:
+        query = " ".join(self.cleaned_data["q"].split())
+        if len(query) > MAX_SEARCH:
+            raise forms.ValidationError(f"Search is limited to {MAX_SEARCH} characters; shorten it.")
+        return query
+
+    def clean(self) -> dict:
+        data = super().clean()
+        since, until = data.get("since"), data.get("until")
+        if since and until and until < since:
+            self.add_error("until", "The end date is before the start date.")
+        return data
+
+
+def _day_start(day) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=timezone.get_current_timezone())
+
+
+def filtered(*, project: Project, user, data: dict) -> QuerySet:
+    images = Image.objects.visible().filter(project=project)
+    if data.get("author"):
+        images = images.filter(author_id=data["author"])
+    if data.get("model"):
+        images = images.filter(model=data["model"])
+    if data.get("review"):
+        images = images.filter(review_state=data["review"])
+    if data.get("kind"):
+        images = images.filter(kind=data["kind"])
+    if data.get("since"):
+        images = images.filter(created_at__gte=_day_start(data["since"]))
+    if data.get("until"):
+        images = images.filter(created_at__lt=_day_start(data["until"] + timedelta(days=1)))
+    aspect = data.get("aspect")
+    if aspect == "square":
+        images = images.filter(width=F("height"))
+    elif aspect == "portrait":
+        images = images.filter(height__gt=F("width"))
+    elif aspect == "landscape":
+        images = images.filter(width__gt=F("height"))
+    mine = Favourite.objects.filter(user=user, image=OuterRef("pk"))
+    images = images.annotate(is_favourite=Exists(mine))
+    if data.get("favourites"):
+        images = images.filter(is_favourite=True)
+    if data.get("q"):
+        images = images.filter(job_id__in=_matching_jobs(project, data["q"]))
+    return images
+
+
+def _matching_jobs(project: Project, query: str) -> QuerySet:
+    jobs = Job.objects.filter(project=project)
+    if connection.vendor == "postgresql":
+        # The same expression as the job_prompt_fts index, so Postgres can use it.
+        vector = SearchVector("prompt", config="english")
+        return (
+            jobs.annotate(search=vector)
+            .filter(search=SearchQuery(query, config="english", search_type="websearch"))
+            .values("pk")
+        )
+    words = query.split()
+    condition = Q()
+    for word in words:
+        condition &= Q(prompt__icontains=word)
+    return jobs.filter(condition).values("pk")
+
+
+class BadCursor(ValueError):
+    pass
+
+
+def encode_cursor(image: Image) -> str:
+    raw = f"{image.created_at.isoformat()}|{image.pk}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        moment, _, pk = raw.partition("|")
+        parsed = datetime.fromisoformat(moment)
+        if parsed.tzinfo is None:
+            raise ValueError("naive time")
+        return parsed, int(pk)
+    except (ValueError, binascii.Error, UnicodeDecodeError) as error:
+        raise BadCursor(cursor[:40]) from error
+
+
+def older_than(images: QuerySet, moment: datetime, pk: int) -> QuerySet:
+    # The redundant created_at <= moment lets the planner range-scan the (created_at, id) index; the OR
+    # alone hides the bound from it.
+    return images.filter(created_at__lte=moment).filter(
+        Q(created_at__lt=moment) | Q(created_at=moment, pk__lt=pk)
+    )
+
+
+def newer_than(images: QuerySet, moment: datetime, pk: int) -> QuerySet:
+    return images.filter(created_at__gte=moment).filter(
+        Q(created_at__gt=moment) | Q(created_at=moment, pk__gt=pk)
+    )
+
+
+@dataclass
+class Page:
+    items: list[Image]
+    next_cursor: str
+
+
+def page(images: QuerySet, *, cursor: str = "", size: int = PAGE_SIZE) -> Page:
+    if cursor:
+        moment, pk = decode_cursor(cursor)
+        images = older_than(images, moment, pk)
+    rows = list(
+        images.select_related("job")
+        .only(
+            "id",
+            "project_id",
+            "job_id",
+            "width",
+            "height",
+            "created_at",
+            "review_state",
+            "model",
+            "kind",
+            "author_id",
+            "composite_thumbnail",
+            "job__prompt",
+        )
+        .order_by("-created_at", "-id")[: size + 1]
+    )
+    more = len(rows) > size
+    items = rows[:size]
+    return Page(items=items, next_cursor=encode_cursor(items[-1]) if more else "")
+
+
+def neighbours(images: QuerySet, image: Image) -> tuple[Image | None, Image | None]:
+    """The image shown before (newer) and after (older) this one in the same filtered view."""
+    newer = newer_than(images, image.created_at, image.pk).order_by("created_at", "id").only("id").first()
+    older = older_than(images, image.created_at, image.pk).order_by("-created_at", "-id").only("id").first()
+    return newer, older
