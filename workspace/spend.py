@@ -269,7 +269,8 @@ def summary_for(user) -> SpendSummary:
     )
     limit = Budget.objects.filter(user=OuterRef("pk")).values("monthly_limit")
     row = (
-        get_user_model().objects.filter(pk=user.pk)
+        get_user_model()
+        .objects.filter(pk=user.pk)
         .annotate(
             spent=Coalesce(Subquery(spent), ZERO), held=Coalesce(Subquery(held), ZERO), limit=Subquery(limit)
         )

@@ -839,6 +839,7 @@ def bulk(request: HttpRequest, project_id: int) -> HttpResponse:
         response["Content-Disposition"] = (
             f'attachment; filename="{export.export_filename(access.project, len(images))}"'
         )
+        response["X-Accel-Buffering"] = "no"  # a buffering proxy would hold the whole archive
         return response
     if action == "compare":
         ids = list(selected.order_by("-created_at").values_list("pk", flat=True)[:5])
