@@ -6,15 +6,19 @@ import os
 # Playwright's sync API runs an event loop in the test thread; the ORM calls made here are still sync.
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
+import json
 import re
 import urllib.error
 import urllib.request
+import zipfile
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from celery.contrib.testing.worker import start_worker
 from django.conf import settings as django_settings
 from django.test import override_settings
+from django.utils import timezone
 from PIL import Image as PILImage
 from playwright.sync_api import expect, sync_playwright
 
@@ -421,3 +425,79 @@ def test_upload_edit_with_a_painted_mask_branch_twice_and_see_the_family(page, m
     expect(page.locator(".tree-node")).to_have_count(3)
     page.locator(".tree-card").first.click()
     expect(page.get_by_role("heading", name="Made from this")).to_be_visible(timeout=NOW)
+
+
+def test_find_review_and_hand_off_in_the_gallery(page, make_user, tmp_path, standin):
+    from tests.test_gallery import make_images
+
+    lead = make_user("gina")
+    other = make_user("hugo")
+    project = project_for(lead, "Catalogue")
+    Membership.objects.create(project=project, user=other, role=Role.EDITOR)
+    make_images(project, other, 5, prompt="a teapot on linen")
+    make_images(
+        project, lead, 60, prompt="a lemon on a blue table", start=timezone.now() - timedelta(hours=2)
+    )
+    make_images(
+        project, lead, 3, prompt="a striped umbrella by the sea", start=timezone.now() - timedelta(hours=1)
+    )
+    real = [run(create_job(project=project, author=lead, prompt=f"a lemon still life {i}")) for i in range(3)]
+    log_in(page, "gina")
+    page.goto(f"/p/{project.pk}/gallery")
+    mark_page(page)
+    tiles = page.locator(".gallery-grid .tile")
+    expect(tiles).to_have_count(48, timeout=NOW)
+
+    # Filter by author: only Hugo's five.
+    page.get_by_label("Author").select_option(label="hugo")
+    expect(tiles).to_have_count(5)
+    assert f"author={other.pk}" in page.url
+    # Search a word, for anyone.
+    page.get_by_label("Author").select_option(label="Anyone")
+    page.get_by_label("Search prompts").fill("umbrella")
+    page.wait_for_url(re.compile(r"q=umbrella"))
+    expect(tiles).to_have_count(3)
+    page.get_by_label("Search prompts").fill("lemon")
+    page.wait_for_url(re.compile(r"q=lemon"))
+    expect(tiles).to_have_count(48)
+    # Scroll to load the second page (60 + 3 lemons).
+    page.locator(".gallery-grid .more").scroll_into_view_if_needed()
+    expect(tiles).to_have_count(63)
+    assert_not_reloaded(page)
+
+    # Select three (the real images, newest first), Shift-clicking the third.
+    page.get_by_label("Search prompts").fill("still life")
+    page.wait_for_url(re.compile(r"q=still(\+|%20)life"))
+    expect(tiles).to_have_count(3)
+    checks = page.locator(".tile-check")
+    checks.nth(0).click()
+    checks.nth(2).click(modifiers=["Shift"])
+    expect(page.locator("[data-selected-count]")).to_have_text("3 selected")
+    page.get_by_role("button", name="Approve").click()
+    expect(page.get_by_text("Marked 3 images approved.")).to_be_visible(timeout=NOW)
+    assert Image.objects.filter(review_state="approved").count() == 3
+
+    # Download them as a ZIP.
+    page.locator(".tile-check").nth(0).click()
+    page.locator(".tile-check").nth(2).click(modifiers=["Shift"])
+    with page.expect_download() as download_info:
+        page.get_by_role("button", name="Download ZIP").click()
+    path = tmp_path / "selection.zip"
+    download_info.value.save_as(path)
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        metadata = json.loads(archive.read("metadata.json"))
+    assert len(names) == 4
+    assert sorted(item["id"] for item in metadata["images"]) == sorted(job.images.get().pk for job in real)
+
+    # Open an image and move through the filtered view with the arrow keys.
+    page.locator(".tile-link").nth(1).click()
+    expect(page.get_by_role("heading", name="Review")).to_be_visible(timeout=NOW)
+    here = page.url
+    page.keyboard.press("ArrowRight")
+    page.wait_for_url(lambda url: url != here)
+    older_url = page.url
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_url(lambda url: url != older_url)
+    assert page.url.split("?")[0] == here.split("?")[0]
+    assert re.search(r"q=still(\+|%20)life", page.url)
