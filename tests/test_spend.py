@@ -459,3 +459,16 @@ def test_the_ledger_cannot_be_edited_in_the_admin(admin_client, spending):
         == 403
     )
     assert admin_client.get(reverse("admin:workspace_ledgerentry_add")).status_code == 403
+
+
+def test_the_edit_form_estimate_counts_its_input_images(client, cast, project):
+    client.force_login(cast.bob)
+    url = reverse("estimate", args=[project.pk])
+    base = {"kind": "edit", "model": "gpt-image-2", "size": "auto", "quality": "low", "output_format": "png"}
+    base |= {"background": "auto", "n": "1"}
+    one = client.get(url, base | {"inputs": ["ref:1"]}).content.decode()
+    three = client.get(url, base | {"inputs": ["ref:1", "ref:2", "ref:3"]}).content.decode()
+    # low quality at 1536x1024 (auto is budgeted as the largest standard size): 167 tokens*30, plus
+    # 1,300 image tokens an input at $8/M.
+    assert "Estimated cost <strong>$0.015</strong>" in one  # 1 text*5 + 1300*8 + 167*30 = 15,415 µ$
+    assert "Estimated cost <strong>$0.036</strong>" in three  # 1 text*5 + 3900*8 + 167*30 = 36,215 µ$

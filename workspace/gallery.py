@@ -23,6 +23,8 @@ MAX_SEARCH = 300
 
 
 class GalleryFilterForm(forms.Form):
+    label_suffix = ""
+
     q = forms.CharField(label="Search prompts", required=False)
     author = forms.TypedChoiceField(label="Author", required=False, coerce=int, empty_value=None)
     model = forms.ChoiceField(
@@ -37,7 +39,7 @@ class GalleryFilterForm(forms.Form):
     kind = forms.ChoiceField(
         label="Made by",
         required=False,
-        choices=[("", "Generations and edits"), ("generate", "Generations"), ("edit", "Edits")],
+        choices=[("", "Any kind"), ("generate", "Generations"), ("edit", "Edits")],
     )
     aspect = forms.ChoiceField(
         label="Shape",

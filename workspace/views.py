@@ -192,11 +192,15 @@ def job_card(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse
 def estimate(request: HttpRequest, project_id: int) -> HttpResponse:
     """The expected cost of the form as it stands; the form refreshes it as fields change."""
     access = project_access(request.user, project_id)
-    form = GenerationForm(request.GET)
+    is_edit = request.GET.get("kind") == "edit"
+    form = (EditForm if is_edit else GenerationForm)(request.GET)
     form.fields["prompt"].required = False  # the cost does not wait for the words
     context = {"project": access.project, "estimate": False, "estimate_problem": ""}
     if form.is_valid():
-        context["estimate"] = jobs.job_estimate(prompt=form.cleaned_data["prompt"], params=form.job_params())
+        inputs = len(request.GET.getlist("inputs")) if is_edit else 0
+        context["estimate"] = jobs.job_estimate(
+            prompt=form.cleaned_data["prompt"], params=form.job_params(), input_images=inputs
+        )
     else:
         context["estimate_problem"] = next(iter(form.errors.values()))[0]
     return render(request, "workspace/project.html#estimate", context)
