@@ -277,6 +277,8 @@ def test_fifty_simultaneous_submits_against_a_budget_for_ten_accept_ten(
             result = "accepted"
         except spend.BudgetExceeded:
             result = "refused"
+        except Exception as error:  # reported by the assertion below, not lost in a thread
+            result = f"error: {error!r}"
         finally:
             connection.close()
         with lock:
@@ -288,6 +290,7 @@ def test_fifty_simultaneous_submits_against_a_budget_for_ten_accept_ten(
     for thread in threads:
         thread.join(timeout=60)
     assert len(outcomes) == 50
+    assert not [outcome for outcome in outcomes if outcome.startswith("error")], outcomes
     assert outcomes.count("accepted") == 10
     assert Job.objects.filter(author=user).count() == 10
     assert spend.used(user=user) <= Budget.objects.get(user=user).monthly_limit
