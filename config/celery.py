@@ -1,7 +1,7 @@
 import os
 
 from celery import Celery
-from celery.signals import worker_ready
+from celery.signals import task_postrun, task_prerun, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -14,3 +14,12 @@ app.autodiscover_tasks()
 def sweep_when_a_worker_starts(**_kwargs) -> None:
     # A worker that starts after a crash picks up what the dead one left without waiting for beat.
     app.send_task("workspace.tasks.sweep_jobs")
+
+
+@task_prerun.connect
+@task_postrun.connect
+def close_stale_connections(**_kwargs) -> None:
+    # With connections reused across tasks, drop those past CONN_MAX_AGE or broken, as requests do.
+    from django.db import close_old_connections
+
+    close_old_connections()

@@ -229,6 +229,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_POOL = envstr("WORKER_POOL", "threads")
 CELERY_WORKER_CONCURRENCY = envint("WORKER_CONCURRENCY", 32, minimum=1)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Celery's Django fixup closes every connection around every task unless told to reuse them; we keep
+# them (CONN_MAX_AGE and health checks still apply, see config/celery.py): ~4 ms less a job.
+CELERY_DB_REUSE_MAX = 1_000_000
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "sweep-jobs": {"task": "workspace.tasks.sweep_jobs", "schedule": JOB_SWEEP_SECONDS},

@@ -205,7 +205,8 @@ class Outcome:
     usage: object = None
 
 
-PARTIAL_IMAGES = 2
+# One partial image: enough to show progress; each costs the worker a decode and the API ~100 tokens.
+PARTIAL_IMAGES = 1
 PartialHandler = Callable[[int, bytes], None]
 
 

@@ -18,6 +18,7 @@ import base64
 import binascii
 import colorsys
 import contextlib
+import dataclasses
 import email.parser
 import email.policy
 import functools
@@ -701,6 +702,24 @@ def _generated_b64(job_key: tuple[Any, ...], index: int) -> str:
     return _b64(encode_image(render_image(job, index), job.output_format, job.compression))
 
 
+@functools.lru_cache(maxsize=32)
+def _stream_payloads(job_key: tuple[Any, ...], partials: int) -> tuple[list[str], str]:
+    job = ImageJob(*job_key)
+    final = render_image(job, 0)
+    previews = [
+        _b64(encode_image(partial_image(final, index, partials), job.output_format, 80))
+        for index in range(partials)
+    ]
+    return previews, _b64(encode_image(final, job.output_format, job.compression))
+
+
+def stream_payloads(job: ImageJob) -> tuple[list[str], str]:
+    """The partial images and the final one, made before the first event so pauses are pure latency."""
+    if job.source is None:  # as for plain answers: repeated generations come from a cache
+        return _stream_payloads(dataclasses.astuple(job), job.partial_images)
+    return _stream_payloads.__wrapped__(dataclasses.astuple(job), job.partial_images)
+
+
 def final_image_b64(job: ImageJob, index: int) -> str:
     if job.source is None:  # generations are pure functions of their parameters: cache repeated prompts
         key = (job.model, job.prompt, job.n, job.width, job.height, job.quality, job.background)
@@ -889,19 +908,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_headers(200, "text/event-stream; charset=utf-8", headers)
         settings = {"background": job.background, "output_format": job.output_format}
         settings |= {"quality": job.quality, "size": job.size}
-        final = render_image(job, 0)
-        for partial_index in range(job.partial_images):
+        previews, final_b64 = stream_payloads(job)
+        for partial_index, preview in enumerate(previews):
             standin._sleep(pause)
-            preview = encode_image(
-                partial_image(final, partial_index, job.partial_images), job.output_format, 80
-            )
-            event = {"type": f"{event_prefix}.partial_image", "b64_json": _b64(preview)}
+            event = {"type": f"{event_prefix}.partial_image", "b64_json": preview}
             event |= {"created_at": int(time.time()), **settings, "partial_image_index": partial_index}
             self._write_event(event)
         standin._sleep(pause)
         usage = usage_for(job)
         del usage["output_tokens_details"]  # the completed events document usage without it
-        final_b64 = _b64(encode_image(final, job.output_format, job.compression))
         event = {"type": f"{event_prefix}.completed", "b64_json": final_b64}
         event |= {"created_at": int(time.time()), **settings, "usage": usage}
         if job.safety_identifier:

@@ -8,7 +8,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import Count, Max, OuterRef, Prefetch, Subquery
+from django.db.models import Count, Max, OuterRef, Prefetch, Subquery, prefetch_related_objects
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
@@ -174,7 +174,11 @@ def _job_for(access, job_id: int) -> Job:
 @require_GET
 def job_card(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
     access = project_access(request.user, project_id)
-    job = _job_for(access, job_id)
+    job = get_object_or_404(Job.objects.select_related("author"), project=access.project, pk=job_id)
+    if job.status == Job.Status.SUCCEEDED:  # a running card shows no images: do not fetch them every second
+        prefetch_related_objects(
+            [job], Prefetch("images", queryset=Image.objects.visible().order_by("index"))
+        )
     context = {"job": job, "access": access, "project": access.project}
     response = render(request, "workspace/project.html#job-card", context)
     if not job.is_active and request.htmx:

@@ -218,7 +218,7 @@ def source_fingerprint() -> str:
     digest = hashlib.sha256()
     for pattern in SOURCE_GLOBS:
         for path in sorted(settings.BASE_DIR.glob(pattern)):
-            if "management/commands/bench.py" in str(path):
+            if "management/commands/" in str(path):  # other commands do not run in the pipeline
                 continue
             with contextlib.suppress(OSError):
                 digest.update(str(path.relative_to(settings.BASE_DIR)).encode() + b"\0" + path.read_bytes())
