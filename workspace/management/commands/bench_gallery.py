@@ -1,0 +1,1185 @@
+"""``manage.py bench_gallery``: the gallery figures issue #4 asks for, on a 100,000-image project.
+
+Seeds the project with ``seed_demo`` (or reuses it with ``--reuse``), then, in this process, through
+Django's test ``Client`` logged in as a member (the project owner):
+
+1. server time of a gallery page of 48 thumbnails, median and p95 over ``--runs`` requests after a warm-up,
+   for the full page (``GET /p/<id>/gallery``, what a browser navigation gets), the results fragment (the
+   same URL with ``HX-Request``, what a filter change gets), the next-page fragment (``?after=<cursor>``
+   with ``HX-Request``, what infinite scroll gets) and page 2,001 (``?after=`` the cursor of the 96,000th
+   image), as a fragment and as a full page. The requests are interleaved so drift hits all alike. "Server
+   time" is the whole in-process request: middleware, session (Redis), view, SQL, template; not the network
+   or a WSGI server. DEBUG is off while timing, as in production (``--debug`` keeps it on);
+2. SQL queries per page (``CaptureQueriesContext``) with no filters and with each filter and combinations;
+3. the deep page's cost against the first pages';
+4. ``EXPLAIN (ANALYZE, BUFFERS)`` of the page query the view actually ran (captured, then explained) for
+   page 1, the deep page, an author filter, searches and more; and of the deep page WITHOUT the redundant
+   ``created_at <= x`` bound (``gallery.older_than`` swapped for one without it while the view runs), to
+   show what the bound is worth.
+
+``--try-fix`` re-measures with proposed fixes applied by monkeypatching inside this process only; the
+source files are not touched. It prints a Markdown table and writes JSON to bench/results/.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import platform
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import django
+from django.conf import settings
+from django.contrib.postgres.expressions import ArraySubquery
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connection
+from django.db.models import BooleanField, Count, F, Func, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Coalesce, Left
+from django.template import engines
+from django.template.defaultfilters import truncatechars
+from django.test import Client
+from django.test.utils import CaptureQueriesContext, override_settings
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+
+from workspace import gallery, views
+from workspace.management.commands import seed_demo
+from workspace.models import Image, Job, Membership, Project
+
+DEFAULT_PROJECT = "Gallery bench"
+TARGET_MEDIAN_MS = 10.0
+TARGET_P95_MS = 25.0
+TARGET_QUERIES = 4
+TARGET_DEEP_RATIO = 1.3
+DEEP_INDEX = 96_000  # the 96,000th image: its cursor opens page 2,001
+TILE = re.compile(r'id="select-(\d+)"')
+NEXT = re.compile(r'hx-get="[^"]*after=([A-Za-z0-9_-]+)"')
+PAGE_QUERY = re.compile(r'FROM "workspace_image".*LIMIT \d+\s*$', re.S)
+
+
+# --------------------------------------------------------------------------------------------------
+# Small helpers
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    position = (len(ordered) - 1) * fraction
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"n": 0}
+    return {
+        "n": len(values),
+        "min": min(values),
+        "median": statistics.median(values),
+        "p95": percentile(values, 0.95),
+        "max": max(values),
+        "mean": statistics.fmean(values),
+    }
+
+
+def machine_facts() -> dict[str, Any]:
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory = ""
+    with contextlib.suppress(OSError, IndexError):
+        memory = Path("/proc/meminfo").read_text().splitlines()[0].split(":", 1)[1].strip()
+    facts: dict[str, Any] = {
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "memory": memory,
+        "python": platform.python_version(),
+        "django": django.get_version(),
+        "platform": platform.platform(),
+        "database": connection.vendor,
+    }
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            for name in ("server_version", "shared_buffers", "work_mem", "effective_cache_size", "jit"):
+                cursor.execute(f"SHOW {name}")
+                facts[f"postgres_{name}"] = cursor.fetchone()[0]
+    return facts
+
+
+def git_facts() -> dict[str, Any]:
+    """Read-only: the commit and which files differ from it (others edit this tree meanwhile)."""
+
+    def git(*args: str) -> str:
+        with contextlib.suppress(Exception):
+            return subprocess.run(
+                ["git", *args], cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=10, check=False
+            ).stdout.rstrip()
+        return ""
+
+    return {
+        "commit": git("rev-parse", "--short", "HEAD").strip(),
+        "modified": [line[3:] for line in git("status", "--porcelain").splitlines()],
+    }
+
+
+@dataclass
+class Metric:
+    name: str
+    value: Any
+    target: str = ""
+    passed: bool | None = None
+
+    def row(self) -> str:
+        value = f"{self.value:.2f}" if isinstance(self.value, float) else str(self.value)
+        verdict = "-" if self.passed is None else ("pass" if self.passed else "**FAIL**")
+        return f"| {self.name} | {value} | {self.target or '-'} | {verdict} |"
+
+
+class SqlTimer:
+    """Sums the time spent in the database driver per request (an execute_wrapper, a few µs a query)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.count = 0
+
+    def __call__(self, execute, sql, params, many, context):
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            self.seconds += time.perf_counter() - started
+            self.count += 1
+
+
+# --------------------------------------------------------------------------------------------------
+# Fixes to try, applied in this process only (the lead applies the real ones)
+
+
+FIXES: dict[str, str] = {
+    "tiles": "build the 48 tiles' HTML in Python (one reverse() per URL kind, plain truncation) instead of "
+    "per-tile {% url %} tags and |truncatechars; the page query takes the prompt's first 91 characters "
+    "from a correlated subquery instead of select_related('job')",
+    "filter-bar": "render the filter bar's fields once per (choices, filter values, errors) and reuse the "
+    "HTML (an in-process LRU), instead of 9 widgets and 8 labels through the form template renderer on "
+    "every full page",
+    "search-column": "copy the prompt's tsvector onto Image (like author/model/kind) with a GIN index, and "
+    "search it on the one table instead of job_id IN (jobs whose to_tsvector(prompt) matches), which "
+    "recomputes to_tsvector for every job it probes (added for the run, dropped at the end)",
+    "favourites-array": "'my favourites' as id = ANY(ARRAY(the user's starred image ids)) instead of "
+    "EXISTS: cost bounded by the user's own stars, not by how far apart they lie in the project",
+    "star-flag": "is_favourite as a correlated scalar subquery (… LIMIT 1) instead of EXISTS, which Postgres "
+    "turns into a hashed subplan reading ALL of the user's stars (or the whole favourite table) on every "
+    "page; the scalar subquery runs once per shown image",
+    "planner-costs": "SET random_page_cost = 1.1 (SSD or fully cached data) on this connection",
+    "no-parallel": "SET max_parallel_workers_per_gather = 0 on this connection (a 48-row page never "
+    "gains from parallel workers on 2 cores; their start-up costs milliseconds)",
+}
+FILTER_FIELDS = re.compile(r'(<form id="gallery-filters"[^>]*>)(.*?)(<div class="filter-actions">)', re.S)
+TILES_LOOP = re.compile(r"\{% for image in page\.items %\}.*?\{% endfor %\}", re.S)
+EMPTY = '<li class="empty-state gallery-empty">No images match these filters.</li>'
+SENTINEL = 987654321987
+STAR = (
+    '<span class="badge star" title="Your favourite">★<span class="visually-hidden"> favourite</span></span>'
+)
+
+
+def alt_text(prompt: str) -> str:
+    """What |truncatechars:90 gives, without its per-character walk for the usual ASCII prompt."""
+    if not prompt.isascii():
+        return truncatechars(prompt, 90)
+    return prompt if len(prompt) <= 90 else prompt[:89] + "…"
+
+
+def tiles_html(items: list[Image], *, project_id: int, filters: str) -> SafeString:
+    """The gallery tiles exactly as templates/workspace/gallery.html renders them (a template tag's body)."""
+    marker = str(SENTINEL)
+    detail = reverse("image_detail", args=[project_id, SENTINEL])
+    thumb = reverse("image_thumb", args=[project_id, SENTINEL])
+    pasted = reverse("image_composite", args=[project_id, SENTINEL, "thumb"])
+    back = "?from=gallery" + (f"&amp;{escape(filters)}" if filters else "")
+    parts = []
+    for image in items:
+        pk = str(image.pk)
+        state = escape(image.review_state)
+        prompt = image.alt_source if hasattr(image, "alt_source") else image.job.prompt
+        source = (pasted if image.composite_thumbnail else thumb).replace(marker, pk)
+        review = (
+            f'<span class="badge review {state}">{escape(image.get_review_state_display())}</span>'
+            if image.review_state != "draft"
+            else ""
+        )
+        parts.append(
+            f'<li class="tile review-{state}">\n'
+            f'<input type="checkbox" name="ids" value="{pk}" id="select-{pk}" class="tile-check" '
+            f'aria-label="Select image {pk}">\n'
+            f'<a href="{detail.replace(marker, pk)}{back}" class="tile-link">\n'
+            f'<img src="{source}" alt="{escape(alt_text(prompt))}" width="{image.width}" '
+            f'height="{image.height}" loading="lazy">\n</a>\n'
+            f'<span class="tile-badges">{STAR if image.is_favourite else ""}{review}</span>\n</li>\n'
+        )
+    return mark_safe("".join(parts))  # noqa: S308 - every value above is escaped or ours
+
+
+def lean_page(images, *, cursor: str = "", size: int = gallery.PAGE_SIZE) -> gallery.Page:
+    """gallery.page with the prompt's first 91 characters instead of a whole Job per image."""
+    if cursor:
+        moment, pk = gallery.decode_cursor(cursor)
+        images = gallery.older_than(images, moment, pk)
+    # A correlated subquery, not a join: Postgres evaluates it for the 49 rows the LIMIT keeps, after any
+    # sort, where a join would fetch a Job for every candidate row first.
+    prompt = (
+        Job.objects.filter(pk=OuterRef("job_id")).order_by().annotate(head=Left("prompt", 91)).values("head")
+    )
+    rows = list(
+        images.only(
+            "id", "project_id", "width", "height", "created_at", "review_state", "composite_thumbnail"
+        )
+        .annotate(alt_source=Subquery(prompt))
+        .order_by("-created_at", "-id")[: size + 1]
+    )
+    more = len(rows) > size
+    items = rows[:size]
+    return gallery.Page(items=items, next_cursor=gallery.encode_cursor(items[-1]) if more else "")
+
+
+CSRF = re.compile(r'(name="csrfmiddlewaretoken" value=|"X-CSRFToken": )"[^"]*"')
+
+
+def normalised(html: str) -> str:
+    """Whitespace between tags and the per-request CSRF mask aside, the HTML a person gets."""
+    html = CSRF.sub(r'\1"…"', html)
+    return re.sub(r">\s+<", "><", re.sub(r"\s+", " ", html)).strip()
+
+
+class CpuMeter:
+    """How busy the machine was: this process, Postgres (its backends and parallel workers), the rest."""
+
+    def __init__(self, backend_pid: int | None) -> None:
+        self.backend_pid = backend_pid
+        self.started = time.monotonic()
+        self.system0 = system_busy_seconds()
+        times = os.times()
+        self.self0 = times.user + times.system
+        self.backend0 = process_cpu_seconds(backend_pid)
+        self.postgres0 = postgres_cpu_seconds()
+
+    def result(self) -> dict[str, float]:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        times = os.times()
+        ours = times.user + times.system - self.self0
+        backend = process_cpu_seconds(self.backend_pid) - self.backend0
+        # All Postgres processes, exited ones included (the postmaster reaps them): this bench's parallel
+        # workers are separate processes, and would otherwise count as someone else's load.
+        postgres = max(postgres_cpu_seconds() - self.postgres0, backend)
+        busy = system_busy_seconds() - self.system0
+        return {
+            "elapsed_s": elapsed,
+            "machine_busy_cores": busy / elapsed,
+            "bench_process_cores": ours / elapsed,
+            "postgres_backend_cores": backend / elapsed,
+            "postgres_all_cores": postgres / elapsed,
+            "other_processes_cores": max(0.0, busy - ours - postgres) / elapsed,
+        }
+
+
+def postgres_cpu_seconds() -> float:
+    total = 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if text[text.find("(") + 1 : text.rfind(")")].startswith("postgres"):
+            fields = text.rsplit(")", 1)[1].split()
+            total += sum(int(value) for value in fields[11:15]) / ticks  # utime stime cutime cstime
+    return total
+
+
+def system_busy_seconds() -> float:
+    try:
+        values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except OSError:
+        return 0.0
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int | None) -> float:
+    if not pid:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+class Command(BaseCommand):
+    help = (
+        "Measure the gallery on a 100,000-image project: server time (median, p95), SQL queries per page "
+        "for every filter, the deep-page cost, and EXPLAIN ANALYZE of the page queries."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--images", type=int, default=100_000, help="images in the project (100000)")
+        parser.add_argument("--runs", type=int, default=200, help="timed requests per case (200)")
+        parser.add_argument("--warmup", type=int, default=30, help="untimed requests per case first (30)")
+        parser.add_argument("--filter-runs", type=int, default=40, help="timed requests per filter (40)")
+        parser.add_argument("--explain-runs", type=int, default=5, help="EXPLAIN ANALYZE repeats (5)")
+        parser.add_argument("--project", default=DEFAULT_PROJECT, help=f'project name ("{DEFAULT_PROJECT}")')
+        parser.add_argument("--seed", type=int, default=1, help="seed_demo's random seed (1)")
+        parser.add_argument(
+            "--neighbour-images",
+            type=int,
+            default=20_000,
+            help="also seed a second project with the same members (stars reversed), as people belong to "
+            "several projects: the planner then cannot know a person's stars in this one (20000; 0: none)",
+        )
+        parser.add_argument(
+            "--reuse", action="store_true", help="reuse the project of that name if it exists (no seeding)"
+        )
+        parser.add_argument("--debug", action="store_true", help="keep DEBUG on while timing")
+        parser.add_argument(
+            "--try-fix",
+            default="",
+            help="comma-separated fixes to apply in this process before measuring ('all', 'list' to list)",
+        )
+        parser.add_argument(
+            "--wait-idle",
+            type=float,
+            default=0.0,
+            metavar="SECONDS",
+            help="before timing, wait up to this long for other processes to use under a quarter of a core",
+        )
+        parser.add_argument("--label", default="", help="a tag for this run, kept in the JSON and file name")
+        parser.add_argument("--results-dir", default=str(settings.BASE_DIR / "bench" / "results"))
+
+    # -- entry point
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["try_fix"] == "list":
+            for name, description in FIXES.items():
+                self.stdout.write(f"{name}: {description}")
+            return
+        fixes = self.chosen_fixes(options["try_fix"])
+        if connection.vendor != "postgresql":
+            raise CommandError("bench_gallery measures the Postgres plans; point DATABASE_URL at Postgres.")
+        self.opts = options
+        started = time.monotonic()
+        command_line = " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv])
+        self.out(f"# Gallery bench  {datetime.now(UTC).isoformat(timespec='seconds')}")
+        self.out(f"command: {command_line}")
+        machine = machine_facts()
+        machine["git"] = git_facts()
+        for key, value in machine.items():
+            self.out(f"  {key}: {value}")
+        self.results: dict[str, Any] = {
+            "command": command_line,
+            "label": options["label"],
+            "started_at": timezone.now().isoformat(),
+            "machine": machine,
+            "options": {k: v for k, v in options.items() if k not in ("stdout", "stderr", "skip_checks")},
+            "fixes": {name: FIXES[name] for name in fixes},
+        }
+        project, owner = self.project(options)
+        self.drop_search_column()  # left by an interrupted --try-fix search-column run, if any
+        self.project_obj, self.member = project, owner
+        self.results["project"] = {
+            "id": project.pk,
+            "name": project.name,
+            "images": Image.objects.filter(project=project).count(),
+            "visible_images": Image.objects.visible().filter(project=project).count(),
+            "member": owner.username,
+        }
+        self.out(f"project: {json.dumps(self.results['project'])}")
+
+        overrides = {"ALLOWED_HOSTS": [*settings.ALLOWED_HOSTS, "testserver"]}
+        if not options["debug"]:
+            overrides["DEBUG"] = False
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            self.backend_pid = cursor.fetchone()[0]
+        with override_settings(**overrides), contextlib.ExitStack() as stack:
+            self.results["debug_while_timing"] = settings.DEBUG
+            self.client = Client()
+            self.client.force_login(owner)
+            light = (
+                Membership.objects.filter(project=project)
+                .annotate(stars=Count("user__favourites", filter=Q(user__favourites__image__project=project)))
+                .select_related("user")
+                .order_by("stars", "user__username")
+                .first()
+            )
+            self.light_name, self.light_stars = light.user.username, light.stars
+            self.results["project"]["light_starrer"] = {"member": self.light_name, "stars": self.light_stars}
+            self.light_client = Client()
+            self.light_client.force_login(light.user)
+            self.metrics: list[Metric] = []
+            before = self.fix_reference_pages() if fixes else {}
+            self.template_edits: list = []
+            self.render_hooks: list = []
+            for name in fixes:
+                self.out(f"applying fix in this process: {name}: {FIXES[name]}")
+                stack.enter_context(getattr(self, f"fix_{name.replace('-', '_')}")())
+            if self.template_edits or self.render_hooks:
+                stack.enter_context(self.patched_gallery_template())
+            if before:
+                self.check_same_pages(before)
+            self.prepare_urls()
+            self.results["other_load_before_timing_cores"] = self.wait_for_quiet(self.opts["wait_idle"])
+            self.measure_times()
+            self.measure_queries()
+            self.measure_filter_times()
+            self.explain_plans()
+            self.client.logout()
+            self.light_client.logout()
+        self.results["elapsed_s"] = time.monotonic() - started
+        self.report()
+
+    def out(self, text: str = "") -> None:
+        self.stdout.write(text)
+
+    def chosen_fixes(self, value: str) -> list[str]:
+        names = [n.strip() for n in value.split(",") if n.strip()]
+        if names == ["all"]:
+            return list(FIXES)
+        unknown = [n for n in names if n not in FIXES]
+        if unknown:
+            raise CommandError(f"Unknown fix {', '.join(unknown)}; known: {', '.join(FIXES) or 'none'}.")
+        return names
+
+    # -- a quiet machine
+
+    def wait_for_quiet(self, patience: float) -> float:
+        """Other processes' CPU use (cores) over 2 s; with patience, wait until it drops under 0.25."""
+        deadline = time.monotonic() + patience
+        while True:
+            meter = CpuMeter(self.backend_pid)
+            time.sleep(2)
+            other = meter.result()["other_processes_cores"]
+            if other < 0.25 or time.monotonic() >= deadline:
+                break
+            self.out(f"waiting for a quieter machine: other processes use {other:.2f} cores")
+            time.sleep(8)
+        self.out(f"other processes' CPU use before timing: {other:.2f} cores")
+        return other
+
+    # -- fixes to try (this process only)
+
+    @contextlib.contextmanager
+    def fix_tiles(self) -> Iterator[None]:
+        def edit(source: str) -> str:
+            match = TILES_LOOP.search(source)
+            if match is None:
+                raise CommandError("gallery.html no longer has the tiles loop the tiles fix replaces.")
+            replacement = (
+                "{{ page.tiles }}{% if not page.items and not page.next_cursor %}" + EMPTY + "{% endif %}"
+            )
+            return source[: match.start()] + replacement + source[match.end() :]
+
+        def hook(template_name: str, context: dict) -> None:
+            page = context.get("page")
+            if isinstance(page, gallery.Page) and "project" in context:
+                page.tiles = tiles_html(
+                    page.items, project_id=context["project"].pk, filters=context["filters"]
+                )
+
+        self.template_edits.append(edit)
+        self.render_hooks.append(hook)
+        with mock.patch.object(gallery, "page", lean_page):
+            yield
+
+    @contextlib.contextmanager
+    def fix_filter_bar(self) -> Iterator[None]:
+        block_template = None
+        rendered: dict[tuple, SafeString] = {}
+
+        def edit(source: str) -> str:
+            nonlocal block_template
+            match = FILTER_FIELDS.search(source)
+            if match is None:
+                raise CommandError("gallery.html no longer has the filter fields the filter-bar fix caches.")
+            block_template = match.group(2)
+            return source[: match.start(2)] + "{{ filter_fields }}" + source[match.end(2) :]
+
+        def hook(template_name: str, context: dict) -> None:
+            form = context.get("form")
+            if "#" in template_name or form is None:
+                return  # fragments do not show the filter bar
+            key = (
+                tuple(tuple(field.choices) for field in form.fields.values() if hasattr(field, "choices")),
+                tuple((name, tuple(form.data.getlist(name))) for name in form.fields),
+                form.errors.as_json() if form.errors else "",
+            )
+            if key not in rendered:
+                if len(rendered) > 500:
+                    rendered.clear()
+                compiled = engines["django"].from_string("{% load atelier partials %}" + block_template)
+                rendered[key] = compiled.render({"form": form})
+            context["filter_fields"] = rendered[key]
+
+        self.template_edits.append(edit)
+        self.render_hooks.append(hook)
+        yield
+
+    @contextlib.contextmanager
+    def patched_gallery_template(self) -> Iterator[None]:
+        """gallery.html with every fix's edit, first in DIRS; views.render runs every fix's hook first."""
+        source = (settings.BASE_DIR / "templates" / "workspace" / "gallery.html").read_text()
+        for edit in self.template_edits:
+            source = edit(source)
+        folder = settings.BASE_DIR / "var" / "bench_gallery" / "templates"
+        (folder / "workspace").mkdir(parents=True, exist_ok=True)
+        (folder / "workspace" / "gallery.html").write_text(source)
+        templates = [dict(settings.TEMPLATES[0], DIRS=[folder, *settings.TEMPLATES[0]["DIRS"]])]
+        original_render = views.render
+
+        def render(request, template_name, context=None, *args, **kwargs):
+            for hook in self.render_hooks:
+                hook(template_name, context or {})
+            return original_render(request, template_name, context, *args, **kwargs)
+
+        with override_settings(TEMPLATES=templates), mock.patch.object(views, "render", render):
+            yield
+
+    @contextlib.contextmanager
+    def fix_search_column(self) -> Iterator[None]:
+        if connection.in_atomic_block:
+            raise CommandError("search-column needs autocommit (it runs VACUUM).")
+        original = gallery.filtered
+
+        def filtered(*, project, user, data):
+            query = data.get("q")
+            images = original(project=project, user=user, data={**data, "q": ""})
+            if query:
+                images = images.extra(
+                    where=["workspace_image.prompt_search @@ websearch_to_tsquery('english'::regconfig, %s)"],
+                    params=[query],
+                )
+            return images
+
+        # Not in a transaction: a column backfilled in the same transaction leaves broken HOT chains, and an
+        # index built over them cannot be used by that transaction. The table is rewritten after the
+        # backfill and again after the column is dropped, so later runs measure the same heap layout.
+        self.drop_search_column()
+        started = time.monotonic()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("ALTER TABLE workspace_image ADD COLUMN prompt_search tsvector")
+                cursor.execute(
+                    "UPDATE workspace_image i SET prompt_search = "
+                    "to_tsvector('english'::regconfig, COALESCE(j.prompt, '')) "
+                    "FROM workspace_job j WHERE j.id = i.job_id"
+                )
+                cursor.execute("VACUUM (FULL, ANALYZE) workspace_image")
+                cursor.execute(
+                    "CREATE INDEX image_prompt_search ON workspace_image USING gin (prompt_search)"
+                )
+                cursor.execute("ANALYZE workspace_image")
+            self.out(f"  (column, backfill and index took {time.monotonic() - started:.1f} s)")
+            with mock.patch.object(gallery, "filtered", filtered):
+                yield
+        finally:
+            self.drop_search_column()
+
+    def drop_search_column(self) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT 1 FROM information_schema.columns "
+                "WHERE table_name = 'workspace_image' AND column_name = 'prompt_search'"
+            )
+            if cursor.fetchone():
+                cursor.execute("DROP INDEX IF EXISTS image_prompt_search")
+                cursor.execute("ALTER TABLE workspace_image DROP COLUMN prompt_search")
+                cursor.execute("VACUUM (FULL, ANALYZE) workspace_image")
+
+    @contextlib.contextmanager
+    def fix_favourites_array(self) -> Iterator[None]:
+        from workspace.models import Favourite
+
+        original = gallery.filtered
+
+        def filtered(*, project, user, data):
+            images = original(project=project, user=user, data={**data, "favourites": False})
+            if data.get("favourites"):
+                starred = ArraySubquery(Favourite.objects.filter(user=user).values("image_id"))
+                images = images.filter(
+                    Func(
+                        F("pk"),
+                        starred,
+                        arg_joiner=" = ANY(",
+                        template="%(expressions)s)",
+                        output_field=BooleanField(),
+                    )
+                )
+            return images
+
+        with mock.patch.object(gallery, "filtered", filtered):
+            yield
+
+    @contextlib.contextmanager
+    def fix_star_flag(self) -> Iterator[None]:
+        from workspace.models import Favourite
+
+        original = gallery.filtered
+
+        def filtered(*, project, user, data):
+            star = (
+                Favourite.objects.filter(user=user, image=OuterRef("pk"))
+                .annotate(yes=Value(True))
+                .values("yes")
+            )
+            return original(project=project, user=user, data=data).annotate(
+                is_favourite=Coalesce(Subquery(star[:1]), Value(False))
+            )
+
+        with mock.patch.object(gallery, "filtered", filtered):
+            yield
+
+    @contextlib.contextmanager
+    def fix_planner_costs(self) -> Iterator[None]:
+        with self.setting("random_page_cost", "1.1"):
+            yield
+
+    @contextlib.contextmanager
+    def fix_no_parallel(self) -> Iterator[None]:
+        with self.setting("max_parallel_workers_per_gather", "0"):
+            yield
+
+    @contextlib.contextmanager
+    def setting(self, name: str, value: str) -> Iterator[None]:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET {name} = {value}")
+        try:
+            yield
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute(f"RESET {name}")
+
+    def fix_reference_pages(self) -> dict[str, str]:
+        """Pages rendered before any fix, to check that the fixes change nothing a person sees."""
+        self.url = reverse("gallery", args=[self.project_obj.pk])
+        return {
+            name: self.reference_page(query, htmx) for name, (query, htmx) in self.reference_cases().items()
+        }
+
+    def reference_page(self, query: dict, htmx: bool) -> str:
+        return normalised(self.get(self.url, query, htmx=htmx).content.decode())
+
+    def reference_cases(self) -> dict[str, tuple[dict, bool]]:
+        cases = {}
+        for name, query in self.reference_queries().items():
+            cases[f"{name}, fragment"] = (query, True)
+            cases[f"{name}, full page"] = (query, False)
+        return cases
+
+    def reference_queries(self) -> dict[str, dict]:
+        return {
+            "page 1": {},
+            "approved (review badges)": {"review": "approved"},
+            "favourites (stars)": {"favourites": "on"},
+            "favourites of the light starrer": {"favourites": "on", "_as": "light"},
+            "search with filters in the links": {"q": "lemonade", "aspect": "portrait"},
+            "nothing found": {"q": "xyzzyplugh"},
+            "invalid dates": {"since": "2026-11-10", "until": "2026-11-01"},
+            "unknown author": {"author": "999999", "kind": "edit"},
+        }
+
+    def check_same_pages(self, before: dict[str, str]) -> None:
+        same = {}
+        for _ in range(2):  # the second time from the filter bar's cache
+            for name, (query, htmx) in self.reference_cases().items():
+                after = self.reference_page(query, htmx)
+                same[name] = same.get(name, True) and after == before[name]
+                if after != before[name]:
+                    at = next(
+                        (i for i, (a, b) in enumerate(zip(after, before[name], strict=False)) if a != b), 0
+                    )
+                    self.out(f"fixed page differs for {name}: ...{before[name][at - 80 : at + 80]!r}")
+                    self.out(f"                               ...{after[at - 80 : at + 80]!r}")
+        self.results["fixed_pages_identical"] = same
+        self.out(
+            f"{sum(same.values())} of {len(same)} reference pages identical with the fixes "
+            "(whitespace and CSRF masks aside)"
+        )
+        if not all(same.values()):
+            raise CommandError("A fix changed what the gallery shows; not measuring it.")
+
+    # -- the project
+
+    def project(self, options) -> tuple[Project, Any]:
+        name = options["project"]
+        existing = Project.objects.filter(name=name).order_by("-pk").first()
+        if options["reuse"] and existing is not None:
+            count = Image.objects.filter(project=existing).count()
+            if count != options["images"]:
+                self.out(f"note: reusing {name!r} with {count:,} images (asked for {options['images']:,})")
+            self.results["seed"] = {"reused": True}
+            owner = Membership.objects.get(project=existing, role="owner").user
+            return existing, owner
+        neighbour = f"{name} (neighbour)"
+        if options["neighbour_images"]:
+            self.out(f"seeding {options['neighbour_images']:,} images into {neighbour!r} ...")
+            seed_demo.seed(
+                name=neighbour,
+                images=options["neighbour_images"],
+                seed_value=options["seed"] + 1,
+                replace=Project.objects.filter(name=neighbour).exists(),
+                reverse_stars=True,
+            )
+        else:
+            for other in Project.objects.filter(name=neighbour):
+                seed_demo.delete_project(other)
+        self.out(f"seeding {options['images']:,} images into {name!r} ...")
+        result = seed_demo.seed(
+            name=name, images=options["images"], seed_value=options["seed"], replace=existing is not None
+        )
+        self.out(f"seeded in {result.seconds:.1f} s: {json.dumps(result.counts)}")
+        self.results["seed"] = {"reused": False, "seconds": result.seconds, "counts": result.counts}
+        return result.project, result.owner
+
+    # -- URLs and cursors
+
+    def prepare_urls(self) -> None:
+        project = self.project_obj
+        self.url = reverse("gallery", args=[project.pk])
+        ordered = Image.objects.visible().filter(project=project).order_by("-created_at", "-id")
+        visible = ordered.count()
+        if visible < 200:
+            raise CommandError("The project needs at least 200 visible images.")
+        self.deep_index = min(DEEP_INDEX, visible - gallery.PAGE_SIZE - 1)
+        deep_image = ordered.only("id", "created_at")[self.deep_index - 1]
+        self.deep_cursor = gallery.encode_cursor(deep_image)
+        first = self.get(self.url)
+        self.page2_cursor = self.next_cursor(first)
+        for label, response in (
+            ("page 1", first),
+            ("page 2", self.get(self.url, {"after": self.page2_cursor}, htmx=True)),
+            ("deep page", self.get(self.url, {"after": self.deep_cursor}, htmx=True)),
+        ):
+            tiles = TILE.findall(response.content.decode())
+            if response.status_code != 200 or len(tiles) != gallery.PAGE_SIZE:
+                raise CommandError(
+                    f"{label}: status {response.status_code}, {len(tiles)} tiles (expected 48)"
+                )
+        deep_ids = [
+            int(pk) for pk in TILE.findall(self.get(self.url, {"after": self.deep_cursor}).content.decode())
+        ]
+        expected = list(
+            ordered.values_list("pk", flat=True)[self.deep_index : self.deep_index + gallery.PAGE_SIZE]
+        )
+        if deep_ids != expected:
+            raise CommandError("The deep page does not show images 96,001-96,048 in order.")
+        page_number = self.deep_index // gallery.PAGE_SIZE + 1
+        self.results["deep_page"] = {"image_index": self.deep_index, "page_number": page_number}
+        self.cases: dict[str, tuple[dict, bool]] = {
+            "full page 1": ({}, False),
+            "results fragment (HX, page 1)": ({}, True),
+            "next-page fragment (HX, page 2)": ({"after": self.page2_cursor}, True),
+            f"deep fragment (HX, page {page_number:,})": ({"after": self.deep_cursor}, True),
+            f"deep full page (page {page_number:,})": ({"after": self.deep_cursor}, False),
+        }
+
+    def get(self, url: str, query: dict | None = None, *, htmx: bool = False):
+        """GET as the owner, or as the member who stars least when the query says {"_as": "light"}."""
+        query = dict(query or {})
+        client = self.light_client if query.pop("_as", "") == "light" else self.client
+        extra = {"HTTP_HX_REQUEST": "true"} if htmx else {}
+        return client.get(url, query, **extra)
+
+    @staticmethod
+    def next_cursor(response) -> str:
+        match = NEXT.search(response.content.decode())
+        return match.group(1) if match else ""
+
+    # -- 1 and 3: server time
+
+    def measure_times(self) -> None:
+        runs, warmup = self.opts["runs"], self.opts["warmup"]
+        self.out(
+            f"\ntiming {len(self.cases)} cases, {warmup} warm-up + {runs} timed requests each, interleaved"
+        )
+        for _ in range(warmup):
+            for query, htmx in self.cases.values():
+                self.get(self.url, query, htmx=htmx)
+        totals: dict[str, list[float]] = {name: [] for name in self.cases}
+        sql: dict[str, list[float]] = {name: [] for name in self.cases}
+        meter = CpuMeter(self.backend_pid)
+        for _ in range(runs):
+            for name, (query, htmx) in self.cases.items():
+                timer = SqlTimer()
+                with connection.execute_wrapper(timer):
+                    started = time.perf_counter()
+                    response = self.get(self.url, query, htmx=htmx)
+                    elapsed = time.perf_counter() - started
+                if response.status_code != 200:
+                    raise CommandError(f"{name}: status {response.status_code}")
+                totals[name].append(elapsed * 1000)
+                sql[name].append(timer.seconds * 1000)
+        self.results["times_ms"] = {
+            name: {"total": summary(totals[name]), "sql": summary(sql[name])} for name in self.cases
+        }
+        load = self.results["cpu_during_timing"] = meter.result()
+        self.out(
+            f"CPU while timing: this process {load['bench_process_cores']:.2f} cores, its Postgres backend "
+            f"{load['postgres_backend_cores']:.2f} (all Postgres {load['postgres_all_cores']:.2f}), "
+            f"other processes {load['other_processes_cores']:.2f} (of {os.cpu_count()})"
+        )
+        self.out("| case | median | p95 | max | SQL median |")
+        self.out("|---|---|---|---|---|")
+        for name in self.cases:
+            t, s = summary(totals[name]), summary(sql[name])
+            self.out(f"| {name} | {t['median']:.2f} | {t['p95']:.2f} | {t['max']:.2f} | {s['median']:.2f} |")
+        names = list(self.cases)
+        full, fragment_1, fragment_2, deep_fragment, deep_full = names
+        for name in (full, fragment_1, fragment_2):
+            t = summary(totals[name])
+            self.metrics.append(
+                Metric(
+                    f"{name}: median ms",
+                    t["median"],
+                    f"≤ {TARGET_MEDIAN_MS:g}",
+                    t["median"] <= TARGET_MEDIAN_MS,
+                )
+            )
+            self.metrics.append(
+                Metric(f"{name}: p95 ms", t["p95"], f"≤ {TARGET_P95_MS:g}", t["p95"] <= TARGET_P95_MS)
+            )
+        for name in (deep_fragment, deep_full):
+            t = summary(totals[name])
+            self.metrics.append(Metric(f"{name}: median ms", t["median"], "-"))
+        ratio_fragment = statistics.median(totals[deep_fragment]) / statistics.median(totals[fragment_2])
+        ratio_full = statistics.median(totals[deep_full]) / statistics.median(totals[full])
+        self.results["deep_ratio"] = {"fragment": ratio_fragment, "full_page": ratio_full}
+        self.metrics.append(
+            Metric(
+                "deep ÷ page-2 fragment (median)",
+                ratio_fragment,
+                f"≤ {TARGET_DEEP_RATIO:g}",
+                ratio_fragment <= TARGET_DEEP_RATIO,
+            )
+        )
+        self.metrics.append(
+            Metric(
+                "deep ÷ page-1 full page (median)", ratio_full, f"≤ {TARGET_DEEP_RATIO:g}", ratio_full <= 1.3
+            )
+        )
+
+    # -- 2: queries per page
+
+    def filter_sets(self) -> dict[str, dict[str, str]]:
+        project = self.project_obj
+        editor = Membership.objects.filter(project=project, role="editor").order_by("user__username").first()
+        author = str((editor or Membership.objects.get(project=project, role="owner")).user_id)
+        newest = Image.objects.visible().filter(project=project).order_by("-created_at").first().created_at
+        until = timezone.localdate(newest - timedelta(days=30))
+        since = until - timedelta(days=13)
+        return {
+            "none": {},
+            "author (an editor)": {"author": author},
+            "model gpt-image-1-mini": {"model": "gpt-image-1-mini"},
+            "review approved": {"review": "approved"},
+            "my favourites": {"favourites": "on"},
+            f"my favourites, as {self.light_name} ({self.light_stars} stars)": {
+                "favourites": "on",
+                "_as": "light",
+            },
+            "kind edit": {"kind": "edit"},
+            "aspect portrait": {"aspect": "portrait"},
+            "date range (14 days)": {"since": since.isoformat(), "until": until.isoformat()},
+            "search common (q=lemonade)": {"q": "lemonade"},
+            "search rare (q=axolotl)": {"q": "axolotl"},
+            "combination (q, author, model, aspect, since)": {
+                "q": "coffee",
+                "author": author,
+                "model": "gpt-image-2",
+                "aspect": "landscape",
+                "since": (until - timedelta(days=45)).isoformat(),
+            },
+            "combination (favourites, approved, portrait)": {
+                "favourites": "on",
+                "review": "approved",
+                "aspect": "portrait",
+            },
+        }
+
+    def measure_queries(self) -> None:
+        self.filters = self.filter_sets()
+        rows = {}
+        self.out("\n| filters | tiles | queries: full page | results fragment | next-page fragment |")
+        self.out("|---|---|---|---|---|")
+        for name, query in self.filters.items():
+            self.get(self.url, query)  # caches warm, as for any person's second page view
+            counts = []
+            with CaptureQueriesContext(connection) as captured:
+                first = self.get(self.url, query)
+            counts.append(len(captured))
+            with CaptureQueriesContext(connection) as captured:
+                self.get(self.url, query, htmx=True)
+            counts.append(len(captured))
+            tiles = len(TILE.findall(first.content.decode()))
+            cursor = self.next_cursor(first)
+            if cursor:
+                with CaptureQueriesContext(connection) as captured:
+                    self.get(self.url, {**query, "after": cursor}, htmx=True)
+                counts.append(len(captured))
+            else:
+                counts.append(None)
+            if first.status_code != 200:
+                raise CommandError(f"filters {name}: status {first.status_code}")
+            rows[name] = {"query": query, "tiles": tiles, "queries": counts, "next_cursor": bool(cursor)}
+            shown = " | ".join("-" if c is None else str(c) for c in counts)
+            self.out(f"| {name} | {tiles} | {shown} |")
+        self.results["queries"] = rows
+        worst = max(c for row in rows.values() for c in row["queries"] if c is not None)
+        self.metrics.append(
+            Metric(
+                "SQL queries per page, worst over all filters and page kinds",
+                worst,
+                f"≤ {TARGET_QUERIES}",
+                worst <= TARGET_QUERIES,
+            )
+        )
+        with CaptureQueriesContext(connection) as captured:
+            self.get(self.url)
+        self.results["queries_sql_page1"] = [q["sql"][:400] for q in captured.captured_queries]
+
+    def measure_filter_times(self) -> None:
+        runs = self.opts["filter_runs"]
+        if runs <= 0:
+            return
+        self.out(f"\nfilter change (results fragment, HX): {runs} timed requests each after 5 warm-ups")
+        self.out("| filters | median ms | p95 ms | SQL median ms |")
+        self.out("|---|---|---|---|")
+        rows = {}
+        meter = CpuMeter(self.backend_pid)
+        for name, query in self.filters.items():
+            for _ in range(5):
+                self.get(self.url, query, htmx=True)
+            totals, sql = [], []
+            for _ in range(runs):
+                timer = SqlTimer()
+                with connection.execute_wrapper(timer):
+                    started = time.perf_counter()
+                    self.get(self.url, query, htmx=True)
+                    totals.append((time.perf_counter() - started) * 1000)
+                sql.append(timer.seconds * 1000)
+            rows[name] = {"total": summary(totals), "sql": summary(sql)}
+            t, s = rows[name]["total"], rows[name]["sql"]
+            self.out(f"| {name} | {t['median']:.2f} | {t['p95']:.2f} | {s['median']:.2f} |")
+        self.results["filter_times_ms"] = rows
+        load = self.results["cpu_during_filter_timing"] = meter.result()
+        self.out(
+            f"CPU while timing filters: all Postgres {load['postgres_all_cores']:.2f} cores, "
+            f"other processes {load['other_processes_cores']:.2f}"
+        )
+        worst_name = max(rows, key=lambda n: rows[n]["total"]["median"])
+        worst = rows[worst_name]["total"]
+        self.metrics.append(
+            Metric(
+                f"worst filter median ms ({worst_name})",
+                worst["median"],
+                f"≤ {TARGET_MEDIAN_MS:g}",
+                worst["median"] <= TARGET_MEDIAN_MS,
+            )
+        )
+        worst_p95_name = max(rows, key=lambda n: rows[n]["total"]["p95"])
+        worst_p95 = rows[worst_p95_name]["total"]["p95"]
+        self.metrics.append(
+            Metric(
+                f"worst filter p95 ms ({worst_p95_name})",
+                worst_p95,
+                f"≤ {TARGET_P95_MS:g}",
+                worst_p95 <= TARGET_P95_MS,
+            )
+        )
+
+    # -- 4: plans
+
+    def page_sql(self, query: dict, *, htmx: bool = True) -> str:
+        with CaptureQueriesContext(connection) as captured:
+            response = self.get(self.url, query, htmx=htmx)
+        if response.status_code != 200:
+            raise CommandError(f"status {response.status_code} while capturing the page query")
+        found = [q["sql"] for q in captured.captured_queries if PAGE_QUERY.search(q["sql"])]
+        if len(found) != 1:
+            raise CommandError(f"expected one page query, found {len(found)}")
+        return found[0]
+
+    def explain(self, sql: str) -> dict[str, Any]:
+        times, plan_json = [], None
+        with connection.cursor() as cursor:
+            for _ in range(max(1, self.opts["explain_runs"])):
+                cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}")
+                raw = cursor.fetchone()[0]
+                plan_json = (json.loads(raw) if isinstance(raw, str) else raw)[0]
+                times.append(plan_json["Execution Time"])
+            cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS) {sql}")
+            text = [row[0] for row in cursor.fetchall()]
+        scans = list(_scans(plan_json["Plan"]))
+        return {
+            "execution_ms_median": statistics.median(times),
+            "execution_ms_all": times,
+            "planning_ms": plan_json.get("Planning Time"),
+            "scans": scans,
+            "plan": text,
+        }
+
+    def explain_plans(self) -> None:
+        f = self.filters
+        cases = {
+            "page 1": {},
+            "deep page": {"after": self.deep_cursor},
+            "author filter": f["author (an editor)"],
+            "author filter, deep": {**f["author (an editor)"], "after": self.deep_cursor},
+            "search common": f["search common (q=lemonade)"],
+            "search rare": f["search rare (q=axolotl)"],
+            "favourites": f["my favourites"],
+            "favourites, light starrer": {"favourites": "on", "_as": "light"},
+            "combination (q, author, model, aspect, since)": f[
+                "combination (q, author, model, aspect, since)"
+            ],
+            "model gpt-image-1-mini": f["model gpt-image-1-mini"],
+            "combination (favourites, approved, portrait)": f["combination (favourites, approved, portrait)"],
+        }
+        plans = {name: self.explain(self.page_sql(query)) for name, query in cases.items()}
+
+        def no_bound(images, moment, pk):
+            return images.filter(Q(created_at__lt=moment) | Q(created_at=moment, pk__lt=pk))
+
+        with mock.patch.object(gallery, "older_than", no_bound):
+            plans["deep page WITHOUT the created_at <= x bound"] = self.explain(
+                self.page_sql({"after": self.deep_cursor})
+            )
+        self.results["plans"] = plans
+        self.out("\n## Plans (EXPLAIN ANALYZE, BUFFERS) of the page query, key lines")
+        for name, plan in plans.items():
+            self.out(
+                f"\n### {name}: execution {plan['execution_ms_median']:.3f} ms "
+                f"(median of {len(plan['execution_ms_all'])})"
+            )
+            for line in key_lines(plan["plan"]):
+                self.out(f"    {line}")
+
+        deep, unbounded = plans["deep page"], plans["deep page WITHOUT the created_at <= x bound"]
+        recent = [s for s in deep["scans"] if s.get("index") == "image_project_recent"]
+        uses_bound = bool(recent) and "created_at <=" in (recent[0].get("index_cond") or "")
+        self.metrics.append(
+            Metric(
+                "deep-page plan: Index Scan on image_project_recent, Index Cond on created_at",
+                "yes" if uses_bound else "no",
+                "yes",
+                uses_bound,
+            )
+        )
+        rows_with = sum(s["rows_scanned"] for s in deep["scans"] if s.get("relation") == "workspace_image")
+        rows_without = sum(
+            s["rows_scanned"] for s in unbounded["scans"] if s.get("relation") == "workspace_image"
+        )
+        self.metrics += [
+            Metric(
+                "deep page: image index rows read, with bound / without", f"{rows_with:,} / {rows_without:,}"
+            ),
+            Metric(
+                "deep page: SQL execution ms, with bound / without",
+                f"{deep['execution_ms_median']:.3f} / {unbounded['execution_ms_median']:.3f}",
+            ),
+            Metric("page 1: SQL execution ms", f"{plans['page 1']['execution_ms_median']:.3f}"),
+        ]
+
+    # -- output
+
+    def report(self) -> None:
+        for key, phase in (("cpu_during_timing", "page"), ("cpu_during_filter_timing", "filter")):
+            load = self.results.get(key)
+            if load:
+                other = load["other_processes_cores"]
+                self.metrics.append(
+                    Metric(
+                        f"other processes' CPU during the {phase} timings (cores; more = contended)",
+                        other,
+                        "< 0.25",
+                        other < 0.25,
+                    )
+                )
+        self.out("\n## Results\n")
+        self.out("| metric | value | target | result |")
+        self.out("|---|---|---|---|")
+        for metric in self.metrics:
+            self.out(metric.row())
+        self.results["metrics"] = [metric.__dict__ for metric in self.metrics]
+        folder = Path(self.opts["results_dir"])
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        label = f"-{re.sub(r'[^A-Za-z0-9_.-]', '_', self.opts['label'])}" if self.opts["label"] else ""
+        path = folder / f"gallery-{stamp}{label}.json"
+        path.write_text(json.dumps(self.results, indent=2, default=str))
+        self.out(f"\nwrote {path} (run took {self.results['elapsed_s']:.0f} s)")
+
+
+# --------------------------------------------------------------------------------------------------
+# Plan helpers
+
+
+def _scans(node: dict[str, Any], loops: int = 1) -> Iterator[dict[str, Any]]:
+    """Every scan node with what it read: rows returned plus rows its filter threw away, times loops."""
+    node_loops = node.get("Actual Loops", 1)
+    if "Scan" in node.get("Node Type", ""):
+        returned = node.get("Actual Rows", 0) * node_loops
+        removed = node.get("Rows Removed by Filter", 0) * node_loops
+        removed += node.get("Rows Removed by Index Recheck", 0) * node_loops
+        yield {
+            "node": node.get("Node Type"),
+            "relation": node.get("Relation Name"),
+            "index": node.get("Index Name"),
+            "index_cond": node.get("Index Cond"),
+            "filter": node.get("Filter"),
+            "loops": node_loops,
+            "rows_returned": returned,
+            "rows_removed": removed,
+            "rows_scanned": returned + removed,
+            "shared_hit": node.get("Shared Hit Blocks"),
+            "shared_read": node.get("Shared Read Blocks"),
+        }
+    for child in node.get("Plans", []):
+        yield from _scans(child, loops)
+
+
+KEY = re.compile(
+    r"(Scan|Index Cond|Recheck Cond|Filter|Rows Removed|Execution Time|Planning Time|Limit|Join|Sort|"
+    r"SubPlan|Hash|Loop|Buffers)"
+)
+
+
+def key_lines(plan: list[str]) -> list[str]:
+    """The plan's lines that say what was scanned, how, and what it cost; long conditions shortened."""
+    lines = []
+    for line in plan:
+        if KEY.search(line):
+            lines.append(line if len(line) <= 230 else line[:227] + "...")
+    return lines
