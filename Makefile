@@ -28,10 +28,14 @@ run: $(STAMP)
 test: $(STAMP) services browser
 	$(TEST_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-## Measure the pipeline against the stand-in API (see README for the figures it prints).
+## Measure the pipeline and the gallery against the stand-in (see README for the figures it prints).
+BENCH_ENV = DATABASE_URL=postgres://postgres@127.0.0.1:5432/atelier_bench REDIS_URL=redis://127.0.0.1:6379/14 DEBUG=true
 bench: $(STAMP) services
-	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) DEBUG=true \
-	  $(BIN)/python manage.py bench $(BENCH_ARGS)
+	@psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'atelier_bench'" | grep -q 1 \
+	  || createdb -h 127.0.0.1 -U postgres atelier_bench
+	$(BENCH_ENV) $(BIN)/python manage.py migrate -v0
+	$(BENCH_ENV) $(BIN)/python manage.py bench $(BENCH_ARGS)
+	$(BENCH_ENV) $(BIN)/python manage.py bench_gallery --reuse $(GALLERY_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -318,8 +318,9 @@ def test_the_finished_card_moves_the_badge(client, cast, project, standin):
     job = run(create_job(project=project, author=cast.bob))
     client.force_login(cast.bob)
     response = client.get(reverse("job_card", args=[project.pk, job.pk]), HTTP_HX_REQUEST="true")
-    html = response.content.decode()
-    assert 'id="spend-badge"' in html and 'hx-swap-oob="true"' in html
+    assert response["HX-Trigger"] == '{"spend-changed": {}}'  # the badge listens and refetches itself
+    badge = client.get(reverse("home")).content.decode()
+    assert 'hx-trigger="load, spend-changed from:body"' in badge
 
 
 def test_the_job_page_shows_actual_against_estimate(client, cast, project, standin):

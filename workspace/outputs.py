@@ -50,10 +50,17 @@ def paste_back(*, original: bytes, mask: bytes, output: PILImage.Image) -> PILIm
     return base
 
 
-def preview_bytes(data: bytes) -> bytes:
-    """A streamed partial image, shrunk for the job card."""
-    image, _ = inspect(data)
-    return make_thumbnail(image)
+SIGNATURES = {b"\x89PNG\r\n\x1a\n": "png", b"\xff\xd8\xff": "jpeg"}
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The format from the first bytes, without decoding: for previews shown once and thrown away."""
+    for signature, name in SIGNATURES.items():
+        if data.startswith(signature):
+            return name
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return None
 
 
 def job_folder(*, project_id: int, job_id: int) -> str:
@@ -83,9 +90,8 @@ def make_thumbnail(image: PILImage.Image) -> bytes:
 def inspect(data: bytes) -> tuple[PILImage.Image, str]:
     """Open bytes as an image of an allowed format, fully decoded, or raise UnreadableImage."""
     try:
-        with PILImage.open(io.BytesIO(data)) as probe:
-            probe.verify()
-        image = PILImage.open(io.BytesIO(data))
+        # A full decode finds truncated or corrupt data; a separate verify() pass would read it all again.
+        image = PILImage.open(io.BytesIO(data), formats=list(ALLOWED_FORMATS))
         image.load()
     except Exception as error:  # Pillow raises many types for bad data
         raise UnreadableImage(f"not a readable image: {error}") from error

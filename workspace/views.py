@@ -15,7 +15,7 @@ from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import HTMX_STOP_POLLING
+from django_htmx.http import HTMX_STOP_POLLING, trigger_client_event
 
 from workspace import (
     export,
@@ -185,8 +185,7 @@ def job_card(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse
         # Tell screen readers once, from a live region that polling does not replace, and move the badge.
         response.content += render(request, "workspace/project.html#job-announcement", context).content
         if job.author_id == request.user.pk:
-            badge = {"badge_oob": True, "badge_loaded": True}
-            response.content += render(request, "base.html#spend-badge", badge).content
+            trigger_client_event(response, "spend-changed")  # the badge refetches itself
         response.status_code = HTMX_STOP_POLLING
     return response
 
@@ -773,7 +772,11 @@ def job_preview(request: HttpRequest, project_id: int, job_id: int) -> FileRespo
     job = get_object_or_404(Job, project=access.project, pk=job_id)
     if not job.preview:
         raise Http404
-    return _serve(job.preview.name, content_type="image/webp")
+    extension = job.preview.name.rsplit(".", 1)[-1]
+    content_type = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}.get(extension)
+    if content_type is None:
+        raise Http404
+    return _serve(job.preview.name, content_type=content_type)
 
 
 # --- The gallery, review and hand-off -----------------------------------------------------------------
