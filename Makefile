@@ -9,7 +9,8 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 # Tests run with DEBUG off, as in production, minus HTTPS redirects and the collectstatic manifest.
 TEST_ENV = DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) DEBUG=false \
 	SECRET_KEY=test-only-secret-key-that-is-long-enough-for-django-checks \
-	SECURE_SSL_REDIRECT=false STATIC_MANIFEST=false OPENAI_API_KEY=sk-test-not-a-real-key
+	SECURE_SSL_REDIRECT=false STATIC_MANIFEST=false OPENAI_API_KEY=sk-test-not-a-real-key \
+	CONN_MAX_AGE=0
 
 .PHONY: run test bench lint fmt web worker beat standin services browser migrate
 
