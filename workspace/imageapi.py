@@ -257,7 +257,7 @@ def call(
     Single-image jobs stream, so partial images can be shown while the final one is drawn.
     """
     client = get_client().with_options(timeout=timeout)
-    stream = job.n == 1
+    stream = job.streams_previews
     started = time.monotonic()
     endpoint = "images.edit" if job.is_edit else "images.generate"
     record = ApiCall(job=job, attempt=attempt, endpoint=endpoint, latency_ms=0)

@@ -3,7 +3,7 @@
 Kept as data so a new snapshot is a new entry, not new branches in views.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 STANDARD_SIZES = ("1024x1024", "1024x1536", "1536x1024")
 BASE_QUALITIES = ("auto", "low", "medium", "high")
@@ -35,7 +35,6 @@ class ImageModel:
     complexity: bool = False
     # Values the edits endpoint accepts for input_fidelity; empty means the key must be omitted.
     input_fidelity: tuple[str, ...] = ()
-    tags: tuple[str, ...] = field(default=())
 
 
 MODELS: dict[str, ImageModel] = {

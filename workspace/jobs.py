@@ -61,20 +61,28 @@ def job_create(*, project: Project, author, prompt: str, params: dict) -> Job:
     """
     estimate = job_estimate(prompt=prompt, params=params)
     with transaction.atomic():
-        spend.reserve(user=author, project=project, amount=estimate.cost)
-        job = Job.objects.create(
-            project=project,
-            author=author,
-            prompt=prompt,
-            max_attempts=settings.JOB_MAX_ATTEMPTS,
-            deadline_at=Job.new_deadline(),
-            enqueued_at=timezone.now(),
-            estimated_cost=estimate.cost,
-            reserved_cost=estimate.cost,
-            **params,
+        job = _reserve_and_create(
+            project=project, author=author, prompt=prompt, params=params, cost=estimate.cost
         )
         transaction.on_commit(lambda: _enqueue(job.pk))
     return job
+
+
+def _reserve_and_create(*, project: Project, author, prompt: str, params: dict, cost, **fields) -> Job:
+    """Hold the estimate against the budgets and create the queued row; inside the caller's transaction."""
+    spend.reserve(user=author, project=project, amount=cost)
+    return Job.objects.create(
+        project=project,
+        author=author,
+        prompt=prompt,
+        max_attempts=settings.JOB_MAX_ATTEMPTS,
+        deadline_at=Job.new_deadline(),
+        enqueued_at=timezone.now(),
+        estimated_cost=cost,
+        reserved_cost=cost,
+        **params,
+        **fields,
+    )
 
 
 def edit_create(
@@ -89,18 +97,13 @@ def edit_create(
     written: list[str] = []
     try:
         with transaction.atomic():
-            spend.reserve(user=author, project=project, amount=estimate.cost)
-            job = Job.objects.create(
+            job = _reserve_and_create(
                 project=project,
                 author=author,
-                kind=Job.Kind.EDIT,
                 prompt=prompt,
-                max_attempts=settings.JOB_MAX_ATTEMPTS,
-                deadline_at=Job.new_deadline(),
-                enqueued_at=timezone.now(),
-                estimated_cost=estimate.cost,
-                reserved_cost=estimate.cost,
-                **params,
+                params=params,
+                cost=estimate.cost,
+                kind=Job.Kind.EDIT,
             )
             JobInput.objects.bulk_create(
                 [
@@ -337,6 +340,8 @@ def _preview_saver(job: Job, attempt: int):
 
 
 def _discard_previews(job: Job, attempt: int) -> None:
+    if not job.streams_previews:
+        return  # nothing to remove; spare the other jobs a folder listing
     outputs.delete_attempt_files(project_id=job.project_id, job_id=job.pk, attempt=attempt, only="preview-")
 
 

@@ -198,6 +198,11 @@ class Job(models.Model):
     def is_edit(self) -> bool:
         return self.kind == self.Kind.EDIT
 
+    @property
+    def streams_previews(self) -> bool:
+        """Single-image jobs stream a partial image to show while the final one is drawn."""
+        return self.n == 1
+
     def api_params(self) -> dict:
         """The request exactly as sent: only parameters this model and endpoint accept, model always."""
         params: dict = {

@@ -10,6 +10,8 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from PIL import Image as PILImage
 
+from workspace import uploads
+
 logger = logging.getLogger(__name__)
 
 ALLOWED_FORMATS = {"PNG": "png", "JPEG": "jpeg", "WEBP": "webp"}
@@ -50,17 +52,9 @@ def paste_back(*, original: bytes, mask: bytes, output: PILImage.Image) -> PILIm
     return base
 
 
-SIGNATURES = {b"\x89PNG\r\n\x1a\n": "png", b"\xff\xd8\xff": "jpeg"}
-
-
 def sniff_format(data: bytes) -> str | None:
-    """The format from the first bytes, without decoding: for previews shown once and thrown away."""
-    for signature, name in SIGNATURES.items():
-        if data.startswith(signature):
-            return name
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    return None
+    """png, jpeg or webp from the first bytes, without decoding: for previews shown once and thrown away."""
+    return ALLOWED_FORMATS.get(uploads.sniff(data) or "")
 
 
 def job_folder(*, project_id: int, job_id: int) -> str:

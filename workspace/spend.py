@@ -280,12 +280,6 @@ def summary_for(user) -> SpendSummary:
     return SpendSummary(spent=row["spent"], held=row["held"], limit=row["limit"])
 
 
-def month_bounds(day: date) -> tuple[date, date]:
-    first = day.replace(day=1)
-    following = (first + timedelta(days=32)).replace(day=1)
-    return first, following
-
-
 # --- Reports ---------------------------------------------------------------------------------------------
 
 

@@ -92,7 +92,7 @@ def clean_reference(upload: Upload, *, max_bytes: int | None = None) -> CleanIma
     """Check and re-encode a reference image; PNG, JPEG and WebP each stay in their own format."""
     limit = max_bytes if max_bytes is not None else _reference_limit()
     name, data = _receive(upload, limit)
-    fmt = _sniff(data)
+    fmt = sniff(data)
     if fmt is None:
         raise UploadRejected(name, _why_not_an_image(data))
     image = _pixels_only(_normalised(_decode(name, data, fmt)))
@@ -111,7 +111,7 @@ def clean_mask(upload: Upload, *, width: int, height: int, max_bytes: int = MASK
     since a mask saved without compression shrinks a lot when re-encoded.
     """
     name, data = _receive(upload, _reference_limit())
-    if _sniff(data) != "PNG":
+    if sniff(data) != "PNG":
         raise UploadRejected(name, MASK_NOT_PNG)
     image = _normalised(_decode(name, data, "PNG"))
     if image.size != (width, height):
@@ -179,7 +179,8 @@ def _chunks(upload: Upload) -> Iterator[bytes]:
         yield chunk
 
 
-def _sniff(data: bytes) -> str | None:
+def sniff(data: bytes) -> str | None:
+    """PNG, JPEG or WEBP from the magic bytes, without decoding; None for anything else."""
     for fmt, signature in _SIGNATURES.items():
         if data.startswith(signature):
             return fmt

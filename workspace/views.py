@@ -8,7 +8,8 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import Count, Max, OuterRef, Prefetch, Subquery, prefetch_related_objects
+from django.db.models import Count, OuterRef, Prefetch, Subquery, prefetch_related_objects
+from django.db.models.functions import Coalesce
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
@@ -52,11 +53,20 @@ def healthz(request: HttpRequest) -> HttpResponse:
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     latest = Image.objects.visible().filter(project=OuterRef("pk")).order_by("-created_at", "-id")
+    image_counts = (
+        Image.objects.filter(project=OuterRef("pk"))
+        .order_by()
+        .values("project")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    newest_job = Job.objects.filter(project=OuterRef("pk")).order_by("-created_at")
     projects = (
         Project.objects.for_user(request.user)
         .annotate(
-            image_count=Count("images", distinct=True),
-            last_activity=Max("jobs__created_at"),
+            # Subqueries, not joins: joining images and jobs at once multiplies their rows per project.
+            image_count=Coalesce(Subquery(image_counts), 0),
+            last_activity=Subquery(newest_job.values("created_at")[:1]),
             cover_id=Subquery(latest.values("pk")[:1]),
         )
         .order_by("archived_at", "-last_activity", "name")
@@ -77,6 +87,13 @@ def project_create(request: HttpRequest) -> HttpResponse:
         project.save()
         Membership.objects.create(project=project, user=request.user, role=Role.OWNER)
     return redirect(project)
+
+
+def _archived(access) -> HttpResponse | None:
+    """Archived projects keep every image but take no new jobs."""
+    if access.project.is_archived:
+        return HttpResponse("This project is archived; unarchive it to make images.", status=409)
+    return None
 
 
 def _feed(project: Project, before: str | None):
@@ -128,8 +145,8 @@ def project(request: HttpRequest, project_id: int) -> HttpResponse:
 @require_POST
 def job_create(request: HttpRequest, project_id: int) -> HttpResponse:
     access = project_access(request.user, project_id, needs=Role.EDITOR)
-    if access.project.is_archived:
-        return HttpResponse("This project is archived; unarchive it to make images.", status=409)
+    if refusal := _archived(access):
+        return refusal
     form = GenerationForm(request.POST)
     if not form.is_valid():
         if request.htmx:
@@ -249,8 +266,8 @@ def job_cancel(request: HttpRequest, project_id: int, job_id: int) -> HttpRespon
 def job_retry(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
     access = project_access(request.user, project_id, needs=Role.EDITOR)
     job = get_object_or_404(Job, project=access.project, pk=job_id)
-    if access.project.is_archived:
-        return HttpResponse("This project is archived; unarchive it to make images.", status=409)
+    if refusal := _archived(access):
+        return refusal
     try:
         jobs.job_retry(job=job)
     except spend.BudgetExceeded as refusal:
@@ -678,8 +695,8 @@ def _edit_context(access, form, chosen, tokens, problem="") -> dict:
 def edit(request: HttpRequest, project_id: int) -> HttpResponse:
     """Edit earlier images: choose inputs in order, describe the change, optionally paint a mask."""
     access = project_access(request.user, project_id, needs=Role.EDITOR)
-    if access.project.is_archived:
-        return HttpResponse("This project is archived; unarchive it to make images.", status=409)
+    if refusal := _archived(access):
+        return refusal
     source = request.POST if request.method == "POST" else request.GET
     tokens = [token for token in source.getlist("inputs") if token][: settings.MAX_EDIT_INPUTS + 1]
     chosen, problem = _resolve_inputs(access.project, tokens)
@@ -730,8 +747,8 @@ def edit(request: HttpRequest, project_id: int) -> HttpResponse:
 def job_reproduce(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
     access = project_access(request.user, project_id, needs=Role.EDITOR)
     job = get_object_or_404(Job, project=access.project, pk=job_id)
-    if access.project.is_archived:
-        return HttpResponse("This project is archived; unarchive it to make images.", status=409)
+    if refusal := _archived(access):
+        return refusal
     try:
         new_job = jobs.job_reproduce(job=job, author=request.user)
     except spend.BudgetExceeded as refusal:

@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -51,6 +51,7 @@ from django.utils import timezone
 
 from workspace import jobs as job_services
 from workspace import outputs, standin
+from workspace.management.benchkit import git_facts, summary, system_busy_seconds
 from workspace.models import ApiCall, Image, Job, Membership, Project, Role
 
 PROMPT = "Bench: a lemon on a blue tiled table, morning light"
@@ -87,30 +88,6 @@ TARGET_POLL_P95_MS = 5.0
 
 # --------------------------------------------------------------------------------------------------
 # Small helpers
-
-
-def percentile(values: Iterable[float], fraction: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default), so p95 of 20 values is meaningful."""
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    position = (len(ordered) - 1) * fraction
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {"n": 0}
-    return {
-        "n": len(values),
-        "min": min(values),
-        "median": statistics.median(values),
-        "p95": percentile(values, 0.95),
-        "max": max(values),
-        "mean": statistics.fmean(values),
-    }
 
 
 def proc_status(pid: int) -> dict[str, str]:
@@ -153,13 +130,6 @@ def children_of(pid: int) -> list[int]:
         return found
     except OSError:
         return []
-
-
-def system_busy_seconds() -> float:
-    """CPU time all processes on the machine spent busy (every core), from /proc/stat."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
-    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 SERVICE_COMMANDS = ("postgres", "redis-server")
@@ -223,22 +193,6 @@ def source_fingerprint() -> str:
             with contextlib.suppress(OSError):
                 digest.update(str(path.relative_to(settings.BASE_DIR)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:12]
-
-
-def git_facts() -> dict[str, Any]:
-    """Read-only: the commit and which files differ from it (other people edit this tree meanwhile)."""
-
-    def git(*args: str) -> str:
-        with contextlib.suppress(Exception):
-            return subprocess.run(
-                ["git", *args], cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=10, check=False
-            ).stdout.rstrip()
-        return ""
-
-    return {
-        "commit": git("rev-parse", "--short", "HEAD").strip(),
-        "modified": [line[3:] for line in git("status", "--porcelain").splitlines()],
-    }
 
 
 def delete_with_protected_rows(instance: Any) -> None:

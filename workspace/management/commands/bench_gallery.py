@@ -25,13 +25,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import platform
 import re
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -43,23 +41,18 @@ from unittest import mock
 
 import django
 from django.conf import settings
-from django.contrib.postgres.expressions import ArraySubquery
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
-from django.db.models import BooleanField, Count, F, Func, OuterRef, Q, Subquery, Value
-from django.db.models.functions import Coalesce, Left
-from django.template import engines
-from django.template.defaultfilters import truncatechars
+from django.db.models import Count, Q
 from django.test import Client
 from django.test.utils import CaptureQueriesContext, override_settings
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import escape
-from django.utils.safestring import SafeString, mark_safe
 
-from workspace import gallery, views
+from workspace import gallery
+from workspace.management.benchkit import git_facts, summary, system_busy_seconds
 from workspace.management.commands import seed_demo
-from workspace.models import Image, Job, Membership, Project
+from workspace.models import Image, Membership, Project
 
 DEFAULT_PROJECT = "Gallery bench"
 TARGET_MEDIAN_MS = 10.0
@@ -74,30 +67,6 @@ PAGE_QUERY = re.compile(r'FROM "workspace_image".*LIMIT \d+\s*$', re.S)
 
 # --------------------------------------------------------------------------------------------------
 # Small helpers
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default)."""
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    position = (len(ordered) - 1) * fraction
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {"n": 0}
-    return {
-        "n": len(values),
-        "min": min(values),
-        "median": statistics.median(values),
-        "p95": percentile(values, 0.95),
-        "max": max(values),
-        "mean": statistics.fmean(values),
-    }
 
 
 def machine_facts() -> dict[str, Any]:
@@ -125,22 +94,6 @@ def machine_facts() -> dict[str, Any]:
                 cursor.execute(f"SHOW {name}")
                 facts[f"postgres_{name}"] = cursor.fetchone()[0]
     return facts
-
-
-def git_facts() -> dict[str, Any]:
-    """Read-only: the commit and which files differ from it (others edit this tree meanwhile)."""
-
-    def git(*args: str) -> str:
-        with contextlib.suppress(Exception):
-            return subprocess.run(
-                ["git", *args], cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=10, check=False
-            ).stdout.rstrip()
-        return ""
-
-    return {
-        "commit": git("rev-parse", "--short", "HEAD").strip(),
-        "modified": [line[3:] for line in git("status", "--porcelain").splitlines()],
-    }
 
 
 @dataclass
@@ -177,90 +130,13 @@ class SqlTimer:
 
 
 FIXES: dict[str, str] = {
-    "tiles": "build the 48 tiles' HTML in Python (one reverse() per URL kind, plain truncation) instead of "
-    "per-tile {% url %} tags and |truncatechars; the page query takes the prompt's first 91 characters "
-    "from a correlated subquery instead of select_related('job')",
-    "filter-bar": "render the filter bar's fields once per (choices, filter values, errors) and reuse the "
-    "HTML (an in-process LRU), instead of 9 widgets and 8 labels through the form template renderer on "
-    "every full page",
     "search-column": "copy the prompt's tsvector onto Image (like author/model/kind) with a GIN index, and "
     "search it on the one table instead of job_id IN (jobs whose to_tsvector(prompt) matches), which "
     "recomputes to_tsvector for every job it probes (added for the run, dropped at the end)",
-    "favourites-array": "'my favourites' as id = ANY(ARRAY(the user's starred image ids)) instead of "
-    "EXISTS: cost bounded by the user's own stars, not by how far apart they lie in the project",
-    "star-flag": "is_favourite as a correlated scalar subquery (… LIMIT 1) instead of EXISTS, which Postgres "
-    "turns into a hashed subplan reading ALL of the user's stars (or the whole favourite table) on every "
-    "page; the scalar subquery runs once per shown image",
     "planner-costs": "SET random_page_cost = 1.1 (SSD or fully cached data) on this connection",
     "no-parallel": "SET max_parallel_workers_per_gather = 0 on this connection (a 48-row page never "
     "gains from parallel workers on 2 cores; their start-up costs milliseconds)",
 }
-FILTER_FIELDS = re.compile(r'(<form id="gallery-filters"[^>]*>)(.*?)(<div class="filter-actions">)', re.S)
-TILES_LOOP = re.compile(r"\{% for image in page\.items %\}.*?\{% endfor %\}", re.S)
-EMPTY = '<li class="empty-state gallery-empty">No images match these filters.</li>'
-SENTINEL = 987654321987
-STAR = (
-    '<span class="badge star" title="Your favourite">★<span class="visually-hidden"> favourite</span></span>'
-)
-
-
-def alt_text(prompt: str) -> str:
-    """What |truncatechars:90 gives, without its per-character walk for the usual ASCII prompt."""
-    if not prompt.isascii():
-        return truncatechars(prompt, 90)
-    return prompt if len(prompt) <= 90 else prompt[:89] + "…"
-
-
-def tiles_html(items: list[Image], *, project_id: int, filters: str) -> SafeString:
-    """The gallery tiles exactly as templates/workspace/gallery.html renders them (a template tag's body)."""
-    marker = str(SENTINEL)
-    detail = reverse("image_detail", args=[project_id, SENTINEL])
-    thumb = reverse("image_thumb", args=[project_id, SENTINEL])
-    pasted = reverse("image_composite", args=[project_id, SENTINEL, "thumb"])
-    back = "?from=gallery" + (f"&amp;{escape(filters)}" if filters else "")
-    parts = []
-    for image in items:
-        pk = str(image.pk)
-        state = escape(image.review_state)
-        prompt = image.alt_source if hasattr(image, "alt_source") else image.job.prompt
-        source = (pasted if image.composite_thumbnail else thumb).replace(marker, pk)
-        review = (
-            f'<span class="badge review {state}">{escape(image.get_review_state_display())}</span>'
-            if image.review_state != "draft"
-            else ""
-        )
-        parts.append(
-            f'<li class="tile review-{state}">\n'
-            f'<input type="checkbox" name="ids" value="{pk}" id="select-{pk}" class="tile-check" '
-            f'aria-label="Select image {pk}">\n'
-            f'<a href="{detail.replace(marker, pk)}{back}" class="tile-link">\n'
-            f'<img src="{source}" alt="{escape(alt_text(prompt))}" width="{image.width}" '
-            f'height="{image.height}" loading="lazy">\n</a>\n'
-            f'<span class="tile-badges">{STAR if image.is_favourite else ""}{review}</span>\n</li>\n'
-        )
-    return mark_safe("".join(parts))  # noqa: S308 - every value above is escaped or ours
-
-
-def lean_page(images, *, cursor: str = "", size: int = gallery.PAGE_SIZE) -> gallery.Page:
-    """gallery.page with the prompt's first 91 characters instead of a whole Job per image."""
-    if cursor:
-        moment, pk = gallery.decode_cursor(cursor)
-        images = gallery.older_than(images, moment, pk)
-    # A correlated subquery, not a join: Postgres evaluates it for the 49 rows the LIMIT keeps, after any
-    # sort, where a join would fetch a Job for every candidate row first.
-    prompt = (
-        Job.objects.filter(pk=OuterRef("job_id")).order_by().annotate(head=Left("prompt", 91)).values("head")
-    )
-    rows = list(
-        images.only(
-            "id", "project_id", "width", "height", "created_at", "review_state", "composite_thumbnail"
-        )
-        .annotate(alt_source=Subquery(prompt))
-        .order_by("-created_at", "-id")[: size + 1]
-    )
-    more = len(rows) > size
-    items = rows[:size]
-    return gallery.Page(items=items, next_cursor=gallery.encode_cursor(items[-1]) if more else "")
 
 
 CSRF = re.compile(r'(name="csrfmiddlewaretoken" value=|"X-CSRFToken": )"[^"]*"')
@@ -315,15 +191,6 @@ def postgres_cpu_seconds() -> float:
             fields = text.rsplit(")", 1)[1].split()
             total += sum(int(value) for value in fields[11:15]) / ticks  # utime stime cutime cstime
     return total
-
-
-def system_busy_seconds() -> float:
-    try:
-        values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    except OSError:
-        return 0.0
-    idle = values[3] + (values[4] if len(values) > 4 else 0)
-    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def process_cpu_seconds(pid: int | None) -> float:
@@ -441,13 +308,9 @@ class Command(BaseCommand):
             self.light_client.force_login(light.user)
             self.metrics: list[Metric] = []
             before = self.fix_reference_pages() if fixes else {}
-            self.template_edits: list = []
-            self.render_hooks: list = []
             for name in fixes:
                 self.out(f"applying fix in this process: {name}: {FIXES[name]}")
                 stack.enter_context(getattr(self, f"fix_{name.replace('-', '_')}")())
-            if self.template_edits or self.render_hooks:
-                stack.enter_context(self.patched_gallery_template())
             if before:
                 self.check_same_pages(before)
             self.prepare_urls()
@@ -490,82 +353,6 @@ class Command(BaseCommand):
         return other
 
     # -- fixes to try (this process only)
-
-    @contextlib.contextmanager
-    def fix_tiles(self) -> Iterator[None]:
-        def edit(source: str) -> str:
-            match = TILES_LOOP.search(source)
-            if match is None:
-                raise CommandError("gallery.html no longer has the tiles loop the tiles fix replaces.")
-            replacement = (
-                "{{ page.tiles }}{% if not page.items and not page.next_cursor %}" + EMPTY + "{% endif %}"
-            )
-            return source[: match.start()] + replacement + source[match.end() :]
-
-        def hook(template_name: str, context: dict) -> None:
-            page = context.get("page")
-            if isinstance(page, gallery.Page) and "project" in context:
-                page.tiles = tiles_html(
-                    page.items, project_id=context["project"].pk, filters=context["filters"]
-                )
-
-        self.template_edits.append(edit)
-        self.render_hooks.append(hook)
-        with mock.patch.object(gallery, "page", lean_page):
-            yield
-
-    @contextlib.contextmanager
-    def fix_filter_bar(self) -> Iterator[None]:
-        block_template = None
-        rendered: dict[tuple, SafeString] = {}
-
-        def edit(source: str) -> str:
-            nonlocal block_template
-            match = FILTER_FIELDS.search(source)
-            if match is None:
-                raise CommandError("gallery.html no longer has the filter fields the filter-bar fix caches.")
-            block_template = match.group(2)
-            return source[: match.start(2)] + "{{ filter_fields }}" + source[match.end(2) :]
-
-        def hook(template_name: str, context: dict) -> None:
-            form = context.get("form")
-            if "#" in template_name or form is None:
-                return  # fragments do not show the filter bar
-            key = (
-                tuple(tuple(field.choices) for field in form.fields.values() if hasattr(field, "choices")),
-                tuple((name, tuple(form.data.getlist(name))) for name in form.fields),
-                form.errors.as_json() if form.errors else "",
-            )
-            if key not in rendered:
-                if len(rendered) > 500:
-                    rendered.clear()
-                compiled = engines["django"].from_string("{% load atelier partials %}" + block_template)
-                rendered[key] = compiled.render({"form": form})
-            context["filter_fields"] = rendered[key]
-
-        self.template_edits.append(edit)
-        self.render_hooks.append(hook)
-        yield
-
-    @contextlib.contextmanager
-    def patched_gallery_template(self) -> Iterator[None]:
-        """gallery.html with every fix's edit, first in DIRS; views.render runs every fix's hook first."""
-        source = (settings.BASE_DIR / "templates" / "workspace" / "gallery.html").read_text()
-        for edit in self.template_edits:
-            source = edit(source)
-        folder = settings.BASE_DIR / "var" / "bench_gallery" / "templates"
-        (folder / "workspace").mkdir(parents=True, exist_ok=True)
-        (folder / "workspace" / "gallery.html").write_text(source)
-        templates = [dict(settings.TEMPLATES[0], DIRS=[folder, *settings.TEMPLATES[0]["DIRS"]])]
-        original_render = views.render
-
-        def render(request, template_name, context=None, *args, **kwargs):
-            for hook in self.render_hooks:
-                hook(template_name, context or {})
-            return original_render(request, template_name, context, *args, **kwargs)
-
-        with override_settings(TEMPLATES=templates), mock.patch.object(views, "render", render):
-            yield
 
     @contextlib.contextmanager
     def fix_search_column(self) -> Iterator[None]:
@@ -617,49 +404,6 @@ class Command(BaseCommand):
                 cursor.execute("DROP INDEX IF EXISTS image_prompt_search")
                 cursor.execute("ALTER TABLE workspace_image DROP COLUMN prompt_search")
                 cursor.execute("VACUUM (FULL, ANALYZE) workspace_image")
-
-    @contextlib.contextmanager
-    def fix_favourites_array(self) -> Iterator[None]:
-        from workspace.models import Favourite
-
-        original = gallery.filtered
-
-        def filtered(*, project, user, data):
-            images = original(project=project, user=user, data={**data, "favourites": False})
-            if data.get("favourites"):
-                starred = ArraySubquery(Favourite.objects.filter(user=user).values("image_id"))
-                images = images.filter(
-                    Func(
-                        F("pk"),
-                        starred,
-                        arg_joiner=" = ANY(",
-                        template="%(expressions)s)",
-                        output_field=BooleanField(),
-                    )
-                )
-            return images
-
-        with mock.patch.object(gallery, "filtered", filtered):
-            yield
-
-    @contextlib.contextmanager
-    def fix_star_flag(self) -> Iterator[None]:
-        from workspace.models import Favourite
-
-        original = gallery.filtered
-
-        def filtered(*, project, user, data):
-            star = (
-                Favourite.objects.filter(user=user, image=OuterRef("pk"))
-                .annotate(yes=Value(True))
-                .values("yes")
-            )
-            return original(project=project, user=user, data=data).annotate(
-                is_favourite=Coalesce(Subquery(star[:1]), Value(False))
-            )
-
-        with mock.patch.object(gallery, "filtered", filtered):
-            yield
 
     @contextlib.contextmanager
     def fix_planner_costs(self) -> Iterator[None]:
