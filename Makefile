@@ -30,7 +30,10 @@ test: $(STAMP) services browser
 	$(TEST_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## Measure the pipeline and the gallery against the stand-in (see README for the figures it prints).
-BENCH_ENV = DATABASE_URL=postgres://postgres@127.0.0.1:5432/atelier_bench REDIS_URL=redis://127.0.0.1:6379/14 DEBUG=true
+# Production settings (DEBUG off: no query logging in the worker or the timed views), minus HTTPS.
+BENCH_ENV = DATABASE_URL=postgres://postgres@127.0.0.1:5432/atelier_bench REDIS_URL=redis://127.0.0.1:6379/14 \
+	DEBUG=false SECRET_KEY=bench-only-secret-key-that-is-long-enough-for-django-checks \
+	SECURE_SSL_REDIRECT=false STATIC_MANIFEST=false ALLOWED_HOSTS=localhost,testserver
 bench: $(STAMP) services
 	@psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'atelier_bench'" | grep -q 1 \
 	  || createdb -h 127.0.0.1 -U postgres atelier_bench

@@ -2,8 +2,8 @@
 
 Everything goes through the real path: the web view (Django's test ``Client``, in this process) or the
 ``job_create`` service, a Celery message over Redis, a real worker process (threads pool) that calls the
-in-process stand-in over HTTP through the ``openai`` SDK, stores the files and thumbnails, and flips the
-row. It measures:
+stand-in (a process of its own) over HTTP through the ``openai`` SDK, stores the files and thumbnails,
+and flips the row. It measures:
 
 1. orchestration overhead per job (submit to ``succeeded``, minus the stand-in's fixed latency);
 2. throughput of one worker at each concurrency (ideal ``ceil(N/C) * latency`` over actual);
@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -154,8 +155,9 @@ def services_cpu_seconds() -> float:
 class CpuMeter:
     """How busy the machine was during a phase: the bench and its workers, Postgres and Redis, the rest."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, follow: tuple[int, ...] = ()) -> None:
         self.name = name
+        self.followed0 = {pid: proc_cpu_seconds(pid) or 0.0 for pid in follow}  # e.g. the stand-in
         self.started = time.monotonic()
         self.system0 = system_busy_seconds()
         self.services0 = services_cpu_seconds()
@@ -169,13 +171,14 @@ class CpuMeter:
     def result(self) -> dict[str, float]:
         elapsed = time.monotonic() - self.started
         times = os.times()
-        ours = times.user + times.system - self.self0 + self.workers
+        followed = sum((proc_cpu_seconds(pid) or cpu0) - cpu0 for pid, cpu0 in self.followed0.items())
+        ours = times.user + times.system - self.self0 + self.workers + followed
         services = services_cpu_seconds() - self.services0  # also serving other people's processes
         busy = system_busy_seconds() - self.system0
         return {
             "elapsed_s": elapsed,
             "machine_busy_cores": busy / elapsed,
-            "bench_and_worker_cores": ours / elapsed,
+            "bench_worker_and_standin_cores": ours / elapsed,
             "postgres_and_redis_cores": services / elapsed,
             "other_processes_cores": max(0.0, busy - ours - services) / elapsed,
         }
@@ -249,6 +252,73 @@ class Worker:
             return ""
 
 
+class StandinProcess:
+    """The stand-in in a process of its own, driven over its control URLs.
+
+    The real API is another machine: its request handling must not share a GIL with this process,
+    which submits the jobs and polls for them. It still shares the cores, which is pessimistic.
+    """
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "standin", "--port", "0", "--quiet"],
+            cwd=settings.BASE_DIR,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        announcement = self.process.stdout.readline()  # "Stand-in OpenAI Images API at <url> (…)"
+        if " at " not in announcement:
+            self.process.kill()
+            raise BenchFailure(f"the stand-in did not start: {announcement!r}")
+        self.base_url = announcement.split(" at ", 1)[1].split()[0]
+        self._latency, self._latency_jitter = 0.0, 0.0
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def _control(self, action: str, payload: dict[str, Any]) -> None:
+        request = urllib.request.Request(
+            f"{self.base_url.removesuffix('/v1')}/_standin/{action}",
+            data=json.dumps(payload).encode(),
+            headers={"content-type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            response.read()
+
+    @property
+    def latency(self) -> float:
+        return self._latency
+
+    @latency.setter
+    def latency(self, seconds: float) -> None:
+        self._control("latency", {"latency": seconds, "latency_jitter": self._latency_jitter})
+        self._latency = seconds
+
+    @property
+    def latency_jitter(self) -> float:
+        return self._latency_jitter
+
+    @latency_jitter.setter
+    def latency_jitter(self, seconds: float) -> None:
+        self._control("latency", {"latency": self._latency, "latency_jitter": seconds})
+        self._latency_jitter = seconds
+
+    def reset(self) -> None:
+        self._control("reset", {})
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self.process.stdout.close()
+
+
 @dataclass
 class Run:
     """Everything one bench run creates, so teardown can remove exactly that."""
@@ -256,7 +326,7 @@ class Run:
     suffix: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     user: Any = None
     project: Project | None = None
-    server: standin.StandinServer | None = None
+    server: StandinProcess | None = None
     media_root: Path | None = None
     workers: list[Worker] = field(default_factory=list)
     queue: str = ""
@@ -383,7 +453,7 @@ class Command(BaseCommand):
             for name, phase in phases:
                 if name.split()[0] in self.opts["skip"]:
                     continue
-                self.meter = CpuMeter(name)
+                self.meter = CpuMeter(name, follow=(run.server.pid,))
                 try:
                     phase()
                 finally:
@@ -393,8 +463,8 @@ class Command(BaseCommand):
                     if load["other_processes_cores"] > 0.25:
                         self.notes.append(
                             f"Other processes on this machine used {load['other_processes_cores']:.2f} of "
-                            f"{os.cpu_count()} cores on average during '{name}' (bench + worker: "
-                            f"{load['bench_and_worker_cores']:.2f}, Postgres + Redis: "
+                            f"{os.cpu_count()} cores on average during '{name}' (bench, worker and stand-in: "
+                            f"{load['bench_worker_and_standin_cores']:.2f}, Postgres + Redis: "
                             f"{load['postgres_and_redis_cores']:.2f}); its figures are pessimistic."
                         )
         except BaseException as exc:  # report what we have, then clean up and re-raise
@@ -559,7 +629,7 @@ class Command(BaseCommand):
         run.project = Project.objects.create(name=f"Bench {run.suffix}", created_by=run.user)
         Membership.objects.create(project=run.project, user=run.user, role=Role.OWNER)
         run.media_root = Path(tempfile.mkdtemp(prefix="atelier-bench-media-"))
-        run.server = standin.StandinServer(port=0, latency=0.0).start()
+        run.server = StandinProcess()
         run.queue = f"bench-{run.suffix}"
         # This process sends to the bench queue only; the worker reads it (CELERY_QUEUE and -Q).
         app.conf.task_default_queue = run.queue
@@ -639,7 +709,7 @@ class Command(BaseCommand):
                 "OPENAI_API_KEY": "bench",
                 "CELERY_QUEUE": run.queue,
                 "WORKER_CONCURRENCY": str(concurrency),
-                "DEBUG": "true",
+                "DEBUG": "true" if settings.DEBUG else "false",
                 "MEDIA_ROOT": str(run.media_root),
             }
         )
@@ -941,6 +1011,7 @@ class Command(BaseCommand):
             profiler = self.start_profiler(run, worker)
             cpu_before = sum(proc_cpu_seconds(w.pid) or 0 for w in workers)
             own_before = sum(os.times()[:2])
+            standin_before = proc_cpu_seconds(run.server.pid) or 0.0
             start = time.time()
             ids = [
                 job_services.job_create(
@@ -954,6 +1025,7 @@ class Command(BaseCommand):
             )
             cpu_after = sum(proc_cpu_seconds(w.pid) or 0 for w in workers)
             own_cpu = sum(os.times()[:2]) - own_before
+            standin_cpu = (proc_cpu_seconds(run.server.pid) or standin_before) - standin_before
             threads = sum(int(proc_status(w.pid).get("Threads", "0").strip() or 0) for w in workers)
             hwm_kib = sum(proc_kib(w.pid, "VmHWM") or 0 for w in workers)
             rss_kib = sum(proc_kib(w.pid, "VmRSS") or 0 for w in workers)
@@ -1036,6 +1108,7 @@ class Command(BaseCommand):
             "worker_cpu_s": cpu,
             "worker_cpu_ms_per_job": cpu / count * 1000 if cpu is not None else None,
             "bench_process_cpu_ms_per_job": own_cpu / count * 1000,
+            "standin_cpu_ms_per_job": standin_cpu / count * 1000,
             "worker_threads": threads,
             "worker_vmhwm_mb": hwm_kib / 1024 if hwm_kib else None,
             "worker_vmhwm_after_warmup_mb": hwm_after_warmup / 1024 if hwm_after_warmup else None,
@@ -1056,7 +1129,8 @@ class Command(BaseCommand):
             f"  ideal {ideal:.1f} s, actual {actual:.2f} s (polled {actual_polled:.2f} s), "
             f"ratio {ratio:.3f}; "
             f"submit took {submitted - start:.2f} s; worker CPU {cpu or 0:.1f} s "
-            f"({result['worker_cpu_ms_per_job'] or 0:.0f} ms/job; this process, mostly the stand-in: "
+            f"({result['worker_cpu_ms_per_job'] or 0:.0f} ms/job; stand-in "
+            f"{result['standin_cpu_ms_per_job']:.0f} ms/job, submitting and polling "
             f"{result['bench_process_cpu_ms_per_job']:.0f} ms/job); wait for a free slot p95 "
             f"{result['queue_ms']['p95']:.0f} ms; store p95 {result['store_ms']['p95']:.0f} ms; "
             f"call overhead p95 {result['call_overhead_ms']['p95']:.0f} ms; peak RSS "
@@ -1334,8 +1408,10 @@ class Command(BaseCommand):
             "small overhead, see the /healthz baseline in the JSON). p95 is linearly interpolated."
         )
         notes.append(
-            "- The stand-in runs in this process and shares the machine's cores with the worker; DEBUG=true "
-            "(query logging on) in both processes, as `make bench` sets it."
+            "- The stand-in runs in a process of its own (as the real API is a service of its own) and "
+            "shares the machine's cores with the worker and this process; "
+            f"DEBUG={'true (query logging on)' if settings.DEBUG else 'false, as in production'} "
+            "in both processes."
         )
         if error is not None:
             notes.append(f"- INCOMPLETE: {error!r}")
