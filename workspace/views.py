@@ -31,7 +31,7 @@ from workspace import (
     spend,
     uploads,
 )
-from workspace.access import project_access, project_access_with_members
+from workspace.access import object_access, project_access, project_access_with_members
 from workspace.forms import (
     AddMemberForm,
     ChangeRoleForm,
@@ -190,8 +190,9 @@ def _job_for(access, job_id: int) -> Job:
 @login_required
 @require_GET
 def job_card(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
-    access = project_access(request.user, project_id)
-    job = get_object_or_404(Job.objects.select_related("author"), project=access.project, pk=job_id)
+    access, job = object_access(
+        request.user, Job.objects.select_related("author"), project_id=project_id, pk=job_id
+    )
     if job.status == Job.Status.SUCCEEDED:  # a running card shows no images: do not fetch them every second
         prefetch_related_objects(
             [job], Prefetch("images", queryset=Image.objects.visible().order_by("index"))
@@ -278,11 +279,9 @@ def job_retry(request: HttpRequest, project_id: int, job_id: int) -> HttpRespons
 
 
 def _image_for(request: HttpRequest, project_id: int, image_id: int) -> tuple:
-    access = project_access(request.user, project_id)
-    image = get_object_or_404(
-        Image.objects.select_related("job", "job__author"), project=access.project, pk=image_id
+    return object_access(
+        request.user, Image.objects.select_related("job", "job__author"), project_id=project_id, pk=image_id
     )
-    return access, image
 
 
 @login_required
@@ -785,8 +784,7 @@ def image_composite(request: HttpRequest, project_id: int, image_id: int, varian
 @login_required
 @require_GET
 def job_preview(request: HttpRequest, project_id: int, job_id: int) -> FileResponse:
-    access = project_access(request.user, project_id)
-    job = get_object_or_404(Job, project=access.project, pk=job_id)
+    _, job = object_access(request.user, Job.objects.all(), project_id=project_id, pk=job_id)
     if not job.preview:
         raise Http404
     extension = job.preview.name.rsplit(".", 1)[-1]
