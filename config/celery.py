@@ -1,7 +1,7 @@
 import os
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun, worker_ready
+from celery.signals import task_postrun, task_prerun, worker_ready, worker_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -23,3 +23,11 @@ def close_stale_connections(**_kwargs) -> None:
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+@worker_shutdown.connect
+def store_what_was_answered(**_kwargs) -> None:
+    # A warm shutdown waits for the calls in flight; the images they brought back are stored too.
+    from workspace.jobs import drain_worker_finisher
+
+    drain_worker_finisher()

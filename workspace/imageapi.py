@@ -6,16 +6,17 @@ an ApiCall row; failures come back as `CallFailure`, transient or permanent, wit
 can read.
 """
 
-import base64
 import binascii
 import email.utils
+import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import httpx2
 import openai
 from django.conf import settings
 from django.db import transaction
@@ -24,6 +25,9 @@ from workspace import spend
 from workspace.models import ApiCall, Job
 
 logger = logging.getLogger(__name__)
+
+openai_timeout_errors = (httpx2.TimeoutException,)
+openai_transport_errors = (httpx2.TransportError, httpx2.StreamError)
 
 _client: openai.OpenAI | None = None
 _client_lock = threading.Lock()
@@ -165,7 +169,7 @@ def _public_message(error: openai.APIStatusError) -> str:
 def _usage_fields(usage) -> dict:
     if usage is None:
         return {}
-    data = usage.model_dump(mode="json")
+    data = usage if isinstance(usage, dict) else usage.model_dump(mode="json")
     input_details = data.get("input_tokens_details") or {}
     output_details = data.get("output_tokens_details") or {}
     output_image_tokens = output_details.get("image_tokens")
@@ -187,7 +191,7 @@ def _decode_images(response) -> list[GeneratedImage]:
     for index, item in enumerate(response.data or []):
         if not item.b64_json:
             raise ValueError("an image without data")
-        images.append(GeneratedImage(data=base64.b64decode(item.b64_json, validate=True), index=index))
+        images.append(GeneratedImage(data=_b64decode(item.b64_json), index=index))
     if not images:
         raise ValueError("a response without images")
     return images
@@ -213,8 +217,11 @@ PartialHandler = Callable[[int, bytes], None]
 FileTuple = tuple[str, bytes, str]
 
 
-def _send(client: openai.OpenAI, job: Job, inputs: list[FileTuple], mask: bytes | None, stream: bool):
-    params = job.api_params()
+def _send(
+    client: openai.OpenAI, job: Job, inputs: list[FileTuple], mask: bytes | None, stream: bool, timeout: float
+):
+    # The timeout goes on the request: a client copy per call (with_options) costs as much as the rest.
+    params = job.api_params() | {"timeout": timeout}
     if stream:
         params |= {"stream": True, "partial_images": PARTIAL_IMAGES}
     if job.is_edit:
@@ -223,23 +230,71 @@ def _send(client: openai.OpenAI, job: Job, inputs: list[FileTuple], mask: bytes 
     return client.images.with_raw_response.generate(**params)
 
 
-def _read_stream(stream, on_partial: PartialHandler | None) -> Outcome:
+def _b64decode(text: str) -> bytes:
+    # strict_mode validates in C; b64decode(validate=True) runs a regex over the whole string first.
+    return binascii.a2b_base64(text, strict_mode=True)
+
+
+def _sse_events(response) -> Iterator[dict]:
+    """The JSON of each server-sent event in a streamed images response.
+
+    Read here rather than by the SDK's decoder, which runs a regex over every byte: an image event is
+    hundreds of kilobytes of base64, and this runs while dozens of calls share the worker's GIL.
+    Transport errors become the SDK's own, so they are classified like any other.
+    """
+    buffer = bytearray()
+    held_cr = False  # a CR ending one chunk may be the first half of a CRLF in the next
+    try:
+        for chunk in response.iter_bytes():
+            if held_cr or b"\r" in chunk:
+                chunk = (b"\r" if held_cr else b"") + chunk
+                held_cr = chunk.endswith(b"\r")
+                chunk = (chunk[:-1] if held_cr else chunk).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            search_from = max(0, len(buffer) - 1)  # only the new bytes can complete a blank line
+            buffer += chunk
+            while (end := buffer.find(b"\n\n", search_from)) != -1:
+                block = buffer[:end]
+                del buffer[: end + 2]
+                search_from = 0
+                data = b"\n".join(
+                    line[5:].removeprefix(b" ") for line in block.split(b"\n") if line.startswith(b"data:")
+                )
+                if not data or data.startswith(b"[DONE]"):
+                    continue
+                event = json.loads(data)
+                if not isinstance(event, dict):
+                    raise ValueError("an event that is not a JSON object")
+                if event.get("error"):
+                    error = event["error"]
+                    message = error.get("message") if isinstance(error, dict) else None
+                    raise openai.APIError(
+                        str(message or "An error occurred during streaming"), response.request, body=error
+                    )
+                yield event
+    except openai_timeout_errors as error:
+        raise openai.APITimeoutError(request=response.request) from error
+    except openai_transport_errors as error:
+        raise openai.APIConnectionError(request=response.request) from error
+
+
+def _read_stream(response, on_partial: PartialHandler | None) -> Outcome:
     final = None
-    for event in stream:
-        if event.type.endswith(".partial_image"):
+    for event in _sse_events(response):
+        kind = event.get("type") or ""
+        if kind.endswith(".partial_image"):
             if on_partial is not None:
-                on_partial(event.partial_image_index, base64.b64decode(event.b64_json, validate=True))
-        elif event.type.endswith(".completed"):
+                on_partial(int(event.get("partial_image_index") or 0), _b64decode(event["b64_json"]))
+        elif kind.endswith(".completed"):
             final = event
-    if final is None or not final.b64_json:
+    if final is None or not final.get("b64_json"):
         raise ValueError("the stream ended without a final image")
     return Outcome(
-        images=[GeneratedImage(data=base64.b64decode(final.b64_json, validate=True), index=0)],
-        size=final.size or "",
-        quality=final.quality or "",
-        background=final.background or "",
-        output_format=final.output_format or "",
-        usage=final.usage,
+        images=[GeneratedImage(data=_b64decode(final["b64_json"]), index=0)],
+        size=final.get("size") or "",
+        quality=final.get("quality") or "",
+        background=final.get("background") or "",
+        output_format=final.get("output_format") or "",
+        usage=final.get("usage"),
     )
 
 
@@ -256,17 +311,20 @@ def call(
 
     Single-image jobs stream, so partial images can be shown while the final one is drawn.
     """
-    client = get_client().with_options(timeout=timeout)
+    client = get_client()
     stream = job.streams_previews
     started = time.monotonic()
     endpoint = "images.edit" if job.is_edit else "images.generate"
     record = ApiCall(job=job, attempt=attempt, endpoint=endpoint, latency_ms=0)
     try:
-        raw = _send(client, job, inputs or [], mask, stream)
+        raw = _send(client, job, inputs or [], mask, stream, timeout)
         record.http_status = raw.status_code
         record.request_id = raw.headers.get("x-request-id", "")
         if stream:
-            outcome = _read_stream(raw.parse(), on_partial)
+            try:
+                outcome = _read_stream(raw.http_response, on_partial)
+            finally:
+                raw.http_response.close()
         else:
             response = raw.parse()
             outcome = Outcome(
@@ -277,7 +335,7 @@ def call(
                 output_format=response.output_format or "",
                 usage=response.usage,
             )
-    except (openai.APIError, ValueError, binascii.Error, TypeError) as error:
+    except (openai.APIError, ValueError, binascii.Error, TypeError, KeyError) as error:
         failure = classify(error)
         record.latency_ms = int((time.monotonic() - started) * 1000)
         record.outcome = ApiCall.Outcome.TRANSIENT if failure.transient else ApiCall.Outcome.PERMANENT

@@ -10,13 +10,16 @@ import random
 import socket
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import connection, transaction
+from django.db import close_old_connections, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -278,16 +281,99 @@ def backoff_seconds(*, attempt: int, retry_after: float | None) -> float:
     return delay
 
 
-def job_run(*, job_id: int) -> None:
-    """Claim the job, call the API, store the images. Safe to call any number of times."""
+def job_run(*, job_id: int, finisher: "Finisher | None" = None) -> None:
+    """Claim the job, call the API, store the images. Safe to call any number of times.
+
+    With a finisher, the images are checked, thumbnailed and stored on its threads, and this returns as
+    soon as the API has answered and the call is charged: the caller's slot is for calls in flight, and
+    the next job's call need not wait for this one's pixels.
+    """
     job = job_claim(job_id=job_id)
     if job is None:
         return
     lease_keeper.hold(job.claim_token)
+    handed_off = False
     try:
-        _run_claimed(job)
+        answer = _call(job)
+        if answer is not None:
+            if finisher is not None:
+                finisher.submit(lambda: _store_then_release(job, answer))
+                handed_off = True
+            else:
+                _store_and_finish(job, answer)
+    finally:
+        if not handed_off:
+            lease_keeper.release(job.claim_token)
+
+
+def _store_then_release(job: Job, answer: "Answer") -> None:
+    try:
+        _store_and_finish(job, answer)
     finally:
         lease_keeper.release(job.claim_token)
+
+
+class Finisher:
+    """A few threads that store answered jobs' images, so a worker's call slots only wait on OpenAI.
+
+    The backlog is bounded: when it is full, the next answered call waits for room, holding its slot,
+    so a worker never takes in more images than it can store. The lease stays renewed until a job is
+    stored; a worker killed with jobs in the backlog leaves them to the sweep, like any other crash.
+    """
+
+    def __init__(self, *, threads: int, backlog: int) -> None:
+        self.threads = threads
+        self._room = threading.BoundedSemaphore(backlog)
+        self._executor: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, work: Callable[[], None]) -> None:
+        self._room.acquire()
+        try:
+            with self._lock:
+                if self._executor is None:  # created in the process that uses it (prefork children)
+                    self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="finisher")
+                self._executor.submit(self._run, work)
+        except BaseException:
+            self._room.release()
+            raise
+
+    def _run(self, work: Callable[[], None]) -> None:
+        close_old_connections()  # as Celery does around a task: no connection past its age or broken
+        try:
+            work()
+        except Exception:
+            logger.exception("storing a job's images failed; the sweep retries it when its lease runs out")
+        finally:
+            close_old_connections()
+            self._room.release()
+
+    def drain(self) -> None:
+        """Finish everything handed over (a warm shutdown), then stop the threads."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
+
+
+_finisher: Finisher | None = None
+_finisher_lock = threading.Lock()
+
+
+def worker_finisher() -> Finisher:
+    """This process's finisher, sized from the settings."""
+    global _finisher
+    with _finisher_lock:
+        if _finisher is None:
+            _finisher = Finisher(
+                threads=settings.JOB_FINISH_THREADS, backlog=settings.CELERY_WORKER_CONCURRENCY
+            )
+        return _finisher
+
+
+def drain_worker_finisher() -> None:
+    if _finisher is not None:
+        _finisher.drain()
 
 
 def _call_timeout(job: Job) -> float:
@@ -319,34 +405,49 @@ def _edit_files(job: Job) -> tuple[list[imageapi.FileTuple], bytes | None]:
     return files, mask
 
 
-def _preview_saver(job: Job, attempt: int):
-    """Keep the newest streamed partial image where the job card can show it."""
-    prefix = outputs.attempt_prefix(project_id=job.project_id, job_id=job.pk, attempt=attempt)
+class PreviewSaver:
+    """Keeps the newest streamed partial image where the job card can show it, and removes them after."""
 
-    def save(index: int, data: bytes) -> None:
+    def __init__(self, job: Job, attempt: int) -> None:
+        self.job = job
+        self.prefix = outputs.attempt_prefix(project_id=job.project_id, job_id=job.pk, attempt=attempt)
+        self.saved: list[str] = []
+
+    def __call__(self, index: int, data: bytes) -> None:
         # Stored as sent, not decoded: decoding each partial cost the worker ~10 ms a job, and it is
         # served only to members, with its sniffed type, nosniff and a sandbox CSP, until the final lands.
         image_format = outputs.sniff_format(data)
         if image_format is None:
             return  # a preview is a courtesy; the final image decides
         name = default_storage.save(
-            f"{prefix}preview-{index}.{outputs.EXTENSIONS[image_format]}", ContentFile(data)
+            f"{self.prefix}preview-{index}.{outputs.EXTENSIONS[image_format]}", ContentFile(data)
         )
-        Job.objects.filter(pk=job.pk, claim_token=job.claim_token).update(
+        self.saved.append(name)
+        Job.objects.filter(pk=self.job.pk, claim_token=self.job.claim_token).update(
             preview=name, preview_count=index + 1
         )
 
-    return save
+    def discard(self) -> None:
+        # The names are known: no folder listing (a killed attempt's leftovers are the sweep's to find).
+        outputs.delete_files(self.saved)
+        self.saved.clear()
 
 
-def _discard_previews(job: Job, attempt: int) -> None:
-    if not job.streams_previews:
-        return  # nothing to remove; spare the other jobs a folder listing
-    outputs.delete_attempt_files(project_id=job.project_id, job_id=job.pk, attempt=attempt, only="preview-")
+@dataclass
+class Answer:
+    """What the API sent for a claimed job, kept until its images are stored."""
+
+    attempt: int
+    result: imageapi.CallResult
+    first_input: bytes | None
+    mask: bytes | None
+    previews: PreviewSaver
 
 
-def _run_claimed(job: Job) -> None:
+def _call(job: Job) -> Answer | None:
+    """The API call for a claimed job; None when it failed (and the failure is recorded)."""
     attempt = job.attempts
+    previews = PreviewSaver(job, attempt)
     try:
         inputs, mask = _edit_files(job) if job.is_edit else ([], None)
         result = imageapi.call(
@@ -355,33 +456,38 @@ def _run_claimed(job: Job) -> None:
             timeout=_call_timeout(job),
             inputs=inputs,
             mask=mask,
-            on_partial=_preview_saver(job, attempt),
+            on_partial=previews,
         )
+    except MissingInput:
+        message = "An input image is missing from storage; choose the inputs again."
+        _record_failure(job, imageapi.CallFailure(message, transient=False, code="missing_input"))
+        return None
+    except imageapi.CallFailure as failure:
+        previews.discard()
+        _record_failure(job, failure)
+        return None
+    first_input = inputs[0][1] if mask else None
+    return Answer(attempt=attempt, result=result, first_input=first_input, mask=mask, previews=previews)
+
+
+def _store_and_finish(job: Job, answer: Answer) -> None:
+    try:
         stored = outputs.store_outputs(
             project_id=job.project_id,
             job_id=job.pk,
-            attempt=attempt,
-            images=[(image.index, image.data) for image in result.images],
-            paste_onto=(inputs[0][1], mask) if mask else None,
+            attempt=answer.attempt,
+            images=[(image.index, image.data) for image in answer.result.images],
+            paste_onto=(answer.first_input, answer.mask) if answer.mask else None,
         )
-    except MissingInput:
-        _discard_previews(job, attempt)
-        message = "An input image is missing from storage; choose the inputs again."
-        _record_failure(job, imageapi.CallFailure(message, transient=False, code="missing_input"))
-        return
-    except imageapi.CallFailure as failure:
-        _discard_previews(job, attempt)
-        _record_failure(job, failure)
-        return
     except outputs.UnreadableImage as error:
-        _discard_previews(job, attempt)
+        answer.previews.discard()
         logger.warning("job %s: unreadable image from the API: %s", job.pk, error)
         _record_failure(
             job, imageapi.CallFailure(imageapi.REASONS["unreadable"], transient=True, code="unreadable")
         )
         return
     _finish(job, stored)
-    _discard_previews(job, attempt)
+    answer.previews.discard()
 
 
 def _finish(job: Job, stored: list[outputs.StoredFile]) -> None:
@@ -451,6 +557,7 @@ def _record_failure(job: Job, failure: imageapi.CallFailure) -> None:
         else:
             with transaction.atomic():
                 if mine.update(
+                    preview="",
                     status=Job.Status.RETRYING,
                     retry_reason=failure.reason,
                     error_code=failure.code,
@@ -461,6 +568,7 @@ def _record_failure(job: Job, failure: imageapi.CallFailure) -> None:
                     transaction.on_commit(lambda: _enqueue(job.pk, countdown=delay))
             return
         mine.update(
+            preview="",
             status=Job.Status.FAILED,
             reserved_cost=0,
             error_message=reason,
@@ -473,6 +581,7 @@ def _record_failure(job: Job, failure: imageapi.CallFailure) -> None:
         )
         return
     mine.update(
+        preview="",
         status=Job.Status.FAILED,
         reserved_cost=0,
         error_message=failure.reason,

@@ -54,13 +54,14 @@ class Tokens:
         if image_out is None:
             # No breakdown: every output token of an images call is an image token.
             image_out = int(usage.get("output_tokens") or 0) - text_out
+        # Never negative, whatever a malformed usage says: a count below zero is no charge at all.
         return cls(
-            text_input=text - cached_text,
-            cached_text_input=cached_text,
-            image_input=image - cached_image,
-            cached_image_input=cached_image,
-            image_output=int(image_out),
-            text_output=text_out,
+            text_input=max(0, text - cached_text),
+            cached_text_input=max(0, cached_text),
+            image_input=max(0, image - cached_image),
+            cached_image_input=max(0, cached_image),
+            image_output=max(0, int(image_out)),
+            text_output=max(0, text_out),
         )
 
 
@@ -90,35 +91,37 @@ def price_for(model: str, on: date | None = None) -> Price | None:
     return None
 
 
-def charge(*, api_call: ApiCall, job: Job) -> LedgerEntry | None:
-    """Write the charge for a call that returned usage. Calling it again for the same call changes nothing."""
+def charge(*, api_call: ApiCall, job: Job) -> None:
+    """Write the charge for a call that returned usage. Calling it again for the same call changes nothing.
+
+    One INSERT … ON CONFLICT DO NOTHING on the ledger's unique call: idempotent without a SELECT and a
+    savepoint first, which every finished image would otherwise pay for.
+    """
     if not api_call.usage:
-        return None
+        return
     tokens = Tokens.from_usage(api_call.usage)
     price = price_for(job.model, api_call.created_at.date())
-    entry, _ = LedgerEntry.objects.get_or_create(
+    entry = LedgerEntry(
         api_call=api_call,
-        defaults={
-            "user_id": job.author_id,
-            "project_id": job.project_id,
-            "job": job,
-            "model": job.model,
-            "request_id": api_call.request_id,
-            "text_input_tokens": tokens.text_input,
-            "cached_text_input_tokens": tokens.cached_text_input,
-            "image_input_tokens": tokens.image_input,
-            "cached_image_input_tokens": tokens.cached_image_input,
-            "image_output_tokens": tokens.image_output,
-            "text_output_tokens": tokens.text_output,
-            "image_count": job.n if api_call.outcome == ApiCall.Outcome.OK else 0,
-            "price": price,
-            "rates": price.rates() if price else {},
-            "priced": price is not None,
-            "cost": cost(tokens, price) if price else ZERO,
-            "created_at": api_call.created_at,
-        },
+        user_id=job.author_id,
+        project_id=job.project_id,
+        job=job,
+        model=job.model,
+        request_id=api_call.request_id,
+        text_input_tokens=tokens.text_input,
+        cached_text_input_tokens=tokens.cached_text_input,
+        image_input_tokens=tokens.image_input,
+        cached_image_input_tokens=tokens.cached_image_input,
+        image_output_tokens=tokens.image_output,
+        text_output_tokens=tokens.text_output,
+        image_count=job.n if api_call.outcome == ApiCall.Outcome.OK else 0,
+        price=price,
+        rates=price.rates() if price else {},
+        priced=price is not None,
+        cost=cost(tokens, price) if price else ZERO,
+        created_at=api_call.created_at,
     )
-    return entry
+    LedgerEntry.objects.bulk_create([entry], ignore_conflicts=True)
 
 
 # --- Estimates ---------------------------------------------------------------------------------------

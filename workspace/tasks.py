@@ -7,7 +7,7 @@ from workspace import jobs
 
 @shared_task(ignore_result=True)
 def run_job(job_id: int) -> None:
-    jobs.job_run(job_id=job_id)
+    jobs.job_run(job_id=job_id, finisher=jobs.worker_finisher())
 
 
 @shared_task(ignore_result=True)
