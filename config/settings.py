@@ -175,9 +175,8 @@ JOB_LEASE_SECONDS = envint("JOB_LEASE_SECONDS", 15, minimum=2)
 JOB_LEASE_RENEW_SECONDS = envfloat("JOB_LEASE_RENEW_SECONDS", 5.0)
 JOB_SWEEP_SECONDS = envfloat("JOB_SWEEP_SECONDS", 5.0)
 # Threads per worker process that store answered images (decode, thumbnail, save), apart from the
-# WORKER_CONCURRENCY threads that wait on OpenAI. One keeps up with 64 calls in flight (about 10 ms an
-# image against seconds a call) and leaves the GIL to the threads that turn answers into new calls.
-JOB_FINISH_THREADS = envint("JOB_FINISH_THREADS", 1, minimum=1)
+# WORKER_CONCURRENCY threads that wait on OpenAI. Pillow releases the GIL, so about one per core.
+JOB_FINISH_THREADS = envint("JOB_FINISH_THREADS", 2, minimum=1)
 # A queued job whose message has not been picked up in this long is sent again (a lost message).
 JOB_REQUEUE_AFTER_SECONDS = envint("JOB_REQUEUE_AFTER_SECONDS", 120, minimum=1)
 THUMBNAIL_MAX_EDGE = 512
@@ -228,7 +227,10 @@ CELERY_RESULT_BACKEND = None
 # worker so a crash never silently eats a message.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_WORKER_PREFETCH_MULTIPLIER = envint("WORKER_PREFETCH_MULTIPLIER", 1, minimum=1)
+# One message waiting per thread: a thread that hands its images to the finisher starts the next call
+# at once, instead of waiting for the consumer (one thread, sharing the GIL with all the others) to fetch
+# it. A worker killed with messages waiting leaves them queued in the database; the sweep resends them.
+CELERY_WORKER_PREFETCH_MULTIPLIER = envint("WORKER_PREFETCH_MULTIPLIER", 2, minimum=1)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Image calls are waiting, not computing: threads hold many in flight in one process (see README).
 CELERY_WORKER_POOL = envstr("WORKER_POOL", "threads")
