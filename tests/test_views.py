@@ -328,6 +328,20 @@ def test_the_poll_stops_when_the_job_ends(client, cast, project):
     assert reverse("image_thumb", args=[project.pk, job.images.get().pk]) in html
 
 
+def test_the_polled_card_costs_the_user_one_query_for_job_and_role_and_one_for_images(
+    client, cast, project, django_assert_num_queries
+):
+    job = create_job(project=project, author=cast.bob)
+    client.force_login(cast.bob)
+    url = reverse("job_card", args=[project.pk, job.pk])
+    client.get(url, HTTP_HX_REQUEST="true")  # the session is cached from here on
+    with django_assert_num_queries(2):  # the user; the job with its project and the viewer's role
+        assert client.get(url, HTTP_HX_REQUEST="true").status_code == 200
+    run(job)
+    with django_assert_num_queries(3):  # and, once it has succeeded, its images
+        assert client.get(url, HTTP_HX_REQUEST="true").status_code == 286
+
+
 def test_a_retrying_card_says_why_and_when(client, cast, project, standin):
     standin.inject("429:30")
     job = run(create_job(project=project, author=cast.bob))

@@ -1,0 +1,124 @@
+"""A worker's call threads hand answered images to the finisher, and streams are read by our own reader."""
+
+import threading
+
+import httpx2
+import openai
+import pytest
+
+from tests.helpers import create_job
+from workspace import imageapi, jobs
+from workspace.models import Job, LedgerEntry
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_call_returns_once_charged_and_the_images_land_on_the_finisher(
+    project, cast, seeded_prices, monkeypatch
+):
+    let_it_store = threading.Event()
+    real_store = jobs._store_and_finish
+
+    def store_when_allowed(job, answer):
+        let_it_store.wait(timeout=30)
+        real_store(job, answer)
+
+    monkeypatch.setattr(jobs, "_store_and_finish", store_when_allowed)
+    finisher = jobs.Finisher(threads=1, backlog=4)
+    job = create_job(project=project, author=cast.bob)
+
+    jobs.job_run(job_id=job.pk, finisher=finisher)
+
+    # The slot is free: the call is recorded and charged, the images are not stored yet, and the lease
+    # is still renewed for the job while it waits.
+    job.refresh_from_db()
+    assert job.status == Job.Status.RUNNING
+    assert LedgerEntry.objects.filter(job=job).count() == 1
+    assert not job.images.exists()
+    assert str(job.claim_token) in jobs.lease_keeper._tokens
+
+    let_it_store.set()
+    finisher.drain()
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED
+    assert job.images.count() == 1
+    assert str(job.claim_token) not in jobs.lease_keeper._tokens
+    assert LedgerEntry.objects.filter(job=job).count() == 1  # storing charges nothing more
+
+
+def test_a_full_backlog_holds_the_next_caller_until_there_is_room():
+    finisher = jobs.Finisher(threads=1, backlog=1)
+    first_may_end = threading.Event()
+    done: list[str] = []
+    finisher.submit(lambda: (first_may_end.wait(timeout=30), done.append("first")))
+
+    second = threading.Thread(target=finisher.submit, args=(lambda: done.append("second"),))
+    second.start()
+    second.join(timeout=0.3)
+    assert second.is_alive()  # still waiting for room
+
+    first_may_end.set()
+    second.join(timeout=30)
+    assert not second.is_alive()
+    finisher.drain()
+    assert done == ["first", "second"]
+
+
+def test_a_failure_while_storing_is_logged_and_frees_its_room(caplog):
+    finisher = jobs.Finisher(threads=1, backlog=1)
+
+    def broken() -> None:
+        raise OSError("disk full")
+
+    finisher.submit(broken)
+    ran = threading.Event()
+    finisher.submit(ran.set)  # would wait forever if the failure had kept its room
+    finisher.drain()
+    assert ran.is_set()
+    assert "storing a job's images failed" in caplog.text
+
+
+class FakeStream:
+    """Just enough of an httpx response: chunks as the network might cut them, or an error mid-way."""
+
+    def __init__(self, chunks, error: Exception | None = None) -> None:
+        self.chunks, self.error = chunks, error
+        self.request = httpx2.Request("POST", "http://127.0.0.1/v1/images/generations")
+
+    def iter_bytes(self):
+        yield from self.chunks
+        if self.error is not None:
+            raise self.error
+
+
+def events(chunks, error=None):
+    return list(imageapi._sse_events(FakeStream(chunks, error)))
+
+
+def test_events_are_read_however_the_bytes_are_cut():
+    body = (
+        b'event: image_generation.partial_image\ndata: {"type": "a", "n": 1}\n\n'
+        b'event: image_generation.completed\r\ndata:{"type": "b",\r\ndata: "n": 2}\r\n\r\n'
+        b"data: [DONE]\n\n"
+    )
+    expected = [{"type": "a", "n": 1}, {"type": "b", "n": 2}]
+    assert events([body]) == expected
+    for size in (1, 2, 3, 7, 64):
+        assert events([body[i : i + size] for i in range(0, len(body), size)]) == expected, size
+    # An event cut off by the end of the stream is not an event.
+    assert events([b'data: {"type": "a"}\n\ndata: {"type": "b"}']) == [{"type": "a"}]
+
+
+def test_stream_errors_become_the_sdk_errors_that_classify_understands():
+    with pytest.raises(openai.APIError) as refused:
+        events([b'event: error\ndata: {"error": {"message": "Your request was rejected", "code": "x"}}\n\n'])
+    assert "rejected" in str(refused.value)
+    with pytest.raises(ValueError):
+        events([b"data: [1, 2]\n\n"])
+    with pytest.raises(ValueError):
+        events([b"data: <html>oops\n\n"])
+    with pytest.raises(openai.APIConnectionError) as dropped:
+        events([b'data: {"type": "a"}\n\n'], error=httpx2.RemoteProtocolError("peer closed"))
+    assert imageapi.classify(dropped.value).code == "connection"
+    with pytest.raises(openai.APITimeoutError) as slow:
+        events([], error=httpx2.ReadTimeout("read timed out"))
+    assert imageapi.classify(slow.value).code == "timeout"
