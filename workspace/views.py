@@ -187,25 +187,36 @@ def _job_for(access, job_id: int) -> Job:
     )
 
 
+JOB_CARD_FIELDS = (
+    *("status", "kind", "prompt", "model", "size", "quality", "background", "n", "created_at"),
+    *("attempts", "max_attempts", "retry_reason", "next_attempt_at", "error_message"),
+    *("preview", "preview_count", "project_id", "author__username"),
+    *("project__name", "project__archived_at", "project__created_at", "project__created_by_id"),
+)
+CARD_IMAGES = (
+    Image.objects.visible()
+    .order_by("index")
+    .only("job_id", "index", "width", "height", "composite", "project_id")
+)
+
+
 @login_required
 @require_GET
 def job_card(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
-    access, job = object_access(
-        request.user, Job.objects.select_related("author"), project_id=project_id, pk=job_id
-    )
+    # Polled every second by every open card: fetch only what the card shows (the test pins the queries).
+    card = Job.objects.select_related("author").only(*JOB_CARD_FIELDS)
+    access, job = object_access(request.user, card, project_id=project_id, pk=job_id)
     if job.status == Job.Status.SUCCEEDED:  # a running card shows no images: do not fetch them every second
-        prefetch_related_objects(
-            [job], Prefetch("images", queryset=Image.objects.visible().order_by("index"))
-        )
+        prefetch_related_objects([job], Prefetch("images", queryset=CARD_IMAGES))
     context = {"job": job, "access": access, "project": access.project}
-    response = render(request, "workspace/project.html#job-card", context)
     if not job.is_active and request.htmx:
         # Tell screen readers once, from a live region that polling does not replace, and move the badge.
-        response.content += render(request, "workspace/project.html#job-announcement", context).content
+        response = render(request, "workspace/project.html#final-job-card", context)
         if job.author_id == request.user.pk:
             trigger_client_event(response, "spend-changed")  # the badge refetches itself
         response.status_code = HTMX_STOP_POLLING
-    return response
+        return response
+    return render(request, "workspace/project.html#job-card", context)
 
 
 @login_required
