@@ -177,6 +177,8 @@ JOB_SWEEP_SECONDS = envfloat("JOB_SWEEP_SECONDS", 5.0)
 # Threads per worker process that store answered images (decode, thumbnail, save), apart from the
 # WORKER_CONCURRENCY threads that wait on OpenAI. Pillow releases the GIL, so about one per core.
 JOB_FINISH_THREADS = envint("JOB_FINISH_THREADS", 2, minimum=1)
+# Connection pools the OpenAI client's connections are split into (see imageapi.ShardedTransport).
+OPENAI_CONNECTION_SHARDS = envint("OPENAI_CONNECTION_SHARDS", 8, minimum=1)
 # A queued job whose message has not been picked up in this long is sent again (a lost message).
 JOB_REQUEUE_AFTER_SECONDS = envint("JOB_REQUEUE_AFTER_SECONDS", 120, minimum=1)
 THUMBNAIL_MAX_EDGE = 512

@@ -122,3 +122,34 @@ def test_stream_errors_become_the_sdk_errors_that_classify_understands():
     with pytest.raises(openai.APITimeoutError) as slow:
         events([], error=httpx2.ReadTimeout("read timed out"))
     assert imageapi.classify(slow.value).code == "timeout"
+
+
+def test_each_thread_keeps_to_one_connection_pool_and_every_pool_serves_some(settings):
+    transport = imageapi.ShardedTransport(shards=3)
+    together = threading.Barrier(6)  # all alive at once, so no thread reuses another's identity
+    seen: list[set[int]] = []
+
+    def use() -> None:
+        together.wait(timeout=30)
+        pools = {id(transport._pool()) for _ in range(5)}
+        together.wait(timeout=30)
+        seen.append(pools)
+
+    threads = [threading.Thread(target=use) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(seen) == 6
+    assert all(len(pools) == 1 for pools in seen)  # a thread never switches pools
+    assert len(set().union(*seen)) == 3
+    transport.close()
+
+
+def test_a_proxy_in_the_environment_keeps_the_sdk_s_own_transport(settings, monkeypatch):
+    settings.OPENAI_CONNECTION_SHARDS = 4
+    client = imageapi._http_client()
+    assert isinstance(client._transport, imageapi.ShardedTransport)
+    client.close()
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    assert imageapi._http_client() is None
