@@ -25,31 +25,31 @@ class ProjectAccess:
         return self.role == Role.OWNER
 
 
-def project_access(user, project_id: int, *, needs: Role = Role.VIEWER) -> ProjectAccess:
-    """The project and the user's role in it, in one query.
+def _grant(user, project: Project | None, role: str | None, needs: Role) -> ProjectAccess:
+    """The rules in one place: members by their role, staff as viewers, anyone else a 404 (never a 403:
+    they must not learn that the project exists)."""
+    if project is None:
+        raise Http404
+    if role is not None:
+        access = ProjectAccess(project, Role(role), is_member=True)
+    elif user.is_staff:
+        access = ProjectAccess(project, Role.VIEWER, is_member=False)
+    else:
+        raise Http404
+    if ROLE_RANK[access.role] < ROLE_RANK[needs]:
+        raise PermissionDenied(f"This needs the {needs.label.lower()} role in {access.project.name}.")
+    return access
 
-    Someone outside the project gets a 404, never a 403: they must not learn that it exists.
-    Staff see every project as viewers unless they are members.
-    """
+
+def project_access(user, project_id: int, *, needs: Role = Role.VIEWER) -> ProjectAccess:
+    """The project and the user's role in it, in one query (two for staff outside it)."""
     if not user.is_authenticated:
         raise Http404
     membership = Membership.objects.select_related("project").filter(project_id=project_id, user=user).first()
     if membership is not None:
-        access = ProjectAccess(membership.project, Role(membership.role), is_member=True)
-    elif user.is_staff:
-        project = Project.objects.filter(pk=project_id).first()
-        if project is None:
-            raise Http404
-        access = ProjectAccess(project, Role.VIEWER, is_member=False)
-    else:
-        raise Http404
-    _require(access, needs)
-    return access
-
-
-def _require(access: ProjectAccess, needs: Role) -> None:
-    if ROLE_RANK[access.role] < ROLE_RANK[needs]:
-        raise PermissionDenied(f"This needs the {needs.label.lower()} role in {access.project.name}.")
+        return _grant(user, membership.project, membership.role, needs)
+    project = Project.objects.filter(pk=project_id).first() if user.is_staff else None
+    return _grant(user, project, None, needs)
 
 
 Scoped = TypeVar("Scoped", bound=Model)
@@ -74,14 +74,7 @@ def object_access(
     if not found:
         raise Http404
     scoped = found[0]
-    if scoped.viewer_role is not None:
-        access = ProjectAccess(scoped.project, Role(scoped.viewer_role), is_member=True)
-    elif user.is_staff:
-        access = ProjectAccess(scoped.project, Role.VIEWER, is_member=False)
-    else:
-        raise Http404
-    _require(access, needs)
-    return access, scoped
+    return _grant(user, scoped.project, scoped.viewer_role, needs), scoped
 
 
 def project_access_with_members(user, project_id: int) -> tuple[ProjectAccess, list[Membership]]:
@@ -95,9 +88,8 @@ def project_access_with_members(user, project_id: int) -> tuple[ProjectAccess, l
     )
     mine = next((m for m in members if m.user_id == user.pk), None)
     if mine is not None:
-        return ProjectAccess(mine.project, Role(mine.role), is_member=True), members
+        return _grant(user, mine.project, mine.role, Role.VIEWER), members
+    project = None
     if user.is_staff:
         project = members[0].project if members else Project.objects.filter(pk=project_id).first()
-        if project is not None:
-            return ProjectAccess(project, Role.VIEWER, is_member=False), members
-    raise Http404
+    return _grant(user, project, None, Role.VIEWER), members

@@ -28,8 +28,8 @@ from workspace.models import ApiCall, Job
 
 logger = logging.getLogger(__name__)
 
-openai_timeout_errors = (httpx2.TimeoutException,)
-openai_transport_errors = (httpx2.TransportError, httpx2.StreamError)
+HTTP_TIMEOUT_ERRORS = (httpx2.TimeoutException,)
+HTTP_TRANSPORT_ERRORS = (httpx2.TransportError, httpx2.StreamError)
 
 _client: openai.OpenAI | None = None
 _client_lock = threading.Lock()
@@ -312,9 +312,9 @@ def _sse_events(response) -> Iterator[dict]:
                         str(message or "An error occurred during streaming"), response.request, body=error
                     )
                 yield event
-    except openai_timeout_errors as error:
+    except HTTP_TIMEOUT_ERRORS as error:
         raise openai.APITimeoutError(request=response.request) from error
-    except openai_transport_errors as error:
+    except HTTP_TRANSPORT_ERRORS as error:
         raise openai.APIConnectionError(request=response.request) from error
 
 

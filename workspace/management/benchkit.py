@@ -59,3 +59,19 @@ def system_busy_seconds() -> float:
         return 0.0
     idle = values[3] + (values[4] if len(values) > 4 else 0)
     return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def commands_cpu_seconds(prefixes: tuple[str, ...]) -> float:
+    """CPU used so far by processes whose command starts with one of `prefixes`, including their exited
+    children (Postgres backends are reaped by the postmaster)."""
+    total = 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if text[text.find("(") + 1 : text.rfind(")")].startswith(prefixes):
+            fields = text.rsplit(")", 1)[1].split()
+            total += sum(int(value) for value in fields[11:15]) / ticks  # utime stime cutime cstime
+    return total

@@ -52,7 +52,7 @@ from django.utils import timezone
 
 from workspace import jobs as job_services
 from workspace import outputs, standin
-from workspace.management.benchkit import git_facts, summary, system_busy_seconds
+from workspace.management.benchkit import commands_cpu_seconds, git_facts, summary, system_busy_seconds
 from workspace.models import ApiCall, Image, Job, Membership, Project, Role
 
 PROMPT = "Bench: a lemon on a blue tiled table, morning light"
@@ -137,19 +137,8 @@ SERVICE_COMMANDS = ("postgres", "redis-server")
 
 
 def services_cpu_seconds() -> float:
-    """CPU used so far by Postgres and Redis, including exited backends (reaped by the postmaster)."""
-    total = 0.0
-    ticks = os.sysconf("SC_CLK_TCK")
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        command = text[text.find("(") + 1 : text.rfind(")")]
-        if command.startswith(SERVICE_COMMANDS):
-            fields = text.rsplit(")", 1)[1].split()
-            total += sum(int(value) for value in fields[11:15]) / ticks  # utime stime cutime cstime
-    return total
+    """CPU used so far by Postgres and Redis."""
+    return commands_cpu_seconds(SERVICE_COMMANDS)
 
 
 class CpuMeter:

@@ -50,7 +50,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from workspace import gallery
-from workspace.management.benchkit import git_facts, summary, system_busy_seconds
+from workspace.management.benchkit import commands_cpu_seconds, git_facts, summary, system_busy_seconds
 from workspace.management.commands import seed_demo
 from workspace.models import Image, Membership, Project
 
@@ -180,17 +180,7 @@ class CpuMeter:
 
 
 def postgres_cpu_seconds() -> float:
-    total = 0.0
-    ticks = os.sysconf("SC_CLK_TCK")
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        if text[text.find("(") + 1 : text.rfind(")")].startswith("postgres"):
-            fields = text.rsplit(")", 1)[1].split()
-            total += sum(int(value) for value in fields[11:15]) / ticks  # utime stime cutime cstime
-    return total
+    return commands_cpu_seconds(("postgres",))
 
 
 def process_cpu_seconds(pid: int | None) -> float:
