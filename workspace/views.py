@@ -8,7 +8,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import Count, OuterRef, Prefetch, Subquery, prefetch_related_objects
+from django.db.models import Count, OuterRef, Prefetch, Subquery
 from django.db.models.functions import Coalesce
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -22,6 +22,7 @@ from workspace import (
     export,
     gallery,
     history,
+    hot_queries,
     imagemodels,
     jobs,
     library,
@@ -31,7 +32,7 @@ from workspace import (
     spend,
     uploads,
 )
-from workspace.access import object_access, project_access, project_access_with_members
+from workspace.access import job_card_access, object_access, project_access, project_access_with_members
 from workspace.forms import (
     AddMemberForm,
     ChangeRoleForm,
@@ -187,28 +188,14 @@ def _job_for(access, job_id: int) -> Job:
     )
 
 
-JOB_CARD_FIELDS = (
-    *("status", "kind", "prompt", "model", "size", "quality", "background", "n", "created_at"),
-    *("attempts", "max_attempts", "retry_reason", "next_attempt_at", "error_message"),
-    *("preview", "preview_count", "project_id", "author__username"),
-    *("project__name", "project__archived_at", "project__created_at", "project__created_by_id"),
-)
-CARD_IMAGES = (
-    Image.objects.visible()
-    .order_by("index")
-    .only("job_id", "index", "width", "height", "composite", "project_id")
-)
-
-
 @login_required
 @require_GET
 def job_card(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
-    # Polled every second by every open card: fetch only what the card shows (the test pins the queries).
-    card = Job.objects.select_related("author").only(*JOB_CARD_FIELDS)
-    access, job = object_access(request.user, card, project_id=project_id, pk=job_id)
-    if job.status == Job.Status.SUCCEEDED:  # a running card shows no images: do not fetch them every second
-        prefetch_related_objects([job], Prefetch("images", queryset=CARD_IMAGES))
+    # Polled every second by every open card: its queries are written once in SQL (hot_queries).
+    access, job = job_card_access(request.user, project_id=project_id, job_id=job_id)
     context = {"job": job, "access": access, "project": access.project}
+    if job.status == Job.Status.SUCCEEDED:  # a running card shows no images: do not fetch them every second
+        context["card_images"] = hot_queries.card_images(job.pk)
     if not job.is_active and request.htmx:
         # Tell screen readers once, from a live region that polling does not replace, and move the badge.
         response = render(request, "workspace/project.html#final-job-card", context)
