@@ -8,7 +8,7 @@ from django.db.models import Model, OuterRef, QuerySet, Subquery
 from django.http import Http404
 
 from workspace import hot_queries
-from workspace.models import ROLE_RANK, Job, Membership, Project, Role
+from workspace.models import ROLE_RANK, Image, Job, Membership, Project, Role
 
 
 @dataclass(frozen=True)
@@ -78,16 +78,16 @@ def object_access(
     return _grant(user, scoped.project, scoped.viewer_role, needs), scoped
 
 
-def job_card_access(user, *, project_id: int, job_id: int) -> tuple[ProjectAccess, Job]:
-    """object_access for the job card, which each open card polls every second: one query, written in
-    SQL (see hot_queries). The same rules, the same 404."""
+def job_card_access(user, *, project_id: int, job_id: int) -> tuple[ProjectAccess, Job, list[Image]]:
+    """object_access for the job card, which each open card polls every second, with the images a
+    succeeded card shows: one query, written in SQL (see hot_queries). The same rules, the same 404."""
     if not user.is_authenticated:
         raise Http404
     found = hot_queries.job_card(viewer_id=user.pk, project_id=project_id, job_id=job_id)
     if found is None:
         raise Http404
-    job, role = found
-    return _grant(user, job.project, role, Role.VIEWER), job
+    job, role, images = found
+    return _grant(user, job.project, role, Role.VIEWER), job, images
 
 
 def project_access_with_members(user, project_id: int) -> tuple[ProjectAccess, list[Membership]]:

@@ -125,10 +125,11 @@ CARD_MEMBERSHIP = Columns(Membership, "m", ("id",))  # joined for the viewer's r
 
 
 def _job_card_sql(connection: BaseDatabaseWrapper) -> str:
-    membership = CARD_MEMBERSHIP
+    membership, images = CARD_MEMBERSHIP, CARD_IMAGES
     return (
         f"SELECT {CARD_JOB.select(connection)}, {CARD_PROJECT.select(connection)}, "
-        f"{CARD_AUTHOR.select(connection)}, {membership.column(connection, 'role')} "
+        f"{CARD_AUTHOR.select(connection)}, {membership.column(connection, 'role')}, "
+        f"{images.select(connection)} "
         f"FROM {CARD_JOB.table(connection)} "
         f"JOIN {CARD_PROJECT.table(connection)} ON {CARD_PROJECT.column(connection, 'id')} = "
         f"{CARD_JOB.column(connection, 'project')} "
@@ -137,36 +138,32 @@ def _job_card_sql(connection: BaseDatabaseWrapper) -> str:
         # One membership per (project, user) at most: a constraint guarantees it.
         f"LEFT JOIN {membership.table(connection)} ON {membership.column(connection, 'project')} = "
         f"{CARD_JOB.column(connection, 'project')} AND {membership.column(connection, 'user')} = %s "
-        f"WHERE {CARD_JOB.column(connection, 'id')} = %s AND {CARD_JOB.column(connection, 'project')} = %s"
-    )
-
-
-def job_card(*, viewer_id: int, project_id: int, job_id: int) -> tuple[Job, str | None] | None:
-    """The job in that project, with its project and author, and the viewer's role in the project
-    (None when not a member); None when there is no such job in that project."""
-    connection, rows = _fetch(Job, _job_card_sql, [viewer_id, job_id, project_id])
-    if not rows:
-        return None
-    row = rows[0]
-    project_starts = len(CARD_JOB)
-    author_starts = project_starts + len(CARD_PROJECT)
-    job = CARD_JOB.load(connection, row[:project_starts])
-    job.project = CARD_PROJECT.load(connection, row[project_starts:author_starts])
-    job.author = CARD_AUTHOR.load(connection, row[author_starts:-1])
-    return job, row[-1]
-
-
-def _card_images_sql(connection: BaseDatabaseWrapper) -> str:
-    images = CARD_IMAGES
-    return (
-        f"SELECT {images.select(connection)} FROM {images.table(connection)} "
-        f"WHERE {images.column(connection, 'job')} = %s "
+        # Only a succeeded card shows images: one row per visible image, or one row without any.
+        f"LEFT JOIN {images.table(connection)} ON {images.column(connection, 'job')} = "
+        f"{CARD_JOB.column(connection, 'id')} AND {CARD_JOB.column(connection, 'status')} = %s "
         f"AND {images.column(connection, 'deleted_at')} IS NULL "
+        f"WHERE {CARD_JOB.column(connection, 'id')} = %s AND {CARD_JOB.column(connection, 'project')} = %s "
         f"ORDER BY {images.column(connection, 'index')}"
     )
 
 
-def card_images(job_id: int) -> list[Image]:
-    """`Image.objects.visible().filter(job=...).order_by("index")`, with the fields a card shows."""
-    connection, rows = _fetch(Image, _card_images_sql, [job_id])
-    return [CARD_IMAGES.load(connection, row) for row in rows]
+def job_card(*, viewer_id: int, project_id: int, job_id: int) -> tuple[Job, str | None, list[Image]] | None:
+    """The job in that project, with its project and author; the viewer's role in the project (None
+    when not a member); and, once the job has succeeded, its visible images in order. None when there
+    is no such job in that project."""
+    params = [viewer_id, Job.Status.SUCCEEDED.value, job_id, project_id]
+    connection, rows = _fetch(Job, _job_card_sql, params)
+    if not rows:
+        return None
+    first = rows[0]
+    project_starts = len(CARD_JOB)
+    author_starts = project_starts + len(CARD_PROJECT)
+    role_at = author_starts + len(CARD_AUTHOR)
+    job = CARD_JOB.load(connection, first[:project_starts])
+    job.project = CARD_PROJECT.load(connection, first[project_starts:author_starts])
+    job.author = CARD_AUTHOR.load(connection, first[author_starts:role_at])
+    image_id_at = role_at + 1 + CARD_IMAGES.attnames.index("id")
+    images = [
+        CARD_IMAGES.load(connection, row[role_at + 1 :]) for row in rows if row[image_id_at] is not None
+    ]
+    return job, first[role_at], images

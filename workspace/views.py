@@ -22,7 +22,6 @@ from workspace import (
     export,
     gallery,
     history,
-    hot_queries,
     imagemodels,
     jobs,
     library,
@@ -191,11 +190,9 @@ def _job_for(access, job_id: int) -> Job:
 @login_required
 @require_GET
 def job_card(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
-    # Polled every second by every open card: its queries are written once in SQL (hot_queries).
-    access, job = job_card_access(request.user, project_id=project_id, job_id=job_id)
-    context = {"job": job, "access": access, "project": access.project}
-    if job.status == Job.Status.SUCCEEDED:  # a running card shows no images: do not fetch them every second
-        context["card_images"] = hot_queries.card_images(job.pk)
+    # Polled every second by every open card: one query, written once in SQL (hot_queries).
+    access, job, images = job_card_access(request.user, project_id=project_id, job_id=job_id)
+    context = {"job": job, "card_images": images, "access": access, "project": access.project}
     if not job.is_active and request.htmx:
         # Tell screen readers once, from a live region that polling does not replace, and move the badge.
         response = render(request, "workspace/project.html#final-job-card", context)
