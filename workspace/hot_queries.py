@@ -45,11 +45,13 @@ class Columns:
         return f"{connection.ops.quote_name(self.model._meta.db_table)} {self.alias}"
 
     def column(self, connection: BaseDatabaseWrapper, name: str) -> str:
-        return f"{self.alias}.{connection.ops.quote_name(self.model._meta.get_field(name).column)}"
+        return self._qualified(connection, self.model._meta.get_field(name))
 
     def select(self, connection: BaseDatabaseWrapper) -> str:
-        quote = connection.ops.quote_name
-        return ", ".join(f"{self.alias}.{quote(field.column)}" for field in self.fields)
+        return ", ".join(self._qualified(connection, field) for field in self.fields)
+
+    def _qualified(self, connection: BaseDatabaseWrapper, field) -> str:
+        return f"{self.alias}.{connection.ops.quote_name(field.column)}"
 
     def load(self, connection: BaseDatabaseWrapper, values: Sequence[Any]) -> Model:
         """An instance from this model's part of a row, converted as the ORM converts it (SQLite keeps
