@@ -1,7 +1,8 @@
 """The project gallery: filters from the URL, keyset pages, neighbours for the image page.
 
 One query a page whatever the filters: the filters are WHERE clauses on `Image` (author, model and kind
-are copied onto it), the search is a subquery on the job's prompt, and "my favourite" is an EXISTS.
+are copied onto it, and on Postgres so is the prompt, as a tsvector for the search), and "my favourite"
+is an EXISTS.
 """
 
 import base64
@@ -11,9 +12,10 @@ from datetime import datetime, time, timedelta
 
 from django import forms
 from django.contrib.postgres.expressions import ArraySubquery
-from django.contrib.postgres.search import SearchQuery, SearchVector
+from django.contrib.postgres.search import SearchQuery, SearchVectorExact, SearchVectorField
 from django.db import connection
-from django.db.models import BooleanField, F, Func, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models import BooleanField, Expression, F, Field, Func, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.expressions import Col
 from django.db.models.functions import Coalesce, Left
 from django.utils import timezone
 
@@ -119,25 +121,37 @@ def filtered(*, project: Project, user, data: dict) -> QuerySet:
         else:
             images = images.filter(pk__in=starred)
     if data.get("q"):
-        images = images.filter(job_id__in=_matching_jobs(project, data["q"]))
+        images = _matching(images, project=project, query=data["q"])
     return images
 
 
-def _matching_jobs(project: Project, query: str) -> QuerySet:
-    jobs = Job.objects.filter(project=project)
+class _ImageColumn(Expression):
+    """A column that workspace_image has on Postgres but the Image model does not declare.
+
+    It resolves to the query's own alias for the table, so it follows the queryset into a subquery.
+    """
+
+    def __init__(self, name: str, output_field: Field) -> None:
+        super().__init__(output_field=output_field)
+        self.name = name
+
+    def resolve_expression(self, query=None, *args, **kwargs) -> Col:
+        target = self.output_field.clone()
+        target.set_attributes_from_name(self.name)
+        target.model = Image
+        return Col(query.get_initial_alias(), target)
+
+
+def _matching(images: QuerySet, *, project: Project, query: str) -> QuerySet:
     if connection.vendor == "postgresql":
-        # The same expression as the job_prompt_fts index, so Postgres can use it.
-        vector = SearchVector("prompt", config="english")
-        return (
-            jobs.annotate(search=vector)
-            .filter(search=SearchQuery(query, config="english", search_type="websearch"))
-            .values("pk")
-        )
-    words = query.split()
+        # The prompt's tsvector kept on each image (migration 0007), read as part of the image row.
+        search = _ImageColumn("search", SearchVectorField())  # one of models.UNDECLARED_COLUMNS
+        words = SearchQuery(query, config="english", search_type="websearch")
+        return images.filter(SearchVectorExact(search, words))
     condition = Q()
-    for word in words:
+    for word in query.split():
         condition &= Q(prompt__icontains=word)
-    return jobs.filter(condition).values("pk")
+    return images.filter(job_id__in=Job.objects.filter(project=project).filter(condition).values("pk"))
 
 
 class BadCursor(ValueError):

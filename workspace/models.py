@@ -273,6 +273,12 @@ class ApiCall(models.Model):
         return f"{self.endpoint} for job {self.job_id} attempt {self.attempt}: {self.outcome}"
 
 
+# Columns the database keeps but no model declares, so the ORM never selects or inserts them; the
+# database fills them itself. workspace_image.search: the job's prompt as a tsvector for the gallery's
+# search, Postgres only (migration 0007, read by gallery._matching).
+UNDECLARED_COLUMNS = {"workspace_image": {"search"}}
+
+
 class Image(models.Model):
     """An output of a job. Its parents are its job's inputs; its children, outputs of jobs that used it."""
 

@@ -53,7 +53,7 @@ from django.utils import timezone
 from workspace import jobs as job_services
 from workspace import outputs, standin
 from workspace.management.benchkit import commands_cpu_seconds, git_facts, summary, system_busy_seconds
-from workspace.models import ApiCall, Image, Job, Membership, Project, Role
+from workspace.models import UNDECLARED_COLUMNS, ApiCall, Image, Job, Membership, Project, Role
 
 PROMPT = "Bench: a lemon on a blue tiled table, morning light"
 FORM_POST = {
@@ -598,7 +598,8 @@ class Command(BaseCommand):
                 columns = {c.name for c in connection.introspection.get_table_description(cursor, table)}
                 expected = {f.column for f in model._meta.local_concrete_fields}
                 problems += [f"{table}.{c} is missing" for c in sorted(expected - columns)]
-                problems += [f"{table}.{c} is not in the model" for c in sorted(columns - expected)]
+                extra = columns - expected - UNDECLARED_COLUMNS.get(table, set())
+                problems += [f"{table}.{c} is not in the model" for c in sorted(extra)]
         if problems:
             raise BenchFailure(
                 "The database does not match the models (was a migration edited in place?): "
