@@ -3,6 +3,8 @@
 import io
 import json
 import re
+import subprocess
+import sys
 import zipfile
 from datetime import timedelta
 
@@ -11,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from tests.helpers import create_job, run
+from tests.test_settings import ROOT, _clean_env
 from workspace import gallery
 from workspace.models import Comment, Favourite, Image, Job
 
@@ -121,7 +124,7 @@ def test_filters_combine_and_the_url_carries_them(client, cast, project):
     make_images(project, cast.alice, 4, prompt="a blue lemon", size=(1024, 1536))
     approved = make_images(project, cast.alice, 2, prompt="a blue lemon", kind="edit")
     Image.objects.filter(pk__in=[image.pk for image in approved]).update(review_state="approved")
-    Favourite.objects.create(user=cast.bob, image=approved[0])
+    Favourite.of(user=cast.bob, image=approved[0]).save()
     client.force_login(cast.bob)
     url = reverse("gallery", args=[project.pk])
 
@@ -382,3 +385,115 @@ def test_upgrading_fills_the_search_of_images_made_before_it(cast, project):
     with connection.cursor() as cursor:
         cursor.execute("SELECT to_regclass('job_prompt_fts'), to_regclass('image_search')")
         assert cursor.fetchone() == (None, "image_search")
+
+
+def test_my_favourites_pages_in_gallery_order_through_the_stars(client, cast, project, other_project):
+    images = make_images(project, cast.alice, 120)
+    # A timestamp tie, a deleted star, a star in another project and someone else's star.
+    Image.objects.filter(pk=images[60].pk).update(created_at=images[61].created_at)
+    images = list(Image.objects.filter(pk__in=[image.pk for image in images]))
+    starred = images[::2]
+    client.force_login(cast.bob)
+    for chunk in (starred[:30], starred[30:]):
+        response = client.post(
+            reverse("bulk", args=[project.pk]), {"action": "favourite", "ids": [i.pk for i in chunk]}
+        )
+        assert response.status_code in (200, 302)
+    star = Favourite.objects.get(user=cast.bob, image=starred[5])
+    assert (star.project_id, star.image_created_at) == (project.pk, starred[5].created_at)
+    Image.objects.filter(pk=starred[7].pk).update(deleted_at=timezone.now())
+    elsewhere = make_images(other_project, cast.charlie, 1)[0]
+    Favourite.of(user=cast.bob, image=elsewhere).save()
+    Favourite.of(user=cast.alice, image=images[1]).save()
+
+    url = reverse("gallery", args=[project.pk])
+    first = client.get(url, {"favourites": "on"})
+    seen = ids(first)
+    cursor = next_cursor(first)
+    while cursor:
+        more = client.get(url, {"favourites": "on", "after": cursor}, HTTP_HX_REQUEST="true")
+        seen += ids(more)
+        cursor = next_cursor(more)
+    expected = sorted(
+        (image for image in starred if image.pk != starred[7].pk),
+        key=lambda image: (image.created_at, image.pk),
+        reverse=True,
+    )
+    assert len(ids(first)) == 48
+    assert seen == [image.pk for image in expected]
+    # Newer/older on the image page follow the favourites view.
+    middle = expected[10]
+    page = client.get(
+        reverse("image_detail", args=[project.pk, middle.pk]), {"from": "gallery", "favourites": "on"}
+    )
+    assert page.context["newer"].pk == expected[9].pk
+    assert page.context["older"].pk == expected[11].pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_upgrading_gives_earlier_stars_their_image_copies(cast, project):
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before, after = [("workspace", "0007_image_search")], [("workspace", "0008_favourite_in_gallery_order")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    try:
+        images = make_images(project, cast.bob, 3)
+        OldFavourite = executor.loader.project_state(before).apps.get_model("workspace", "Favourite")
+        for image in images[:2]:
+            OldFavourite.objects.create(user_id=cast.bob.pk, image_id=image.pk)
+        MigrationExecutor(connection).migrate(after)
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
+    copies = set(Favourite.objects.values_list("image_id", "project_id", "image_created_at"))
+    assert copies == {(image.pk, project.pk, image.created_at) for image in images[:2]}
+    shown = gallery.filtered(project=project, user=cast.bob, data={"favourites": True})
+    assert set(shown.values_list("pk", flat=True)) == {image.pk for image in images[:2]}
+
+
+SQLITE_GALLERY = """
+import json
+import django
+django.setup()
+from datetime import timedelta
+from django.core.management import call_command
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+from workspace import gallery, review
+from workspace.models import Image, Job, Project
+
+call_command("migrate", verbosity=0)
+user = get_user_model().objects.create_user("ana", password="x")
+project = Project.objects.create(name="Laptop", created_by=user)
+made = []
+for n, prompt in enumerate(["A pear on a plate", "A lemon tree", "Two lemons"]):
+    job = Job.objects.create(project=project, author=user, prompt=prompt, model="gpt-image-2",
+                             size="1024x1024", deadline_at=timezone.now(), max_attempts=3, status="succeeded")
+    made.append(Image.objects.create(job=job, project=project, index=0, file=f"{n}.png", width=1024,
+                                     height=1024, format="png", bytes=1, sha256="0" * 64,
+                                     created_at=timezone.now() - timedelta(minutes=10 - n)))
+review.favourite_many(user=user, images=[made[0], made[2]], on=True)
+def shown(**data):
+    view = gallery.filtered(project=project, user=user, data=data)
+    page = gallery.page(view, size=1)
+    rest = gallery.page(view, cursor=page.next_cursor).items if page.next_cursor else []
+    return [made.index(i) for i in page.items + rest]
+print(json.dumps({"all": shown(), "favourites": shown(favourites=True), "lemon": shown(q="lemon"),
+                  "both": shown(favourites=True, q="lemon")}))
+"""
+
+
+def test_the_gallery_filters_and_pages_on_sqlite_too(tmp_path):
+    env = _clean_env(DEBUG="true", VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="config.settings")
+    result = subprocess.run(
+        [sys.executable, "-c", SQLITE_GALLERY], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+        "all": [2, 1, 0],
+        "favourites": [2, 0],
+        "lemon": [2, 1],
+        "both": [2],
+    }

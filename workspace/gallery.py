@@ -1,8 +1,8 @@
 """The project gallery: filters from the URL, keyset pages, neighbours for the image page.
 
 One query a page whatever the filters: the filters are WHERE clauses on `Image` (author, model and kind
-are copied onto it, and on Postgres so is the prompt, as a tsvector for the search), and "my favourite"
-is an EXISTS.
+are copied onto it, and on Postgres so is the prompt, as a tsvector for the search). "My favourites"
+joins the person's stars and pages in their order, which their copy of the image's date makes the same.
 """
 
 import base64
@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
 from django import forms
-from django.contrib.postgres.expressions import ArraySubquery
 from django.contrib.postgres.search import SearchQuery, SearchVectorExact, SearchVectorField
 from django.db import connection
-from django.db.models import BooleanField, Expression, F, Field, Func, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models import Expression, F, Field, FilteredRelation, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.expressions import Col
 from django.db.models.functions import Coalesce, Left
 from django.utils import timezone
@@ -81,7 +80,21 @@ def _day_start(day) -> datetime:
 
 
 def filtered(*, project: Project, user, data: dict) -> QuerySet:
+    """The project's visible images under the filters, with `sort_at` and `sort_id`: the view's order."""
     images = Image.objects.visible().filter(project=project)
+    if data.get("favourites"):
+        # Walk the person's stars newest first on favourite_user_recent and look each image up, so a
+        # page costs about 49 lookups whether they have 50 stars or 5,000. The sort keys are the
+        # star's copies of the image's created_at and id: the same values, in the star's index order.
+        star = FilteredRelation("favourites", condition=Q(favourites__user=user, favourites__project=project))
+        images = images.alias(star=star, sort_at=F("star__image_created_at"), sort_id=F("star__image_id"))
+        images = images.filter(sort_id__isnull=False).annotate(is_favourite=Value(True))
+    else:
+        images = images.alias(sort_at=F("created_at"), sort_id=F("id"))
+        # A scalar subquery runs once per image shown; EXISTS became a hashed subplan reading all of
+        # the person's stars on every page (0.68 -> 0.14 ms at 100,000 images).
+        star = Favourite.objects.filter(user=user, image=OuterRef("pk")).annotate(yes=Value(True))
+        images = images.annotate(is_favourite=Coalesce(Subquery(star.values("yes")[:1]), Value(False)))
     if data.get("author"):
         images = images.filter(author_id=data["author"])
     if data.get("model"):
@@ -91,9 +104,9 @@ def filtered(*, project: Project, user, data: dict) -> QuerySet:
     if data.get("kind"):
         images = images.filter(kind=data["kind"])
     if data.get("since"):
-        images = images.filter(created_at__gte=_day_start(data["since"]))
+        images = images.filter(sort_at__gte=_day_start(data["since"]))
     if data.get("until"):
-        images = images.filter(created_at__lt=_day_start(data["until"] + timedelta(days=1)))
+        images = images.filter(sort_at__lt=_day_start(data["until"] + timedelta(days=1)))
     aspect = data.get("aspect")
     if aspect == "square":
         images = images.filter(width=F("height"))
@@ -101,25 +114,6 @@ def filtered(*, project: Project, user, data: dict) -> QuerySet:
         images = images.filter(height__gt=F("width"))
     elif aspect == "landscape":
         images = images.filter(width__gt=F("height"))
-    # A scalar subquery runs once per image shown; EXISTS became a hashed subplan reading all of the
-    # person's stars on every page (0.68 -> 0.14 ms at 100,000 images).
-    star = Favourite.objects.filter(user=user, image=OuterRef("pk")).annotate(yes=Value(True)).values("yes")
-    images = images.annotate(is_favourite=Coalesce(Subquery(star[:1]), Value(False)))
-    if data.get("favourites"):
-        starred = Favourite.objects.filter(user=user).values("image_id")
-        if connection.vendor == "postgresql":
-            # Bounded by the person's own stars, not by how far apart they lie among the project's images.
-            images = images.filter(
-                Func(
-                    F("pk"),
-                    ArraySubquery(starred),
-                    arg_joiner=" = ANY(",
-                    template="%(expressions)s)",
-                    output_field=BooleanField(),
-                )
-            )
-        else:
-            images = images.filter(pk__in=starred)
     if data.get("q"):
         images = _matching(images, project=project, query=data["q"])
     return images
@@ -176,16 +170,16 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
 
 
 def older_than(images: QuerySet, moment: datetime, pk: int) -> QuerySet:
-    # The redundant created_at <= moment lets the planner range-scan the (created_at, id) index; the OR
+    # The redundant sort_at <= moment lets the planner range-scan the (created_at, id) index; the OR
     # alone hides the bound from it.
-    return images.filter(created_at__lte=moment).filter(
-        Q(created_at__lt=moment) | Q(created_at=moment, pk__lt=pk)
+    return images.filter(sort_at__lte=moment).filter(
+        Q(sort_at__lt=moment) | Q(sort_at=moment, sort_id__lt=pk)
     )
 
 
 def newer_than(images: QuerySet, moment: datetime, pk: int) -> QuerySet:
-    return images.filter(created_at__gte=moment).filter(
-        Q(created_at__gt=moment) | Q(created_at=moment, pk__gt=pk)
+    return images.filter(sort_at__gte=moment).filter(
+        Q(sort_at__gt=moment) | Q(sort_at=moment, sort_id__gt=pk)
     )
 
 
@@ -215,7 +209,7 @@ def page(images: QuerySet, *, cursor: str = "", size: int = PAGE_SIZE) -> Page:
         "composite_thumbnail",
     )
     rows = list(
-        images.only(*shown).annotate(alt_source=Subquery(prompt)).order_by("-created_at", "-id")[: size + 1]
+        images.only(*shown).annotate(alt_source=Subquery(prompt)).order_by("-sort_at", "-sort_id")[: size + 1]
     )
     more = len(rows) > size
     items = rows[:size]
@@ -224,6 +218,6 @@ def page(images: QuerySet, *, cursor: str = "", size: int = PAGE_SIZE) -> Page:
 
 def neighbours(images: QuerySet, image: Image) -> tuple[Image | None, Image | None]:
     """The image shown before (newer) and after (older) this one in the same filtered view."""
-    newer = newer_than(images, image.created_at, image.pk).order_by("created_at", "id").only("id").first()
-    older = older_than(images, image.created_at, image.pk).order_by("-created_at", "-id").only("id").first()
+    newer = newer_than(images, image.created_at, image.pk).order_by("sort_at", "sort_id").only("id").first()
+    older = older_than(images, image.created_at, image.pk).order_by("-sort_at", "-sort_id").only("id").first()
     return newer, older

@@ -564,12 +564,25 @@ class Favourite(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="favourites")
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="favourites")
     created_at = models.DateTimeField(default=timezone.now)
+    # Copied from the image (neither ever changes) so "my favourites" walks one person's stars in
+    # gallery order on favourite_user_recent, instead of fetching every starred image to sort them.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    image_created_at = models.DateTimeField()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "image"], name="one_star_per_person")]
+        indexes = [
+            models.Index(
+                fields=["user", "project", "-image_created_at", "-image"], name="favourite_user_recent"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.user} likes image {self.image_id}"
+
+    @classmethod
+    def of(cls, *, user, image: Image) -> "Favourite":
+        return cls(user=user, image=image, project_id=image.project_id, image_created_at=image.created_at)
 
 
 class Comment(models.Model):

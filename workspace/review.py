@@ -9,7 +9,7 @@ from workspace.models import Favourite, Image
 def favourite_many(*, user, images: list[Image], on: bool) -> int:
     if on:
         created = Favourite.objects.bulk_create(
-            [Favourite(user=user, image=image) for image in images], ignore_conflicts=True
+            [Favourite.of(user=user, image=image) for image in images], ignore_conflicts=True
         )
         return len(created)
     deleted, _ = Favourite.objects.filter(user=user, image__in=images).delete()

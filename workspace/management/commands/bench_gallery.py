@@ -130,9 +130,6 @@ class SqlTimer:
 
 
 FIXES: dict[str, str] = {
-    "search-column": "copy the prompt's tsvector onto Image (like author/model/kind) with a GIN index, and "
-    "search it on the one table instead of job_id IN (jobs whose to_tsvector(prompt) matches), which "
-    "recomputes to_tsvector for every job it probes (added for the run, dropped at the end)",
     "planner-costs": "SET random_page_cost = 1.1 (SSD or fully cached data) on this connection",
     "no-parallel": "SET max_parallel_workers_per_gather = 0 on this connection (a 48-row page never "
     "gains from parallel workers on 2 cores; their start-up costs milliseconds)",
@@ -264,7 +261,6 @@ class Command(BaseCommand):
             "fixes": {name: FIXES[name] for name in fixes},
         }
         project, owner = self.project(options)
-        self.drop_search_column()  # left by an interrupted --try-fix search-column run, if any
         self.project_obj, self.member = project, owner
         self.results["project"] = {
             "id": project.pk,
@@ -343,57 +339,6 @@ class Command(BaseCommand):
         return other
 
     # -- fixes to try (this process only)
-
-    @contextlib.contextmanager
-    def fix_search_column(self) -> Iterator[None]:
-        if connection.in_atomic_block:
-            raise CommandError("search-column needs autocommit (it runs VACUUM).")
-        original = gallery.filtered
-
-        def filtered(*, project, user, data):
-            query = data.get("q")
-            images = original(project=project, user=user, data={**data, "q": ""})
-            if query:
-                images = images.extra(
-                    where=["workspace_image.prompt_search @@ websearch_to_tsquery('english'::regconfig, %s)"],
-                    params=[query],
-                )
-            return images
-
-        # Not in a transaction: a column backfilled in the same transaction leaves broken HOT chains, and an
-        # index built over them cannot be used by that transaction. The table is rewritten after the
-        # backfill and again after the column is dropped, so later runs measure the same heap layout.
-        self.drop_search_column()
-        started = time.monotonic()
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("ALTER TABLE workspace_image ADD COLUMN prompt_search tsvector")
-                cursor.execute(
-                    "UPDATE workspace_image i SET prompt_search = "
-                    "to_tsvector('english'::regconfig, COALESCE(j.prompt, '')) "
-                    "FROM workspace_job j WHERE j.id = i.job_id"
-                )
-                cursor.execute("VACUUM (FULL, ANALYZE) workspace_image")
-                cursor.execute(
-                    "CREATE INDEX image_prompt_search ON workspace_image USING gin (prompt_search)"
-                )
-                cursor.execute("ANALYZE workspace_image")
-            self.out(f"  (column, backfill and index took {time.monotonic() - started:.1f} s)")
-            with mock.patch.object(gallery, "filtered", filtered):
-                yield
-        finally:
-            self.drop_search_column()
-
-    def drop_search_column(self) -> None:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT 1 FROM information_schema.columns "
-                "WHERE table_name = 'workspace_image' AND column_name = 'prompt_search'"
-            )
-            if cursor.fetchone():
-                cursor.execute("DROP INDEX IF EXISTS image_prompt_search")
-                cursor.execute("ALTER TABLE workspace_image DROP COLUMN prompt_search")
-                cursor.execute("VACUUM (FULL, ANALYZE) workspace_image")
 
     @contextlib.contextmanager
     def fix_planner_costs(self) -> Iterator[None]:
@@ -804,7 +749,7 @@ class Command(BaseCommand):
         plans = {name: self.explain(self.page_sql(query)) for name, query in cases.items()}
 
         def no_bound(images, moment, pk):
-            return images.filter(Q(created_at__lt=moment) | Q(created_at=moment, pk__lt=pk))
+            return images.filter(Q(sort_at__lt=moment) | Q(sort_at=moment, sort_id__lt=pk))
 
         with mock.patch.object(gallery, "older_than", no_bound):
             plans["deep page WITHOUT the created_at <= x bound"] = self.explain(

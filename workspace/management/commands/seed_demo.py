@@ -718,11 +718,9 @@ class Seeder:
                 wanted = min(len(self.users), rng.choice((1, 1, 1, 2, 3)))
                 fans = {id(user): user for user in rng.choices(self.users, self.star_weights, k=wanted)}
                 for user in fans.values():
-                    favourites.append(
-                        Favourite(
-                            user=user, image_id=image.pk, created_at=image.created_at + timedelta(hours=1)
-                        )
-                    )
+                    star = Favourite.of(user=user, image=image)
+                    star.created_at = image.created_at + timedelta(hours=1)
+                    favourites.append(star)
             if rng.random() < COMMENT_RATE:
                 moment = image.created_at
                 for _ in range(rng.choice((1, 1, 2, 3))):
