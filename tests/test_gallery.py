@@ -3,8 +3,6 @@
 import io
 import json
 import re
-import subprocess
-import sys
 import zipfile
 from datetime import timedelta
 
@@ -12,8 +10,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from tests.helpers import create_job, run
-from tests.test_settings import ROOT, _clean_env
+from tests.helpers import create_job, run, run_on_sqlite
 from workspace import gallery
 from workspace.models import Comment, Favourite, Image, Job
 
@@ -454,17 +451,12 @@ def test_upgrading_gives_earlier_stars_their_image_copies(cast, project):
 
 
 SQLITE_GALLERY = """
-import json
-import django
-django.setup()
 from datetime import timedelta
-from django.core.management import call_command
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 from workspace import gallery, review
 from workspace.models import Image, Job, Project
 
-call_command("migrate", verbosity=0)
 user = get_user_model().objects.create_user("ana", password="x")
 project = Project.objects.create(name="Laptop", created_by=user)
 made = []
@@ -486,12 +478,7 @@ print(json.dumps({"all": shown(), "favourites": shown(favourites=True), "lemon":
 
 
 def test_the_gallery_filters_and_pages_on_sqlite_too(tmp_path):
-    env = _clean_env(DEBUG="true", VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="config.settings")
-    result = subprocess.run(
-        [sys.executable, "-c", SQLITE_GALLERY], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+    assert run_on_sqlite(SQLITE_GALLERY, tmp_path) == {
         "all": [2, 1, 0],
         "favourites": [2, 0],
         "lemon": [2, 1],

@@ -4,9 +4,6 @@ Each test compares field by field with a fresh ORM read of the same row, on Post
 (the laptop's database, which keeps dates as text) in a subprocess.
 """
 
-import json
-import subprocess
-import sys
 from datetime import timedelta
 
 import pytest
@@ -15,8 +12,7 @@ from django.http import Http404
 from django.urls import reverse
 from django.utils import timezone
 
-from tests.helpers import create_job, run
-from tests.test_settings import ROOT, _clean_env
+from tests.helpers import create_job, run, run_on_sqlite
 from workspace import hot_queries
 from workspace.access import job_card_access
 from workspace.auth_backend import SessionUserBackend
@@ -155,17 +151,12 @@ def test_the_cache_keeps_one_redis_client_and_still_works():
 
 
 SQLITE_SCRIPT = """
-import json
-import django
-django.setup()
 from datetime import timedelta
-from django.core.management import call_command
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 from workspace import hot_queries
 from workspace.models import Image, Job, Membership, Project
 
-call_command("migrate", verbosity=0)
 user = get_user_model().objects.create_user("ana", password="x", last_login=timezone.now())
 project = Project.objects.create(name="Laptop", created_by=user, archived_at=timezone.now())
 Membership.objects.create(project=project, user=user, role="editor")
@@ -199,12 +190,7 @@ print(json.dumps({
 
 
 def test_the_same_queries_read_sqlite_as_the_orm_does(tmp_path):
-    env = _clean_env(DEBUG="true", VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="config.settings")
-    result = subprocess.run(
-        [sys.executable, "-c", SQLITE_SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+    assert run_on_sqlite(SQLITE_SCRIPT, tmp_path) == {
         "role": "editor",
         "job": True,
         "project": True,

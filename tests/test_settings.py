@@ -1,16 +1,13 @@
 """Configuration comes from the environment and fails loudly at start-up when it is unsafe."""
 
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import envbool, envint
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT, clean_env
 
 
 def _example_env() -> dict[str, str]:
@@ -22,11 +19,6 @@ def _example_env() -> dict[str, str]:
     return values
 
 
-def _clean_env(**overrides: str) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "VIRTUAL_ENV")}
-    return keep | overrides
-
-
 def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
@@ -35,7 +27,7 @@ def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 def test_it_refuses_to_start_without_a_real_secret_key_when_debug_is_off(tmp_path):
     for secret in ("", "django-insecure-abc", "short"):
-        result = _manage("check", env=_clean_env(DEBUG="false", SECRET_KEY=secret, VAR_DIR=str(tmp_path)))
+        result = _manage("check", env=clean_env(DEBUG="false", SECRET_KEY=secret, VAR_DIR=str(tmp_path)))
         assert result.returncode != 0
         assert "SECRET_KEY must be set to a long random value when DEBUG is off" in result.stderr
 
@@ -45,7 +37,7 @@ def test_the_production_example_passes_the_deploy_checks(tmp_path):
         "MEDIA_ROOT": str(tmp_path / "media"),
         "STATIC_ROOT": str(tmp_path / "static"),
     }
-    env = _clean_env(**example, VAR_DIR=str(tmp_path))
+    env = clean_env(**example, VAR_DIR=str(tmp_path))
     result = _manage("check", "--deploy", "--fail-level", "WARNING", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
@@ -57,7 +49,7 @@ def test_a_laptop_needs_no_configuration_at_all(tmp_path):
         "import django, json; django.setup(); from django.conf import settings as s; print(json.dumps(["
         "s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL, s.DEMO_MODE, s.OPENAI_BASE_URL, s.PORT]))"
     )
-    env = _clean_env(DEBUG="true", VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="config.settings")
+    env = clean_env(DEBUG="true", VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="config.settings")
     result = subprocess.run(
         [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
@@ -75,7 +67,7 @@ def test_services_come_from_their_urls(tmp_path):
         "d = s.DATABASES['default']; print(json.dumps([d['ENGINE'], d['NAME'], d['HOST'], "
         "s.CELERY_BROKER_URL, s.DEMO_MODE, s.OPENAI_BASE_URL, s.PORT]))"
     )
-    env = _clean_env(
+    env = clean_env(
         DEBUG="true",
         VAR_DIR=str(tmp_path),
         DJANGO_SETTINGS_MODULE="config.settings",

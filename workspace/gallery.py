@@ -93,8 +93,8 @@ def filtered(*, project: Project, user, data: dict) -> QuerySet:
         images = images.alias(sort_at=F("created_at"), sort_id=F("id"))
         # A scalar subquery runs once per image shown; EXISTS became a hashed subplan reading all of
         # the person's stars on every page (0.68 -> 0.14 ms at 100,000 images).
-        star = Favourite.objects.filter(user=user, image=OuterRef("pk")).annotate(yes=Value(True))
-        images = images.annotate(is_favourite=Coalesce(Subquery(star.values("yes")[:1]), Value(False)))
+        mine = Favourite.objects.filter(user=user, image=OuterRef("pk")).annotate(yes=Value(True))
+        images = images.annotate(is_favourite=Coalesce(Subquery(mine.values("yes")[:1]), Value(False)))
     if data.get("author"):
         images = images.filter(author_id=data["author"])
     if data.get("model"):
