@@ -6,9 +6,9 @@ The image service is always the project's stand-in over real HTTP, through the r
 import pytest
 from django.conf import settings
 
+from standin import StandinServer
 from workspace import imageapi
 from workspace.models import Membership, Project, Role
-from workspace.standin import StandinServer
 
 # Hashing passwords properly costs ~0.3 s a user; tests make dozens of users.
 settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

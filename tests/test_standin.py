@@ -18,7 +18,7 @@ from openai import OpenAI
 from openai.types import ImagesResponse
 from PIL import Image
 
-from workspace.standin import StandinServer, input_image_tokens
+from standin import StandinServer, input_image_tokens
 
 INPUT_FIDELITY_ON_GPT_IMAGE_2 = {
     "message": "The model 'gpt-image-2' does not support the 'input_fidelity' parameter.",

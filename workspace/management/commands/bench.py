@@ -50,8 +50,9 @@ from django.test.utils import CaptureQueriesContext, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
+import standin
 from workspace import jobs as job_services
-from workspace import outputs, standin
+from workspace import outputs
 from workspace.management.benchkit import commands_cpu_seconds, git_facts, summary, system_busy_seconds
 from workspace.models import UNDECLARED_COLUMNS, ApiCall, Image, Job, Membership, Project, Role
 

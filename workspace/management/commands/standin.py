@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from workspace.standin import StandinServer
+from standin import StandinServer
 
 
 class Command(BaseCommand):
