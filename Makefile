@@ -30,6 +30,7 @@ test: $(STAMP) services browser
 	$(TEST_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## Measure the pipeline and the gallery against the stand-in (see README for the figures it prints).
+# The commands live in devtools/ (devtools/management/commands/bench*.py, kit in devtools/benchkit.py).
 # Production settings (DEBUG off: no query logging in the worker or the timed views), minus HTTPS.
 BENCH_ENV = DATABASE_URL=postgres://postgres@127.0.0.1:5432/atelier_bench REDIS_URL=redis://127.0.0.1:6379/14 \
 	DEBUG=false SECRET_KEY=bench-only-secret-key-that-is-long-enough-for-django-checks \
@@ -61,8 +62,9 @@ worker: $(STAMP)
 beat: $(STAMP)
 	DEBUG=$${DEBUG:-true} $(BIN)/celery -A config beat --loglevel INFO
 
+## The stand-in Images API in the foreground (standin/; needs no Django settings).
 standin: $(STAMP)
-	$(BIN)/python manage.py standin --port $${STANDIN_PORT:-8765}
+	$(BIN)/python -m standin --port $${STANDIN_PORT:-8765}
 
 # Postgres and Redis for tests and benchmarks: start them when they are down.
 services:

@@ -4,6 +4,7 @@ Defaults suit one person on a laptop (SQLite under var/, a file-system broker, t
 service). Production sets DATABASE_URL, REDIS_URL, OPENAI_API_KEY and turns DEBUG off; see .env.example.
 """
 
+from importlib.util import find_spec
 from pathlib import Path
 
 import dj_database_url
@@ -49,6 +50,10 @@ INSTALLED_APPS = [
     "template_partials",
     "workspace",
 ]
+# Benchmarks, demo data and `make run` live in the dev tools app, which a clone has and the production
+# image does not: install it only when it is there.
+if find_spec("devtools") is not None:
+    INSTALLED_APPS.append("devtools")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

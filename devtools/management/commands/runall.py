@@ -37,7 +37,7 @@ class Command(BaseCommand):
             processes["demo image service"] = subprocess.Popen(
                 [
                     python,
-                    "manage.py",
+                    "-m",
                     "standin",
                     "--port",
                     str(settings.STANDIN_PORT),

@@ -49,9 +49,9 @@ from django.test.utils import CaptureQueriesContext, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
+from devtools.benchkit import commands_cpu_seconds, git_facts, summary, system_busy_seconds
+from devtools.management.commands import seed_demo
 from workspace import gallery
-from workspace.management.benchkit import commands_cpu_seconds, git_facts, summary, system_busy_seconds
-from workspace.management.commands import seed_demo
 from workspace.models import Image, Membership, Project
 
 DEFAULT_PROJECT = "Gallery bench"

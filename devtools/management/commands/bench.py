@@ -51,9 +51,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 import standin
+from devtools.benchkit import commands_cpu_seconds, git_facts, summary, system_busy_seconds
 from workspace import jobs as job_services
 from workspace import outputs
-from workspace.management.benchkit import commands_cpu_seconds, git_facts, summary, system_busy_seconds
 from workspace.models import UNDECLARED_COLUMNS, ApiCall, Image, Job, Membership, Project, Role
 
 PROMPT = "Bench: a lemon on a blue tiled table, morning light"
@@ -181,8 +181,6 @@ def source_fingerprint() -> str:
     digest = hashlib.sha256()
     for pattern in SOURCE_GLOBS:
         for path in sorted(settings.BASE_DIR.glob(pattern)):
-            if "management/commands/" in str(path):  # other commands do not run in the pipeline
-                continue
             with contextlib.suppress(OSError):
                 digest.update(str(path.relative_to(settings.BASE_DIR)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:12]
@@ -251,12 +249,12 @@ class StandinProcess:
 
     def __init__(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "standin", "--port", "0", "--quiet"],
+            [sys.executable, "-m", "standin", "--port", "0", "--quiet"],
             cwd=settings.BASE_DIR,
             stdout=subprocess.PIPE,
             text=True,
         )
-        announcement = self.process.stdout.readline()  # "Stand-in OpenAI Images API at <url> (…)"
+        announcement = self.process.stdout.readline()  # "Stand-in OpenAI Images API at <url>"
         if " at " not in announcement:
             self.process.kill()
             raise BenchFailure(f"the stand-in did not start: {announcement!r}")
