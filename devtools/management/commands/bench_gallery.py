@@ -26,20 +26,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import platform
 import re
-import shlex
 import statistics
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from unittest import mock
 
-import django
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
@@ -49,7 +43,20 @@ from django.test.utils import CaptureQueriesContext, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
-from devtools.benchkit import commands_cpu_seconds, git_facts, summary, system_busy_seconds
+from devtools.benchkit import (
+    CpuMeter,
+    Metric,
+    SqlTimer,
+    add_run_arguments,
+    command_line,
+    machine_facts,
+    metrics_table,
+    ms_since,
+    shown_path,
+    summary,
+    wait_for_quiet,
+    write_results,
+)
 from devtools.management.commands import seed_demo
 from workspace import gallery
 from workspace.models import Image, Membership, Project
@@ -63,66 +70,6 @@ DEEP_INDEX = 96_000  # the 96,000th image: its cursor opens page 2,001
 TILE = re.compile(r'id="select-(\d+)"')
 NEXT = re.compile(r'hx-get="[^"]*after=([A-Za-z0-9_-]+)"')
 PAGE_QUERY = re.compile(r'FROM "workspace_image".*LIMIT \d+\s*$', re.S)
-
-
-# --------------------------------------------------------------------------------------------------
-# Small helpers
-
-
-def machine_facts() -> dict[str, Any]:
-    cpu = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    memory = ""
-    with contextlib.suppress(OSError, IndexError):
-        memory = Path("/proc/meminfo").read_text().splitlines()[0].split(":", 1)[1].strip()
-    facts: dict[str, Any] = {
-        "cores": os.cpu_count(),
-        "cpu": cpu,
-        "memory": memory,
-        "python": platform.python_version(),
-        "django": django.get_version(),
-        "platform": platform.platform(),
-        "database": connection.vendor,
-    }
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            for name in ("server_version", "shared_buffers", "work_mem", "effective_cache_size", "jit"):
-                cursor.execute(f"SHOW {name}")
-                facts[f"postgres_{name}"] = cursor.fetchone()[0]
-    return facts
-
-
-@dataclass
-class Metric:
-    name: str
-    value: Any
-    target: str = ""
-    passed: bool | None = None
-
-    def row(self) -> str:
-        value = f"{self.value:.2f}" if isinstance(self.value, float) else str(self.value)
-        verdict = "-" if self.passed is None else ("pass" if self.passed else "**FAIL**")
-        return f"| {self.name} | {value} | {self.target or '-'} | {verdict} |"
-
-
-class SqlTimer:
-    """Sums the time spent in the database driver per request (an execute_wrapper, a few µs a query)."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self.count = 0
-
-    def __call__(self, execute, sql, params, many, context):
-        started = time.perf_counter()
-        try:
-            return execute(sql, params, many, context)
-        finally:
-            self.seconds += time.perf_counter() - started
-            self.count += 1
 
 
 # --------------------------------------------------------------------------------------------------
@@ -143,51 +90,6 @@ def normalised(html: str) -> str:
     """Whitespace between tags and the per-request CSRF mask aside, the HTML a person gets."""
     html = CSRF.sub(r'\1"…"', html)
     return re.sub(r">\s+<", "><", re.sub(r"\s+", " ", html)).strip()
-
-
-class CpuMeter:
-    """How busy the machine was: this process, Postgres (its backends and parallel workers), the rest."""
-
-    def __init__(self, backend_pid: int | None) -> None:
-        self.backend_pid = backend_pid
-        self.started = time.monotonic()
-        self.system0 = system_busy_seconds()
-        times = os.times()
-        self.self0 = times.user + times.system
-        self.backend0 = process_cpu_seconds(backend_pid)
-        self.postgres0 = postgres_cpu_seconds()
-
-    def result(self) -> dict[str, float]:
-        elapsed = max(time.monotonic() - self.started, 1e-9)
-        times = os.times()
-        ours = times.user + times.system - self.self0
-        backend = process_cpu_seconds(self.backend_pid) - self.backend0
-        # All Postgres processes, exited ones included (the postmaster reaps them): this bench's parallel
-        # workers are separate processes, and would otherwise count as someone else's load.
-        postgres = max(postgres_cpu_seconds() - self.postgres0, backend)
-        busy = system_busy_seconds() - self.system0
-        return {
-            "elapsed_s": elapsed,
-            "machine_busy_cores": busy / elapsed,
-            "bench_process_cores": ours / elapsed,
-            "postgres_backend_cores": backend / elapsed,
-            "postgres_all_cores": postgres / elapsed,
-            "other_processes_cores": max(0.0, busy - ours - postgres) / elapsed,
-        }
-
-
-def postgres_cpu_seconds() -> float:
-    return commands_cpu_seconds(("postgres",))
-
-
-def process_cpu_seconds(pid: int | None) -> float:
-    if not pid:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -223,15 +125,7 @@ class Command(BaseCommand):
             default="",
             help="comma-separated fixes to apply in this process before measuring ('all', 'list' to list)",
         )
-        parser.add_argument(
-            "--wait-idle",
-            type=float,
-            default=0.0,
-            metavar="SECONDS",
-            help="before timing, wait up to this long for other processes to use under a quarter of a core",
-        )
-        parser.add_argument("--label", default="", help="a tag for this run, kept in the JSON and file name")
-        parser.add_argument("--results-dir", default=str(settings.BASE_DIR / "bench" / "results"))
+        add_run_arguments(parser)
 
     # -- entry point
 
@@ -245,15 +139,16 @@ class Command(BaseCommand):
             raise CommandError("bench_gallery measures the Postgres plans; point DATABASE_URL at Postgres.")
         self.opts = options
         started = time.monotonic()
-        command_line = " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv])
+        command = command_line()
         self.out(f"# Gallery bench  {datetime.now(UTC).isoformat(timespec='seconds')}")
-        self.out(f"command: {command_line}")
-        machine = machine_facts()
-        machine["git"] = git_facts()
+        self.out(f"command: {command}")
+        machine = machine_facts(
+            postgres_settings=("server_version", "shared_buffers", "work_mem", "effective_cache_size", "jit")
+        )
         for key, value in machine.items():
             self.out(f"  {key}: {value}")
         self.results: dict[str, Any] = {
-            "command": command_line,
+            "command": command,
             "label": options["label"],
             "started_at": timezone.now().isoformat(),
             "machine": machine,
@@ -300,7 +195,9 @@ class Command(BaseCommand):
             if before:
                 self.check_same_pages(before)
             self.prepare_urls()
-            self.results["other_load_before_timing_cores"] = self.wait_for_quiet(self.opts["wait_idle"])
+            self.results["other_load_before_timing_cores"] = wait_for_quiet(
+                self.opts["wait_idle"], meter=self.meter, out=self.out
+            )
             self.measure_times()
             self.measure_queries()
             self.measure_filter_times()
@@ -322,21 +219,9 @@ class Command(BaseCommand):
             raise CommandError(f"Unknown fix {', '.join(unknown)}; known: {', '.join(FIXES) or 'none'}.")
         return names
 
-    # -- a quiet machine
-
-    def wait_for_quiet(self, patience: float) -> float:
-        """Other processes' CPU use (cores) over 2 s; with patience, wait until it drops under 0.25."""
-        deadline = time.monotonic() + patience
-        while True:
-            meter = CpuMeter(self.backend_pid)
-            time.sleep(2)
-            other = meter.result()["other_processes_cores"]
-            if other < 0.25 or time.monotonic() >= deadline:
-                break
-            self.out(f"waiting for a quieter machine: other processes use {other:.2f} cores")
-            time.sleep(8)
-        self.out(f"other processes' CPU use before timing: {other:.2f} cores")
-        return other
+    def meter(self) -> CpuMeter:
+        """This process and the machine; Postgres (its backend here, all of it) is the service."""
+        return CpuMeter(services=("postgres",), service_pids=(self.backend_pid,))
 
     # -- fixes to try (this process only)
 
@@ -491,6 +376,15 @@ class Command(BaseCommand):
         extra = {"HTTP_HX_REQUEST": "true"} if htmx else {}
         return client.get(url, query, **extra)
 
+    def timed_get(self, query: dict, *, htmx: bool) -> tuple[Any, float, float]:
+        """One GET of the gallery, with its total and its database milliseconds."""
+        timer = SqlTimer()
+        with connection.execute_wrapper(timer):
+            started = time.perf_counter()
+            response = self.get(self.url, query, htmx=htmx)
+            total_ms = ms_since(started)
+        return response, total_ms, timer.seconds * 1000
+
     @staticmethod
     def next_cursor(response) -> str:
         match = NEXT.search(response.content.decode())
@@ -508,25 +402,21 @@ class Command(BaseCommand):
                 self.get(self.url, query, htmx=htmx)
         totals: dict[str, list[float]] = {name: [] for name in self.cases}
         sql: dict[str, list[float]] = {name: [] for name in self.cases}
-        meter = CpuMeter(self.backend_pid)
+        meter = self.meter()
         for _ in range(runs):
             for name, (query, htmx) in self.cases.items():
-                timer = SqlTimer()
-                with connection.execute_wrapper(timer):
-                    started = time.perf_counter()
-                    response = self.get(self.url, query, htmx=htmx)
-                    elapsed = time.perf_counter() - started
+                response, total_ms, sql_ms = self.timed_get(query, htmx=htmx)
                 if response.status_code != 200:
                     raise CommandError(f"{name}: status {response.status_code}")
-                totals[name].append(elapsed * 1000)
-                sql[name].append(timer.seconds * 1000)
+                totals[name].append(total_ms)
+                sql[name].append(sql_ms)
         self.results["times_ms"] = {
             name: {"total": summary(totals[name]), "sql": summary(sql[name])} for name in self.cases
         }
         load = self.results["cpu_during_timing"] = meter.result()
         self.out(
-            f"CPU while timing: this process {load['bench_process_cores']:.2f} cores, its Postgres backend "
-            f"{load['postgres_backend_cores']:.2f} (all Postgres {load['postgres_all_cores']:.2f}), "
+            f"CPU while timing: this process {load['bench_cores']:.2f} cores, its Postgres backend "
+            f"{load['own_service_processes_cores']:.2f} (all Postgres {load['services_cores']:.2f}), "
             f"other processes {load['other_processes_cores']:.2f} (of {os.cpu_count()})"
         )
         self.out("| case | median | p95 | max | SQL median |")
@@ -538,36 +428,18 @@ class Command(BaseCommand):
         full, fragment_1, fragment_2, deep_fragment, deep_full = names
         for name in (full, fragment_1, fragment_2):
             t = summary(totals[name])
-            self.metrics.append(
-                Metric(
-                    f"{name}: median ms",
-                    t["median"],
-                    f"≤ {TARGET_MEDIAN_MS:g}",
-                    t["median"] <= TARGET_MEDIAN_MS,
-                )
-            )
-            self.metrics.append(
-                Metric(f"{name}: p95 ms", t["p95"], f"≤ {TARGET_P95_MS:g}", t["p95"] <= TARGET_P95_MS)
-            )
+            self.metrics.append(Metric.at_most(f"{name}: median ms", t["median"], TARGET_MEDIAN_MS))
+            self.metrics.append(Metric.at_most(f"{name}: p95 ms", t["p95"], TARGET_P95_MS))
         for name in (deep_fragment, deep_full):
             t = summary(totals[name])
-            self.metrics.append(Metric(f"{name}: median ms", t["median"], "-"))
+            self.metrics.append(Metric(f"{name}: median ms", t["median"], target="-"))
         ratio_fragment = statistics.median(totals[deep_fragment]) / statistics.median(totals[fragment_2])
         ratio_full = statistics.median(totals[deep_full]) / statistics.median(totals[full])
         self.results["deep_ratio"] = {"fragment": ratio_fragment, "full_page": ratio_full}
         self.metrics.append(
-            Metric(
-                "deep ÷ page-2 fragment (median)",
-                ratio_fragment,
-                f"≤ {TARGET_DEEP_RATIO:g}",
-                ratio_fragment <= TARGET_DEEP_RATIO,
-            )
+            Metric.at_most("deep ÷ page-2 fragment (median)", ratio_fragment, TARGET_DEEP_RATIO)
         )
-        self.metrics.append(
-            Metric(
-                "deep ÷ page-1 full page (median)", ratio_full, f"≤ {TARGET_DEEP_RATIO:g}", ratio_full <= 1.3
-            )
-        )
+        self.metrics.append(Metric.at_most("deep ÷ page-1 full page (median)", ratio_full, TARGET_DEEP_RATIO))
 
     # -- 2: queries per page
 
@@ -637,11 +509,8 @@ class Command(BaseCommand):
         self.results["queries"] = rows
         worst = max(c for row in rows.values() for c in row["queries"] if c is not None)
         self.metrics.append(
-            Metric(
-                "SQL queries per page, worst over all filters and page kinds",
-                worst,
-                f"≤ {TARGET_QUERIES}",
-                worst <= TARGET_QUERIES,
+            Metric.at_most(
+                "SQL queries per page, worst over all filters and page kinds", worst, TARGET_QUERIES
             )
         )
         with CaptureQueriesContext(connection) as captured:
@@ -656,46 +525,33 @@ class Command(BaseCommand):
         self.out("| filters | median ms | p95 ms | SQL median ms |")
         self.out("|---|---|---|---|")
         rows = {}
-        meter = CpuMeter(self.backend_pid)
+        meter = self.meter()
         for name, query in self.filters.items():
             for _ in range(5):
                 self.get(self.url, query, htmx=True)
             totals, sql = [], []
             for _ in range(runs):
-                timer = SqlTimer()
-                with connection.execute_wrapper(timer):
-                    started = time.perf_counter()
-                    self.get(self.url, query, htmx=True)
-                    totals.append((time.perf_counter() - started) * 1000)
-                sql.append(timer.seconds * 1000)
+                _response, total_ms, sql_ms = self.timed_get(query, htmx=True)
+                totals.append(total_ms)
+                sql.append(sql_ms)
             rows[name] = {"total": summary(totals), "sql": summary(sql)}
             t, s = rows[name]["total"], rows[name]["sql"]
             self.out(f"| {name} | {t['median']:.2f} | {t['p95']:.2f} | {s['median']:.2f} |")
         self.results["filter_times_ms"] = rows
         load = self.results["cpu_during_filter_timing"] = meter.result()
         self.out(
-            f"CPU while timing filters: all Postgres {load['postgres_all_cores']:.2f} cores, "
+            f"CPU while timing filters: all Postgres {load['services_cores']:.2f} cores, "
             f"other processes {load['other_processes_cores']:.2f}"
         )
         worst_name = max(rows, key=lambda n: rows[n]["total"]["median"])
         worst = rows[worst_name]["total"]
         self.metrics.append(
-            Metric(
-                f"worst filter median ms ({worst_name})",
-                worst["median"],
-                f"≤ {TARGET_MEDIAN_MS:g}",
-                worst["median"] <= TARGET_MEDIAN_MS,
-            )
+            Metric.at_most(f"worst filter median ms ({worst_name})", worst["median"], TARGET_MEDIAN_MS)
         )
         worst_p95_name = max(rows, key=lambda n: rows[n]["total"]["p95"])
         worst_p95 = rows[worst_p95_name]["total"]["p95"]
         self.metrics.append(
-            Metric(
-                f"worst filter p95 ms ({worst_p95_name})",
-                worst_p95,
-                f"≤ {TARGET_P95_MS:g}",
-                worst_p95 <= TARGET_P95_MS,
-            )
+            Metric.at_most(f"worst filter p95 ms ({worst_p95_name})", worst_p95, TARGET_P95_MS)
         )
 
     # -- 4: plans
@@ -772,8 +628,8 @@ class Command(BaseCommand):
             Metric(
                 "deep-page plan: Index Scan on image_project_recent, Index Cond on created_at",
                 "yes" if uses_bound else "no",
-                "yes",
-                uses_bound,
+                target="yes",
+                passed=uses_bound,
             )
         )
         rows_with = sum(s["rows_scanned"] for s in deep["scans"] if s.get("relation") == "workspace_image")
@@ -799,26 +655,18 @@ class Command(BaseCommand):
             if load:
                 other = load["other_processes_cores"]
                 self.metrics.append(
-                    Metric(
+                    Metric.at_most(
                         f"other processes' CPU during the {phase} timings (cores; more = contended)",
                         other,
-                        "< 0.25",
-                        other < 0.25,
+                        0.25,
                     )
                 )
         self.out("\n## Results\n")
-        self.out("| metric | value | target | result |")
-        self.out("|---|---|---|---|")
-        for metric in self.metrics:
-            self.out(metric.row())
+        for line in metrics_table(self.metrics):
+            self.out(line)
         self.results["metrics"] = [metric.__dict__ for metric in self.metrics]
-        folder = Path(self.opts["results_dir"])
-        folder.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        label = f"-{re.sub(r'[^A-Za-z0-9_.-]', '_', self.opts['label'])}" if self.opts["label"] else ""
-        path = folder / f"gallery-{stamp}{label}.json"
-        path.write_text(json.dumps(self.results, indent=2, default=str))
-        self.out(f"\nwrote {path} (run took {self.results['elapsed_s']:.0f} s)")
+        path = write_results(self.opts["results_dir"], "gallery", self.opts["label"], self.results)
+        self.out(f"\nwrote {shown_path(path)} (run took {self.results['elapsed_s']:.0f} s)")
 
 
 # --------------------------------------------------------------------------------------------------
