@@ -27,13 +27,11 @@ from __future__ import annotations
 import bisect
 import hashlib
 import io
-import math
 import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -46,7 +44,7 @@ from django.utils import timezone
 from PIL import Image as PILImage
 from PIL import ImageDraw
 
-from workspace import imagemodels, spend
+from workspace import imagemodels, outputs, spend
 from workspace.models import (
     ApiCall,
     Comment,
@@ -185,8 +183,8 @@ PALETTES = (
     ((60, 120, 80), (250, 250, 240)), ((250, 140, 30), (30, 50, 60)), ((180, 220, 120), (120, 40, 90)),
     ((240, 240, 240), (10, 140, 190)),
 )  # fmt: skip
-CONTENT_TYPES = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
-EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
+# The formats the worker stores, with Pillow's name for each and their file extensions (outputs.py's).
+PIL_FORMATS = {fmt: pil_name for pil_name, fmt in outputs.ALLOWED_FORMATS.items()}
 
 
 def shape_of(width: int, height: int) -> str:
@@ -239,7 +237,7 @@ def _picture(shape: str, variant: int) -> PILImage.Image:
 
 def _encode(picture: PILImage.Image, fmt: str) -> bytes:
     out = io.BytesIO()
-    picture.save(out, format=CONTENT_TYPES[fmt], **({"quality": 80} if fmt != "png" else {}))
+    picture.save(out, format=PIL_FORMATS[fmt], **({"quality": 80} if fmt != "png" else {}))
     return out.getvalue()
 
 
@@ -255,9 +253,9 @@ def write_seed_files(project: Project) -> SeedFiles:
     for shape in SHAPES:
         for variant in range(VARIANTS):
             picture = _picture(shape, variant)
-            for fmt in CONTENT_TYPES:
+            for fmt in PIL_FORMATS:
                 files.originals[shape, variant, fmt] = save(
-                    f"{shape}-{variant}.{EXTENSIONS[fmt]}", _encode(picture, fmt)
+                    f"{shape}-{variant}.{outputs.EXTENSIONS[fmt]}", _encode(picture, fmt)
                 )
             files.thumbnails[shape, variant] = save(
                 f"{shape}-{variant}.thumb.webp", _encode(picture, "webp")
@@ -372,8 +370,7 @@ class Seeder:
         # Earlier visible images: (pk, width, height), in creation order, for edit inputs.
         self.earlier: list[tuple[int, int, int]] = []
         self.references: list[Reference] = []
-        self.prices: dict[tuple[str, Any], Any] = {}
-        self.estimates: dict[tuple, Decimal] = {}
+        self.estimates: dict[tuple, spend.Estimate] = {}
 
     # -- timeline
 
@@ -439,18 +436,13 @@ class Seeder:
 
     # -- money
 
-    def price(self, model: str, day) -> Any:
-        key = (model, day)
-        if key not in self.prices:
-            self.prices[key] = spend.price_for(model, day)
-        return self.prices[key]
-
-    def estimate(self, *, model: str, quality: str, size: str, n: int, inputs: int) -> Decimal | None:
+    def estimate(self, *, model: str, quality: str, size: str, n: int, inputs: int) -> spend.Estimate:
+        """spend.estimate, once per kind of job: the jobs' estimates and their calls' output tokens."""
         key = (model, quality, size, n, inputs)
         if key not in self.estimates:
             self.estimates[key] = spend.estimate(
                 model=model, quality=quality, size=size, n=n, prompt="x" * 200, input_images=inputs
-            ).cost
+            )
         return self.estimates[key]
 
     # -- the rows
@@ -619,7 +611,7 @@ class Seeder:
                 mask=self.files.mask if masked else "",
                 estimated_cost=self.estimate(
                     model=model_id, quality=quality, size=size, n=max(n, 1), inputs=len(sources)
-                ),
+                ).cost,
                 reserved_cost=0,
                 status=status,
                 attempts=0 if status == "canceled" else attempts,
@@ -740,11 +732,10 @@ class Seeder:
 
     def api_call(self, job: Job, width: int, height: int, inputs: int, finished: datetime) -> ApiCall:
         rng = self.rng
-        per_image = spend.OUTPUT_TOKENS.get(job.model, spend.OUTPUT_TOKENS["gpt-image-2"])
-        level = "high" if job.quality in ("auto", "xhigh", "max") else job.quality
-        square, oblong = per_image[level]
-        pixels = width * height / (1024 * 1024 if width == height else 1536 * 1024)
-        output = math.ceil((square if width == height else oblong) * pixels) * job.n
+        # The usage such a call reports: output tokens as spend estimates them for this size and quality.
+        size = f"{width}x{height}"
+        estimate = self.estimate(model=job.model, quality=job.quality, size=size, n=job.n, inputs=inputs)
+        output = estimate.output_tokens
         text = max(1, len(job.prompt) // 4)
         image_in = inputs * spend.INPUT_IMAGE_TOKENS
         usage = {
@@ -781,36 +772,10 @@ class Seeder:
         for call in calls:
             call.job_id = call.job.pk
         ApiCall.objects.bulk_create(calls, batch_size=BATCH)
-        entries = []
-        for call in calls:
-            job = call.job
-            tokens = spend.Tokens.from_usage(call.usage)
-            price = self.price(job.model, call.created_at.date())
-            entries.append(
-                LedgerEntry(
-                    api_call_id=call.pk,
-                    user_id=job.author_id,
-                    project_id=job.project_id,
-                    job_id=job.pk,
-                    model=job.model,
-                    request_id=call.request_id,
-                    text_input_tokens=tokens.text_input,
-                    cached_text_input_tokens=tokens.cached_text_input,
-                    image_input_tokens=tokens.image_input,
-                    cached_image_input_tokens=tokens.cached_image_input,
-                    image_output_tokens=tokens.image_output,
-                    text_output_tokens=tokens.text_output,
-                    image_count=job.n,
-                    price=price,
-                    rates=price.rates() if price else {},
-                    priced=price is not None,
-                    cost=spend.cost(tokens, price) if price else spend.ZERO,
-                    created_at=call.created_at,
-                )
-            )
-        LedgerEntry.objects.bulk_create(entries, batch_size=BATCH)
+        for call in calls:  # priced as the worker prices them, by the same function
+            spend.charge(api_call=call, job=call.job)
         self.counts["api calls"] += len(calls)
-        self.counts["ledger entries"] += len(entries)
+        self.counts["ledger entries"] += len(calls)
 
 
 def _capitalise(text: str) -> str:
