@@ -28,6 +28,6 @@ def close_stale_connections(**_kwargs) -> None:
 @worker_shutdown.connect
 def store_what_was_answered(**_kwargs) -> None:
     # A warm shutdown waits for the calls in flight; the images they brought back are stored too.
-    from workspace.jobs import drain_worker_finisher
+    from workspace.worker import drain_worker_finisher
 
     drain_worker_finisher()

@@ -7,7 +7,7 @@ from pathlib import Path
 from django.db import transaction
 
 from tests.conftest import job_params
-from workspace import jobs
+from workspace import worker
 from workspace.models import Job
 
 
@@ -25,7 +25,7 @@ def create_job(*, project, author, prompt: str = "A lemon on a blue table", **ov
 
 
 def run(job: Job) -> Job:
-    jobs.job_run(job_id=job.pk)
+    worker.job_run(job_id=job.pk)
     job.refresh_from_db()
     return job
 

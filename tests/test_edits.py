@@ -142,13 +142,17 @@ def test_a_masked_edit_keeps_every_pixel_outside_the_mask_and_the_raw_output(pro
 
 def test_a_single_image_job_streams_partial_previews(project, cast, standin):
     job = create_job(project=project, author=cast.bob)
-    jobs.job_claim(job_id=job.pk)
-    job.refresh_from_db()
     seen: list[int] = []
-    result = imageapi.call(job=job, attempt=1, timeout=10, on_partial=lambda index, data: seen.append(index))
+    result = imageapi.call(
+        params=job.api_params(),
+        edit=False,
+        stream=job.streams_previews,
+        timeout=10,
+        on_partial=lambda index, data: seen.append(index),
+    )
     assert seen == [0]
     assert standin.requests[-1].fields["stream"] in (True, "true")
-    assert result.api_call.usage["total_tokens"] > 0
+    assert result.facts.usage["total_tokens"] > 0
 
 
 def test_previews_are_cleared_when_the_job_ends(project, cast, standin, media_root):

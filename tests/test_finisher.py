@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from tests.helpers import create_job
-from workspace import imageapi, jobs
+from workspace import imageapi, worker
 from workspace.models import Job, LedgerEntry
 
 
@@ -18,17 +18,17 @@ def test_the_call_returns_once_charged_and_the_images_land_on_the_finisher(
     project, cast, seeded_prices, monkeypatch
 ):
     let_it_store = threading.Event()
-    real_store = jobs._store_and_finish
+    real_store = worker._store_and_finish
 
     def store_when_allowed(job, answer):
         let_it_store.wait(timeout=30)
         real_store(job, answer)
 
-    monkeypatch.setattr(jobs, "_store_and_finish", store_when_allowed)
-    finisher = jobs.Finisher(threads=1, backlog=4)
+    monkeypatch.setattr(worker, "_store_and_finish", store_when_allowed)
+    finisher = worker.Finisher(threads=1, backlog=4)
     job = create_job(project=project, author=cast.bob)
 
-    jobs.job_run(job_id=job.pk, finisher=finisher)
+    worker.job_run(job_id=job.pk, finisher=finisher)
 
     # The slot is free: the call is recorded and charged, the images are not stored yet, and the lease
     # is still renewed for the job while it waits.
@@ -36,19 +36,21 @@ def test_the_call_returns_once_charged_and_the_images_land_on_the_finisher(
     assert job.status == Job.Status.RUNNING
     assert LedgerEntry.objects.filter(job=job).count() == 1
     assert not job.images.exists()
-    assert str(job.claim_token) in jobs.lease_keeper._tokens
+    token = job.claim_token
+    assert token is not None
+    assert worker.lease_keeper.holds(token)
 
     let_it_store.set()
     finisher.drain()
     job.refresh_from_db()
     assert job.status == Job.Status.SUCCEEDED
     assert job.images.count() == 1
-    assert str(job.claim_token) not in jobs.lease_keeper._tokens
+    assert not worker.lease_keeper.holds(token)
     assert LedgerEntry.objects.filter(job=job).count() == 1  # storing charges nothing more
 
 
 def test_a_full_backlog_holds_the_next_caller_until_there_is_room():
-    finisher = jobs.Finisher(threads=1, backlog=1)
+    finisher = worker.Finisher(threads=1, backlog=1)
     first_may_end = threading.Event()
     done: list[str] = []
     finisher.submit(lambda: (first_may_end.wait(timeout=30), done.append("first")))
@@ -66,7 +68,7 @@ def test_a_full_backlog_holds_the_next_caller_until_there_is_room():
 
 
 def test_a_failure_while_storing_is_logged_and_frees_its_room(caplog):
-    finisher = jobs.Finisher(threads=1, backlog=1)
+    finisher = worker.Finisher(threads=1, backlog=1)
 
     def broken() -> None:
         raise OSError("disk full")

@@ -2,17 +2,20 @@
 
 import hashlib
 import io
+import sys
+import time
 from datetime import timedelta
 
+import httpx2
 import pytest
 from django.core.files.storage import default_storage
 from django.utils import timezone
 from PIL import Image as PILImage
 
 from tests.helpers import create_job, run
-from workspace import jobs
+from workspace import jobs, queue, worker
 from workspace.imageapi import REASONS
-from workspace.models import ApiCall, Job
+from workspace.models import ApiCall, Job, LedgerEntry
 
 pytestmark = pytest.mark.django_db
 
@@ -38,21 +41,78 @@ def test_it_stores_every_image_with_its_facts_and_a_thumbnail(project, cast, sta
         assert image.project_id == project.pk
 
 
-def test_it_records_the_call_with_usage_and_what_the_api_reports(project, cast, standin):
-    job = run(create_job(project=project, author=cast.bob, quality="auto"))
+@pytest.fixture
+def wire(monkeypatch):
+    """The responses' headers as they came over HTTP, below the SDK and imageapi."""
+    seen: list[httpx2.Headers] = []
+    handle = httpx2.HTTPTransport.handle_request
+
+    def recording(self, request):
+        response = handle(self, request)
+        seen.append(response.headers)
+        return response
+
+    monkeypatch.setattr(httpx2.HTTPTransport, "handle_request", recording)
+    return seen
+
+
+@pytest.mark.parametrize("n", [1, 2], ids=["streamed", "whole"])
+def test_it_records_and_charges_the_call_with_what_the_stand_in_sent(project, cast, standin, wire, n):
+    standin.latency = 0.3
+    started = time.monotonic()
+    job = run(create_job(project=project, author=cast.bob, quality="auto", background="auto", n=n))
+    elapsed_ms = (time.monotonic() - started) * 1000
+
+    # What the stand-in answered to the request it recorded, computed by the stand-in itself.
+    (sent,) = standin.requests
+    stand_in = sys.modules[type(standin).__module__]
+    resolved = stand_in.resolve_job("generations", sent.fields, sent.files)
+    usage = stand_in.usage_for(resolved)
+    if n == 1:
+        del usage["output_tokens_details"]  # streamed completions report usage without it
+    (headers,) = wire
 
     call = ApiCall.objects.get(job=job)
-    assert call.outcome == ApiCall.Outcome.OK
-    assert call.http_status == 200
-    assert call.request_id.startswith("req_")
-    assert call.latency_ms >= 0
-    assert call.usage["total_tokens"] == call.total_tokens > 0
-    assert call.input_text_tokens > 0
-    assert call.output_image_tokens > 0
-    assert call.response_size == "1024x1024"
-    assert call.response_quality in ("low", "medium", "high")
-    assert call.response_format == "png"
-    assert call.response_background in ("opaque", "transparent")
+    assert (call.outcome, call.http_status, call.attempt) == (ApiCall.Outcome.OK, 200, 1)
+    assert call.endpoint == "images.generate"
+    assert call.request_id == headers["x-request-id"]
+    assert call.usage == usage
+    assert call.input_text_tokens == usage["input_tokens_details"]["text_tokens"]
+    assert call.input_image_tokens == 0
+    assert call.output_image_tokens == usage["output_tokens"]
+    assert call.total_tokens == usage["total_tokens"]
+    # "auto" as the service resolved it, not as asked.
+    assert (
+        (call.response_size, call.response_quality)
+        == (resolved.size, resolved.quality)
+        == ("1024x1024", "medium")
+    )
+    assert (call.response_background, call.response_format) == (resolved.background, resolved.output_format)
+    assert resolved.background != "auto"
+    # The stand-in waited 0.3 s before its last byte; the call cannot have taken longer than the job.
+    assert 300 <= call.latency_ms <= elapsed_ms
+    assert (call.error_type, call.error_code, call.error_detail) == ("", "", "")
+
+    entry = LedgerEntry.objects.get(job=job)
+    assert entry.api_call_id == call.pk
+    assert entry.request_id == headers["x-request-id"]
+    assert entry.image_count == n
+    assert entry.text_input_tokens == usage["input_tokens_details"]["text_tokens"]
+    assert entry.image_output_tokens == usage["output_tokens"]
+    assert entry.cost > 0
+
+
+def test_it_records_a_refused_call_with_the_apis_facts_and_charges_nothing(project, cast, standin, wire):
+    standin.inject("429:30")
+    job = run(create_job(project=project, author=cast.bob))
+
+    call = ApiCall.objects.get(job=job)
+    assert (call.outcome, call.http_status, call.error_code) == ("transient", 429, "rate_limited")
+    assert call.request_id == wire[0]["x-request-id"]
+    assert call.error_type == "RateLimitError"
+    assert call.error_detail.startswith("Error code: 429")
+    assert call.usage is None
+    assert not LedgerEntry.objects.filter(job=job).exists()
 
 
 def test_it_sends_only_what_the_model_accepts(project, cast, standin):
@@ -180,16 +240,16 @@ def test_a_duplicate_delivery_calls_nothing(project, cast, standin):
     job = run(create_job(project=project, author=cast.bob))
     assert job.status == Job.Status.SUCCEEDED
     calls = len(standin.requests)
-    jobs.job_run(job_id=job.pk)
-    jobs.job_run(job_id=job.pk)
+    worker.job_run(job_id=job.pk)
+    worker.job_run(job_id=job.pk)
     assert len(standin.requests) == calls
     assert job.images.count() == 1
 
 
 def test_a_running_job_is_not_claimed_twice(project, cast, standin):
     job = create_job(project=project, author=cast.bob)
-    assert jobs.job_claim(job_id=job.pk) is not None
-    assert jobs.job_claim(job_id=job.pk) is None
+    assert Job.objects.claim(job.pk, worker="one") is not None
+    assert Job.objects.claim(job.pk, worker="two") is None
 
 
 def test_a_canceled_job_never_calls_the_api(project, cast, standin):
@@ -202,7 +262,7 @@ def test_a_canceled_job_never_calls_the_api(project, cast, standin):
 
 def test_a_running_job_cannot_be_canceled(project, cast):
     job = create_job(project=project, author=cast.bob)
-    jobs.job_claim(job_id=job.pk)
+    Job.objects.claim(job.pk, worker="test")
     assert not jobs.job_cancel(job=job)
 
 
@@ -222,14 +282,14 @@ def test_the_sweep_requeues_a_job_whose_worker_died(
     project, cast, standin, media_root, django_capture_on_commit_callbacks
 ):
     job = create_job(project=project, author=cast.bob)
-    claimed = jobs.job_claim(job_id=job.pk)
+    claimed = Job.objects.claim(job.pk, worker="test")
     # The dead attempt wrote a file before it was killed.
     leftover = f"projects/{project.pk}/jobs/{job.pk}/a{claimed.attempts}-0.png"
     default_storage.save(leftover, io.BytesIO(b"half"))
     Job.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
 
     with django_capture_on_commit_callbacks() as callbacks:
-        counts = jobs.jobs_sweep()
+        counts = worker.jobs_sweep()
     assert counts["requeued"] == 1
     assert len(callbacks) == 1
     assert not default_storage.exists(leftover)
@@ -247,7 +307,7 @@ def test_the_sweep_fails_a_job_interrupted_too_often(project, cast):
     Job.objects.filter(pk=job.pk).update(
         status=Job.Status.RUNNING, attempts=5, lease_expires_at=timezone.now() - timedelta(seconds=1)
     )
-    assert jobs.jobs_sweep()["failed"] == 1
+    assert worker.jobs_sweep()["failed"] == 1
     job.refresh_from_db()
     assert job.status == Job.Status.FAILED
     assert "tried 5 times" in job.error_message
@@ -257,27 +317,27 @@ def test_the_sweep_resends_a_job_whose_message_was_lost(
     project, cast, settings, django_capture_on_commit_callbacks, monkeypatch
 ):
     sent = []
-    monkeypatch.setattr(jobs, "_enqueue", lambda job_id, countdown=None: sent.append(job_id))
+    monkeypatch.setattr(queue, "send_job", lambda job_id, countdown=None: sent.append(job_id))
     job = create_job(project=project, author=cast.bob)
     Job.objects.filter(pk=job.pk).update(
         enqueued_at=timezone.now() - timedelta(seconds=settings.JOB_REQUEUE_AFTER_SECONDS + 1)
     )
-    assert jobs.jobs_sweep()["resent"] == 1
+    assert worker.jobs_sweep()["resent"] == 1
     assert sent == [job.pk]
     # Stamped, so the next sweep does not send it again at once.
-    assert jobs.jobs_sweep()["resent"] == 0
+    assert worker.jobs_sweep()["resent"] == 0
 
 
 def test_a_late_attempt_that_lost_its_lease_leaves_no_files(project, cast, standin, media_root, monkeypatch):
     job = create_job(project=project, author=cast.bob)
-    original_store = jobs.outputs.store_outputs
+    original_store = worker.outputs.store_outputs
 
     def store_then_lose_the_lease(**kwargs):
         stored = original_store(**kwargs)
         Job.objects.filter(pk=job.pk).update(claim_token=None, status=Job.Status.QUEUED)
         return stored
 
-    monkeypatch.setattr(jobs.outputs, "store_outputs", store_then_lose_the_lease)
+    monkeypatch.setattr(worker.outputs, "store_outputs", store_then_lose_the_lease)
     job = run(job)
     assert job.status == Job.Status.QUEUED
     assert job.images.count() == 0
@@ -288,9 +348,9 @@ def test_a_late_attempt_that_lost_its_lease_leaves_no_files(project, cast, stand
 def test_backoff_grows_and_honours_retry_after(settings):
     settings.JOB_RETRY_BASE_SECONDS = 2
     settings.JOB_RETRY_MAX_SECONDS = 60
-    first = [jobs.backoff_seconds(attempt=1, retry_after=None) for _ in range(50)]
-    fourth = [jobs.backoff_seconds(attempt=4, retry_after=None) for _ in range(50)]
+    first = [worker.backoff_seconds(attempt=1, retry_after=None) for _ in range(50)]
+    fourth = [worker.backoff_seconds(attempt=4, retry_after=None) for _ in range(50)]
     assert all(1 <= d <= 2 for d in first)
     assert all(8 <= d <= 16 for d in fourth)
     assert len(set(first)) > 1  # jittered
-    assert jobs.backoff_seconds(attempt=1, retry_after=25) >= 25
+    assert worker.backoff_seconds(attempt=1, retry_after=25) >= 25

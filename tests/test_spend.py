@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from tests.conftest import GENERATION_POST, job_params
 from tests.helpers import create_job, run
-from workspace import jobs, spend
+from workspace import jobs, spend, worker
 from workspace.models import ApiCall, Budget, Job, LedgerEntry, Price
 
 pytestmark = pytest.mark.django_db
@@ -244,7 +244,7 @@ def test_the_sweep_releases_a_job_it_gives_up_on(cast, project):
     Job.objects.filter(pk=job.pk).update(
         status="running", attempts=5, lease_expires_at=timezone.now() - timedelta(seconds=1)
     )
-    jobs.jobs_sweep()
+    worker.jobs_sweep()
     job.refresh_from_db()
     assert (job.status, job.reserved_cost) == ("failed", 0)
 

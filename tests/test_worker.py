@@ -8,12 +8,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 from celery.contrib.testing.worker import start_worker
+from celery.signals import task_postrun
 from django.conf import settings
 from django.db import connection
 from django.urls import reverse
@@ -56,6 +58,35 @@ def team(django_user_model):
     return user, project
 
 
+class Runs:
+    """The job ids of run_job tasks an in-thread worker has finished, in order: the positive marker that a
+    message was delivered and handled, so a test can then check that handling it did nothing."""
+
+    def __init__(self) -> None:
+        self.job_ids: list[int] = []
+        self._changed = threading.Condition()
+
+    def __call__(self, sender=None, args=(), **_kwargs) -> None:
+        if getattr(sender, "name", "") == "workspace.tasks.run_job":
+            with self._changed:
+                self.job_ids.append(args[0])
+                self._changed.notify_all()
+
+    def wait_for(self, job_id: int, *, times: int = 1, timeout: float = 20) -> None:
+        with self._changed:
+            if not self._changed.wait_for(lambda: self.job_ids.count(job_id) >= times, timeout=timeout):
+                raise AssertionError(f"run_job({job_id}) ran {self.job_ids.count(job_id)} of {times} times")
+
+
+@pytest.fixture
+def runs():
+    # The in-thread worker runs tasks in this process, so its signals reach this receiver.
+    runs = Runs()
+    task_postrun.connect(runs, weak=False)
+    yield runs
+    task_postrun.disconnect(runs)
+
+
 @pytest.fixture
 def thread_worker():
     _purge()
@@ -63,7 +94,7 @@ def thread_worker():
         yield
 
 
-def test_a_submitted_job_goes_through_redis_and_a_worker(client, team, standin, thread_worker):
+def test_a_submitted_job_goes_through_redis_and_a_worker(client, team, standin, runs, thread_worker):
     user, project = team
     client.force_login(user)
     response = client.post(
@@ -76,9 +107,10 @@ def test_a_submitted_job_goes_through_redis_and_a_worker(client, team, standin, 
     assert len(standin.requests) == 1
 
     # Duplicate deliveries of the same message find the job done and call nothing.
+    runs.wait_for(job.pk)
     run_job.delay(job.pk)
     run_job.delay(job.pk)
-    time.sleep(1.0)
+    runs.wait_for(job.pk, times=3)
     assert len(standin.requests) == 1
     assert job.images.count() == 2
 
@@ -93,13 +125,13 @@ def test_a_retry_waits_in_the_queue_and_then_succeeds(team, standin, thread_work
     assert list(job.api_calls.values_list("http_status", flat=True)) == [429, 500, 200]
 
 
-def test_a_queued_job_can_be_canceled_before_a_worker_takes_it(team, standin):
+def test_a_queued_job_can_be_canceled_before_a_worker_takes_it(team, standin, runs):
     user, project = team
     _purge()
     job = jobs.job_create(project=project, author=user, prompt="A plum", params=job_params())
     assert jobs.job_cancel(job=job)
     with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False, loglevel="WARNING"):
-        time.sleep(1.0)
+        runs.wait_for(job.pk)  # its message was delivered and handled
     assert _status(job.pk) == "canceled"
     assert standin.requests == []
 

@@ -1,33 +1,27 @@
 """Every call to the OpenAI Images API goes through here.
 
 One SDK client per worker process with the SDK's own retries off: the job's policy decides what is
-retried and when, so one image is never paid for three times behind our back. Each call is recorded as
-an ApiCall row; failures come back as `CallFailure`, transient or permanent, with a reason a marketer
-can read.
+retried and when, so one image is never paid for three times behind our back. This module only speaks
+HTTP: a call returns the images and the facts of the call (`CallFacts`: status, request id, latency,
+usage, what the service resolved), and a failure raises `CallFailure`, transient or permanent, with a
+reason a marketer can read and the same facts. Recording and charging the call is the worker's step.
 """
 
 import binascii
 import email.utils
 import itertools
 import json
-import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import httpx2
 import openai
 import pybase64
 from django.conf import settings
-from django.db import transaction
-
-from workspace import spend
-from workspace.models import ApiCall, Job
-
-logger = logging.getLogger(__name__)
 
 HTTP_TIMEOUT_ERRORS = (httpx2.TimeoutException,)
 HTTP_TRANSPORT_ERRORS = (httpx2.TransportError, httpx2.StreamError)
@@ -100,11 +94,32 @@ def reset_client() -> None:
 
 
 @dataclass
+class CallFacts:
+    """What one HTTP call was and what the service said about it, whatever the outcome."""
+
+    endpoint: str
+    latency_ms: int = 0
+    http_status: int | None = None
+    request_id: str = ""
+    # On a failure: the exception's type and text, for operators.
+    error_type: str = ""
+    error_detail: str = ""
+    # The usage as JSON, and the settings the service resolved (it resolves "auto" and may differ).
+    usage: dict | None = None
+    size: str = ""
+    quality: str = ""
+    background: str = ""
+    output_format: str = ""
+
+
+@dataclass
 class CallFailure(Exception):
     reason: str
     transient: bool
     code: str = ""
     retry_after: float | None = None
+    # None when no call was made (an input missing from storage, an unreadable image after the call).
+    facts: CallFacts | None = None
 
     def __str__(self) -> str:
         return self.reason
@@ -119,8 +134,7 @@ class GeneratedImage:
 @dataclass
 class CallResult:
     images: list[GeneratedImage]
-    api_call: ApiCall
-    reported: dict = field(default_factory=dict)
+    facts: CallFacts
 
 
 # Words for people, keyed by what went wrong.
@@ -208,24 +222,10 @@ def _public_message(error: openai.APIStatusError) -> str:
     return str(message)[:300]
 
 
-def _usage_fields(usage) -> dict:
+def _usage_json(usage) -> dict | None:
     if usage is None:
-        return {}
-    data = usage if isinstance(usage, dict) else usage.model_dump(mode="json")
-    input_details = data.get("input_tokens_details") or {}
-    output_details = data.get("output_tokens_details") or {}
-    output_image_tokens = output_details.get("image_tokens")
-    if output_image_tokens is None:
-        # Older responses give no breakdown: all output tokens of an images call are image tokens.
-        output_image_tokens = data.get("output_tokens")
-    return {
-        "usage": data,
-        "input_text_tokens": input_details.get("text_tokens"),
-        "input_image_tokens": input_details.get("image_tokens"),
-        "output_image_tokens": output_image_tokens,
-        "output_text_tokens": output_details.get("text_tokens", 0),
-        "total_tokens": data.get("total_tokens"),
-    }
+        return None
+    return usage if isinstance(usage, dict) else usage.model_dump(mode="json")
 
 
 def _decode_images(response) -> list[GeneratedImage]:
@@ -260,13 +260,19 @@ FileTuple = tuple[str, bytes, str]
 
 
 def _send(
-    client: openai.OpenAI, job: Job, inputs: list[FileTuple], mask: bytes | None, stream: bool, timeout: float
+    client: openai.OpenAI,
+    params: dict,
+    edit: bool,
+    inputs: list[FileTuple],
+    mask: bytes | None,
+    stream: bool,
+    timeout: float,
 ):
     # The timeout goes on the request: a client copy per call (with_options) costs as much as the rest.
-    params = job.api_params() | {"timeout": timeout}
+    params = params | {"timeout": timeout}
     if stream:
         params |= {"stream": True, "partial_images": PARTIAL_IMAGES}
-    if job.is_edit:
+    if edit:
         extra = {"mask": ("mask.png", mask, "image/png")} if mask else {}
         return client.images.with_raw_response.edit(image=inputs, **params, **extra)
     return client.images.with_raw_response.generate(**params)
@@ -343,26 +349,26 @@ def _read_stream(response, on_partial: PartialHandler | None) -> Outcome:
 
 def call(
     *,
-    job: Job,
-    attempt: int,
+    params: dict,
+    edit: bool,
+    stream: bool,
     timeout: float,
     inputs: list[FileTuple] | None = None,
     mask: bytes | None = None,
     on_partial: PartialHandler | None = None,
 ) -> CallResult:
-    """Call images.generate or images.edit for a job, record the call, raise CallFailure on failure.
+    """Call images.edit (`edit`) or images.generate with `params` exactly as given.
 
-    Single-image jobs stream, so partial images can be shown while the final one is drawn.
+    Returns the images and the facts of the call; raises CallFailure, carrying the facts, on failure.
+    With `stream`, partial images are handed to `on_partial` as they arrive.
     """
     client = get_client()
-    stream = job.streams_previews
     started = time.monotonic()
-    endpoint = "images.edit" if job.is_edit else "images.generate"
-    record = ApiCall(job=job, attempt=attempt, endpoint=endpoint, latency_ms=0)
+    facts = CallFacts(endpoint="images.edit" if edit else "images.generate")
     try:
-        raw = _send(client, job, inputs or [], mask, stream, timeout)
-        record.http_status = raw.status_code
-        record.request_id = raw.headers.get("x-request-id", "")
+        raw = _send(client, params, edit, inputs or [], mask, stream, timeout)
+        facts.http_status = raw.status_code
+        facts.request_id = raw.headers.get("x-request-id", "")
         if stream:
             try:
                 outcome = _read_stream(raw.http_response, on_partial)
@@ -380,33 +386,18 @@ def call(
             )
     except (openai.APIError, ValueError, binascii.Error, TypeError, KeyError) as error:
         failure = classify(error)
-        record.latency_ms = int((time.monotonic() - started) * 1000)
-        record.outcome = ApiCall.Outcome.TRANSIENT if failure.transient else ApiCall.Outcome.PERMANENT
-        record.error_type = type(error).__name__
-        record.error_code = failure.code
-        record.error_detail = str(error)[:2000]
+        facts.latency_ms = int((time.monotonic() - started) * 1000)
+        facts.error_type = type(error).__name__
+        facts.error_detail = str(error)[:2000]
         if isinstance(error, openai.APIStatusError):
-            record.http_status = error.status_code
-            record.request_id = error.request_id or ""
-        record.save()
-        logger.info(
-            "image call failed job=%s attempt=%s code=%s transient=%s request_id=%s",
-            job.pk,
-            attempt,
-            failure.code,
-            failure.transient,
-            record.request_id,
-        )
+            facts.http_status = error.status_code
+            facts.request_id = error.request_id or ""
+        failure.facts = facts
         raise failure from error
-    record.latency_ms = int((time.monotonic() - started) * 1000)
-    record.outcome = ApiCall.Outcome.OK
-    record.response_size = outcome.size
-    record.response_quality = outcome.quality
-    record.response_background = outcome.background
-    record.response_format = outcome.output_format
-    for name, value in _usage_fields(outcome.usage).items():
-        setattr(record, name, value)
-    with transaction.atomic():
-        record.save()
-        spend.charge(api_call=record, job=job)
-    return CallResult(images=outcome.images, api_call=record)
+    facts.latency_ms = int((time.monotonic() - started) * 1000)
+    facts.size = outcome.size
+    facts.quality = outcome.quality
+    facts.background = outcome.background
+    facts.output_format = outcome.output_format
+    facts.usage = _usage_json(outcome.usage)
+    return CallResult(images=outcome.images, facts=facts)

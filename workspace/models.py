@@ -1,9 +1,10 @@
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models
+from django.db import connection, models
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
@@ -75,23 +76,242 @@ def _image_path(instance, filename):  # pragma: no cover - names are always give
     return filename
 
 
+# What a job must not carry out of a state: the preview of an attempt that is over (its files are about to
+# be deleted) and the claim of a worker that no longer runs it.
+NO_PREVIEW = {"preview": "", "preview_count": 0}
+NO_CLAIM = {"claim_token": None, "lease_expires_at": None}
+
+
 class JobQuerySet(models.QuerySet):
+    """The job's state changes, one method per arrow of the state machine drawn on `Job`.
+
+    Each is one conditional UPDATE naming the state(s) it leaves from (and, for a worker's own arrows,
+    the claim token), so of two racing callers exactly one wins; each returns whether it won and writes
+    every field the target state must not keep. Nothing else writes `status`.
+    """
+
     def active(self) -> "JobQuerySet":
         return self.filter(status__in=Job.ACTIVE_STATUSES)
+
+    def _mine(self, job_id: int, token) -> "JobQuerySet":
+        return self.filter(pk=job_id, status=Job.Status.RUNNING, claim_token=token)
+
+    def claim(self, job_id: int, *, worker: str) -> "Job | None":
+        """queued, or retrying and due → running: take the job with a fresh token and lease.
+
+        Returns the claimed row, or None if another worker has it, it is done, or its retry is not due.
+        One UPDATE … RETURNING (Postgres, and SQLite since 3.35): the statement that decides who runs the
+        job also returns the row, where update() would need a SELECT after it. This is on the path from
+        one answered call to the next call, which dozens of threads share.
+        """
+        now = timezone.now()
+        fields = {field.name: field for field in Job._meta.concrete_fields}
+
+        def column(name: str) -> str:
+            return connection.ops.quote_name(fields[name].column)
+
+        def value(name: str, python_value):
+            return fields[name].get_db_prep_value(python_value, connection)
+
+        status, attempts = column("status"), column("attempts")
+        # Names come from the model and every value is a parameter. The target state keeps no preview
+        # and no retry time (its source states hold none either; writing them keeps that true).
+        sql = (
+            f"UPDATE {connection.ops.quote_name(Job._meta.db_table)} SET {status} = %s, "  # noqa: S608
+            f"{column('claim_token')} = %s, {column('lease_expires_at')} = %s, {attempts} = {attempts} + 1, "
+            f"{column('started_at')} = %s, {column('worker')} = %s, {column('next_attempt_at')} = NULL, "
+            f"{column('preview')} = '', {column('preview_count')} = 0 "
+            f"WHERE {column('id')} = %s AND {attempts} < {column('max_attempts')} "
+            f"AND ({status} = %s OR ({status} = %s AND {column('next_attempt_at')} <= %s)) RETURNING *"
+        )
+        params = [
+            Job.Status.RUNNING.value,
+            value("claim_token", Job.new_claim_token()),
+            value("lease_expires_at", now + timedelta(seconds=settings.JOB_LEASE_SECONDS)),
+            value("started_at", now),
+            worker,
+            job_id,
+            Job.Status.QUEUED.value,
+            Job.Status.RETRYING.value,
+            # A message may arrive a moment before the time it was sent for.
+            value("next_attempt_at", now + timedelta(seconds=1)),
+        ]
+        claimed = list(self.raw(sql, params))
+        return claimed[0] if claimed else None
+
+    def renew(self, tokens: list[str]) -> int:
+        """running → running: extend the leases of the claims a worker still holds. Returns how many."""
+        if not tokens:
+            return 0
+        return self.filter(status=Job.Status.RUNNING, claim_token__in=tokens).update(
+            lease_expires_at=timezone.now() + timedelta(seconds=settings.JOB_LEASE_SECONDS)
+        )
+
+    def show_preview(self, job_id: int, *, token, name: str, count: int) -> bool:
+        """running → running: the newest partial image of this claim's attempt, for the card."""
+        return bool(self._mine(job_id, token).update(preview=name, preview_count=count))
+
+    def finish(self, job_id: int, *, token, now: datetime) -> bool:
+        """running (this claim) → succeeded. The caller adds the images in the same transaction.
+
+        preview_count stays: how many partial images the attempt that made the images streamed.
+        """
+        return bool(
+            self._mine(job_id, token).update(
+                status=Job.Status.SUCCEEDED,
+                finished_at=now,
+                reserved_cost=0,
+                preview="",
+                next_attempt_at=None,
+                retry_reason="",
+                error_code="",
+                error_message="",
+                **NO_CLAIM,
+            )
+        )
+
+    def fail(
+        self, job_id: int, *, token, code: str, message: str, lease_expired_by: datetime | None = None
+    ) -> bool:
+        """running (this claim) → failed, by its worker; or by the sweep, given `lease_expired_by`, only
+        while the lease is still expired then (a worker that renewed in the meantime keeps its job)."""
+        mine = self._mine(job_id, token)
+        if lease_expired_by is not None:
+            mine = mine.filter(lease_expires_at__lt=lease_expired_by)
+        return bool(
+            mine.update(
+                status=Job.Status.FAILED,
+                finished_at=timezone.now(),
+                reserved_cost=0,
+                error_code=code,
+                error_message=message,
+                retry_reason="",
+                next_attempt_at=None,
+                **NO_PREVIEW,
+                **NO_CLAIM,
+            )
+        )
+
+    def schedule_retry(self, job_id: int, *, token, code: str, reason: str, at: datetime) -> bool:
+        """running (this claim) → retrying at `at`, after a transient error. The reservation stays."""
+        return bool(
+            self._mine(job_id, token).update(
+                status=Job.Status.RETRYING,
+                next_attempt_at=at,
+                retry_reason=reason,
+                error_code=code,
+                error_message="",
+                **NO_PREVIEW,
+                **NO_CLAIM,
+            )
+        )
+
+    def requeue(self, job_id: int, *, token, reason: str, lease_expired_by: datetime) -> bool:
+        """running with an expired lease → queued (the sweep, for a killed worker's job).
+
+        The dead attempt's preview goes with its files, which the sweep deletes next.
+        """
+        return bool(
+            self._mine(job_id, token)
+            .filter(lease_expires_at__lt=lease_expired_by)
+            .update(
+                status=Job.Status.QUEUED,
+                enqueued_at=lease_expired_by,
+                retry_reason=reason,
+                error_code="interrupted",
+                next_attempt_at=None,
+                **NO_PREVIEW,
+                **NO_CLAIM,
+            )
+        )
+
+    def resend(self, job_id: int, *, sent_before: datetime, now: datetime) -> bool:
+        """queued or retrying, whose message was sent before `sent_before` and never arrived → the same
+        state, stamped `now` (enqueued_at, or next_attempt_at when retrying) so the next sweep does not
+        send it again while this message is on its way."""
+        lost = Q(status=Job.Status.QUEUED, enqueued_at__lt=sent_before) | Q(
+            status=Job.Status.RETRYING, next_attempt_at__lt=sent_before
+        )
+        return bool(
+            self.filter(lost, pk=job_id).update(
+                enqueued_at=now,
+                next_attempt_at=models.Case(
+                    models.When(status=Job.Status.RETRYING, then=models.Value(now)), default=None
+                ),
+            )
+        )
+
+    def cancel(self, job_id: int) -> bool:
+        """queued or retrying → canceled, by a person. No worker holds it, and it holds nothing back."""
+        return bool(
+            self.filter(pk=job_id, status__in=[Job.Status.QUEUED, Job.Status.RETRYING]).update(
+                status=Job.Status.CANCELED,
+                finished_at=timezone.now(),
+                reserved_cost=0,
+                next_attempt_at=None,
+                retry_reason="",
+                error_code="",
+                error_message="",
+                **NO_PREVIEW,
+                **NO_CLAIM,
+            )
+        )
+
+    def retry(self, job_id: int, *, reserve: Decimal) -> bool:
+        """failed or canceled → queued, by a person: fresh attempts, deadline and `reserve` held back.
+
+        The caller has reserved `reserve` against the budgets in the same transaction.
+        """
+        now = timezone.now()
+        return bool(
+            self.filter(pk=job_id, status__in=[Job.Status.FAILED, Job.Status.CANCELED]).update(
+                status=Job.Status.QUEUED,
+                reserved_cost=reserve,
+                attempts=0,
+                deadline_at=Job.new_deadline(),
+                enqueued_at=now,
+                finished_at=None,
+                next_attempt_at=None,
+                retry_reason="",
+                error_code="",
+                error_message="",
+                **NO_PREVIEW,
+                **NO_CLAIM,
+            )
+        )
 
 
 class Job(models.Model):
     """One request to the image service, and everything that happened to it.
 
-    queued ──claim──▶ running ──▶ succeeded
-      ▲   │              │
-      │   └─cancel─▶ canceled      ├──transient error──▶ retrying ──(countdown)──▶ running …
-      │                  │         └──permanent error / out of attempts or time──▶ failed
-      └──sweep: lease expired (killed worker) or message lost──┘
-    failed / canceled ──retry──▶ queued
+    queued ──claim──▶ running ──finish──▶ succeeded
+      ▲  │  ▲            │ ├──schedule_retry (transient error)──▶ retrying ──claim (when due)──▶ running
+      │  │  │            │ └──fail (permanent error, out of attempts or time)──▶ failed
+      │  │  └─requeue────┘  sweep: lease expired (a killed worker); or fail when out of attempts or time
+      │  └──cancel──▶ canceled ◀──cancel── retrying
+      └──retry (by hand)── failed / canceled
 
-    The row is the truth; a Celery message only wakes a worker, which must win a conditional update
-    (`claim`) before it calls anything, so duplicate deliveries do nothing.
+    Each arrow is one method on `Job.objects` (JobQuerySet), a single conditional UPDATE:
+
+      claim           queued, or retrying when due → running    fresh token and lease, attempts + 1
+      renew           running → running                         lease keeper: a later lease_expires_at
+      show_preview    running (token) → running                 the newest partial image
+      finish          running (token) → succeeded               with the images, in one transaction
+      fail            running (token) → failed                  worker; or sweep, if the lease expired
+      schedule_retry  running (token) → retrying                next_attempt_at from the backoff
+      requeue         running (token, lease expired) → queued   sweep, after a killed worker
+      resend          queued / retrying, message lost → same    sweep: stamps enqueued_at / next_attempt_at
+      cancel          queued / retrying → canceled              by a person
+      retry           failed / canceled → queued                by a person: attempts, deadline, reserve
+
+    Each names its source state(s), and the claim token for a worker's own arrows, and returns whether it
+    won, so two workers, a duplicate message or a sweep racing a worker never both win. The row is the
+    truth; a Celery message only wakes a worker, which must win `claim` before it calls anything.
+
+    What each state keeps: only running has a claim token and a lease, and only its attempt's preview
+    (succeeded keeps the count); retrying has next_attempt_at; failed has error_message; the final states
+    have finished_at and hold no reservation; an active job's retry_reason and error_code say why it is on
+    a later attempt.
     """
 
     class Status(models.TextChoices):
@@ -233,6 +453,16 @@ class Job(models.Model):
     @classmethod
     def new_claim_token(cls) -> uuid.UUID:
         return uuid.uuid4()
+
+    @property
+    def folder(self) -> str:
+        """Where the job's files are stored: derived from ids, never from anything a user typed."""
+        return f"projects/{self.project_id}/jobs/{self.pk}"
+
+    def attempt_prefix(self, attempt: int) -> str:
+        # The attempt is in the name so a late, abandoned attempt can never overwrite or delete the files of
+        # the attempt that won, and the files of a killed attempt can be found and removed.
+        return f"{self.folder}/a{attempt}-"
 
 
 class ApiCall(models.Model):

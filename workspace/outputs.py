@@ -1,4 +1,8 @@
-"""Turning the API's bytes into stored images: verify, store through the storage API, thumbnail."""
+"""Turning the API's bytes into stored images: verify, store through the storage API, thumbnail, delete.
+
+Pure storage helpers: they take names and bytes, never jobs. Where a job's files go is the job's to say
+(`Job.folder`, `Job.attempt_prefix`).
+"""
 
 import hashlib
 import io
@@ -57,16 +61,6 @@ def sniff_format(data: bytes) -> str | None:
     return ALLOWED_FORMATS.get(uploads.sniff(data) or "")
 
 
-def job_folder(*, project_id: int, job_id: int) -> str:
-    return f"projects/{project_id}/jobs/{job_id}"
-
-
-def attempt_prefix(*, project_id: int, job_id: int, attempt: int) -> str:
-    # The attempt is in the name so a late, abandoned attempt can never overwrite or delete the files of
-    # the attempt that won, and the files of a killed attempt can be found and removed.
-    return f"{job_folder(project_id=project_id, job_id=job_id)}/a{attempt}-"
-
-
 def make_thumbnail(image: PILImage.Image) -> bytes:
     # reducing_gap shrinks by whole factors first and WebP method 0 encodes fast: about 5 ms instead of
     # 25 ms for a 1024 px image, for thumbnails a little larger and barely softer (41 vs 44 dB PSNR).
@@ -97,17 +91,13 @@ def inspect(data: bytes) -> tuple[PILImage.Image, str]:
 
 def store_outputs(
     *,
-    project_id: int,
-    job_id: int,
-    attempt: int,
+    prefix: str,
     images: list[tuple[int, bytes]],
     paste_onto: tuple[bytes, bytes] | None = None,
 ) -> list[StoredFile]:
-    """Store originals and thumbnails (and, after a masked edit, the pasted-back composite).
-
-    On any failure remove what this call stored and re-raise.
+    """Store originals and thumbnails (and, after a masked edit, the pasted-back composite), each named
+    `prefix` + index + suffix. On any failure remove what this call stored and re-raise.
     """
-    prefix = attempt_prefix(project_id=project_id, job_id=job_id, attempt=attempt)
     stored: list[StoredFile] = []
     written: list[str] = []
     try:
@@ -153,15 +143,23 @@ def delete_files(names: list[str]) -> None:
             logger.warning("could not delete %s", name)
 
 
-def delete_attempt_files(*, project_id: int, job_id: int, attempt: int, only: str = "") -> None:
-    """Remove whatever a killed attempt managed to write before it died (or just its previews)."""
-    folder = job_folder(project_id=project_id, job_id=job_id)
-    prefix = attempt_prefix(project_id=project_id, job_id=job_id, attempt=attempt).rsplit("/", 1)[1] + only
+def stored_names(item: StoredFile) -> list[str]:
+    """Every file one stored image wrote."""
+    names = (item.name, item.thumbnail_name, item.composite_name, item.composite_thumbnail_name)
+    return [name for name in names if name]
+
+
+def delete_prefixed(*, prefix: str) -> None:
+    """Remove every file whose name starts with `prefix` (whatever a killed attempt wrote before it died).
+
+    Lists the prefix's folder: for files whose names nobody kept.
+    """
+    folder, _, start = prefix.rpartition("/")
     try:
         _, files = default_storage.listdir(folder)
     except (FileNotFoundError, NotImplementedError):
         return
-    delete_files([f"{folder}/{name}" for name in files if name.startswith(prefix)])
+    delete_files([f"{folder}/{name}" for name in files if name.startswith(start)])
 
 
 def convert(*, name: str, target: str) -> bytes:

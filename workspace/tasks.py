@@ -1,15 +1,18 @@
-"""Celery tasks: thin. They take ids and call a service; the service claims the row."""
+"""Celery tasks: thin. They take ids and call the worker; the worker claims the row.
+
+Messages are sent by name (`workspace.queue`), so nothing imports this module but Celery.
+"""
 
 from celery import shared_task
 
-from workspace import jobs
+from workspace import worker
 
 
 @shared_task(ignore_result=True)
 def run_job(job_id: int) -> None:
-    jobs.job_run(job_id=job_id, finisher=jobs.worker_finisher())
+    worker.job_run(job_id=job_id, finisher=worker.worker_finisher())
 
 
 @shared_task(ignore_result=True)
 def sweep_jobs() -> dict[str, int]:
-    return jobs.jobs_sweep()
+    return worker.jobs_sweep()

@@ -1,0 +1,478 @@
+"""The worker's side of a job: claim, call, record and charge, store, finish; and the sweep.
+
+Every state change is one of the transitions on `Job.objects` (see the `Job` docstring), so two workers,
+a duplicate message or a sweep racing a worker can never both win. Imports run one way: tasks → worker
+→ models, imageapi, outputs, spend, queue; nothing here imports the web-side services.
+"""
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
+
+from workspace import imageapi, outputs, queue, spend
+from workspace.models import ApiCall, Image, Job
+
+logger = logging.getLogger(__name__)
+
+INTERRUPTED_REASON = "The worker handling this job stopped before it finished."
+OUT_OF_TIME_REASON = "OpenAI did not produce the image in time, even after retrying."
+MISSING_INPUT_REASON = "An input image is missing from storage; choose the inputs again."
+
+
+def worker_name() -> str:
+    # Computed per claim: a prefork child has its own pid.
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# --- Running one job ------------------------------------------------------------------------------------
+
+
+def job_run(*, job_id: int, finisher: "Finisher | None" = None) -> None:
+    """Claim the job, call the API, record and charge the call, store the images, finish. Safe to call
+    any number of times: only the claim's winner does anything.
+
+    With a finisher, the images are checked, thumbnailed and stored on its threads, and this returns as
+    soon as the API has answered and the call is charged: the caller's slot is for calls in flight, and
+    the next job's call need not wait for this one's pixels.
+    """
+    job = Job.objects.claim(job_id, worker=worker_name())
+    if job is None:
+        return  # another worker has it, it is over, or its retry is not due
+    lease_keeper.hold(job.claim_token)
+    handed_off = False
+    try:
+        answer = _call(job)
+        _record_and_charge(job, answer)
+        if answer.failure is not None:
+            _record_failure(job, answer.failure)
+        elif finisher is not None:
+            finisher.submit(lambda: _store_then_release(job, answer))
+            handed_off = True
+        else:
+            _store_and_finish(job, answer)
+    finally:
+        if not handed_off:
+            lease_keeper.release(job.claim_token)
+
+
+class MissingInput(Exception):
+    pass
+
+
+@dataclass
+class Answer:
+    """What the API sent for a claimed job (or why there is nothing), kept until its images are stored."""
+
+    attempt: int
+    previews: "PreviewSaver"
+    result: imageapi.CallResult | None = None
+    failure: imageapi.CallFailure | None = None
+    first_input: bytes | None = None
+    mask: bytes | None = None
+
+    @property
+    def facts(self) -> imageapi.CallFacts | None:
+        return self.result.facts if self.result is not None else self.failure.facts
+
+
+def _call(job: Job) -> Answer:
+    """The API call for a claimed job: the images, or the failure (nothing recorded yet)."""
+    previews = PreviewSaver(job)
+    answer = Answer(attempt=job.attempts, previews=previews)
+    try:
+        inputs, answer.mask = _edit_files(job) if job.is_edit else ([], None)
+        answer.result = imageapi.call(
+            params=job.api_params(),
+            edit=job.is_edit,
+            stream=job.streams_previews,
+            timeout=_call_timeout(job),
+            inputs=inputs,
+            mask=answer.mask,
+            on_partial=previews,
+        )
+    except MissingInput:
+        answer.failure = imageapi.CallFailure(MISSING_INPUT_REASON, transient=False, code="missing_input")
+    except imageapi.CallFailure as failure:
+        previews.discard()
+        answer.failure = failure
+    else:
+        # A masked edit's output is pasted back onto the first input when it is stored.
+        answer.first_input = inputs[0][1] if answer.mask else None
+    return answer
+
+
+def _call_timeout(job: Job) -> float:
+    remaining = (job.deadline_at - timezone.now()).total_seconds()
+    # Leave room to store the images and record the outcome before the deadline.
+    return max(1.0, min(settings.OPENAI_CALL_TIMEOUT, remaining - 5))
+
+
+def _edit_files(job: Job) -> tuple[list[imageapi.FileTuple], bytes | None]:
+    """The edit's inputs in their chosen order, and its mask, read from storage."""
+    files: list[imageapi.FileTuple] = []
+    for item in job.inputs.select_related("image", "reference").order_by("position"):
+        source = item.image or item.reference
+        try:
+            with default_storage.open(source.file.name, "rb") as handle:
+                data = handle.read()
+        except FileNotFoundError as error:
+            raise MissingInput(source.file.name) from error
+        extension = outputs.EXTENSIONS[source.format]
+        files.append((f"input-{item.position + 1}.{extension}", data, source.content_type))
+    mask = None
+    if job.mask:
+        with default_storage.open(job.mask.name, "rb") as handle:
+            mask = handle.read()
+    return files, mask
+
+
+class PreviewSaver:
+    """Keeps the newest streamed partial image where the job card can show it, and removes them after."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.prefix = job.attempt_prefix(job.attempts)
+        self.saved: list[str] = []
+
+    def __call__(self, index: int, data: bytes) -> None:
+        # Stored as sent, not decoded: decoding each partial cost the worker ~10 ms a job, and it is
+        # served only to members, with its sniffed type, nosniff and a sandbox CSP, until the final lands.
+        image_format = outputs.sniff_format(data)
+        if image_format is None:
+            return  # a preview is a courtesy; the final image decides
+        name = default_storage.save(
+            f"{self.prefix}preview-{index}.{outputs.EXTENSIONS[image_format]}", ContentFile(data)
+        )
+        self.saved.append(name)
+        Job.objects.show_preview(self.job.pk, token=self.job.claim_token, name=name, count=index + 1)
+
+    def discard(self) -> None:
+        # The names are known: no folder listing (a killed attempt's leftovers are the sweep's to find).
+        outputs.delete_files(self.saved)
+        self.saved.clear()
+
+
+def _record_and_charge(job: Job, answer: Answer) -> None:
+    """Write the ApiCall row for the call, and for an answered one its charge, in one transaction."""
+    facts = answer.facts
+    if facts is None:
+        return  # no call was made
+    if answer.failure is None:
+        outcome = ApiCall.Outcome.OK
+    else:
+        outcome = ApiCall.Outcome.TRANSIENT if answer.failure.transient else ApiCall.Outcome.PERMANENT
+    record = ApiCall(
+        job=job,
+        attempt=answer.attempt,
+        endpoint=facts.endpoint,
+        outcome=outcome,
+        request_id=facts.request_id,
+        http_status=facts.http_status,
+        latency_ms=facts.latency_ms,
+        error_type=facts.error_type,
+        error_code=answer.failure.code if answer.failure is not None else "",
+        error_detail=facts.error_detail,
+        response_size=facts.size,
+        response_quality=facts.quality,
+        response_background=facts.background,
+        response_format=facts.output_format,
+        **_token_columns(facts.usage),
+    )
+    if answer.failure is not None:
+        record.save()  # a refused call returns no usage: nothing to charge
+        logger.info(
+            "image call failed job=%s attempt=%s code=%s transient=%s request_id=%s",
+            job.pk,
+            answer.attempt,
+            answer.failure.code,
+            answer.failure.transient,
+            record.request_id,
+        )
+        return
+    with transaction.atomic():
+        record.save()
+        spend.charge(api_call=record, job=job)
+
+
+def _token_columns(usage: dict | None) -> dict:
+    if usage is None:
+        return {}
+    input_details = usage.get("input_tokens_details") or {}
+    output_details = usage.get("output_tokens_details") or {}
+    output_image_tokens = output_details.get("image_tokens")
+    if output_image_tokens is None:
+        # Older responses give no breakdown: all output tokens of an images call are image tokens.
+        output_image_tokens = usage.get("output_tokens")
+    return {
+        "usage": usage,
+        "input_text_tokens": input_details.get("text_tokens"),
+        "input_image_tokens": input_details.get("image_tokens"),
+        "output_image_tokens": output_image_tokens,
+        "output_text_tokens": output_details.get("text_tokens", 0),
+        "total_tokens": usage.get("total_tokens"),
+    }
+
+
+def _store_then_release(job: Job, answer: Answer) -> None:
+    try:
+        _store_and_finish(job, answer)
+    finally:
+        lease_keeper.release(job.claim_token)
+
+
+def _store_and_finish(job: Job, answer: Answer) -> None:
+    try:
+        stored = outputs.store_outputs(
+            prefix=job.attempt_prefix(answer.attempt),
+            images=[(image.index, image.data) for image in answer.result.images],
+            paste_onto=(answer.first_input, answer.mask) if answer.mask else None,
+        )
+    except outputs.UnreadableImage as error:
+        answer.previews.discard()
+        logger.warning("job %s: unreadable image from the API: %s", job.pk, error)
+        _record_failure(
+            job, imageapi.CallFailure(imageapi.REASONS["unreadable"], transient=True, code="unreadable")
+        )
+        return
+    _finish(job, stored)
+    answer.previews.discard()
+
+
+def _finish(job: Job, stored: list[outputs.StoredFile]) -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        won = Job.objects.finish(job.pk, token=job.claim_token, now=now)
+        if won:
+            Image.objects.bulk_create(
+                [
+                    Image(
+                        job_id=job.pk,
+                        project_id=job.project_id,
+                        index=item.index,
+                        file=item.name,
+                        thumbnail=item.thumbnail_name,
+                        width=item.width,
+                        height=item.height,
+                        format=item.format,
+                        bytes=item.bytes,
+                        sha256=item.sha256,
+                        composite=item.composite_name,
+                        composite_thumbnail=item.composite_thumbnail_name,
+                        created_at=now,
+                        author_id=job.author_id,
+                        model=job.model,
+                        kind=job.kind,
+                    )
+                    for item in stored
+                ]
+            )
+    if not won:
+        # The lease was lost (the sweep gave the job to another worker, or it was canceled meanwhile).
+        logger.warning("job %s: finished after losing its claim; discarding this attempt's files", job.pk)
+        outputs.delete_files([name for item in stored for name in outputs.stored_names(item)])
+
+
+def backoff_seconds(*, attempt: int, retry_after: float | None) -> float:
+    """Exponential backoff with full jitter, never sooner than the service asked."""
+    ceiling = min(settings.JOB_RETRY_MAX_SECONDS, settings.JOB_RETRY_BASE_SECONDS * (2 ** (attempt - 1)))
+    delay = random.uniform(ceiling / 2, ceiling)
+    if retry_after is not None:
+        # The service knows its own limits; the job's deadline is what bounds a long wait.
+        delay = max(delay, retry_after)
+    return delay
+
+
+def _record_failure(job: Job, failure: imageapi.CallFailure) -> None:
+    """A transient failure with attempts and time left schedules a retry; anything else fails the job."""
+    reason = failure.reason
+    if failure.transient:
+        delay = backoff_seconds(attempt=job.attempts, retry_after=failure.retry_after)
+        next_attempt_at = timezone.now() + timedelta(seconds=delay)
+        if job.attempts >= job.max_attempts:
+            reason = f"Gave up after {job.attempts} attempts. {failure.reason}"
+        elif next_attempt_at >= job.deadline_at:
+            reason = f"{OUT_OF_TIME_REASON} Last problem: {failure.reason}"
+        else:
+            with transaction.atomic():
+                if Job.objects.schedule_retry(
+                    job.pk,
+                    token=job.claim_token,
+                    code=failure.code,
+                    reason=failure.reason,
+                    at=next_attempt_at,
+                ):
+                    transaction.on_commit(lambda: queue.send_job(job.pk, countdown=delay))
+            return
+    Job.objects.fail(job.pk, token=job.claim_token, code=failure.code, message=reason)
+
+
+# --- Leases and the finisher -------------------------------------------------------------------------
+
+
+class LeaseKeeper:
+    """Renews the leases of the jobs this process is running, from one background thread.
+
+    The lease is short so that a killed worker's job is picked up within seconds by the sweep, while a
+    living worker keeps its job however long the API takes.
+    """
+
+    def __init__(self) -> None:
+        self._tokens: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def hold(self, token) -> None:
+        with self._lock:
+            self._tokens[str(token)] = self._tokens.get(str(token), 0) + 1
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
+                self._thread.start()
+
+    def release(self, token) -> None:
+        with self._lock:
+            self._tokens.pop(str(token), None)
+
+    def holds(self, token) -> bool:
+        with self._lock:
+            return str(token) in self._tokens
+
+    def renew_now(self) -> int:
+        with self._lock:
+            tokens = list(self._tokens)
+        return Job.objects.renew(tokens)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(settings.JOB_LEASE_RENEW_SECONDS)
+            try:
+                self.renew_now()
+            except Exception:
+                logger.exception("could not renew job leases")
+            finally:
+                # A connection held between ticks is one fewer for the workers (and keeps test DBs busy).
+                connection.close()
+
+
+lease_keeper = LeaseKeeper()
+
+
+class Finisher:
+    """A few threads that store answered jobs' images, so a worker's call slots only wait on OpenAI.
+
+    The backlog is bounded: when it is full, the next answered call waits for room, holding its slot,
+    so a worker never takes in more images than it can store. The lease stays renewed until a job is
+    stored; a worker killed with jobs in the backlog leaves them to the sweep, like any other crash.
+    """
+
+    def __init__(self, *, threads: int, backlog: int) -> None:
+        self.threads = threads
+        self._room = threading.BoundedSemaphore(backlog)
+        self._executor: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, work: Callable[[], None]) -> None:
+        self._room.acquire()
+        try:
+            with self._lock:
+                if self._executor is None:  # created in the process that uses it (prefork children)
+                    self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="finisher")
+                self._executor.submit(self._run, work)
+        except BaseException:
+            self._room.release()
+            raise
+
+    def _run(self, work: Callable[[], None]) -> None:
+        close_old_connections()  # as Celery does around a task: no connection past its age or broken
+        try:
+            work()
+        except Exception:
+            logger.exception("storing a job's images failed; the sweep retries it when its lease runs out")
+        finally:
+            close_old_connections()
+            self._room.release()
+
+    def drain(self) -> None:
+        """Finish everything handed over (a warm shutdown), then stop the threads."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
+
+
+_finisher: Finisher | None = None
+_finisher_lock = threading.Lock()
+
+
+def worker_finisher() -> Finisher:
+    """This process's finisher, sized from the settings."""
+    global _finisher
+    with _finisher_lock:
+        if _finisher is None:
+            _finisher = Finisher(
+                threads=settings.JOB_FINISH_THREADS, backlog=settings.CELERY_WORKER_CONCURRENCY
+            )
+        return _finisher
+
+
+def drain_worker_finisher() -> None:
+    if _finisher is not None:
+        _finisher.drain()
+
+
+# --- The sweep -------------------------------------------------------------------------------------------
+
+
+def jobs_sweep() -> dict[str, int]:
+    """Recover jobs that a dead worker or a lost message left behind. Run by beat every few seconds."""
+    now = timezone.now()
+    counts = {"requeued": 0, "failed": 0, "resent": 0}
+    expired = Job.objects.filter(status=Job.Status.RUNNING, lease_expires_at__lt=now)
+    for job in expired.only("pk", "project_id", "attempts", "max_attempts", "claim_token", "deadline_at"):
+        if job.attempts >= job.max_attempts or job.deadline_at <= now:
+            message = f"{INTERRUPTED_REASON} It was tried {job.attempts} times; retry it when ready."
+            won = Job.objects.fail(
+                job.pk, token=job.claim_token, code="interrupted", message=message, lease_expired_by=now
+            )
+            counts["failed"] += won
+        else:
+            with transaction.atomic():
+                won = Job.objects.requeue(
+                    job.pk,
+                    token=job.claim_token,
+                    reason=f"{INTERRUPTED_REASON} Trying again.",
+                    lease_expired_by=now,
+                )
+                if won:
+                    transaction.on_commit(lambda job_id=job.pk: queue.send_job(job_id))
+            counts["requeued"] += won
+        if won:
+            # Whatever the dead attempt wrote (its preview too: the row no longer points at it).
+            outputs.delete_prefixed(prefix=job.attempt_prefix(job.attempts))
+
+    # Messages that never arrived (a broker restart, a crash between commit and publish).
+    sent_before = now - timedelta(seconds=settings.JOB_REQUEUE_AFTER_SECONDS)
+    lost = Job.objects.filter(status=Job.Status.QUEUED, enqueued_at__lt=sent_before) | Job.objects.filter(
+        status=Job.Status.RETRYING, next_attempt_at__lt=sent_before
+    )
+    for job_id in lost.values_list("pk", flat=True)[:500]:
+        # Stamped first, so the next sweep does not send it yet again while this message is on its way;
+        # a racing sweep that stamped it already sends it instead.
+        if Job.objects.resend(job_id, sent_before=sent_before, now=now):
+            queue.send_job(job_id)
+            counts["resent"] += 1
+    if any(counts.values()):
+        logger.info("sweep: %s", counts)
+    return counts
