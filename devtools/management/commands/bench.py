@@ -951,11 +951,9 @@ class Command(BaseCommand):
                 url = reverse("job_card", args=[run.project.pk, job.pk])
                 results[label] = self.time_requests(client, url, polls, expect=expect)
         finally:
-            Job.objects.filter(pk=running.pk).update(
-                status=Job.Status.CANCELED,
-                finished_at=timezone.now(),
-                claim_token=None,
-                lease_expires_at=None,
+            # Its "worker" gives up on it, through the same transition a real one would use.
+            Job.objects.fail(
+                running.pk, token=running.claim_token, code="bench", message="Bench poll job, ended."
             )
         self.details["poll"] = results
         for label in ("finished", "running"):
@@ -1103,7 +1101,7 @@ class Command(BaseCommand):
             with override_settings(MEDIA_ROOT=str(folder)):
                 for attempt in range(runs):
                     started = time.perf_counter()
-                    outputs.store_outputs(project_id=0, job_id=0, attempt=attempt, images=[(0, data)])
+                    outputs.store_outputs(prefix=f"projects/0/jobs/0/a{attempt}-", images=[(0, data)])
                     timings.append(ms_since(started))
         finally:
             shutil.rmtree(folder, ignore_errors=True)
