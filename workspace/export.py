@@ -25,10 +25,10 @@ from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
 from django.utils.text import slugify
 
+from workspace import formats
 from workspace.models import ApiCall, Image, JobInput
 
 METADATA_NAME = "metadata.json"
-EXTENSIONS = {"png": "png", "jpeg": "jpg", "jpg": "jpg", "webp": "webp"}
 # ZIP timestamps cannot go before 1980.
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
@@ -50,7 +50,7 @@ def prefetch_for_export(queryset: QuerySet) -> list[Image]:
 
 def entry_name(position: int, image: Image) -> str:
     """The image's name inside the archive; `position` counts from 1 over the whole selection."""
-    extension = EXTENSIONS.get(image.format, image.format or "bin")
+    extension = formats.extension(image.format) if image.format in formats.FORMATS else "bin"
     return f"{position:03d}-image-{image.pk}.{extension}"
 
 
@@ -86,15 +86,11 @@ def _record(image: Image, file: str | None) -> dict:
         "format": image.format,
         "bytes": image.bytes,
         "sha256": image.sha256,
+        # Model and size have keys of their own above.
         "parameters": {
-            "quality": job.quality,
-            "output_format": job.output_format,
-            "output_compression": job.output_compression,
-            "background": job.background,
-            "moderation": job.moderation,
-            "complexity": job.complexity,
-            "n": job.n,
-            "input_fidelity": job.input_fidelity,
+            name: value
+            for name, value in job.request_fields().items()
+            if name not in ("model", "size", "size_preset")
         },
         "author": author.get_username() if author is not None else None,
         "created_at": _iso(image.created_at),

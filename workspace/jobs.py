@@ -105,7 +105,7 @@ def edit_create(
 
 def job_reproduce(*, job: Job, author) -> Job:
     """The same request again: same prompt, parameters, inputs and mask, as a new job."""
-    params = {name: getattr(job, name) for name in REQUEST_FIELDS}
+    params = job.request_fields()
     if not job.is_edit:
         return job_create(project=job.project, author=author, prompt=job.prompt, params=params)
     inputs = [item.image or item.reference for item in job.inputs.select_related("image", "reference")]
@@ -116,21 +116,6 @@ def job_reproduce(*, job: Job, author) -> Job:
     return edit_create(
         project=job.project, author=author, prompt=job.prompt, params=params, inputs=inputs, mask=mask
     )
-
-
-REQUEST_FIELDS = (
-    "model",
-    "size",
-    "size_preset",
-    "quality",
-    "output_format",
-    "output_compression",
-    "background",
-    "moderation",
-    "complexity",
-    "n",
-    "input_fidelity",
-)
 
 
 def job_cancel(*, job: Job) -> bool:

@@ -167,17 +167,8 @@ def prompt_diff(before: str, after: str) -> list[tuple[str, str]]:
     return pieces
 
 
-COMPARED = [
-    "model",
-    "size",
-    "quality",
-    "output_format",
-    "background",
-    "moderation",
-    "complexity",
-    "n",
-    "input_fidelity",
-]
+# The preset is only the form's name for a size, which is compared itself.
+COMPARED = [name for name in Job.REQUEST_FIELDS if name != "size_preset"]
 
 
 def parameter_changes(parent_job: Job, child_job: Job) -> list[Change]:

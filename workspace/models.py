@@ -9,6 +9,8 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
+from workspace import formats
+
 
 class ProjectQuerySet(models.QuerySet):
     def for_user(self, user) -> "ProjectQuerySet":
@@ -328,6 +330,21 @@ class Job(models.Model):
 
     ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING, Status.RETRYING)
     FINAL_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.CANCELED)
+    # What was asked of the API besides the prompt, inputs and mask, in one list: the form fills these,
+    # reproduce copies them, lineage compares them and the ZIP's metadata lists them.
+    REQUEST_FIELDS = (
+        "model",
+        "size",
+        "size_preset",
+        "quality",
+        "output_format",
+        "output_compression",
+        "background",
+        "moderation",
+        "complexity",
+        "n",
+        "input_fidelity",
+    )
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="jobs")
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="jobs")
@@ -423,6 +440,10 @@ class Job(models.Model):
         """Single-image jobs stream a partial image to show while the final one is drawn."""
         return self.n == 1
 
+    def request_fields(self) -> dict:
+        """This job's REQUEST_FIELDS and their values, as a form's job_params() gives them."""
+        return {name: getattr(self, name) for name in self.REQUEST_FIELDS}
+
     def api_params(self) -> dict:
         """The request exactly as sent: only parameters this model and endpoint accept, model always."""
         params: dict = {
@@ -440,7 +461,7 @@ class Job(models.Model):
                 params["input_fidelity"] = self.input_fidelity
         else:
             params["moderation"] = self.moderation
-        if self.output_compression is not None and self.output_format in ("jpeg", "webp"):
+        if self.output_compression is not None and self.output_format in formats.COMPRESSIBLE:
             params["output_compression"] = self.output_compression
         if self.complexity:
             params["complexity"] = self.complexity
@@ -577,12 +598,11 @@ class Image(models.Model):
 
     @property
     def content_type(self) -> str:
-        return {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}[self.format]
+        return formats.content_type(self.format)
 
     @property
     def download_name(self) -> str:
-        extension = "jpg" if self.format == "jpeg" else self.format
-        return f"atelier-{self.project_id}-{self.job_id}-{self.index + 1}.{extension}"
+        return f"atelier-{self.project_id}-{self.job_id}-{self.index + 1}.{formats.extension(self.format)}"
 
 
 MONEY = {"max_digits": 14, "decimal_places": 6}
@@ -753,7 +773,7 @@ class Reference(models.Model):
 
     @property
     def content_type(self) -> str:
-        return {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}[self.format]
+        return formats.content_type(self.format)
 
 
 class JobInput(models.Model):

@@ -14,12 +14,9 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from PIL import Image as PILImage
 
-from workspace import uploads
+from workspace import formats, uploads
 
 logger = logging.getLogger(__name__)
-
-ALLOWED_FORMATS = {"PNG": "png", "JPEG": "jpeg", "WEBP": "webp"}
-EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
 
 
 class UnreadableImage(ValueError):
@@ -58,7 +55,7 @@ def paste_back(*, original: bytes, mask: bytes, output: PILImage.Image) -> PILIm
 
 def sniff_format(data: bytes) -> str | None:
     """png, jpeg or webp from the first bytes, without decoding: for previews shown once and thrown away."""
-    return ALLOWED_FORMATS.get(uploads.sniff(data) or "")
+    return formats.BY_PILLOW.get(uploads.sniff(data) or "")
 
 
 def make_thumbnail(image: PILImage.Image) -> bytes:
@@ -79,11 +76,11 @@ def inspect(data: bytes) -> tuple[PILImage.Image, str]:
     """Open bytes as an image of an allowed format, fully decoded, or raise UnreadableImage."""
     try:
         # A full decode finds truncated or corrupt data; a separate verify() pass would read it all again.
-        image = PILImage.open(io.BytesIO(data), formats=list(ALLOWED_FORMATS))
+        image = PILImage.open(io.BytesIO(data), formats=list(formats.BY_PILLOW))
         image.load()
     except Exception as error:  # Pillow raises many types for bad data
         raise UnreadableImage(f"not a readable image: {error}") from error
-    image_format = ALLOWED_FORMATS.get(image.format or "")
+    image_format = formats.BY_PILLOW.get(image.format or "")
     if image_format is None:
         raise UnreadableImage(f"unexpected image format {image.format}")
     return image, image_format
@@ -103,7 +100,7 @@ def store_outputs(
     try:
         for index, data in images:
             image, image_format = inspect(data)
-            name = f"{prefix}{index}.{EXTENSIONS[image_format]}"
+            name = f"{prefix}{index}.{formats.extension(image_format)}"
             thumbnail_name = f"{prefix}{index}.thumb.webp"
             written.append(default_storage.save(name, ContentFile(data)))
             written.append(default_storage.save(thumbnail_name, ContentFile(make_thumbnail(image))))

@@ -23,7 +23,7 @@ from typing import Protocol
 from django.conf import settings
 from PIL import Image, ImageFile, ImageOps, JpegImagePlugin, PngImagePlugin, WebPImagePlugin
 
-ALLOWED_FORMATS = {"PNG": "png", "JPEG": "jpeg", "WEBP": "webp"}
+from workspace import formats
 
 MB = 1024 * 1024
 DEFAULT_REFERENCE_MAX_BYTES = 50 * MB  # the API's own limit for an input image
@@ -101,7 +101,7 @@ def clean_reference(upload: Upload, *, max_bytes: int | None = None) -> CleanIma
         raise UploadRejected(
             name, f"once cleaned, this image is {_size(len(encoded))}; the limit is {_limit(limit)}."
         )
-    return _result(name, data, image, encoded, ALLOWED_FORMATS[fmt])
+    return _result(name, data, image, encoded, formats.BY_PILLOW[fmt])
 
 
 def clean_mask(upload: Upload, *, width: int, height: int, max_bytes: int = MASK_MAX_BYTES) -> CleanImage:

@@ -22,7 +22,7 @@ from django.core.files.storage import default_storage
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
-from workspace import imageapi, outputs, queue, spend
+from workspace import formats, imageapi, outputs, queue, spend
 from workspace.models import ApiCall, Image, Job
 
 logger = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ def _edit_files(job: Job) -> tuple[list[imageapi.FileTuple], bytes | None]:
                 data = handle.read()
         except FileNotFoundError as error:
             raise MissingInput(source.file.name) from error
-        extension = outputs.EXTENSIONS[source.format]
+        extension = formats.extension(source.format)
         files.append((f"input-{item.position + 1}.{extension}", data, source.content_type))
     mask = None
     if job.mask:
@@ -154,7 +154,7 @@ class PreviewSaver:
         if image_format is None:
             return  # a preview is a courtesy; the final image decides
         name = default_storage.save(
-            f"{self.prefix}preview-{index}.{outputs.EXTENSIONS[image_format]}", ContentFile(data)
+            f"{self.prefix}preview-{index}.{formats.extension(image_format)}", ContentFile(data)
         )
         self.saved.append(name)
         Job.objects.show_preview(self.job.pk, token=self.job.claim_token, name=name, count=index + 1)

@@ -44,7 +44,7 @@ from django.utils import timezone
 from PIL import Image as PILImage
 from PIL import ImageDraw
 
-from workspace import imagemodels, outputs, spend
+from workspace import formats, imagemodels, spend
 from workspace.models import (
     ApiCall,
     Comment,
@@ -183,8 +183,8 @@ PALETTES = (
     ((60, 120, 80), (250, 250, 240)), ((250, 140, 30), (30, 50, 60)), ((180, 220, 120), (120, 40, 90)),
     ((240, 240, 240), (10, 140, 190)),
 )  # fmt: skip
-# The formats the worker stores, with Pillow's name for each and their file extensions (outputs.py's).
-PIL_FORMATS = {fmt: pil_name for pil_name, fmt in outputs.ALLOWED_FORMATS.items()}
+# The formats the worker stores, with Pillow's name for each (the workspace's one table).
+PIL_FORMATS = {name: item.pillow for name, item in formats.FORMATS.items()}
 
 
 def shape_of(width: int, height: int) -> str:
@@ -255,7 +255,7 @@ def write_seed_files(project: Project) -> SeedFiles:
             picture = _picture(shape, variant)
             for fmt in PIL_FORMATS:
                 files.originals[shape, variant, fmt] = save(
-                    f"{shape}-{variant}.{outputs.EXTENSIONS[fmt]}", _encode(picture, fmt)
+                    f"{shape}-{variant}.{formats.extension(fmt)}", _encode(picture, fmt)
                 )
             files.thumbnails[shape, variant] = save(
                 f"{shape}-{variant}.thumb.webp", _encode(picture, "webp")
