@@ -7,8 +7,9 @@ import pytest
 from django.conf import settings
 
 from standin import StandinServer
+from tests.factories import JOB_PARAMS, ProjectFactory, UserFactory
 from workspace import imageapi
-from workspace.models import Membership, Project, Role
+from workspace.models import Role
 
 # Hashing passwords properly costs ~0.3 s a user; tests make dozens of users.
 settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -40,11 +41,11 @@ def image_service(standin, settings, tmp_path):
 
 
 @pytest.fixture
-def make_user(django_user_model):
+def make_user():
+    """make_user("maya", is_staff=True): a user with the cast's password (factories.PASSWORD)."""
+
     def make(username: str, **extra):
-        return django_user_model.objects.create_user(
-            username=username, email=f"{username}@example.com", password="pass-for-tests-1", **extra
-        )
+        return UserFactory(username=username, **extra)
 
     return make
 
@@ -63,18 +64,16 @@ def cast(make_user):
 
 @pytest.fixture
 def project(cast):
-    project = Project.objects.create(name="Spring campaign", created_by=cast.alice)
-    Membership.objects.create(project=project, user=cast.alice, role=Role.OWNER)
-    Membership.objects.create(project=project, user=cast.bob, role=Role.EDITOR)
-    Membership.objects.create(project=project, user=cast.vera, role=Role.VIEWER)
-    return project
+    return ProjectFactory(
+        name="Spring campaign",
+        created_by=cast.alice,
+        members={cast.bob: Role.EDITOR, cast.vera: Role.VIEWER},
+    )
 
 
 @pytest.fixture
 def other_project(cast):
-    other = Project.objects.create(name="Charlie's team", created_by=cast.charlie)
-    Membership.objects.create(project=other, user=cast.charlie, role=Role.OWNER)
-    return other
+    return ProjectFactory(name="Charlie's team", created_by=cast.charlie)
 
 
 GENERATION_POST = {
@@ -97,20 +96,8 @@ def generation_post():
 
 
 def job_params(**overrides) -> dict:
-    params = {
-        "model": "gpt-image-2",
-        "size": "1024x1024",
-        "size_preset": "square",
-        "quality": "low",
-        "output_format": "png",
-        "output_compression": None,
-        "background": "auto",
-        "moderation": "auto",
-        "complexity": "",
-        "n": 1,
-    }
-    params.update(overrides)
-    return params
+    """The request fields of a plain square job (the same defaults JobFactory uses), with overrides."""
+    return JOB_PARAMS | overrides
 
 
 @pytest.fixture

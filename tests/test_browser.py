@@ -23,6 +23,7 @@ from PIL import Image as PILImage
 from playwright.sync_api import expect, sync_playwright
 
 from config.celery import app as celery_app
+from tests.factories import MembershipFactory, ProjectFactory
 from tests.helpers import create_job, run
 from workspace.models import Budget, Image, Job, LedgerEntry, Membership, Project, Reference, Role
 
@@ -133,9 +134,7 @@ def log_in(page, username: str) -> None:
 
 
 def project_for(owner, name: str = "Launch") -> Project:
-    project = Project.objects.create(name=name, created_by=owner)
-    Membership.objects.create(project=project, user=owner, role=Role.OWNER)
-    return project
+    return ProjectFactory(name=name, created_by=owner)
 
 
 def mark_page(page) -> None:
@@ -269,7 +268,7 @@ def test_a_refused_prompt_says_why_on_the_card_and_can_be_retried(page, make_use
 def test_a_viewer_sees_the_project_and_its_images_but_cannot_generate(page, make_user):
     owner, vera = make_user("olga"), make_user("vera")
     project = project_for(owner)
-    Membership.objects.create(project=project, user=vera, role=Role.VIEWER)
+    MembershipFactory(project=project, user=vera, role=Role.VIEWER)
     job = run(create_job(project=project, author=owner, prompt="A finished lemon still life"))
     assert job.status == Job.Status.SUCCEEDED
 
@@ -433,7 +432,7 @@ def test_find_review_and_hand_off_in_the_gallery(page, make_user, tmp_path, stan
     lead = make_user("gina")
     other = make_user("hugo")
     project = project_for(lead, "Catalogue")
-    Membership.objects.create(project=project, user=other, role=Role.EDITOR)
+    MembershipFactory(project=project, user=other, role=Role.EDITOR)
     make_images(project, other, 5, prompt="a teapot on linen")
     make_images(
         project, lead, 60, prompt="a lemon on a blue table", start=timezone.now() - timedelta(hours=2)

@@ -10,9 +10,10 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from tests.factories import FavouriteFactory, ImageFactory, JobFactory, MembershipFactory
 from tests.helpers import create_job, run, run_on_sqlite
 from workspace import gallery
-from workspace.models import Comment, Favourite, Image, Job
+from workspace.models import Comment, Favourite, Image, Role
 
 pytestmark = pytest.mark.django_db
 
@@ -30,28 +31,17 @@ def make_images(
 ):
     """Rows only (the gallery lists them; files are not read), newest last."""
     start = start or timezone.now() - timedelta(days=1)
-    job = create_job(project=project, author=author, prompt=prompt, model=model)
-    Job.objects.filter(pk=job.pk).update(status="succeeded", kind=kind)
+    job = JobFactory(project=project, author=author, prompt=prompt, model=model, kind=kind, succeeded=True)
     return Image.objects.bulk_create(
-        [
-            Image(
-                job=job,
-                project=project,
-                index=i,
-                width=size[0],
-                height=size[1],
-                format="png",
-                bytes=1,
-                sha256="0",
-                author=author,
-                model=model,
-                kind=kind,
-                created_at=start + timedelta(seconds=i),
-                file=f"x/{i}.png",
-                thumbnail=f"x/{i}.webp",
-            )
-            for i in range(count)
-        ]
+        ImageFactory.build(
+            job=job,
+            index=i,
+            width=size[0],
+            height=size[1],
+            created_at=start + timedelta(seconds=i),
+            stored=False,
+        )
+        for i in range(count)
     )
 
 
@@ -121,7 +111,7 @@ def test_filters_combine_and_the_url_carries_them(client, cast, project):
     make_images(project, cast.alice, 4, prompt="a blue lemon", size=(1024, 1536))
     approved = make_images(project, cast.alice, 2, prompt="a blue lemon", kind="edit")
     Image.objects.filter(pk__in=[image.pk for image in approved]).update(review_state="approved")
-    Favourite.of(user=cast.bob, image=approved[0]).save()
+    FavouriteFactory(user=cast.bob, image=approved[0])
     client.force_login(cast.bob)
     url = reverse("gallery", args=[project.pk])
 
@@ -311,9 +301,7 @@ def test_compare_shows_two_to_four_images_at_the_same_scale(client, cast, projec
 
 
 def test_prompt_history_groups_identical_prompts(client, cast, project, other_project, standin):
-    from workspace.models import Membership
-
-    Membership.objects.create(project=other_project, user=cast.bob, role="editor")
+    MembershipFactory(project=other_project, user=cast.bob, role=Role.EDITOR)
     for _ in range(3):
         run(create_job(project=project, author=cast.bob, prompt="A lemon on a blue table"))
     run(create_job(project=project, author=cast.bob, prompt="A pear"))
@@ -400,8 +388,8 @@ def test_my_favourites_pages_in_gallery_order_through_the_stars(client, cast, pr
     assert (star.project_id, star.image_created_at) == (project.pk, starred[5].created_at)
     Image.objects.filter(pk=starred[7].pk).update(deleted_at=timezone.now())
     elsewhere = make_images(other_project, cast.charlie, 1)[0]
-    Favourite.of(user=cast.bob, image=elsewhere).save()
-    Favourite.of(user=cast.alice, image=images[1]).save()
+    FavouriteFactory(user=cast.bob, image=elsewhere)
+    FavouriteFactory(user=cast.alice, image=images[1])
 
     url = reverse("gallery", args=[project.pk])
     first = client.get(url, {"favourites": "on"})

@@ -12,6 +12,7 @@ from django.http import Http404
 from django.urls import reverse
 from django.utils import timezone
 
+from tests.factories import JobFactory
 from tests.helpers import create_job, run, run_on_sqlite
 from workspace import hot_queries
 from workspace.access import job_card_access
@@ -29,8 +30,10 @@ def _assert_same_fields(loaded, fresh, attnames):
 
 
 def _retrying_job(project, author) -> Job:
-    job = create_job(project=project, author=author, n=3)
-    Job.objects.filter(pk=job.pk).update(
+    return JobFactory(
+        project=project,
+        author=author,
+        n=3,
         status=Job.Status.RETRYING,
         attempts=2,
         retry_reason="OpenAI is busy right now.",
@@ -38,7 +41,6 @@ def _retrying_job(project, author) -> Job:
         preview="previews/job-1-0.png",
         preview_count=2,
     )
-    return job
 
 
 def test_the_card_row_is_the_orm_row_with_the_viewers_role(cast, project, django_assert_num_queries):

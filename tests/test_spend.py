@@ -12,9 +12,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from tests.conftest import GENERATION_POST, job_params
+from tests.factories import MembershipFactory, ProjectFactory, UserFactory
 from tests.helpers import create_job, run
 from workspace import jobs, spend, worker
-from workspace.models import ApiCall, Budget, Job, LedgerEntry, Price
+from workspace.models import ApiCall, Budget, Job, LedgerEntry, Price, Role
 
 pytestmark = pytest.mark.django_db
 
@@ -250,15 +251,10 @@ def test_the_sweep_releases_a_job_it_gives_up_on(cast, project):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_fifty_simultaneous_submits_against_a_budget_for_ten_accept_ten(
-    django_user_model, monkeypatch, seeded_prices
-):
-    from workspace.models import Membership, Project
-
+def test_fifty_simultaneous_submits_against_a_budget_for_ten_accept_ten(monkeypatch, seeded_prices):
     monkeypatch.setattr(jobs, "_enqueue", lambda job_id, countdown=None: None)
-    user = django_user_model.objects.create_user("rush")
-    project = Project.objects.create(name="Rush", created_by=user)
-    Membership.objects.create(project=project, user=user, role="owner")
+    user = UserFactory(username="rush")
+    project = ProjectFactory(name="Rush", created_by=user)
     params = job_params(quality="high")
     each = jobs.job_estimate(prompt="a lemon", params=params).cost
     assert each == Decimal("0.210730")
@@ -340,9 +336,7 @@ def test_the_job_page_shows_actual_against_estimate(client, cast, project, stand
 
 @pytest.fixture
 def spending(cast, project, other_project, standin):
-    from workspace.models import Membership
-
-    Membership.objects.create(project=other_project, user=cast.bob, role="editor")
+    MembershipFactory(project=other_project, user=cast.bob, role=Role.EDITOR)
     run(create_job(project=project, author=cast.bob, quality="high", n=2))
     run(create_job(project=project, author=cast.alice, quality="low"))
     run(create_job(project=other_project, author=cast.bob, model="gpt-image-1.5", quality="medium"))
