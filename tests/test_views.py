@@ -447,6 +447,7 @@ def test_every_field_is_described_only_by_what_is_on_the_page(client, cast, proj
         if name.endswith("errors"):
             assert "aria-describedby" in html, name
         assert _dangling_references(html) == [], name
+        assert "{#" not in html and "#}" not in html, name  # a template comment that leaked
     studio_errors = pages["studio, errors"].content.decode()
     assert 'aria-describedby="id_prompt_error"' in studio_errors
     assert 'aria-describedby="id_output_compression_helptext"' in studio_errors
