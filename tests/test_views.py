@@ -439,6 +439,8 @@ def test_every_field_is_described_only_by_what_is_on_the_page(client, cast, proj
         "settings, errors": client.post(reverse("project_settings", args=[p]), {"name": " "}),
         "home": client.get(reverse("home")),
     }
+    client.logout()
+    pages["login, wrong password"] = client.post(reverse("login"), {"username": "alice", "password": "wrong"})
     client.force_login(cast.sam)
     pages["dashboard, errors"] = client.get(reverse("spend_dashboard"), {"period": "custom", "start": "x"})
     for name, response in pages.items():
