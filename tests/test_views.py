@@ -407,3 +407,105 @@ def test_the_api_key_never_reaches_a_page(client, cast, project, settings):
         reverse("members", args=[project.pk]),
     ):
         assert "sk-very-secret-value-123" not in client.get(url).content.decode()
+
+
+def _dangling_references(html: str) -> list[str]:
+    """aria-describedby ids that name no element on the page, and ids used twice."""
+    import re
+    from collections import Counter
+
+    ids = Counter(re.findall(r'\sid="([^"]+)"', html))
+    named = [i for value in re.findall(r'aria-describedby="([^"]*)"', html) for i in value.split()]
+    return [f"missing {i}" for i in named if i not in ids] + [f"twice {i}" for i, n in ids.items() if n > 1]
+
+
+def test_every_field_is_described_only_by_what_is_on_the_page(client, cast, project, finished_job, settings):
+    """Help text and errors render with the ids Django's aria-describedby names; none dangles."""
+    client.force_login(cast.alice)
+    image = finished_job.images.get()
+    p = project.pk
+    bad_generation = {"prompt": "", "model": "gpt-image-2", "size": "custom", "width": "17", "n": "99"}
+    pages = {
+        "studio": client.get(reverse("project", args=[p])),
+        "studio, errors": client.post(reverse("job_create", args=[p]), bad_generation),
+        "edit": client.get(reverse("edit", args=[p]), {"inputs": f"img:{image.pk}"}),
+        "edit, errors": client.post(
+            reverse("edit", args=[p]), {"inputs": f"img:{image.pk}", "prompt": "", "n": "0"}
+        ),
+        "image": client.get(reverse("image_detail", args=[p, image.pk])),
+        "members, errors": client.post(reverse("members", args=[p]), {"who": "nobody", "role": "x"}),
+        "gallery, errors": client.get(reverse("gallery", args=[p]), {"since": "not-a-date"}),
+        "prompts": client.get(reverse("project_prompts", args=[p])),
+        "settings, errors": client.post(reverse("project_settings", args=[p]), {"name": " "}),
+        "home": client.get(reverse("home")),
+    }
+    client.logout()
+    pages["login, wrong password"] = client.post(reverse("login"), {"username": "alice", "password": "wrong"})
+    client.force_login(cast.sam)
+    pages["dashboard, errors"] = client.get(reverse("spend_dashboard"), {"period": "custom", "start": "x"})
+    for name, response in pages.items():
+        html = response.content.decode()
+        assert response.status_code in (200, 400), name
+        if name.endswith("errors"):
+            assert "aria-describedby" in html, name
+        assert _dangling_references(html) == [], name
+        assert "{#" not in html and "#}" not in html, name  # a template comment that leaked
+    studio_errors = pages["studio, errors"].content.decode()
+    assert 'aria-describedby="id_prompt_error"' in studio_errors
+    assert 'aria-describedby="id_output_compression_helptext"' in studio_errors
+    assert 'aria-invalid="true"' in studio_errors
+
+
+def test_limits_on_pages_come_from_the_settings_and_forms_that_enforce_them(client, cast, project, settings):
+    settings.REFERENCE_MAX_BYTES = 10 * 1024 * 1024
+    client.force_login(cast.alice)
+    assert "up to 10.0 MB each" in client.get(reverse("references", args=[project.pk])).content.decode()
+    studio = client.get(reverse("project", args=[project.pk])).content.decode()
+    assert "/ 32,000 characters" in studio  # the prompt field's max_length
+    assert "longest edge up to 3,840 px" in studio  # the width field's max_value
+    assert 'maxlength="32000"' in studio
+
+
+def test_the_job_card_is_one_template_wherever_it_shows(client, cast, project, finished_job):
+    client.force_login(cast.alice)
+    running = create_job(project=project, author=cast.bob)
+    p = project.pk
+    for response in (
+        client.get(reverse("project", args=[p])),
+        client.get(reverse("gallery", args=[p])),  # "In progress" holds the running job
+        client.get(reverse("job_detail", args=[p, finished_job.pk])),
+        client.get(reverse("job_card", args=[p, running.pk]), headers={"HX-Request": "true"}),
+    ):
+        assert "workspace/_job_card.html" in [t.name for t in response.templates]
+    final = client.get(reverse("job_card", args=[p, finished_job.pk]), headers={"HX-Request": "true"})
+    assert final.status_code == 286
+    assert 'id="job-announcer"' in final.content.decode()  # told once, when it ends
+    polled = client.get(reverse("job_card", args=[p, running.pk]), headers={"HX-Request": "true"})
+    assert "job-announcer" not in polled.content.decode()
+
+
+def test_comments_are_checked_by_the_service_and_the_refusal_is_shown(client, cast, project, finished_job):
+    image = finished_job.images.get()
+    client.force_login(cast.vera)  # viewers may comment
+    url = reverse("image_comment", args=[project.pk, image.pk])
+    empty = client.post(url, {"body": "   "}, follow=True)
+    assert "Write something before posting a comment." in empty.content.decode()
+    long = client.post(url, {"body": "x" * 4001}, follow=True)
+    assert "Comments are limited to 4,000 characters." in long.content.decode()
+    client.post(url, {"body": "  Warmer light please  "})
+    assert list(image.comments.values_list("author", "body")) == [(cast.vera.pk, "Warmer light please")]
+
+
+def test_two_owners_can_hand_over_and_the_members_page_labels_each_role_menu(client, cast, project):
+    client.force_login(cast.alice)
+    bob = Membership.objects.get(project=project, user=cast.bob)
+    client.post(reverse("member_role", args=[project.pk, bob.pk]), {"role": "owner"})
+    page = client.get(reverse("members", args=[project.pk])).content.decode()
+    assert f'<label for="role-{bob.pk}" class="visually-hidden">Role of bob</label>' in page
+    mine = Membership.objects.get(project=project, user=cast.alice)
+    client.post(reverse("member_remove", args=[project.pk, mine.pk]))
+    assert not Membership.objects.filter(pk=mine.pk).exists()
+    bob.refresh_from_db()
+    assert bob.role == Role.OWNER
+    refused = client.post(reverse("member_role", args=[project.pk, bob.pk]), {"role": "bogus"})
+    assert refused.status_code == 404  # alice is no longer a member

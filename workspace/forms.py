@@ -6,7 +6,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from workspace import imagemodels as im
-from workspace.models import Project, Role
+from workspace.models import Membership, Project, Role
+from workspace.review import COMMENT_MAX_CHARS
 
 QUALITY_LABELS = {
     "auto": "Auto",
@@ -248,6 +249,34 @@ class AddMemberForm(forms.Form):
 
 class ChangeRoleForm(forms.Form):
     role = forms.ChoiceField(choices=Role.choices)
+
+    @classmethod
+    def for_member(cls, membership: Membership) -> "ChangeRoleForm":
+        """The role menu on one member's row: its own ids ("role-7"), labelled with whose role it is."""
+        form = cls(initial={"role": membership.role}, auto_id=f"%s-{membership.pk}")
+        form.fields["role"].label = f"Role of {membership.user.get_username()}"
+        return form
+
+
+class CommentForm(forms.Form):
+    """Renders the comment box; review.comment_add applies the rules."""
+
+    body = forms.CharField(
+        label="Add a comment",
+        max_length=COMMENT_MAX_CHARS,
+        widget=forms.Textarea(attrs={"rows": 2, "placeholder": "Add a comment for the team"}),
+    )
+
+
+PROMPT_SEARCH_MAX_CHARS = 300
+
+
+class PromptSearchForm(forms.Form):
+    """Renders the prompt history's search box; the view reads and tidies `q` itself."""
+
+    q = forms.CharField(
+        label="Search prompts", required=False, max_length=PROMPT_SEARCH_MAX_CHARS, widget=forms.SearchInput
+    )
 
 
 class SpendPeriodForm(forms.Form):

@@ -1,61 +1,71 @@
 from django.urls import path
 
-from workspace import views
+from workspace.views import gallery, images, library, projects, spend, studio
 
 urlpatterns = [
-    path("", views.home, name="home"),
-    path("healthz", views.healthz, name="healthz"),
-    path("projects/new", views.project_create, name="project_create"),
-    path("spend/", views.my_spend, name="my_spend"),
-    path("spend/badge", views.spend_badge, name="spend_badge"),
-    path("spend/dashboard", views.spend_dashboard, name="spend_dashboard"),
-    path("spend/dashboard.csv", views.spend_csv, name="spend_csv"),
-    path("p/<int:project_id>/", views.project, name="project"),
-    path("p/<int:project_id>/settings", views.project_settings, name="project_settings"),
-    path("p/<int:project_id>/archive", views.project_archive, name="project_archive"),
-    path("p/<int:project_id>/members", views.members, name="members"),
-    path("p/<int:project_id>/members/<int:membership_id>/role", views.member_role, name="member_role"),
-    path("p/<int:project_id>/members/<int:membership_id>/remove", views.member_remove, name="member_remove"),
-    path("p/<int:project_id>/jobs", views.job_create, name="job_create"),
-    path("p/<int:project_id>/estimate", views.estimate, name="estimate"),
-    path("p/<int:project_id>/jobs/<int:job_id>/", views.job_detail, name="job_detail"),
-    path("p/<int:project_id>/jobs/<int:job_id>/card", views.job_card, name="job_card"),
-    path("p/<int:project_id>/jobs/<int:job_id>/cancel", views.job_cancel, name="job_cancel"),
-    path("p/<int:project_id>/jobs/<int:job_id>/retry", views.job_retry, name="job_retry"),
-    path("p/<int:project_id>/references", views.references, name="references"),
+    # Projects and their people (views/projects.py).
+    path("", projects.home, name="home"),
+    path("healthz", projects.healthz, name="healthz"),
+    path("projects/new", projects.project_create, name="project_create"),
+    path("p/<int:project_id>/settings", projects.project_settings, name="project_settings"),
+    path("p/<int:project_id>/archive", projects.project_archive, name="project_archive"),
+    path("p/<int:project_id>/members", projects.members, name="members"),
+    path("p/<int:project_id>/members/<int:membership_id>/role", projects.member_role, name="member_role"),
+    path(
+        "p/<int:project_id>/members/<int:membership_id>/remove", projects.member_remove, name="member_remove"
+    ),
+    # The studio: the project page, its jobs and their cards (views/studio.py).
+    path("p/<int:project_id>/", studio.project, name="project"),
+    path("p/<int:project_id>/jobs", studio.job_create, name="job_create"),
+    path("p/<int:project_id>/estimate", studio.estimate, name="estimate"),
+    path("p/<int:project_id>/jobs/<int:job_id>/", studio.job_detail, name="job_detail"),
+    path("p/<int:project_id>/jobs/<int:job_id>/card", studio.job_card, name="job_card"),
+    path("p/<int:project_id>/jobs/<int:job_id>/cancel", studio.job_cancel, name="job_cancel"),
+    path("p/<int:project_id>/jobs/<int:job_id>/retry", studio.job_retry, name="job_retry"),
+    path("p/<int:project_id>/jobs/<int:job_id>/reproduce", studio.job_reproduce, name="job_reproduce"),
+    path("p/<int:project_id>/jobs/<int:job_id>/preview", studio.job_preview, name="job_preview"),
+    # One image, its files and what is done to it (views/images.py).
+    path("p/<int:project_id>/images/<int:image_id>/", images.image_detail, name="image_detail"),
+    path("p/<int:project_id>/images/<int:image_id>/file", images.image_file, name="image_file"),
+    path("p/<int:project_id>/images/<int:image_id>/thumb", images.image_thumb, name="image_thumb"),
+    path("p/<int:project_id>/images/<int:image_id>/download", images.image_download, name="image_download"),
+    path(
+        "p/<int:project_id>/images/<int:image_id>/pasted/<str:variant>",
+        images.image_composite,
+        name="image_composite",
+    ),
+    path(
+        "p/<int:project_id>/images/<int:image_id>/as/<str:target>", images.image_convert, name="image_convert"
+    ),
+    path("p/<int:project_id>/images/<int:image_id>/family", images.image_family, name="image_family"),
+    path(
+        "p/<int:project_id>/images/<int:image_id>/favourite", images.image_favourite, name="image_favourite"
+    ),
+    path("p/<int:project_id>/images/<int:image_id>/review", images.image_review, name="image_review"),
+    path("p/<int:project_id>/images/<int:image_id>/comment", images.image_comment, name="image_comment"),
+    path("p/<int:project_id>/images/<int:image_id>/delete", images.image_delete, name="image_delete"),
+    # The reference library and edits (views/library.py).
+    path("p/<int:project_id>/references", library.references, name="references"),
     path(
         "p/<int:project_id>/references/<int:reference_id>/remove",
-        views.reference_remove,
+        library.reference_remove,
         name="reference_remove",
     ),
     path(
         "p/<int:project_id>/references/<int:reference_id>/<str:variant>",
-        views.reference_file,
+        library.reference_file,
         name="reference_file",
     ),
-    path("p/<int:project_id>/edit", views.edit, name="edit"),
-    path("p/<int:project_id>/jobs/<int:job_id>/reproduce", views.job_reproduce, name="job_reproduce"),
-    path("p/<int:project_id>/jobs/<int:job_id>/preview", views.job_preview, name="job_preview"),
-    path("p/<int:project_id>/images/<int:image_id>/family", views.image_family, name="image_family"),
-    path(
-        "p/<int:project_id>/images/<int:image_id>/pasted/<str:variant>",
-        views.image_composite,
-        name="image_composite",
-    ),
-    path("p/<int:project_id>/gallery", views.gallery_view, name="gallery"),
-    path("p/<int:project_id>/bulk", views.bulk, name="bulk"),
-    path("p/<int:project_id>/compare", views.compare, name="compare"),
-    path("p/<int:project_id>/prompts", views.prompt_history, name="project_prompts"),
-    path("prompts/", views.prompt_history, name="my_prompts"),
-    path("p/<int:project_id>/images/<int:image_id>/favourite", views.image_favourite, name="image_favourite"),
-    path("p/<int:project_id>/images/<int:image_id>/review", views.image_review, name="image_review"),
-    path("p/<int:project_id>/images/<int:image_id>/comment", views.image_comment, name="image_comment"),
-    path("p/<int:project_id>/images/<int:image_id>/delete", views.image_delete, name="image_delete"),
-    path(
-        "p/<int:project_id>/images/<int:image_id>/as/<str:target>", views.image_convert, name="image_convert"
-    ),
-    path("p/<int:project_id>/images/<int:image_id>/", views.image_detail, name="image_detail"),
-    path("p/<int:project_id>/images/<int:image_id>/file", views.image_file, name="image_file"),
-    path("p/<int:project_id>/images/<int:image_id>/thumb", views.image_thumb, name="image_thumb"),
-    path("p/<int:project_id>/images/<int:image_id>/download", views.image_download, name="image_download"),
+    path("p/<int:project_id>/edit", library.edit, name="edit"),
+    # The gallery, bulk actions, comparison and prompt history (views/gallery.py).
+    path("p/<int:project_id>/gallery", gallery.gallery_view, name="gallery"),
+    path("p/<int:project_id>/bulk", gallery.bulk, name="bulk"),
+    path("p/<int:project_id>/compare", gallery.compare, name="compare"),
+    path("p/<int:project_id>/prompts", gallery.prompt_history, name="project_prompts"),
+    path("prompts/", gallery.prompt_history, name="my_prompts"),
+    # Spend (views/spend.py).
+    path("spend/", spend.my_spend, name="my_spend"),
+    path("spend/badge", spend.spend_badge, name="spend_badge"),
+    path("spend/dashboard", spend.spend_dashboard, name="spend_dashboard"),
+    path("spend/dashboard.csv", spend.spend_csv, name="spend_csv"),
 ]

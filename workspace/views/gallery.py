@@ -1,0 +1,145 @@
+"""The gallery and what is done from it: bulk actions, side-by-side comparison, prompt history."""
+
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.template.defaultfilters import pluralize
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from workspace import export, gallery, history, review
+from workspace.access import project_access, project_access_with_members
+from workspace.forms import PROMPT_SEARCH_MAX_CHARS, PromptSearchForm
+from workspace.gallery import GalleryFilterForm
+from workspace.models import Image, Job, Project
+from workspace.views._common import filters_query
+
+
+@login_required
+@require_GET
+def gallery_view(request: HttpRequest, project_id: int) -> HttpResponse:
+    access, members = project_access_with_members(request.user, project_id)
+    authors = [(m.user_id, m.user.get_username()) for m in members]
+    form = GalleryFilterForm(request.GET, authors=authors)
+    problem = ""
+    result = gallery.Page(items=[], next_cursor="")
+    if not form.is_valid():
+        problem = next(iter(form.errors.values()))[0]
+    else:
+        images = gallery.filtered(project=access.project, user=request.user, data=form.cleaned_data)
+        try:
+            result = gallery.page(images, cursor=request.GET.get("after", ""))
+        except gallery.BadCursor:
+            problem = "That page link has expired; showing the newest images instead."
+            result = gallery.page(images)
+    context = {
+        "project": access.project,
+        "access": access,
+        "form": form,
+        "page": result,
+        "problem": problem,
+        "filters": filters_query(request),
+    }
+    if request.htmx and request.GET.get("after"):
+        return render(request, "workspace/gallery.html#gallery-page", context)
+    context["active_jobs"] = (
+        Job.objects.active().filter(project=access.project).select_related("author").order_by("-id")[:12]
+    )
+    if request.htmx:
+        return render(request, "workspace/gallery.html#results", context)
+    return render(request, "workspace/gallery.html", context)
+
+
+def _selected(request: HttpRequest, project: Project):
+    ids = [int(value) for value in request.POST.getlist("ids") if value.isdigit()][:500]
+    return Image.objects.visible().filter(project=project, pk__in=ids)
+
+
+@login_required
+@require_POST
+def bulk(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Act on the selected images: download, compare, favourite, review."""
+    access = project_access(request.user, project_id)
+    action = request.POST.get("action", "")
+    selected = _selected(request, access.project)
+    if request.POST.get("approved_only"):
+        selected = selected.filter(review_state=Image.Review.APPROVED)
+    back = f"{reverse('gallery', args=[project_id])}?{request.POST.get('filters', '')}"
+    if not selected.exists():
+        messages.error(request, "None of the selected images are in this project (or none were selected).")
+        return redirect(back)
+    if action == "download":
+        images = export.prefetch_for_export(selected.order_by("-created_at", "-id"))
+        response = StreamingHttpResponse(export.zip_stream(images), content_type="application/zip")
+        response["Content-Disposition"] = (
+            f'attachment; filename="{export.export_filename(access.project, len(images))}"'
+        )
+        response["X-Accel-Buffering"] = "no"  # a buffering proxy would hold the whole archive
+        return response
+    if action == "compare":
+        ids = list(selected.order_by("-created_at").values_list("pk", flat=True)[:5])
+        if not 2 <= len(ids) <= 4:
+            messages.error(request, "Choose 2 to 4 images to compare.")
+            return redirect(back)
+        return redirect(f"{reverse('compare', args=[project_id])}?{urlencode([('ids', pk) for pk in ids])}")
+    if action in ("favourite", "unfavourite"):
+        count = review.favourite_many(user=request.user, images=list(selected), on=action == "favourite")
+        messages.success(
+            request, f"{'Starred' if action == 'favourite' else 'Unstarred'} {count} image{pluralize(count)}."
+        )
+        return redirect(back)
+    if action in Image.Review.values:
+        if not access.can_edit:
+            raise PermissionDenied("Only editors can review images.")
+        count = review.review_many(user=request.user, images=selected, state=action)
+        messages.success(
+            request, f"Marked {count} image{pluralize(count)} {Image.Review(action).label.lower()}."
+        )
+        return redirect(back)
+    return HttpResponse("Unknown action.", status=400)
+
+
+@login_required
+@require_GET
+def compare(request: HttpRequest, project_id: int) -> HttpResponse:
+    access = project_access(request.user, project_id)
+    ids = [int(value) for value in request.GET.getlist("ids") if value.isdigit()]
+    images = list(Image.objects.visible().filter(project=access.project, pk__in=ids).select_related("job"))
+    images.sort(key=lambda image: ids.index(image.pk))
+    status = 200 if 2 <= len(images) <= 4 else 400
+    return render(
+        request,
+        "workspace/compare.html",
+        {"project": access.project, "access": access, "images": images},
+        status=status,
+    )
+
+
+@login_required
+@require_GET
+def prompt_history(request: HttpRequest, project_id: int | None = None) -> HttpResponse:
+    """Every prompt submitted, identical ones grouped: for a project, or mine across my projects."""
+    if project_id is not None:
+        access = project_access(request.user, project_id)
+        scope = Job.objects.filter(project=access.project)
+        project = access.project
+    else:
+        access, project = None, None
+        scope = Job.objects.filter(author=request.user, project__in=Project.objects.for_user(request.user))
+    query = " ".join(request.GET.get("q", "").split())[:PROMPT_SEARCH_MAX_CHARS]
+    groups = history.prompt_groups(jobs=scope, query=query)
+    return render(
+        request,
+        "workspace/prompts.html",
+        {
+            "project": project,
+            "access": access,
+            "groups": groups,
+            "query": query,
+            "search_form": PromptSearchForm(initial={"q": query}, auto_id="prompt-%s"),
+        },
+    )

@@ -1,0 +1,191 @@
+"""One image: its page, its files in every form, its family, and what people do to it (star, review,
+comment, delete and undo)."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from workspace import gallery, lineage, outputs, review
+from workspace.access import ProjectAccess, object_access, project_access
+from workspace.forms import CommentForm
+from workspace.gallery import GalleryFilterForm
+from workspace.models import Favourite, Image, Role
+from workspace.views._common import filters_query, serve
+
+
+def _image_for(request: HttpRequest, project_id: int, image_id: int) -> tuple[ProjectAccess, Image]:
+    return object_access(
+        request.user, Image.objects.select_related("job", "job__author"), project_id=project_id, pk=image_id
+    )
+
+
+@login_required
+@require_GET
+def image_detail(request: HttpRequest, project_id: int, image_id: int) -> HttpResponse:
+    access, image = _image_for(request, project_id, image_id)
+    reported = image.job.api_calls.filter(outcome="ok").order_by("-id").first()
+    siblings = image.job.images.order_by("index")
+    inputs = lineage.parents(image)
+    first_parent = next((item.image for item in inputs if item.image is not None), None)
+    diff = None
+    if first_parent is not None:
+        diff = {
+            "parent": first_parent,
+            "prompt": lineage.prompt_diff(first_parent.job.prompt, image.job.prompt),
+            "changes": lineage.parameter_changes(first_parent.job, image.job),
+        }
+    # Previous and next follow the gallery view the person came from (its filters ride on the URL).
+    filters = filters_query(request)
+    newer = older = None
+    if request.GET.get("from") == "gallery" or filters:
+        authors = [(int(a), a) for a in request.GET.getlist("author") if a.isdigit()]
+        form = GalleryFilterForm(request.GET, authors=authors)
+        if form.is_valid():
+            view = gallery.filtered(project=access.project, user=request.user, data=form.cleaned_data)
+            newer, older = gallery.neighbours(view, image)
+    return render(
+        request,
+        "workspace/image_detail.html",
+        {
+            "image": image,
+            "job": image.job,
+            "access": access,
+            "project": access.project,
+            "reported": reported,
+            "siblings": siblings,
+            "inputs": inputs,
+            "children": lineage.children(image),
+            "diff": diff,
+            "show_raw": request.GET.get("view") == "raw",
+            "is_favourite": Favourite.objects.filter(user=request.user, image=image).exists(),
+            "comments": image.comments.select_related("author"),
+            "comment_form": CommentForm(),
+            "filters": filters,
+            "newer": newer,
+            "older": older,
+            "reviews": Image.Review.choices,
+            "undo_minutes": review.DELETE_UNDO_MINUTES,
+        },
+    )
+
+
+@login_required
+@require_GET
+def image_file(request: HttpRequest, project_id: int, image_id: int) -> FileResponse:
+    _, image = _image_for(request, project_id, image_id)
+    return serve(image.file.name, content_type=image.content_type)
+
+
+@login_required
+@require_GET
+def image_thumb(request: HttpRequest, project_id: int, image_id: int) -> FileResponse:
+    _, image = _image_for(request, project_id, image_id)
+    return serve(image.thumbnail.name, content_type="image/webp")
+
+
+@login_required
+@require_GET
+def image_download(request: HttpRequest, project_id: int, image_id: int) -> FileResponse:
+    _, image = _image_for(request, project_id, image_id)
+    return serve(image.file.name, content_type=image.content_type, download_name=image.download_name)
+
+
+@login_required
+@require_GET
+def image_composite(request: HttpRequest, project_id: int, image_id: int, variant: str) -> FileResponse:
+    _, image = _image_for(request, project_id, image_id)
+    if not image.composite or variant not in ("file", "thumb", "download"):
+        raise Http404
+    if variant == "thumb":
+        return serve(image.composite_thumbnail.name, content_type="image/webp")
+    download = f"{image.download_name.rsplit('.', 1)[0]}-pasted.png" if variant == "download" else None
+    return serve(image.composite.name, content_type="image/png", download_name=download)
+
+
+@login_required
+@require_GET
+def image_convert(request: HttpRequest, project_id: int, image_id: int, target: str) -> HttpResponse:
+    """Download the original re-encoded as PNG, JPEG or WebP."""
+    _, image = _image_for(request, project_id, image_id)
+    if target not in ("png", "jpeg", "webp"):
+        raise Http404
+    data = outputs.convert(name=image.file.name, target=target)
+    extension = "jpg" if target == "jpeg" else target
+    response = HttpResponse(data, content_type=f"image/{target}")
+    response["Content-Disposition"] = (
+        f'attachment; filename="{image.download_name.rsplit(".", 1)[0]}.{extension}"'
+    )
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@login_required
+@require_GET
+def image_family(request: HttpRequest, project_id: int, image_id: int) -> HttpResponse:
+    access, image = _image_for(request, project_id, image_id)
+    tree = lineage.family(image)
+    return render(
+        request,
+        "workspace/family.html",
+        {"project": access.project, "access": access, "image": image, "family": tree},
+    )
+
+
+@login_required
+@require_POST
+def image_favourite(request: HttpRequest, project_id: int, image_id: int) -> HttpResponse:
+    access, image = _image_for(request, project_id, image_id)
+    on = request.POST.get("on") == "1"
+    review.favourite_many(user=request.user, images=[image], on=on)
+    if request.htmx:
+        image.is_favourite = on
+        return render(
+            request, "workspace/image_detail.html#favourite", {"image": image, "project": access.project}
+        )
+    return redirect(image)
+
+
+@login_required
+@require_POST
+def image_review(request: HttpRequest, project_id: int, image_id: int) -> HttpResponse:
+    access = project_access(request.user, project_id, needs=Role.EDITOR)
+    image = get_object_or_404(Image.objects.visible(), project=access.project, pk=image_id)
+    state = request.POST.get("state", "")
+    if state not in Image.Review.values:
+        return HttpResponse("Choose draft, approved or rejected.", status=400)
+    review.review_many(user=request.user, images=Image.objects.filter(pk=image.pk), state=state)
+    return redirect(f"{image.get_absolute_url()}?{request.POST.get('filters', '')}")
+
+
+@login_required
+@require_POST
+def image_comment(request: HttpRequest, project_id: int, image_id: int) -> HttpResponse:
+    _, image = _image_for(request, project_id, image_id)
+    try:
+        review.comment_add(image=image, author=request.user, body=request.POST.get("body", ""))
+    except review.ReviewRefused as refusal:
+        messages.error(request, str(refusal))
+    return redirect(f"{image.get_absolute_url()}#comments")
+
+
+@login_required
+@require_POST
+def image_delete(request: HttpRequest, project_id: int, image_id: int) -> HttpResponse:
+    """Delete, or with `undo` bring it back within review.DELETE_UNDO_MINUTES."""
+    access = project_access(request.user, project_id, needs=Role.EDITOR)
+    image = get_object_or_404(Image, project=access.project, pk=image_id)
+    if request.POST.get("undo"):
+        try:
+            review.image_restore(image=image)
+        except review.ReviewRefused as refusal:
+            messages.error(request, str(refusal))
+        else:
+            messages.success(request, "Image restored.")
+        return redirect(image)
+    review.image_delete(image=image, user=request.user)
+    messages.success(
+        request, f"Image {image.pk} deleted. You can undo this for {review.DELETE_UNDO_MINUTES} minutes."
+    )
+    return redirect(image)

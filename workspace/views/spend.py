@@ -1,0 +1,80 @@
+"""Spend: the badge in the top bar, my month, and the staff dashboard with its CSV."""
+
+import csv
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from workspace import spend
+from workspace.forms import SpendPeriodForm
+from workspace.models import LedgerEntry
+
+
+@login_required
+@require_GET
+def spend_badge(request: HttpRequest) -> HttpResponse:
+    return render(request, "base.html#spend-badge", {"badge_loaded": True})
+
+
+@login_required
+@require_GET
+def my_spend(request: HttpRequest) -> HttpResponse:
+    charges = LedgerEntry.objects.filter(
+        user=request.user, created_at__gte=spend.month_start()
+    ).select_related("project", "job")[:100]
+    return render(
+        request, "workspace/my_spend.html", {"summary": spend.summary_for(request.user), "charges": charges}
+    )
+
+
+def _staff_only(user) -> None:
+    if not user.is_staff:
+        raise Http404
+
+
+@login_required
+@require_GET
+def spend_dashboard(request: HttpRequest) -> HttpResponse:
+    _staff_only(request.user)
+    form = SpendPeriodForm(request.GET or None)
+    if request.GET and not form.is_valid():
+        return render(request, "workspace/spend_dashboard.html", {"form": form, "report": None}, status=400)
+    if not request.GET:
+        form = SpendPeriodForm({"period": "this_month"})
+        form.is_valid()
+    report = spend.report(start=form.cleaned_data["start"], end=form.cleaned_data["end"])
+    peak = max((day["cost"] for day in report.daily), default=spend.ZERO) or 1
+    bars = [
+        {"day": d["day"], "cost": d["cost"], "height": float(d["cost"] / peak * 100)} for d in report.daily
+    ]
+    return render(request, "workspace/spend_dashboard.html", {"form": form, "report": report, "bars": bars})
+
+
+@login_required
+@require_GET
+def spend_csv(request: HttpRequest) -> HttpResponse:
+    _staff_only(request.user)
+    form = SpendPeriodForm(request.GET or {"period": "this_month"})
+    if not form.is_valid():
+        errors = "; ".join(f"{field}: {' '.join(messages_)}" for field, messages_ in form.errors.items())
+        return HttpResponse(f"Bad period: {errors}", status=400, content_type="text/plain")
+    report = spend.report(start=form.cleaned_data["start"], end=form.cleaned_data["end"])
+    response = HttpResponse(content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="atelier-spend-{report.start}-{report.end}.csv"'
+    writer = csv.writer(response)
+    writer.writerow(["section", "name", "cost_usd", "images", "calls", "tokens"])
+    sections = [
+        ("user", report.by_user, "user__username"),
+        ("project", report.by_project, "project__name"),
+        ("model", report.by_model, "model"),
+    ]
+    for section, rows, name in sections:
+        for row in rows:
+            writer.writerow([section, row[name], row["cost"], row["images"], row["calls"], row["tokens"]])
+    for day in report.daily:
+        writer.writerow(["day", day["day"].isoformat(), day["cost"], "", "", ""])
+    totals = report.totals
+    writer.writerow(["total", "", totals["cost"], totals["images"], totals["calls"], totals["tokens"]])
+    return response

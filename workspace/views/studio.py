@@ -1,0 +1,220 @@
+"""The studio: a project's page with its job feed and form, and everything done to one job."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db.models import Prefetch
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HTMX_STOP_POLLING, trigger_client_event
+
+from workspace import imagemodels, jobs, spend
+from workspace.access import ProjectAccess, job_card_access, object_access, project_access
+from workspace.forms import EditForm, GenerationForm
+from workspace.models import Image, Job, Project, Role
+from workspace.views._common import archived, serve
+
+FEED_PAGE_SIZE = 12
+JOB_CARD = "workspace/_job_card.html"
+
+
+def _feed(project: Project, before: str | None) -> tuple[list[Job], int | None]:
+    queryset = (
+        Job.objects.filter(project=project)
+        .select_related("author")
+        .prefetch_related(Prefetch("images", queryset=Image.objects.visible().order_by("index")))
+    )
+    if before and before.isdigit():
+        queryset = queryset.filter(id__lt=int(before))
+    page = list(queryset.order_by("-id")[: FEED_PAGE_SIZE + 1])
+    return page[:FEED_PAGE_SIZE], (page[FEED_PAGE_SIZE - 1].pk if len(page) > FEED_PAGE_SIZE else None)
+
+
+def _project_context(access: ProjectAccess, form, jobs_page, next_before) -> dict:
+    return {
+        "project": access.project,
+        "access": access,
+        "form": form,
+        "jobs": jobs_page,
+        "next_before": next_before,
+        "capabilities": imagemodels.capabilities(),
+        "models": imagemodels.MODELS.values(),
+    }
+
+
+def _job_for(access: ProjectAccess, job_id: int) -> Job:
+    return get_object_or_404(
+        Job.objects.select_related("author").prefetch_related(
+            Prefetch("images", queryset=Image.objects.visible().order_by("index"))
+        ),
+        project=access.project,
+        pk=job_id,
+    )
+
+
+@login_required
+@require_GET
+def project(request: HttpRequest, project_id: int) -> HttpResponse:
+    access = project_access(request.user, project_id)
+    jobs_page, next_before = _feed(access.project, request.GET.get("before"))
+    if request.htmx and request.GET.get("before"):
+        return render(
+            request,
+            "workspace/project.html#feed-page",
+            {"jobs": jobs_page, "next_before": next_before, "project": access.project, "access": access},
+        )
+    again = request.GET.get("again")
+    initial = {}
+    if again and again.isdigit():
+        source = Job.objects.filter(project=access.project, pk=int(again)).first()
+        if source is not None:
+            initial = GenerationForm.initial_from_job(source)
+    form = GenerationForm(initial=initial)
+    return render(request, "workspace/project.html", _project_context(access, form, jobs_page, next_before))
+
+
+@login_required
+@require_POST
+def job_create(request: HttpRequest, project_id: int) -> HttpResponse:
+    access = project_access(request.user, project_id, needs=Role.EDITOR)
+    if refusal := archived(access):
+        return refusal
+    form = GenerationForm(request.POST)
+    if not form.is_valid():
+        if request.htmx:
+            context = _project_context(access, form, [], None)
+            return render(request, "workspace/project.html#generate-form", context, status=400)
+        jobs_page, next_before = _feed(access.project, None)
+        context = _project_context(access, form, jobs_page, next_before)
+        return render(request, "workspace/project.html", context, status=400)
+    try:
+        job = jobs.job_create(
+            project=access.project,
+            author=request.user,
+            prompt=form.cleaned_data["prompt"],
+            params=form.job_params(),
+        )
+    except spend.BudgetExceeded as refusal:
+        form.add_error(None, str(refusal))
+        template = "workspace/project.html#generate-form" if request.htmx else "workspace/project.html"
+        jobs_page, next_before = ([], None) if request.htmx else _feed(access.project, None)
+        return render(request, template, _project_context(access, form, jobs_page, next_before), status=402)
+    if not request.htmx:
+        return redirect(access.project)
+    # The form keeps what was typed (people iterate on a prompt); the new card goes on top of the feed.
+    context = _project_context(
+        access, GenerationForm(initial=form.cleaned_data | {"size": form.cleaned_data["size"]}), [], None
+    )
+    context["new_job"] = job
+    return render(request, "workspace/project.html#job-created", context)
+
+
+@login_required
+@require_GET
+def job_card(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
+    # Polled every second by every open card: one query, written once in SQL (hot_queries).
+    access, job, images = job_card_access(request.user, project_id=project_id, job_id=job_id)
+    context = {"job": job, "card_images": images, "access": access, "project": access.project}
+    if not job.is_active and request.htmx:
+        # Tell screen readers once, from a live region that polling does not replace, and move the badge.
+        response = render(request, JOB_CARD, context | {"announce": True})
+        if job.author_id == request.user.pk:
+            trigger_client_event(response, "spend-changed")  # the badge refetches itself
+        response.status_code = HTMX_STOP_POLLING
+        return response
+    return render(request, JOB_CARD, context)
+
+
+@login_required
+@require_GET
+def estimate(request: HttpRequest, project_id: int) -> HttpResponse:
+    """The expected cost of the form as it stands; the form refreshes it as fields change."""
+    access = project_access(request.user, project_id)
+    is_edit = request.GET.get("kind") == "edit"
+    form = (EditForm if is_edit else GenerationForm)(request.GET)
+    form.fields["prompt"].required = False  # the cost does not wait for the words
+    context = {"project": access.project, "estimate": False, "estimate_problem": ""}
+    if form.is_valid():
+        inputs = len(request.GET.getlist("inputs")) if is_edit else 0
+        context["estimate"] = jobs.job_estimate(
+            prompt=form.cleaned_data["prompt"], params=form.job_params(), input_images=inputs
+        )
+    else:
+        context["estimate_problem"] = next(iter(form.errors.values()))[0]
+    return render(request, "workspace/project.html#estimate", context)
+
+
+@login_required
+@require_GET
+def job_detail(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
+    access = project_access(request.user, project_id)
+    job = _job_for(access, job_id)
+    calls = list(job.api_calls.select_related("charge"))
+    actual = sum((call.charge.cost for call in calls if hasattr(call, "charge")), start=spend.ZERO)
+    return render(
+        request,
+        "workspace/job_detail.html",
+        {"job": job, "access": access, "project": access.project, "calls": calls, "actual": actual},
+    )
+
+
+def _after_job_action(request: HttpRequest, access: ProjectAccess, job_id: int) -> HttpResponse:
+    if request.htmx:
+        job = _job_for(access, job_id)
+        return render(request, JOB_CARD, {"job": job, "access": access, "project": access.project})
+    return redirect(request.POST.get("next") or access.project.get_absolute_url())
+
+
+@login_required
+@require_POST
+def job_cancel(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
+    access = project_access(request.user, project_id, needs=Role.EDITOR)
+    job = get_object_or_404(Job, project=access.project, pk=job_id)
+    if not jobs.job_cancel(job=job):
+        messages.info(request, "That job had already started, so it could not be canceled.")
+    return _after_job_action(request, access, job_id)
+
+
+@login_required
+@require_POST
+def job_retry(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
+    access = project_access(request.user, project_id, needs=Role.EDITOR)
+    job = get_object_or_404(Job, project=access.project, pk=job_id)
+    if refusal := archived(access):
+        return refusal
+    try:
+        jobs.job_retry(job=job)
+    except spend.BudgetExceeded as refusal:
+        if request.htmx:
+            return HttpResponse(str(refusal), status=402)
+        messages.error(request, str(refusal))
+    return _after_job_action(request, access, job_id)
+
+
+@login_required
+@require_POST
+def job_reproduce(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
+    access = project_access(request.user, project_id, needs=Role.EDITOR)
+    job = get_object_or_404(Job, project=access.project, pk=job_id)
+    if refusal := archived(access):
+        return refusal
+    try:
+        new_job = jobs.job_reproduce(job=job, author=request.user)
+    except spend.BudgetExceeded as refusal:
+        messages.error(request, str(refusal))
+        return redirect(request.POST.get("next") or access.project.get_absolute_url())
+    messages.success(request, "Queued the same request again.")
+    return redirect(f"{access.project.get_absolute_url()}#job-{new_job.pk}")
+
+
+@login_required
+@require_GET
+def job_preview(request: HttpRequest, project_id: int, job_id: int) -> FileResponse:
+    _, job = object_access(request.user, Job.objects.all(), project_id=project_id, pk=job_id)
+    if not job.preview:
+        raise Http404
+    extension = job.preview.name.rsplit(".", 1)[-1]
+    content_type = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}.get(extension)
+    if content_type is None:
+        raise Http404
+    return serve(job.preview.name, content_type=content_type)
