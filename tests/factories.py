@@ -21,7 +21,7 @@ from django.utils import timezone
 from factory.django import DjangoModelFactory
 from PIL import Image as PILImage
 
-from workspace import outputs
+from workspace import formats, outputs
 from workspace.models import Comment, Favourite, Image, Job, JobInput, Membership, Project, Reference, Role
 
 PASSWORD = "pass-for-tests-1"
@@ -219,9 +219,7 @@ class ImageFactory(DjangoModelFactory):
     file = factory.Maybe(
         "stored",
         factory.LazyAttribute(
-            lambda image: _store(
-                f"{image.folder}{image.index}.{outputs.EXTENSIONS[image.format]}", image.data
-            )
+            lambda image: _store(f"{image.folder}{image.index}.{formats.extension(image.format)}", image.data)
         ),
         factory.LazyAttribute(lambda image: f"{image.folder}{image.index}.{image.format}"),
     )
@@ -277,7 +275,7 @@ class ReferenceFactory(DjangoModelFactory):
     )
     file = factory.LazyAttribute(
         lambda ref: _store(
-            f"projects/{ref.project.pk}/references/r.{outputs.EXTENSIONS[ref.format]}", ref.data
+            f"projects/{ref.project.pk}/references/r.{formats.extension(ref.format)}", ref.data
         )
     )
     thumbnail = factory.LazyAttribute(

@@ -2,7 +2,6 @@
 
 import hashlib
 import io
-import sys
 import time
 from datetime import timedelta
 
@@ -12,6 +11,7 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 from PIL import Image as PILImage
 
+from standin import resolve_job, usage_for
 from tests.helpers import create_job, run
 from workspace import jobs, queue, worker
 from workspace.imageapi import REASONS
@@ -65,9 +65,8 @@ def test_it_records_and_charges_the_call_with_what_the_stand_in_sent(project, ca
 
     # What the stand-in answered to the request it recorded, computed by the stand-in itself.
     (sent,) = standin.requests
-    stand_in = sys.modules[type(standin).__module__]
-    resolved = stand_in.resolve_job("generations", sent.fields, sent.files)
-    usage = stand_in.usage_for(resolved)
+    resolved = resolve_job("generations", sent.fields, sent.files)
+    usage = usage_for(resolved)
     if n == 1:
         del usage["output_tokens_details"]  # streamed completions report usage without it
     (headers,) = wire

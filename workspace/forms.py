@@ -5,6 +5,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Q
 from django.utils import timezone
 
+from workspace import formats
 from workspace import imagemodels as im
 from workspace.models import Membership, Project, Role
 from workspace.review import COMMENT_MAX_CHARS
@@ -46,9 +47,7 @@ class GenerationForm(forms.Form):
         choices=[(q, QUALITY_LABELS[q]) for q in ("auto", "low", "medium", "high", "xhigh", "max")],
         initial="auto",
     )
-    output_format = forms.ChoiceField(
-        label="Format", choices=[("png", "PNG"), ("jpeg", "JPEG"), ("webp", "WebP")], initial="png"
-    )
+    output_format = forms.ChoiceField(label="Format", choices=formats.CHOICES, initial="png")
     output_compression = forms.IntegerField(
         label="Compression (%)",
         required=False,
@@ -116,13 +115,13 @@ class GenerationForm(forms.Form):
 
         output_format = data.get("output_format")
         if data.get("background") == "transparent":
-            if output_format not in im.TRANSPARENT_FORMATS:
+            if output_format not in formats.TRANSPARENT:
                 self.add_error(
                     "background", "A transparent background needs PNG or WebP; JPEG has no transparency."
                 )
             elif not model.transparent:
                 self.add_error("background", f"{model.label} cannot make transparent backgrounds.")
-        if output_format not in im.COMPRESSIBLE_FORMATS:
+        if output_format not in formats.COMPRESSIBLE:
             data["output_compression"] = None
         elif data.get("output_compression") is None and "output_compression" not in self.errors:
             data["output_compression"] = 100

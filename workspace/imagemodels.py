@@ -7,9 +7,6 @@ from dataclasses import dataclass
 
 STANDARD_SIZES = ("1024x1024", "1024x1536", "1536x1024")
 BASE_QUALITIES = ("auto", "low", "medium", "high")
-FORMATS = ("png", "jpeg", "webp")
-TRANSPARENT_FORMATS = ("png", "webp")
-COMPRESSIBLE_FORMATS = ("jpeg", "webp")
 BACKGROUNDS = ("auto", "opaque", "transparent")
 MODERATION_LEVELS = ("auto", "low")
 COMPLEXITY_LEVELS = ("low", "medium", "high")

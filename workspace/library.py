@@ -5,7 +5,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
-from workspace import outputs, uploads
+from workspace import formats, outputs, uploads
 from workspace.models import Project, Reference
 
 
@@ -44,7 +44,7 @@ def _store(*, project: Project, user, clean: "uploads.CleanImage") -> Reference:
             )
             base = f"projects/{project.pk}/references/{reference.pk}"
             written.append(
-                default_storage.save(f"{base}.{outputs.EXTENSIONS[clean.format]}", ContentFile(clean.data))
+                default_storage.save(f"{base}.{formats.extension(clean.format)}", ContentFile(clean.data))
             )
             written.append(default_storage.save(f"{base}.thumb.webp", ContentFile(clean.thumbnail)))
             reference.file, reference.thumbnail = written

@@ -7,7 +7,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from workspace import gallery, lineage, outputs, review
+from workspace import formats, gallery, lineage, outputs, review
 from workspace.access import ProjectAccess, object_access, project_access
 from workspace.forms import CommentForm
 from workspace.gallery import GalleryFilterForm
@@ -109,13 +109,12 @@ def image_composite(request: HttpRequest, project_id: int, image_id: int, varian
 def image_convert(request: HttpRequest, project_id: int, image_id: int, target: str) -> HttpResponse:
     """Download the original re-encoded as PNG, JPEG or WebP."""
     _, image = _image_for(request, project_id, image_id)
-    if target not in ("png", "jpeg", "webp"):
+    if target not in formats.FORMATS:
         raise Http404
     data = outputs.convert(name=image.file.name, target=target)
-    extension = "jpg" if target == "jpeg" else target
-    response = HttpResponse(data, content_type=f"image/{target}")
+    response = HttpResponse(data, content_type=formats.content_type(target))
     response["Content-Disposition"] = (
-        f'attachment; filename="{image.download_name.rsplit(".", 1)[0]}.{extension}"'
+        f'attachment; filename="{image.download_name.rsplit(".", 1)[0]}.{formats.extension(target)}"'
     )
     response["X-Content-Type-Options"] = "nosniff"
     return response

@@ -8,7 +8,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HTMX_STOP_POLLING, trigger_client_event
 
-from workspace import imagemodels, jobs, spend
+from workspace import formats, imagemodels, jobs, spend
 from workspace.access import ProjectAccess, job_card_access, object_access, project_access
 from workspace.forms import EditForm, GenerationForm
 from workspace.models import Image, Job, Project, Role
@@ -213,8 +213,7 @@ def job_preview(request: HttpRequest, project_id: int, job_id: int) -> FileRespo
     _, job = object_access(request.user, Job.objects.all(), project_id=project_id, pk=job_id)
     if not job.preview:
         raise Http404
-    extension = job.preview.name.rsplit(".", 1)[-1]
-    content_type = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}.get(extension)
-    if content_type is None:
+    image_format = formats.BY_EXTENSION.get(job.preview.name.rsplit(".", 1)[-1])
+    if image_format is None:
         raise Http404
-    return serve(job.preview.name, content_type=content_type)
+    return serve(job.preview.name, content_type=formats.content_type(image_format))
