@@ -9,74 +9,21 @@ from workspace.models import Job, Membership, Project, Role
 pytestmark = pytest.mark.django_db
 
 
-def _urls(project, job, image) -> dict[str, tuple[str, str]]:
-    p = project.pk
-    return {
-        "project": ("get", reverse("project", args=[p])),
-        "job_detail": ("get", reverse("job_detail", args=[p, job.pk])),
-        "job_card": ("get", reverse("job_card", args=[p, job.pk])),
-        "image_detail": ("get", reverse("image_detail", args=[p, image.pk])),
-        "image_file": ("get", reverse("image_file", args=[p, image.pk])),
-        "image_thumb": ("get", reverse("image_thumb", args=[p, image.pk])),
-        "image_download": ("get", reverse("image_download", args=[p, image.pk])),
-        "members": ("get", reverse("members", args=[p])),
-        "job_create": ("post", reverse("job_create", args=[p])),
-        "job_cancel": ("post", reverse("job_cancel", args=[p, job.pk])),
-        "job_retry": ("post", reverse("job_retry", args=[p, job.pk])),
-        "project_settings": ("get", reverse("project_settings", args=[p])),
-        "project_archive": ("post", reverse("project_archive", args=[p])),
-        "member_role": ("post", reverse("member_role", args=[p, project.memberships.first().pk])),
-        "member_remove": ("post", reverse("member_remove", args=[p, project.memberships.first().pk])),
-    }
-
-
 @pytest.fixture
 def finished_job(project, cast):
     return run(create_job(project=project, author=cast.bob, n=1))
 
 
-def test_a_stranger_gets_404_on_every_url_of_the_project_media_included(client, cast, project, finished_job):
-    client.force_login(cast.charlie)
-    image = finished_job.images.get()
-    for name, (method, url) in _urls(project, finished_job, image).items():
-        response = getattr(client, method)(url, {"prompt": "x"} if method == "post" else None)
-        assert response.status_code == 404, name
-    assert Job.objects.count() == 1
+# Who may reach which URL (anonymous, stranger, viewer, editor, owner, staff; another project's objects)
+# is the access matrix in test_access.py, generated from the URL resolver. Here: what each role is shown.
 
 
-def test_anonymous_visitors_are_sent_to_log_in(client, project, finished_job):
-    image = finished_job.images.get()
-    for name, (method, url) in _urls(project, finished_job, image).items():
-        response = getattr(client, method)(url)
-        assert response.status_code == 302, name
-        assert response["Location"].startswith(reverse("login")), name
-
-
-def test_a_viewer_sees_everything_but_cannot_generate_or_manage(
-    client, cast, project, finished_job, generation_post
-):
+def test_a_viewer_is_not_offered_the_generate_form(client, cast, project, finished_job):
     client.force_login(cast.vera)
-    image = finished_job.images.get()
-    urls = _urls(project, finished_job, image)
-    for name in (
-        "project",
-        "job_detail",
-        "job_card",
-        "image_detail",
-        "image_file",
-        "image_thumb",
-        "image_download",
-        "members",
-    ):
-        _method, url = urls[name]
-        assert client.get(url).status_code == 200, name
-    for name in ("job_create", "job_cancel", "job_retry", "project_archive", "member_role", "member_remove"):
-        _, url = urls[name]
-        assert client.post(url, generation_post).status_code == 403, name
-    assert client.get(urls["project_settings"][1]).status_code == 403
-    page = client.get(urls["project"][1]).content.decode()
+    page = client.get(reverse("project", args=[project.pk])).content.decode()
     assert "Generate</button>" not in page
-    assert Job.objects.count() == 1
+    client.force_login(cast.bob)
+    assert "Generate</button>" in client.get(reverse("project", args=[project.pk])).content.decode()
 
 
 def test_an_editor_generates_but_does_not_manage(
@@ -174,24 +121,6 @@ def test_the_last_owner_cannot_leave_or_be_demoted(client, cast, project):
     client.post(reverse("member_remove", args=[project.pk, mine.pk]))
     mine.refresh_from_db()
     assert mine.role == Role.OWNER
-
-
-def test_another_projects_member_id_is_a_404(client, cast, project, other_project):
-    client.force_login(cast.alice)
-    theirs = other_project.memberships.get()
-    assert (
-        client.post(reverse("member_role", args=[project.pk, theirs.pk]), {"role": "viewer"}).status_code
-        == 404
-    )
-    assert client.post(reverse("member_remove", args=[project.pk, theirs.pk])).status_code == 404
-
-
-def test_another_projects_job_and_image_are_404_through_my_project(client, cast, project, other_project):
-    theirs = run(create_job(project=other_project, author=cast.charlie))
-    client.force_login(cast.alice)
-    assert client.get(reverse("job_card", args=[project.pk, theirs.pk])).status_code == 404
-    assert client.get(reverse("image_file", args=[project.pk, theirs.images.get().pk])).status_code == 404
-    assert client.post(reverse("job_cancel", args=[project.pk, theirs.pk])).status_code == 404
 
 
 def test_media_is_served_to_members_only_with_safe_headers(client, cast, project, finished_job):
