@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from workspace import formats
 from workspace import imagemodels as im
-from workspace.models import Membership, Project, Role
+from workspace.models import Job, Membership, Project, Role
 from workspace.review import COMMENT_MAX_CHARS
 
 QUALITY_LABELS = {
@@ -133,20 +133,18 @@ class GenerationForm(forms.Form):
         return data
 
     def job_params(self) -> dict:
-        """Fields of the Job row, exactly what will be sent."""
+        """Job.REQUEST_FIELDS with their values: exactly what will be sent.
+
+        Fields the form does not show (moderation on edits, input_fidelity on generations) are the
+        "not sent" value; the size field holds the preset's name, and the size is what it resolved to.
+        """
         data = self.cleaned_data
-        return {
-            "model": data["model"],
+        return {name: data.get(name) or "" for name in Job.REQUEST_FIELDS} | {
             "size": data["api_size"],
             "size_preset": data["size"],
-            "quality": data["quality"],
-            "output_format": data["output_format"],
             "output_compression": data["output_compression"],
-            "background": data["background"],
             "moderation": data.get("moderation") or "auto",
-            "complexity": data.get("complexity") or "",
             "n": data["n"],
-            "input_fidelity": data.get("input_fidelity") or "",
         }
 
     @classmethod
