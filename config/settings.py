@@ -145,6 +145,27 @@ STORAGES = {
         )
     },
 }
+# Media on an S3-compatible bucket (AWS S3, MinIO, R2...) when one is named, so workers on other hosts
+# store what the web serves; nothing is then written under MEDIA_ROOT. django-storages reads these names.
+AWS_STORAGE_BUCKET_NAME = envstr("AWS_STORAGE_BUCKET_NAME")
+if AWS_STORAGE_BUCKET_NAME:
+    STORAGES["default"] = {"BACKEND": "storages.backends.s3.S3Storage"}
+    AWS_S3_ENDPOINT_URL = envstr("AWS_S3_ENDPOINT_URL") or None  # unset: AWS itself
+    AWS_ACCESS_KEY_ID = envstr("AWS_ACCESS_KEY_ID") or None  # unset: boto3's own chain (instance roles)
+    AWS_SECRET_ACCESS_KEY = envstr("AWS_SECRET_ACCESS_KEY") or None
+    AWS_S3_REGION_NAME = envstr("AWS_S3_REGION_NAME") or None
+    AWS_S3_ADDRESSING_STYLE = envstr("AWS_S3_ADDRESSING_STYLE") or None  # MinIO wants "path"
+    AWS_S3_SIGNATURE_VERSION = "s3v4"
+    # The bucket stays private: objects carry no ACL and every URL is signed and short-lived.
+    AWS_DEFAULT_ACL = None
+    AWS_QUERYSTRING_AUTH = True
+    AWS_QUERYSTRING_EXPIRE = envint("AWS_QUERYSTRING_EXPIRE", 300, minimum=10)
+    # Names carry the job and its attempt (or a row's id), so a name is never reused by another file:
+    # overwriting saves the existence check a unique name would cost on every save.
+    AWS_S3_FILE_OVERWRITE = True
+# Members get a bucket file by a redirect to a signed URL (the web tier passes no bytes), once the view
+# has checked membership. Off: the web streams it, for a bucket browsers cannot reach (compose's MinIO).
+MEDIA_REDIRECT = bool(AWS_STORAGE_BUCKET_NAME) and envbool("MEDIA_REDIRECT", True)
 
 # --- Security (strict whenever DEBUG is off) --------------------------------------------------------
 SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -3,9 +3,11 @@ gallery filters that ride along on links."""
 
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.core.files.storage import default_storage
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 
+from workspace import outputs
 from workspace.access import ProjectAccess
 
 FILTER_KEYS = ("q", "author", "model", "review", "favourites", "kind", "aspect", "since", "until")
@@ -24,8 +26,20 @@ def filters_query(request: HttpRequest) -> str:
     return urlencode(kept)
 
 
-def serve(name: str, *, content_type: str, download_name: str | None = None) -> FileResponse:
-    """A stored file, to members only (the caller checked access), never sniffed or run as a page."""
+def serve(
+    name: str, *, content_type: str, download_name: str | None = None
+) -> FileResponse | HttpResponseRedirect:
+    """A stored file, to members only (the caller checked access), never sniffed or run as a page.
+
+    From a bucket, a redirect to a signed URL that expires within minutes (settings.MEDIA_REDIRECT).
+    """
+    if settings.MEDIA_REDIRECT:
+        redirect = HttpResponseRedirect(
+            outputs.signed_url(name, content_type=content_type, download_name=download_name)
+        )
+        # A browser may reuse the redirect for a while, never past the URL's expiry.
+        redirect["Cache-Control"] = f"private, max-age={settings.AWS_QUERYSTRING_EXPIRE // 2}"
+        return redirect
     try:
         handle = default_storage.open(name, "rb")
     except FileNotFoundError:
