@@ -163,6 +163,9 @@ if AWS_STORAGE_BUCKET_NAME:
     # Names carry the job and its attempt (or a row's id), so a name is never reused by another file:
     # overwriting saves the existence check a unique name would cost on every save.
     AWS_S3_FILE_OVERWRITE = True
+    # A file opened for reading is downloaded whole; past this size into a temporary file, not memory
+    # (a ZIP export of large originals stays bounded).
+    AWS_S3_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 # Members get a bucket file by a redirect to a signed URL (the web tier passes no bytes), once the view
 # has checked membership. Off: the web streams it, for a bucket browsers cannot reach (compose's MinIO).
 MEDIA_REDIRECT = bool(AWS_STORAGE_BUCKET_NAME) and envbool("MEDIA_REDIRECT", True)

@@ -146,7 +146,9 @@ def test_an_edit_reads_its_reference_and_mask_back_from_the_bucket(
     project, cast, bucket, standin, media_root
 ):
     refs, rejected = library.references_upload(
-        project=project, user=cast.bob, files=[upload("product.png", png()), upload("logo.jpg", jpeg())]
+        project=project,
+        user=cast.bob,
+        files=[upload("product.png", png()), upload("logo.jpg", jpeg(), "image/jpeg")],
     )
     assert rejected == []
     job = jobs.edit_create(
@@ -242,7 +244,11 @@ def test_without_redirects_the_web_streams_from_the_bucket_with_its_safety_heade
     assert response["Content-Security-Policy"] == "default-src 'none'; sandbox"
 
 
-def test_the_zip_export_reads_originals_from_the_bucket(client, project, cast, bucket):
+def test_the_zip_export_reads_originals_from_the_bucket(client, project, cast, bucket, settings):
+    # Files past AWS_S3_MAX_MEMORY_SIZE are read through a temporary file (settings.py: 10 MB): here all.
+    settings.AWS_S3_MAX_MEMORY_SIZE = 1024
+    settings.STORAGES = settings.STORAGES | {}  # a new backend, built with that size
+    assert default_storage.max_memory_size == 1024
     images = [run(create_job(project=project, author=cast.bob)).images.get() for _ in range(2)]
     client.force_login(cast.vera)
     response = client.post(
