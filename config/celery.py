@@ -1,9 +1,24 @@
 import os
+import sys
+from pathlib import Path
 
 from celery import Celery
+from celery.beat import PersistentScheduler
 from celery.signals import task_postrun, task_prerun, worker_ready, worker_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+
+def _process_role(argv: list[str]) -> str | None:
+    """ "worker" or "beat" when this process is `celery … worker` or `celery … beat` (also `python -m
+    celery`), else None. Read before the settings, which size the database pool by it."""
+    if not argv or "celery" not in Path(argv[0]).parts[-2:]:
+        return None
+    return next((word for word in argv[1:] if word in ("worker", "beat")), None)
+
+
+if _role := _process_role(sys.argv):
+    os.environ.setdefault("ATELIER_PROCESS_ROLE", _role)
 
 app = Celery("atelier")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -19,7 +34,8 @@ def sweep_when_a_worker_starts(**_kwargs) -> None:
 @task_prerun.connect
 @task_postrun.connect
 def close_stale_connections(**_kwargs) -> None:
-    # With connections reused across tasks, drop those past CONN_MAX_AGE or broken, as requests do.
+    # With the pool (CONN_MAX_AGE=0) this gives the task's connection back between tasks; without it,
+    # it drops connections past CONN_MAX_AGE or broken, as requests do.
     from django.db import close_old_connections
 
     close_old_connections()
@@ -31,3 +47,28 @@ def store_what_was_answered(**_kwargs) -> None:
     from workspace.worker import drain_worker_finisher
 
     drain_worker_finisher()
+
+
+class Scheduler(PersistentScheduler):
+    """Beat's scheduler, except that it runs the sweep itself rather than queueing it for a worker.
+
+    The sweep is what recovers a killed worker's jobs and lost messages, so it must run on time: on the
+    work queue it waited behind the backlog (a message prefetched per thread, each behind a call of up to
+    minutes), and a separate queue still shares the workers' busy threads. Beat is idle between ticks;
+    two beats cannot double-sweep (jobs_sweep takes a lock and the second returns at once).
+    """
+
+    RUN_HERE = frozenset({"workspace.tasks.sweep_jobs"})
+
+    def apply_async(self, entry, producer=None, advance=True, **kwargs):
+        if entry.task not in self.RUN_HERE:
+            return super().apply_async(entry, producer=producer, advance=advance, **kwargs)
+        from django.db import close_old_connections
+
+        entry = self.reserve(entry) if advance else entry
+        try:
+            # An error is logged by beat (apply_entry) and the next tick tries again.
+            self.app.tasks[entry.task]()
+        finally:
+            close_old_connections()  # back to the pool until the next tick
+        return None

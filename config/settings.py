@@ -65,6 +65,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # A database or broker that is away answers 503 "busy", not 500 (workspace/middleware.py).
+    "workspace.middleware.BusyMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -93,6 +95,31 @@ DATABASES = {
         DATABASE_URL, conn_max_age=envint("CONN_MAX_AGE", 60, minimum=0), conn_health_checks=True
     )
 }
+# Which kind of process this is (config/celery.py says "worker" or "beat"; anything else serves web
+# requests): it sizes the connection pool below.
+PROCESS_ROLE = envstr("ATELIER_PROCESS_ROLE", "web")
+# Each process borrows connections from its own bounded pool (psycopg's, through Django) and returns
+# them after every request, task and worker step: a worker's threads hold one only while they talk to
+# the database, never while they wait on OpenAI. max_size bounds the process whatever the load, so two
+# workers (8), three gunicorn processes (4, one per thread) and beat (2) stay near 30 connections. A
+# thread that finds the pool empty waits up to the timeout, which also rides out a restarting database;
+# then the web answers 503 "busy" and a worker retries the task.
+DB_POOL_DEFAULTS = {"web": (4, 5.0), "worker": (8, 30.0), "beat": (2, 10.0)}
+_pool_max, _pool_timeout = DB_POOL_DEFAULTS.get(PROCESS_ROLE, DB_POOL_DEFAULTS["web"])
+DB_POOL_MAX_SIZE = envint("DB_POOL_MAX_SIZE", _pool_max, minimum=1)
+DB_POOL_MIN_SIZE = min(envint("DB_POOL_MIN_SIZE", 1, minimum=0), DB_POOL_MAX_SIZE)
+DB_POOL_TIMEOUT = envfloat("DB_POOL_TIMEOUT", _pool_timeout)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # The pool needs no extra service (PgBouncer would be one more container to run and watch) and
+    # works the same on a laptop; Django requires CONN_MAX_AGE=0 with it: "closing" returns to the pool.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "pool": {"min_size": DB_POOL_MIN_SIZE, "max_size": DB_POOL_MAX_SIZE, "timeout": DB_POOL_TIMEOUT},
+            # pg_stat_activity says which kind of process holds each connection.
+            "application_name": f"atelier {PROCESS_ROLE}",
+        }
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     # The web process and a threaded worker write at once: WAL lets readers go on while one writes, and
@@ -269,10 +296,12 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_POOL = envstr("WORKER_POOL", "threads")
 CELERY_WORKER_CONCURRENCY = envint("WORKER_CONCURRENCY", 32, minimum=1)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-# Celery's Django fixup closes every connection around every task unless told to reuse them; we keep
-# them (CONN_MAX_AGE and health checks still apply, see config/celery.py): ~4 ms less a job.
+# Celery's Django fixup closes every connection around every task unless told to reuse them; our own
+# handlers (config/celery.py) already give a task's connection back to the pool when it ends.
 CELERY_DB_REUSE_MAX = 1_000_000
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Beat runs the sweep itself, on time whatever the workers' backlog (see config.celery.Scheduler).
+CELERY_BEAT_SCHEDULER = "config.celery:Scheduler"
 CELERY_BEAT_SCHEDULE = {
     "sweep-jobs": {"task": "workspace.tasks.sweep_jobs", "schedule": JOB_SWEEP_SECONDS},
 }

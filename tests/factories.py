@@ -148,6 +148,7 @@ class JobFactory(DjangoModelFactory):
     n = JOB_PARAMS["n"]
     max_attempts = 5
     deadline_at = factory.LazyFunction(Job.new_deadline)
+    enqueued_at = factory.LazyFunction(timezone.now)  # as job_create stamps it
     mask = factory.Maybe(
         "masked",
         factory.LazyAttribute(lambda job: _store(f"projects/{job.project.pk}/masks/mask.png", mask_png())),

@@ -230,18 +230,32 @@ class JobQuerySet(models.QuerySet):
     def resend(self, job_id: int, *, sent_before: datetime, now: datetime) -> bool:
         """queued or retrying, whose message was sent before `sent_before` and never arrived → the same
         state, stamped `now` (enqueued_at, or next_attempt_at when retrying) so the next sweep does not
-        send it again while this message is on its way."""
+        send it again while this message is on its way.
+
+        A job whose message could not be sent at all (`unsent`: enqueued_at is empty) is taken at once,
+        whatever `sent_before`; a retrying one keeps its due time, so its backoff still holds.
+        """
+        waiting = [Job.Status.QUEUED, Job.Status.RETRYING]
+        unsent = Q(status__in=waiting, enqueued_at__isnull=True)
         lost = Q(status=Job.Status.QUEUED, enqueued_at__lt=sent_before) | Q(
             status=Job.Status.RETRYING, next_attempt_at__lt=sent_before
         )
         return bool(
-            self.filter(lost, pk=job_id).update(
+            self.filter(unsent | lost, pk=job_id).update(
                 enqueued_at=now,
                 next_attempt_at=models.Case(
-                    models.When(status=Job.Status.RETRYING, then=models.Value(now)), default=None
+                    models.When(unsent & Q(status=Job.Status.RETRYING), then=models.F("next_attempt_at")),
+                    models.When(status=Job.Status.RETRYING, then=models.Value(now)),
+                    default=None,
                 ),
             )
         )
+
+    def unsent(self, job_id: int) -> bool:
+        """queued or retrying, whose message the broker refused → the same, with enqueued_at cleared, so
+        the sweep's next tick sends it (instead of waiting out JOB_REQUEUE_AFTER_SECONDS)."""
+        waiting = [Job.Status.QUEUED, Job.Status.RETRYING]
+        return bool(self.filter(pk=job_id, status__in=waiting).update(enqueued_at=None))
 
     def cancel(self, job_id: int) -> bool:
         """queued or retrying → canceled, by a person. No worker holds it, and it holds nothing back."""
@@ -303,6 +317,8 @@ class Job(models.Model):
       schedule_retry  running (token) → retrying                next_attempt_at from the backoff
       requeue         running (token, lease expired) → queued   sweep, after a killed worker
       resend          queued / retrying, message lost → same    sweep: stamps enqueued_at / next_attempt_at
+      unsent          queued / retrying → same                  the broker refused the message: the sweep
+                                                                sends it at its next tick
       cancel          queued / retrying → canceled              by a person
       retry           failed / canceled → queued                by a person: attempts, deadline, reserve
 

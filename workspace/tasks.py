@@ -4,11 +4,24 @@ Messages are sent by name (`workspace.queue`), so nothing imports this module bu
 """
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
+from psycopg_pool import PoolTimeout
 
 from workspace import worker
 
+# A database restarting, out of reach or with its pool exhausted: worth trying again shortly, where
+# acknowledging the message would leave the job queued until the sweep's lost-message check.
+INFRASTRUCTURE_ERRORS = (OperationalError, InterfaceError, PoolTimeout)
 
-@shared_task(ignore_result=True)
+
+@shared_task(
+    ignore_result=True,
+    autoretry_for=INFRASTRUCTURE_ERRORS,
+    retry_backoff=True,  # 1, 2, 4 … s
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=10,  # about five minutes; after that the sweep still resends a job left queued
+)
 def run_job(job_id: int) -> None:
     worker.job_run(job_id=job_id, finisher=worker.worker_finisher())
 

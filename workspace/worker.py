@@ -59,6 +59,7 @@ def job_run(*, job_id: int, finisher: "Finisher | None" = None) -> None:
         if answer.failure is not None:
             _record_failure(job, answer.failure)
         elif finisher is not None:
+            release_connection()  # the backlog may be full: wait for room without holding a connection
             finisher.submit(lambda: _store_then_release(job, answer))
             handed_off = True
         else:
@@ -94,6 +95,7 @@ def _call(job: Job) -> Answer:
     answer = Answer(attempt=job.attempts, previews=previews)
     try:
         inputs, answer.mask = _edit_files(job) if job.is_edit else ([], None)
+        release_connection()  # the call is seconds to minutes of waiting on OpenAI, not on the database
         answer.result = imageapi.call(
             params=job.api_params(),
             edit=job.is_edit,
@@ -112,6 +114,16 @@ def _call(job: Job) -> Answer:
         # A masked edit's output is pasted back onto the first input when it is stored.
         answer.first_input = inputs[0][1] if answer.mask else None
     return answer
+
+
+def release_connection() -> None:
+    """Give this thread's database connection back to the pool (with Postgres's pool, closing returns it).
+
+    Dozens of threads wait on OpenAI at once; each holds a connection only for its database steps, so a
+    worker needs a handful, not one per call in flight. Never inside a transaction (a test's, too).
+    """
+    if not connection.in_atomic_block:
+        connection.close()
 
 
 def _call_timeout(job: Job) -> float:
@@ -158,6 +170,7 @@ class PreviewSaver:
         )
         self.saved.append(name)
         Job.objects.show_preview(self.job.pk, token=self.job.claim_token, name=name, count=index + 1)
+        release_connection()  # the call goes on streaming
 
     def discard(self) -> None:
         # The names are known: no folder listing (a killed attempt's leftovers are the sweep's to find).
@@ -435,8 +448,33 @@ def drain_worker_finisher() -> None:
 # --- The sweep -------------------------------------------------------------------------------------------
 
 
+SWEEP_LOCK_KEY = 0x61746C73  # "atls": the advisory lock only one sweep at a time holds
+_sweep_lock = threading.Lock()  # SQLite has no advisory locks; a laptop runs one beat
+
+
 def jobs_sweep() -> dict[str, int]:
-    """Recover jobs that a dead worker or a lost message left behind. Run by beat every few seconds."""
+    """Recover jobs that a dead worker or a lost message left behind. Run by beat every few seconds.
+
+    One sweep at a time across every beat and worker: a second that starts while one runs returns at
+    once, doing nothing ("skipped"). The lock is Postgres's, held by the sweep's transaction, so a
+    sweep that dies releases it with its connection; the messages go out once that transaction commits.
+    """
+    if connection.vendor != "postgresql":
+        if not _sweep_lock.acquire(blocking=False):
+            return {"skipped": 1}
+        try:
+            return _sweep()
+        finally:
+            _sweep_lock.release()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [SWEEP_LOCK_KEY])
+            if not cursor.fetchone()[0]:
+                return {"skipped": 1}
+        return _sweep()
+
+
+def _sweep() -> dict[str, int]:
     now = timezone.now()
     counts = {"requeued": 0, "failed": 0, "resent": 0}
     expired = Job.objects.filter(status=Job.Status.RUNNING, lease_expires_at__lt=now)
@@ -462,16 +500,21 @@ def jobs_sweep() -> dict[str, int]:
             # Whatever the dead attempt wrote (its preview too: the row no longer points at it).
             outputs.delete_prefixed(prefix=job.attempt_prefix(job.attempts))
 
-    # Messages that never arrived (a broker restart, a crash between commit and publish).
+    # Messages the broker refused (unsent: at once), and those that never arrived (a broker restart, a
+    # crash between commit and publish).
     sent_before = now - timedelta(seconds=settings.JOB_REQUEUE_AFTER_SECONDS)
-    lost = Job.objects.filter(status=Job.Status.QUEUED, enqueued_at__lt=sent_before) | Job.objects.filter(
-        status=Job.Status.RETRYING, next_attempt_at__lt=sent_before
+    waiting = [Job.Status.QUEUED, Job.Status.RETRYING]
+    lost = (
+        Job.objects.filter(status__in=waiting, enqueued_at__isnull=True)
+        | Job.objects.filter(status=Job.Status.QUEUED, enqueued_at__lt=sent_before)
+        | Job.objects.filter(status=Job.Status.RETRYING, next_attempt_at__lt=sent_before)
     )
-    for job_id in lost.values_list("pk", flat=True)[:500]:
-        # Stamped first, so the next sweep does not send it yet again while this message is on its way;
-        # a racing sweep that stamped it already sends it instead.
+    for job_id, due_at in lost.values_list("pk", "next_attempt_at")[:500]:
+        # Stamped first, so the next sweep does not send it yet again while this message is on its way.
         if Job.objects.resend(job_id, sent_before=sent_before, now=now):
-            queue.send_job(job_id)
+            # An unsent retry keeps its backoff: the message waits until it is due.
+            countdown = (due_at - now).total_seconds() if due_at is not None and due_at > now else None
+            queue.send_job(job_id, countdown=countdown)
             counts["resent"] += 1
     if any(counts.values()):
         logger.info("sweep: %s", counts)

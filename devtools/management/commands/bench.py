@@ -48,6 +48,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 import standin
+from config.env import envint
 from devtools.benchkit import (
     BenchFailure,
     CpuMeter,
@@ -321,7 +322,10 @@ class Command(BaseCommand):
             self.notes.append(f"Database is {connection.vendor}, not PostgreSQL: figures are not comparable.")
         max_connections = machine.get("db_max_connections")
         if max_connections:
-            needed = max(self.opts["concurrency"]) + 1 + 1  # pool threads + lease keeper + this process
+            # A worker borrows from its pool (DB_POOL_MAX_SIZE, by default the worker role's), whatever
+            # its concurrency; with SQLite there is no pool, but then there is no max_connections either.
+            worker_pool = envint("DB_POOL_MAX_SIZE", settings.DB_POOL_DEFAULTS["worker"][0], minimum=1)
+            needed = worker_pool + 1  # the worker's pool + this process
             with connection.cursor() as cursor:
                 cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'")
                 in_use = cursor.fetchone()[0]
@@ -341,7 +345,7 @@ class Command(BaseCommand):
             if needed > 0.8 * (max_connections - machine.get("db_superuser_reserved", 0)):
                 self.notes.append(
                     f"DB connections: a worker at C={max(self.opts['concurrency'])} holds ~{needed} of "
-                    f"{max_connections} (one per pool thread with CONN_MAX_AGE, plus the lease keeper): "
+                    f"{max_connections} (its connection pool's max_size): "
                     "little headroom for web processes and a second worker."
                 )
         foreign = Job.objects.filter(status__in=Job.ACTIVE_STATUSES).count()
