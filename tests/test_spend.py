@@ -12,9 +12,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from tests.conftest import GENERATION_POST, job_params
-from tests.factories import MembershipFactory, ProjectFactory, UserFactory
+from tests.factories import ImageFactory, MembershipFactory, ProjectFactory, UserFactory
 from tests.helpers import create_job, run
-from workspace import jobs, spend, worker
+from workspace import jobs, projects, spend, worker
 from workspace.models import ApiCall, Budget, Job, LedgerEntry, Price, Role
 
 pytestmark = pytest.mark.django_db
@@ -67,6 +67,11 @@ CUSTOM_SIZE_WITH_CACHE = {
         ("gpt-image-1-mini", EDIT_WITH_THREE_INPUTS, "0.023878"),  # 40*2 + 3900*2.5 + 1756*8
         ("gpt-image-1-mini", FOUR_LOW_IMAGES, "0.006440"),
         ("gpt-image-1-mini", CUSTOM_SIZE_WITH_CACHE, "0.040042"),  # 20*2 + 10*0.2 + 5000*8
+        # gpt-image-2.5 is published at gpt-image-2's rates (0009_spend_controls).
+        ("gpt-image-2.5-sunburst", TEXT_ONLY_HIGH_SQUARE, "0.210970"),
+        ("gpt-image-2.5-sunburst", CUSTOM_SIZE_WITH_CACHE, "0.150113"),
+        ("gpt-image-2.5-flare", EDIT_WITH_THREE_INPUTS, "0.084080"),
+        ("gpt-image-2.5-flare", FOUR_LOW_IMAGES, "0.024100"),
     ],
 )
 def test_the_cost_of_a_call_matches_the_hand_computed_figure(model, usage, expected):
@@ -75,9 +80,15 @@ def test_the_cost_of_a_call_matches_the_hand_computed_figure(model, usage, expec
     assert isinstance(cost, Decimal)
 
 
-def test_a_snapshot_is_priced_as_its_model_and_a_new_model_has_no_price():
+def test_a_snapshot_is_priced_as_its_model_and_every_offered_model_has_a_price():
     assert spend.price_for("gpt-image-2-2026-04-21").model == "gpt-image-2"
-    assert spend.price_for("gpt-image-2.5-sunburst") is None
+    assert spend.unpriced_models() == set()
+    for model in ("gpt-image-2.5-sunburst", "gpt-image-2.5-flare"):
+        price = spend.price_for(model)
+        assert price.effective_from.isoformat() == "2026-09-08"
+        assert price.rates() == spend.price_for("gpt-image-2").rates()
+    # Before the announcement there was no price.
+    assert spend.price_for("gpt-image-2.5-flare", timezone.datetime(2026, 9, 7).date()) is None
 
 
 def test_the_price_in_force_on_the_day_is_used():
@@ -137,15 +148,63 @@ def test_a_retried_call_that_failed_before_usage_costs_nothing_and_says_so(clien
     assert f"${succeeded.charge.cost.quantize(Decimal('0.001'))}" in page
 
 
-def test_an_unpriced_model_is_recorded_in_tokens_and_flagged(project, cast, standin, client):
-    job = run(create_job(project=project, author=cast.bob, model="gpt-image-2.5-sunburst"))
+def test_a_max_quality_sunburst_job_is_charged_real_money(project, cast, standin, client):
+    job = run(create_job(project=project, author=cast.bob, model="gpt-image-2.5-sunburst", quality="max"))
     entry = LedgerEntry.objects.get(job=job)
-    assert entry.priced is False
-    assert entry.cost == 0
-    assert entry.image_output_tokens > 0
+    assert entry.priced is True
+    assert entry.cost == spend.cost(spend.Tokens.from_usage(entry.api_call.usage), spend.price_for(job.model))
+    assert entry.cost > 0
+    client.force_login(cast.bob)
+    assert f"${entry.cost.quantize(Decimal('0.001'))}" in client.get(reverse("my_spend")).content.decode()
+
+
+def test_a_model_without_a_price_cannot_be_chosen(client, cast, project, generation_post):
+    Price.objects.filter(model="gpt-image-2.5-flare").delete()
+    client.force_login(cast.bob)
+    page = client.get(reverse("project", args=[project.pk])).content.decode()
+    assert (
+        '<option value="gpt-image-2.5-flare" disabled>GPT Image 2.5 Flare (no price set: ask an admin)'
+        in page
+    )
+    assert '<option value="gpt-image-2.5-sunburst">' in page
+    response = client.post(
+        reverse("job_create", args=[project.pk]),
+        generation_post | {"model": "gpt-image-2.5-flare"},
+        HTTP_HX_REQUEST="true",
+    )
+    assert response.status_code == 400
+    assert "GPT Image 2.5 Flare has no price set" in response.content.decode()
+    assert "ask an admin to add its price" in response.content.decode()
+    assert Job.objects.count() == 0
     client.force_login(cast.sam)
-    page = client.get(reverse("spend_dashboard")).content.decode()
-    assert "No price set" in page and "gpt-image-2.5-sunburst" in page
+    assert (
+        "No price set</strong> for gpt-image-2.5-flare"
+        in client.get(reverse("spend_dashboard")).content.decode()
+    )
+
+
+@pytest.mark.parametrize("what_is_left", ["a later price of its own", "only the default model's price"])
+def test_a_call_that_settles_without_a_price_is_charged_at_the_nearest_known_price_never_0(
+    project, cast, standin, what_is_left
+):
+    """The job was queued while priced; the price went away before the call was charged."""
+    job = create_job(project=project, author=cast.bob, model="gpt-image-2.5-sunburst", quality="high")
+    later = timezone.localdate() + timedelta(days=40)
+    if what_is_left == "a later price of its own":
+        Price.objects.filter(model="gpt-image-2.5-sunburst").update(effective_from=later, image_output=50)
+        expected_rate = Decimal(50)
+    else:
+        Price.objects.filter(model="gpt-image-2.5-sunburst").delete()
+        expected_rate = Decimal(30)  # gpt-image-2's
+    job = run(job)
+    assert job.status == Job.Status.SUCCEEDED
+    entry = LedgerEntry.objects.get(job=job)
+    assert entry.priced is False  # flagged for the dashboard and the ledger
+    assert Decimal(entry.rates["image_output"]) == expected_rate
+    assert entry.cost == spend.money(
+        (entry.text_input_tokens * Decimal(5) + entry.image_output_tokens * expected_rate) / spend.MILLION
+    )
+    assert entry.cost > 0
 
 
 # --- Estimates -------------------------------------------------------------------------------------------
@@ -162,6 +221,8 @@ def test_the_estimate_follows_quality_size_count_and_model():
     assert cost(n=4) > 3 * cost()
     assert cost(size="2048x1152") > cost(size="1536x1024")
     assert cost(model="gpt-image-1-mini") < cost()
+    assert spend.estimate(model="gpt-image-2.5-flare", quality="high", size="1024x1024", n=1).priced
+    Price.objects.filter(model="gpt-image-2.5-flare").delete()
     unpriced = spend.estimate(model="gpt-image-2.5-flare", quality="high", size="1024x1024", n=1)
     assert unpriced.cost == Decimal("0.210725")  # at gpt-image-2 rates: 1 text token*5 + 7024*30
     assert "No price is set for gpt-image-2.5-flare" in unpriced.note
@@ -235,7 +296,7 @@ def test_the_reservation_is_released_when_a_job_fails_or_is_canceled(cast, proje
     assert job.reserved_cost == 0
     assert spend.used(user=cast.bob) == 0
     # Retrying holds the estimate back again.
-    jobs.job_retry(job=job)
+    jobs.job_retry(job=job, actor=cast.bob)
     job.refresh_from_db()
     assert job.reserved_cost == job.estimated_cost == spend.used(user=cast.bob)
 
@@ -362,7 +423,7 @@ def test_dashboard_and_csv_totals_equal_the_ledgers_sums(client, cast, spending)
     assert report.by_user[0]["cost"] >= report.by_user[-1]["cost"]  # top spenders first
 
     rows = list(csv.reader(io.StringIO(client.get(reverse("spend_csv")).content.decode())))
-    assert rows[0] == ["section", "name", "cost_usd", "images", "calls", "tokens"]
+    assert rows[0] == ["section", "name", "cost_usd", "images", "calls", "tokens", "simulated_cost_usd"]
     by_section: dict[str, Decimal] = {}
     for section, _name, cost, *_ in rows[1:]:
         by_section[section] = by_section.get(section, Decimal(0)) + Decimal(cost)
@@ -376,7 +437,7 @@ def test_an_empty_month_gives_an_empty_but_valid_csv(client, cast):
     assert response["Content-Type"] == "text/csv"
     rows = list(csv.reader(io.StringIO(response.content.decode())))
     assert rows[0][0] == "section"
-    assert rows[-1] == ["total", "", "0", "0", "0", "0"]
+    assert rows[-1] == ["total", "", "0", "0", "0", "0", "0"]
     assert all(row[0] == "day" and row[2] == "0" for row in rows[1:-1])
 
 
@@ -431,7 +492,7 @@ def test_an_admin_cannot_set_a_bad_budget(admin_client, cast, value, message):
 def test_an_admin_cannot_set_a_bad_price(admin_client, value, message):
     data = {
         "model": "gpt-image-2.5-sunburst",
-        "effective_from": "2026-09-08",
+        "effective_from": timezone.localdate().isoformat(),  # a change of price from today
         "text_input": "5",
         "cached_text_input": "1.25",
         "image_input": "8",
@@ -441,7 +502,7 @@ def test_an_admin_cannot_set_a_bad_price(admin_client, value, message):
     }
     response = admin_client.post(reverse("admin:workspace_price_add"), data)
     assert message in response.content.decode()
-    assert not Price.objects.filter(model="gpt-image-2.5-sunburst").exists()
+    assert Price.objects.filter(model="gpt-image-2.5-sunburst").count() == 1  # only the seeded one
     response = admin_client.post(reverse("admin:workspace_price_add"), data | {"image_output": "40"})
     assert response.status_code == 302
     assert spend.price_for("gpt-image-2.5-sunburst").image_output == Decimal(40)
