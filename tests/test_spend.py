@@ -12,9 +12,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from tests.conftest import GENERATION_POST, job_params
-from tests.factories import ImageFactory, MembershipFactory, ProjectFactory, UserFactory
+from tests.factories import MembershipFactory, ProjectFactory, UserFactory
 from tests.helpers import create_job, run
-from workspace import jobs, projects, spend, worker
+from workspace import jobs, spend, worker
 from workspace.models import ApiCall, Budget, Job, LedgerEntry, Price, Role
 
 pytestmark = pytest.mark.django_db
