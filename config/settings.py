@@ -4,6 +4,7 @@ Defaults suit one person on a laptop (SQLite under var/, a file-system broker, t
 service). Production sets DATABASE_URL, REDIS_URL, OPENAI_API_KEY and turns DEBUG off; see .env.example.
 """
 
+from decimal import Decimal, InvalidOperation
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -219,6 +220,25 @@ DEMO_MODE = not OPENAI_API_KEY or envbool("ATELIER_DEMO", False)
 STANDIN_PORT = envint("STANDIN_PORT", 8765, minimum=1)
 if DEMO_MODE and not OPENAI_BASE_URL:
     OPENAI_BASE_URL = f"http://127.0.0.1:{STANDIN_PORT}/v1"
+
+# --- Money ----------------------------------------------------------------------------------------------
+# The monthly budget (US dollars) every new project starts with, so a new project is no way around the
+# budgets; empty means new projects start without one. Staff change it on the spend dashboard.
+_default_project_budget = envstr("DEFAULT_PROJECT_BUDGET").strip()
+try:
+    DEFAULT_PROJECT_BUDGET = Decimal(_default_project_budget) if _default_project_budget else None
+    _budget_ok = DEFAULT_PROJECT_BUDGET is None or (
+        DEFAULT_PROJECT_BUDGET.is_finite()
+        and 0 <= DEFAULT_PROJECT_BUDGET <= 1_000_000
+        and DEFAULT_PROJECT_BUDGET.quantize(Decimal("0.01")) == DEFAULT_PROJECT_BUDGET
+    )
+except InvalidOperation:
+    _budget_ok = False
+if not _budget_ok:
+    raise ImproperlyConfigured(
+        "DEFAULT_PROJECT_BUDGET must be empty or dollars from 0 to 1,000,000 like 50 or 49.99, "
+        f"not {_default_project_budget!r}."
+    )
 
 # One API call may take this long before we give up on it (the SDK's own default is 600 s).
 OPENAI_CALL_TIMEOUT = envfloat("OPENAI_CALL_TIMEOUT", 300.0)

@@ -114,4 +114,5 @@ def seeded_prices(transactional_db):
 
     from django.apps import apps
 
-    importlib.import_module("workspace.migrations.0003_seed_prices").seed(apps, None)
+    for migration in ("0003_seed_prices", "0009_spend_controls"):
+        importlib.import_module(f"workspace.migrations.{migration}").seed(apps, None)

@@ -270,7 +270,7 @@ def test_a_failed_job_can_be_retried(project, cast, standin, django_capture_on_c
     job = run(create_job(project=project, author=cast.bob))
     assert job.status == Job.Status.FAILED
     with django_capture_on_commit_callbacks() as callbacks:
-        assert jobs.job_retry(job=job)
+        assert jobs.job_retry(job=job, actor=cast.bob)
     assert len(callbacks) == 1  # the message is sent only once the retry is committed
     job = run(job)
     assert job.status == Job.Status.SUCCEEDED

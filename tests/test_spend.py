@@ -14,7 +14,7 @@ from django.utils import timezone
 from tests.conftest import GENERATION_POST, job_params
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory
 from tests.helpers import create_job, run
-from workspace import jobs, spend, worker
+from workspace import jobs, projects, spend, worker
 from workspace.models import ApiCall, Budget, Job, LedgerEntry, Price, Role
 
 pytestmark = pytest.mark.django_db
@@ -67,6 +67,11 @@ CUSTOM_SIZE_WITH_CACHE = {
         ("gpt-image-1-mini", EDIT_WITH_THREE_INPUTS, "0.023878"),  # 40*2 + 3900*2.5 + 1756*8
         ("gpt-image-1-mini", FOUR_LOW_IMAGES, "0.006440"),
         ("gpt-image-1-mini", CUSTOM_SIZE_WITH_CACHE, "0.040042"),  # 20*2 + 10*0.2 + 5000*8
+        # gpt-image-2.5 is published at gpt-image-2's rates (0009_spend_controls).
+        ("gpt-image-2.5-sunburst", TEXT_ONLY_HIGH_SQUARE, "0.210970"),
+        ("gpt-image-2.5-sunburst", CUSTOM_SIZE_WITH_CACHE, "0.150113"),
+        ("gpt-image-2.5-flare", EDIT_WITH_THREE_INPUTS, "0.084080"),
+        ("gpt-image-2.5-flare", FOUR_LOW_IMAGES, "0.024100"),
     ],
 )
 def test_the_cost_of_a_call_matches_the_hand_computed_figure(model, usage, expected):
@@ -75,9 +80,15 @@ def test_the_cost_of_a_call_matches_the_hand_computed_figure(model, usage, expec
     assert isinstance(cost, Decimal)
 
 
-def test_a_snapshot_is_priced_as_its_model_and_a_new_model_has_no_price():
+def test_a_snapshot_is_priced_as_its_model_and_every_offered_model_has_a_price():
     assert spend.price_for("gpt-image-2-2026-04-21").model == "gpt-image-2"
-    assert spend.price_for("gpt-image-2.5-sunburst") is None
+    assert spend.unpriced_models() == set()
+    for model in ("gpt-image-2.5-sunburst", "gpt-image-2.5-flare"):
+        price = spend.price_for(model)
+        assert price.effective_from.isoformat() == "2026-09-08"
+        assert price.rates() == spend.price_for("gpt-image-2").rates()
+    # Before the announcement there was no price.
+    assert spend.price_for("gpt-image-2.5-flare", timezone.datetime(2026, 9, 7).date()) is None
 
 
 def test_the_price_in_force_on_the_day_is_used():
@@ -137,15 +148,63 @@ def test_a_retried_call_that_failed_before_usage_costs_nothing_and_says_so(clien
     assert f"${succeeded.charge.cost.quantize(Decimal('0.001'))}" in page
 
 
-def test_an_unpriced_model_is_recorded_in_tokens_and_flagged(project, cast, standin, client):
-    job = run(create_job(project=project, author=cast.bob, model="gpt-image-2.5-sunburst"))
+def test_a_max_quality_sunburst_job_is_charged_real_money(project, cast, standin, client):
+    job = run(create_job(project=project, author=cast.bob, model="gpt-image-2.5-sunburst", quality="max"))
     entry = LedgerEntry.objects.get(job=job)
-    assert entry.priced is False
-    assert entry.cost == 0
-    assert entry.image_output_tokens > 0
+    assert entry.priced is True
+    assert entry.cost == spend.cost(spend.Tokens.from_usage(entry.api_call.usage), spend.price_for(job.model))
+    assert entry.cost > 0
+    client.force_login(cast.bob)
+    assert f"${entry.cost.quantize(Decimal('0.001'))}" in client.get(reverse("my_spend")).content.decode()
+
+
+def test_a_model_without_a_price_cannot_be_chosen(client, cast, project, generation_post):
+    Price.objects.filter(model="gpt-image-2.5-flare").delete()
+    client.force_login(cast.bob)
+    page = client.get(reverse("project", args=[project.pk])).content.decode()
+    assert (
+        '<option value="gpt-image-2.5-flare" disabled>GPT Image 2.5 Flare (no price set: ask an admin)'
+        in page
+    )
+    assert '<option value="gpt-image-2.5-sunburst">' in page
+    response = client.post(
+        reverse("job_create", args=[project.pk]),
+        generation_post | {"model": "gpt-image-2.5-flare"},
+        HTTP_HX_REQUEST="true",
+    )
+    assert response.status_code == 400
+    assert "GPT Image 2.5 Flare has no price set" in response.content.decode()
+    assert "ask an admin to add its price" in response.content.decode()
+    assert Job.objects.count() == 0
     client.force_login(cast.sam)
-    page = client.get(reverse("spend_dashboard")).content.decode()
-    assert "No price set" in page and "gpt-image-2.5-sunburst" in page
+    assert (
+        "No price set</strong> for gpt-image-2.5-flare"
+        in client.get(reverse("spend_dashboard")).content.decode()
+    )
+
+
+@pytest.mark.parametrize("what_is_left", ["a later price of its own", "only the default model's price"])
+def test_a_call_that_settles_without_a_price_is_charged_at_the_nearest_known_price_never_0(
+    project, cast, standin, what_is_left
+):
+    """The job was queued while priced; the price went away before the call was charged."""
+    job = create_job(project=project, author=cast.bob, model="gpt-image-2.5-sunburst", quality="high")
+    later = timezone.localdate() + timedelta(days=40)
+    if what_is_left == "a later price of its own":
+        Price.objects.filter(model="gpt-image-2.5-sunburst").update(effective_from=later, image_output=50)
+        expected_rate = Decimal(50)
+    else:
+        Price.objects.filter(model="gpt-image-2.5-sunburst").delete()
+        expected_rate = Decimal(30)  # gpt-image-2's
+    job = run(job)
+    assert job.status == Job.Status.SUCCEEDED
+    entry = LedgerEntry.objects.get(job=job)
+    assert entry.priced is False  # flagged for the dashboard and the ledger
+    assert Decimal(entry.rates["image_output"]) == expected_rate
+    assert entry.cost == spend.money(
+        (entry.text_input_tokens * Decimal(5) + entry.image_output_tokens * expected_rate) / spend.MILLION
+    )
+    assert entry.cost > 0
 
 
 # --- Estimates -------------------------------------------------------------------------------------------
@@ -162,6 +221,8 @@ def test_the_estimate_follows_quality_size_count_and_model():
     assert cost(n=4) > 3 * cost()
     assert cost(size="2048x1152") > cost(size="1536x1024")
     assert cost(model="gpt-image-1-mini") < cost()
+    assert spend.estimate(model="gpt-image-2.5-flare", quality="high", size="1024x1024", n=1).priced
+    Price.objects.filter(model="gpt-image-2.5-flare").delete()
     unpriced = spend.estimate(model="gpt-image-2.5-flare", quality="high", size="1024x1024", n=1)
     assert unpriced.cost == Decimal("0.210725")  # at gpt-image-2 rates: 1 text token*5 + 7024*30
     assert "No price is set for gpt-image-2.5-flare" in unpriced.note
@@ -235,7 +296,7 @@ def test_the_reservation_is_released_when_a_job_fails_or_is_canceled(cast, proje
     assert job.reserved_cost == 0
     assert spend.used(user=cast.bob) == 0
     # Retrying holds the estimate back again.
-    jobs.job_retry(job=job)
+    jobs.job_retry(job=job, actor=cast.bob)
     job.refresh_from_db()
     assert job.reserved_cost == job.estimated_cost == spend.used(user=cast.bob)
 
@@ -362,7 +423,7 @@ def test_dashboard_and_csv_totals_equal_the_ledgers_sums(client, cast, spending)
     assert report.by_user[0]["cost"] >= report.by_user[-1]["cost"]  # top spenders first
 
     rows = list(csv.reader(io.StringIO(client.get(reverse("spend_csv")).content.decode())))
-    assert rows[0] == ["section", "name", "cost_usd", "images", "calls", "tokens"]
+    assert rows[0] == ["section", "name", "cost_usd", "images", "calls", "tokens", "simulated_cost_usd"]
     by_section: dict[str, Decimal] = {}
     for section, _name, cost, *_ in rows[1:]:
         by_section[section] = by_section.get(section, Decimal(0)) + Decimal(cost)
@@ -376,7 +437,7 @@ def test_an_empty_month_gives_an_empty_but_valid_csv(client, cast):
     assert response["Content-Type"] == "text/csv"
     rows = list(csv.reader(io.StringIO(response.content.decode())))
     assert rows[0][0] == "section"
-    assert rows[-1] == ["total", "", "0", "0", "0", "0"]
+    assert rows[-1] == ["total", "", "0", "0", "0", "0", "0"]
     assert all(row[0] == "day" and row[2] == "0" for row in rows[1:-1])
 
 
@@ -431,7 +492,7 @@ def test_an_admin_cannot_set_a_bad_budget(admin_client, cast, value, message):
 def test_an_admin_cannot_set_a_bad_price(admin_client, value, message):
     data = {
         "model": "gpt-image-2.5-sunburst",
-        "effective_from": "2026-09-08",
+        "effective_from": timezone.localdate().isoformat(),  # a change of price from today
         "text_input": "5",
         "cached_text_input": "1.25",
         "image_input": "8",
@@ -441,7 +502,7 @@ def test_an_admin_cannot_set_a_bad_price(admin_client, value, message):
     }
     response = admin_client.post(reverse("admin:workspace_price_add"), data)
     assert message in response.content.decode()
-    assert not Price.objects.filter(model="gpt-image-2.5-sunburst").exists()
+    assert Price.objects.filter(model="gpt-image-2.5-sunburst").count() == 1  # only the seeded one
     response = admin_client.post(reverse("admin:workspace_price_add"), data | {"image_output": "40"})
     assert response.status_code == 302
     assert spend.price_for("gpt-image-2.5-sunburst").image_output == Decimal(40)
@@ -470,3 +531,204 @@ def test_the_edit_form_estimate_counts_its_input_images(client, cast, project):
     # 1,300 image tokens an input at $8/M.
     assert "Estimated cost <strong>$0.015</strong>" in one  # 1 text*5 + 1300*8 + 167*30 = 15,415 µ$
     assert "Estimated cost <strong>$0.036</strong>" in three  # 1 text*5 + 3900*8 + 167*30 = 36,215 µ$
+
+
+# --- Budgets in the product -----------------------------------------------------------------------------
+
+
+def test_staff_set_change_and_remove_budgets_on_the_dashboard(client, cast, project):
+    client.force_login(cast.sam)
+    url = reverse("spend_budget_set")
+    response = client.post(url, {"scope": "user", "monthly_limit": "20"})
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert 'id="id_user_error"><p class="error">Choose a person or a project.</p>' in page
+    assert "Constraint" not in page
+    for bad, message in [("-1", "A budget cannot be negative."), ("1.234", "at most 2 decimal places")]:
+        response = client.post(url, {"scope": "user", "user": cast.bob.pk, "monthly_limit": bad})
+        assert response.status_code == 400 and message in response.content.decode()
+    assert Budget.objects.count() == 0
+
+    assert client.post(url, {"scope": "user", "user": cast.bob.pk, "monthly_limit": "20"}).status_code == 302
+    assert (
+        client.post(url, {"scope": "user", "user": cast.bob.pk, "monthly_limit": "0.56"}).status_code == 302
+    )
+    assert Budget.objects.get(user=cast.bob).monthly_limit == Decimal("0.56")  # changed, not a second row
+    # A person picked earlier in the other menu does not count once "project" is chosen.
+    client.post(url, {"scope": "project", "user": cast.bob.pk, "project": project.pk, "monthly_limit": "50"})
+    assert Budget.objects.get(project=project).monthly_limit == 50
+    client.post(url, {"scope": "workspace", "monthly_limit": "1000"})
+    assert Budget.objects.get(user=None, project=None).monthly_limit == 1000
+    page = client.get(reverse("spend_dashboard")).content.decode()
+    assert "The whole workspace" in page and "$1,000.00" in page and "$0.56" in page
+    client.post(url, {"scope": "project", "project": project.pk, "monthly_limit": ""})
+    assert not Budget.objects.filter(project=project).exists()
+
+
+def test_the_admin_budget_form_gives_field_errors_not_the_constraint(admin_client, cast, project):
+    url = reverse("admin:workspace_budget_add")
+    page = admin_client.post(url, {"scope": "user", "monthly_limit": "5"}).content.decode()
+    assert "Choose a person or a project." in page and "Constraint" not in page
+    both = {"scope": "user", "user": cast.bob.pk, "project": project.pk, "monthly_limit": "5"}
+    page = admin_client.post(url, both).content.decode()
+    assert "Choose a person or a project, not both" in page and "Constraint" not in page
+    assert Budget.objects.count() == 0
+    assert admin_client.post(url, {"scope": "workspace", "monthly_limit": "9"}).status_code == 302
+    page = admin_client.post(url, {"scope": "workspace", "monthly_limit": "9"}).content.decode()
+    assert "There is already a workspace budget" in page
+    assert Budget.objects.count() == 1
+
+
+def test_the_workspace_budget_holds_across_people_and_projects(cast, project, other_project):
+    Budget.objects.create(monthly_limit=Decimal("0.30"))  # neither user nor project: everyone
+    jobs.job_create(project=project, author=cast.bob, prompt="a", params=job_params(quality="high"))
+    with pytest.raises(spend.BudgetExceeded, match=r"the workspace's \$0\.30 budget"):
+        jobs.job_create(
+            project=other_project, author=cast.charlie, prompt="b", params=job_params(quality="high")
+        )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_forty_simultaneous_submits_by_many_people_against_a_workspace_cap_for_eight(
+    monkeypatch, seeded_prices
+):
+    monkeypatch.setattr(jobs, "_enqueue", lambda job_id, countdown=None: None)
+    people = [UserFactory(username=f"rush{i}") for i in range(8)]
+    places = [ProjectFactory(name=f"Rush {i}", created_by=people[i]) for i in range(4)]
+    params = job_params(quality="high")
+    each = jobs.job_estimate(prompt="a lemon", params=params).cost
+    Budget.objects.create(
+        monthly_limit=(each * 8 + each / 2).quantize(Decimal("0.01"), rounding="ROUND_DOWN")
+    )
+
+    start = threading.Barrier(40)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def submit(i: int) -> None:
+        try:
+            start.wait()
+            jobs.job_create(project=places[i % 4], author=people[i % 8], prompt="a lemon", params=params)
+            result = "accepted"
+        except spend.BudgetExceeded:
+            result = "refused"
+        except Exception as error:  # reported by the assertion below, not lost in a thread
+            result = f"error: {error!r}"
+        finally:
+            connection.close()
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(outcomes) == 40
+    assert not [outcome for outcome in outcomes if outcome.startswith("error")], outcomes
+    assert outcomes.count("accepted") == 8
+    assert Job.objects.count() == 8
+    assert spend.used() <= Budget.objects.get(user=None, project=None).monthly_limit
+
+
+@pytest.mark.parametrize("default", [Decimal("25.50"), None])
+def test_a_new_project_starts_with_the_default_project_budget(cast, settings, default):
+    settings.DEFAULT_PROJECT_BUDGET = default
+    created = projects.project_create(name="Side door", user=cast.bob)
+    if default is None:
+        assert not Budget.objects.filter(project=created).exists()
+    else:
+        assert Budget.objects.get(project=created).monthly_limit == Decimal("25.50")
+
+
+def test_retry_reserves_and_charges_whoever_clicks(client, cast, project, standin):
+    Budget.objects.create(user=cast.bob, monthly_limit=Decimal("0.50"))
+    standin.inject("moderation")
+    job = run(create_job(project=project, author=cast.bob, quality="high"))
+    Job.objects.filter(pk=job.pk).update(estimated_cost=Decimal("0.21"))
+    assert job.status == Job.Status.FAILED
+    client.force_login(cast.alice)
+    client.post(reverse("job_retry", args=[project.pk, job.pk]))
+    job.refresh_from_db()
+    assert (job.status, job.author) == (Job.Status.QUEUED, cast.alice)
+    assert spend.used(user=cast.alice) == Decimal("0.21") and spend.used(user=cast.bob) == 0
+    job = run(job)
+    assert LedgerEntry.objects.get(job=job, image_count__gt=0).user == cast.alice
+
+    # The clicker's own budget is the one that says no.
+    Budget.objects.create(user=cast.alice, monthly_limit=Decimal("0.01"))
+    standin.inject("moderation")
+    failed = run(create_job(project=project, author=cast.bob, quality="high"))
+    Job.objects.filter(pk=failed.pk).update(estimated_cost=Decimal("0.21"))
+    failed.refresh_from_db()
+    with pytest.raises(spend.BudgetExceeded, match="your"):
+        jobs.job_retry(job=failed, actor=cast.alice)
+    assert jobs.job_retry(job=failed, actor=cast.bob)
+
+
+def test_reproduce_charges_whoever_clicks(client, cast, project, standin):
+    original = run(create_job(project=project, author=cast.bob))
+    client.force_login(cast.alice)
+    client.post(reverse("job_reproduce", args=[project.pk, original.pk]))
+    again = Job.objects.exclude(pk=original.pk).get()
+    assert again.author == cast.alice
+    run(again)
+    assert LedgerEntry.objects.get(job=again).user == cast.alice
+
+
+def test_the_badge_shows_the_budget_to_the_cent(client, cast):
+    Budget.objects.create(user=cast.bob, monthly_limit=Decimal("0.56"))
+    client.force_login(cast.bob)
+    page = client.get(reverse("spend_badge")).content.decode()
+    assert '<span class="of"> of $0.56</span>' in page
+    Budget.objects.filter(user=cast.bob).update(monthly_limit=Decimal("1250"))
+    assert '<span class="of"> of $1,250.00</span>' in client.get(reverse("spend_badge")).content.decode()
+
+
+def test_the_image_page_shows_its_calls_cost_beside_the_tokens(client, cast, project, standin):
+    job = run(create_job(project=project, author=cast.bob, quality="high"))
+    entry = LedgerEntry.objects.get(job=job)
+    client.force_login(cast.vera)
+    page = client.get(reverse("image_detail", args=[project.pk, job.images.get().pk])).content.decode()
+    cost = entry.cost.quantize(Decimal("0.001"))
+    expected = f'<dt>Tokens</dt><dd>{entry.api_call.total_tokens} · <span class="cost">${cost}</span>'
+    assert expected in page
+    assert "simulated" not in page
+
+
+# --- Demo money -----------------------------------------------------------------------------------------
+
+
+def test_demo_spend_is_simulated_everywhere_and_kept_apart_from_real(
+    client, cast, project, standin, settings
+):
+    real = LedgerEntry.objects.get(job=run(create_job(project=project, author=cast.bob, quality="high")))
+    settings.DEMO_MODE = True
+    demo_job = run(create_job(project=project, author=cast.bob, quality="high"))
+    demo = LedgerEntry.objects.get(job=demo_job)
+    assert (real.simulated, demo.simulated) == (False, True)
+    assert demo.cost > 0
+
+    client.force_login(cast.bob)
+    badge = client.get(reverse("spend_badge")).content.decode()
+    sim_tag = '<span class="sim-tag">sim<span class="sim-rest">ulated</span></span>'
+    assert f"${demo.cost.quantize(Decimal('0.001'))} {sim_tag}" in badge
+    mine = client.get(reverse("my_spend")).content.decode()
+    assert "these charges are simulated" in mine and mine.count('class="sim-tag">simulated') >= 2
+    image = demo_job.images.get()
+    assert "simulated" in client.get(reverse("image_detail", args=[project.pk, image.pk])).content.decode()
+
+    client.force_login(cast.sam)
+    report = client.get(reverse("spend_dashboard")).context["report"]
+    assert report.totals["cost"] == real.cost  # real totals leave demo money out
+    assert report.totals["simulated_cost"] == demo.cost
+    assert report.by_user[0]["cost"] == real.cost and report.by_user[0]["simulated_cost"] == demo.cost
+    rows = list(csv.reader(io.StringIO(client.get(reverse("spend_csv")).content.decode())))
+    assert rows[0][-1] == "simulated_cost_usd"
+    assert rows[-1][0] == "total" and Decimal(rows[-1][2]) == real.cost and Decimal(rows[-1][-1]) == demo.cost
+
+    # Budgets count the money of the mode the workspace is in: demo play never uses up a real budget.
+    assert spend.used(user=cast.bob) == demo.cost
+    settings.DEMO_MODE = False
+    assert spend.used(user=cast.bob) == real.cost
+    assert spend.summary_for(cast.bob).used == real.cost

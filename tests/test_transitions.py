@@ -388,7 +388,7 @@ def test_retry_by_hand_starts_over_with_a_new_reservation_and_deadline(dirty, so
     job = dirty(source, deadline_at=timezone.now() - timedelta(minutes=1))
     before = fields_of(job)
 
-    assert Job.objects.retry(job.pk, reserve=Decimal("0.5"))
+    assert Job.objects.retry(job.pk, reserve=Decimal("0.5"), author_id=job.author_id)
 
     after = fields_of(job)
     assert just_now(after["enqueued_at"])
@@ -409,13 +409,13 @@ def test_retry_by_hand_starts_over_with_a_new_reservation_and_deadline(dirty, so
         "claim_token": None,
         "lease_expires_at": None,
     }
-    assert_loses(job, lambda: Job.objects.retry(job.pk, reserve=Decimal(9)))
+    assert_loses(job, lambda: Job.objects.retry(job.pk, reserve=Decimal(9), author_id=job.author_id))
 
 
 @pytest.mark.parametrize("status", [S.QUEUED, S.RUNNING, S.RETRYING, S.SUCCEEDED])
 def test_retry_by_hand_is_only_for_ended_jobs_that_did_not_succeed(dirty, status):
     job = dirty(status)
-    assert_loses(job, lambda: Job.objects.retry(job.pk, reserve=Decimal(9)))
+    assert_loses(job, lambda: Job.objects.retry(job.pk, reserve=Decimal(9), author_id=job.author_id))
 
 
 # --- end to end ----------------------------------------------------------------------------------------

@@ -94,7 +94,10 @@ def thread_worker():
         yield
 
 
-def test_a_submitted_job_goes_through_redis_and_a_worker(client, team, standin, runs, thread_worker):
+def test_a_submitted_job_goes_through_redis_and_a_worker(
+    client, team, standin, runs, thread_worker, seeded_prices
+):
+    # seeded_prices: the form refuses a model without a price, and this test's flush removed them.
     user, project = team
     client.force_login(user)
     response = client.post(

@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from workspace.forms import BudgetAdminForm
 from workspace.models import ApiCall, Budget, Image, Job, LedgerEntry, Membership, Price, Project
 
 
@@ -97,9 +98,10 @@ class LedgerEntryAdmin(admin.ModelAdmin):
         "total_tokens",
         "cost",
         "priced",
+        "simulated",
         "request_id",
     ]
-    list_filter = ["model", "priced", "created_at"]
+    list_filter = ["model", "priced", "simulated", "created_at"]
     search_fields = ["request_id", "user__username", "project__name"]
     date_hierarchy = "created_at"
     list_select_related = ["user", "project"]
@@ -116,6 +118,10 @@ class LedgerEntryAdmin(admin.ModelAdmin):
 
 @admin.register(Budget)
 class BudgetAdmin(admin.ModelAdmin):
+    """Staff usually set budgets on the spend dashboard; this form gives the same field errors."""
+
+    form = BudgetAdminForm
+    fields = ["scope", "user", "project", "monthly_limit"]
     list_display = ["__str__", "user", "project", "monthly_limit", "updated_at"]
     autocomplete_fields = ["user", "project"]
     search_fields = ["user__username", "project__name"]

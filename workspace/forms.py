@@ -5,9 +5,9 @@ from django.contrib.auth import get_user_model
 from django.db.models import Q
 from django.utils import timezone
 
-from workspace import formats
+from workspace import formats, spend
 from workspace import imagemodels as im
-from workspace.models import Job, Membership, Project, Role
+from workspace.models import MAX_MONTHLY_BUDGET, Budget, Job, Membership, Project, Role
 from workspace.review import COMMENT_MAX_CHARS
 
 QUALITY_LABELS = {
@@ -23,6 +23,28 @@ QUALITY_LABELS = {
 AUTO_SIZE = "auto"
 
 
+class ModelSelect(forms.Select):
+    """The model menu, with the models that have no price shown but not choosable."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.unpriced: set[str] = set()
+
+    def create_option(self, name, value, label, selected, index, subindex=None, attrs=None) -> dict:
+        option = super().create_option(name, value, label, selected, index, subindex, attrs)
+        if value in self.unpriced:
+            option["attrs"]["disabled"] = True
+            option["label"] = f"{label} (no price set: ask an admin)"
+        return option
+
+
+def unpriced_model_error(model: im.ImageModel) -> str:
+    return (
+        f"{model.label} has no price set, so its cost could not be counted against any budget; "
+        "ask an admin to add its price, or choose another model."
+    )
+
+
 class GenerationForm(forms.Form):
     """The generation request. The same rules the browser shows run here before anything is queued."""
 
@@ -35,7 +57,9 @@ class GenerationForm(forms.Form):
             attrs={"rows": 5, "placeholder": "Describe the image: subject, setting, light, style…"}
         ),
     )
-    model = forms.ChoiceField(choices=[(m.id, m.label) for m in im.MODELS.values()], initial=im.DEFAULT_MODEL)
+    model = forms.ChoiceField(
+        choices=[(m.id, m.label) for m in im.MODELS.values()], initial=im.DEFAULT_MODEL, widget=ModelSelect
+    )
     size = forms.ChoiceField(
         choices=[(p.key, f"{p.label} · {p.size.replace('x', '×')}") for p in im.SIZE_PRESETS.values()]
         + [(im.CUSTOM_SIZE, "Custom…")],
@@ -70,6 +94,18 @@ class GenerationForm(forms.Form):
         help_text="How much the model thinks about composition before drawing.",
     )
     n = forms.IntegerField(label="Number of images", min_value=1, max_value=im.MAX_IMAGES_PER_JOB, initial=1)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # One query per form: an unpriced model would be charged nothing, so it cannot be chosen.
+        self.unpriced = spend.unpriced_models()
+        self.fields["model"].widget.unpriced = self.unpriced
+
+    def clean_model(self) -> str:
+        model_id = self.cleaned_data["model"]
+        if model_id in self.unpriced:
+            raise forms.ValidationError(unpriced_model_error(im.MODELS[model_id]))
+        return model_id
 
     def clean_prompt(self) -> str:
         prompt = self.cleaned_data["prompt"].strip()
@@ -302,4 +338,97 @@ class SpendPeriodForm(forms.Form):
                 self.add_error("end", "The end date is before the start date.")
             elif (end - start).days >= self.MAX_DAYS:
                 self.add_error("end", "Choose at most a year at a time.")
+        return data
+
+
+BUDGET_SCOPES = [("user", "A person"), ("project", "A project"), ("workspace", "The whole workspace")]
+CHOOSE_ONE = "Choose a person or a project."
+
+
+def _check_budget_target(form: forms.Form, *, scope: str, user, project) -> None:
+    """Field errors for who a budget is for, so neither form ever shows the database's constraint."""
+    if scope == "user" and user is None and "user" not in form.errors:
+        form.add_error("user", CHOOSE_ONE)
+    elif scope == "project" and project is None and "project" not in form.errors:
+        form.add_error("project", CHOOSE_ONE)
+    elif scope == "workspace" and (user is not None or project is not None):
+        where = "user" if user is not None else "project"
+        form.add_error(where, "A workspace budget is for everyone; leave the person and project empty.")
+    elif scope in ("user", "project") and user is not None and project is not None:
+        form.add_error("project", "Choose a person or a project, not both: give each its own budget.")
+
+
+def _budget_limit_field(*, required: bool) -> forms.DecimalField:
+    return forms.DecimalField(
+        label="Monthly budget ($)",
+        required=required,
+        min_value=0,
+        max_value=MAX_MONTHLY_BUDGET,
+        max_digits=10,
+        decimal_places=2,
+        error_messages={
+            "min_value": "A budget cannot be negative.",
+            "max_value": f"That is more than ${MAX_MONTHLY_BUDGET:,} a month; check it.",
+            "max_decimal_places": "Give the budget in dollars and cents (at most 2 decimal places).",
+        },
+        help_text="US dollars per calendar month. 0 stops all new jobs; empty removes the budget.",
+    )
+
+
+class BudgetForm(forms.Form):
+    """Set, change or remove a monthly budget on the spend dashboard (spend.budget_set does it)."""
+
+    scope = forms.ChoiceField(label="Budget for", choices=BUDGET_SCOPES, initial="user")
+    user = forms.ModelChoiceField(
+        label="Person",
+        required=False,
+        queryset=get_user_model().objects.filter(is_active=True).order_by("username"),
+        empty_label="Choose a person",
+    )
+    project = forms.ModelChoiceField(
+        label="Project",
+        required=False,
+        queryset=Project.objects.filter(archived_at__isnull=True).order_by("name"),
+        empty_label="Choose a project",
+    )
+    monthly_limit = _budget_limit_field(required=False)
+
+    def clean(self) -> dict:
+        data = super().clean()
+        scope = data.get("scope") or "user"
+        # Only the chosen kind's menu counts: the other may still hold an earlier pick in the browser.
+        user = data.get("user") if scope == "user" else None
+        project = data.get("project") if scope == "project" else None
+        _check_budget_target(self, scope=scope, user=user, project=project)
+        data["user"], data["project"] = user, project
+        return data
+
+
+class BudgetAdminForm(forms.ModelForm):
+    """The admin's budget form: field errors instead of "Constraint … is violated"."""
+
+    scope = forms.ChoiceField(
+        label="Budget for",
+        choices=BUDGET_SCOPES,
+        initial="user",
+        help_text="The whole workspace: one cap across every person and project.",
+    )
+
+    class Meta:
+        model = Budget
+        fields = ["scope", "user", "project", "monthly_limit"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        budget = self.instance
+        if budget.pk:
+            self.initial["scope"] = (
+                "user" if budget.user_id else "project" if budget.project_id else "workspace"
+            )
+
+    def clean(self) -> dict:
+        data = super().clean()
+        _check_budget_target(
+            self, scope=data.get("scope") or "user", user=data.get("user"), project=data.get("project")
+        )
         return data

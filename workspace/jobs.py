@@ -123,15 +123,18 @@ def job_cancel(*, job: Job) -> bool:
     return Job.objects.cancel(job.pk)
 
 
-def job_retry(*, job: Job) -> bool:
-    """Queue a failed or canceled job again, with a fresh set of attempts, deadline and reservation.
+def job_retry(*, job: Job, actor) -> bool:
+    """`actor` queues a failed or canceled job again: fresh attempts, deadline and reservation.
 
+    The actor becomes the job's author, so their budget holds the estimate and the ledger charges them,
+    not whoever asked first. Moving the author (rather than adding a "charged_to") keeps one owner of a
+    job's money: the hold, the charge and the badge all already follow `author`.
     Raises spend.BudgetExceeded when a budget cannot cover it any more.
     """
     amount = job.estimated_cost if job.estimated_cost is not None else ZERO
     with transaction.atomic():
-        spend.reserve(user=job.author, project=job.project, amount=amount)
-        won = Job.objects.retry(job.pk, reserve=amount)
+        spend.reserve(user=actor, project=job.project, amount=amount)
+        won = Job.objects.retry(job.pk, reserve=amount, author_id=actor.pk)
         if won:
             transaction.on_commit(lambda: _enqueue(job.pk))
     return won

@@ -273,15 +273,17 @@ class JobQuerySet(models.QuerySet):
             )
         )
 
-    def retry(self, job_id: int, *, reserve: Decimal) -> bool:
+    def retry(self, job_id: int, *, reserve: Decimal, author_id: int) -> bool:
         """failed or canceled → queued, by a person: fresh attempts, deadline and `reserve` held back.
 
-        The caller has reserved `reserve` against the budgets in the same transaction.
+        The person who retries becomes the author: the hold, the charge and "made by" follow whoever
+        spent the money. The caller has reserved `reserve` against their budgets in the same transaction.
         """
         now = timezone.now()
         return bool(
             self.filter(pk=job_id, status__in=[Job.Status.FAILED, Job.Status.CANCELED]).update(
                 status=Job.Status.QUEUED,
+                author_id=author_id,
                 reserved_cost=reserve,
                 attempts=0,
                 deadline_at=Job.new_deadline(),
@@ -685,7 +687,10 @@ class LedgerEntry(models.Model):
     # The rates used, copied, so a later price change never rewrites history.
     price = models.ForeignKey(Price, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     rates = models.JSONField(default=dict, blank=True)
+    # False: the model had no price in force, so the call was charged at a stand-in price (see spend.charge).
     priced = models.BooleanField(default=True)
+    # True: made in demo mode by the local stand-in, so no one paid OpenAI; kept apart from real money.
+    simulated = models.BooleanField(default=False)
     cost = models.DecimalField(**MONEY)
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -714,7 +719,7 @@ class LedgerEntry(models.Model):
 
 
 class Budget(models.Model):
-    """A monthly limit in dollars, for one user or one project.
+    """A monthly limit in dollars, for one user, one project, or (neither) the whole workspace.
 
     The row is also the lock that makes check-and-reserve one atomic step: submits for the same budget
     queue on SELECT ... FOR UPDATE, and each computes what is used from the ledger and the reservations
@@ -742,16 +747,28 @@ class Budget(models.Model):
 
     class Meta:
         constraints = [
+            # Neither user nor project is the workspace-wide cap; both at once means nothing.
             models.CheckConstraint(
-                condition=Q(user__isnull=False, project__isnull=True)
-                | Q(user__isnull=True, project__isnull=False),
+                condition=Q(user__isnull=True) | Q(project__isnull=True),
                 name="budget_for_user_or_project",
+                violation_error_message="Choose a person or a project, not both.",
+            ),
+            # At most one workspace-wide row: a unique index over a constant, on those rows alone.
+            models.UniqueConstraint(
+                models.Value(True),
+                condition=Q(user__isnull=True, project__isnull=True),
+                name="one_workspace_budget",
+                violation_error_message="There is already a workspace budget; change that one instead.",
             ),
             models.CheckConstraint(condition=Q(monthly_limit__gte=0), name="budget_not_negative"),
         ]
 
     def __str__(self) -> str:
-        return f"${self.monthly_limit}/month for {self.user or self.project}"
+        return f"${self.monthly_limit}/month for {self.user or self.project or 'the whole workspace'}"
+
+    @property
+    def is_workspace(self) -> bool:
+        return self.user_id is None and self.project_id is None
 
 
 class ReferenceQuerySet(models.QuerySet):

@@ -5,11 +5,12 @@ moment; each change that can take an owner away therefore counts the owners unde
 project's owner memberships, so the second change waits for the first and then sees its result.
 """
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from workspace.models import Membership, Project, Role
+from workspace.models import Budget, Membership, Project, Role
 
 
 class MembershipRefused(Exception):
@@ -21,9 +22,15 @@ LAST_OWNER = "A project needs at least one owner; make someone else owner first.
 
 @transaction.atomic
 def project_create(*, name: str, user: AbstractBaseUser) -> Project:
-    """A new project, with the person who made it as its first owner."""
+    """A new project, with the person who made it as its first owner and the default project budget.
+
+    Anyone may create a project; the default budget is what keeps that from being a way around the
+    budget of the project they were refused in.
+    """
     project = Project.objects.create(name=name, created_by=user)
     Membership.objects.create(project=project, user=user, role=Role.OWNER)
+    if settings.DEFAULT_PROJECT_BUDGET is not None:
+        Budget.objects.create(project=project, monthly_limit=settings.DEFAULT_PROJECT_BUDGET)
     return project
 
 

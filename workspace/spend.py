@@ -4,19 +4,24 @@ Every amount is a Decimal. A charge is written once per API call that returned u
 unique key is the call), and budgets are checked and reserved in one step under a row lock.
 """
 
+import logging
 import math
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db import transaction
 from django.db.models import Count, F, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from workspace import imagemodels
 from workspace.models import ApiCall, Budget, Job, LedgerEntry, Price, Project
+
+logger = logging.getLogger(__name__)
 
 MILLION = Decimal(1_000_000)
 MICRO_DOLLAR = Decimal("0.000001")
@@ -91,6 +96,37 @@ def price_for(model: str, on: date | None = None) -> Price | None:
     return None
 
 
+def unpriced_models(on: date | None = None) -> set[str]:
+    """The offered models with no price in force, in one query: the form refuses these."""
+    on = on or timezone.localdate()
+    priced = set(Price.objects.filter(effective_from__lte=on).values_list("model", flat=True).distinct())
+    return {model for model in imagemodels.MODELS if model not in priced and _base_model(model) not in priced}
+
+
+def _charge_price(model: str, on: date) -> tuple[Price | None, bool]:
+    """The price to charge a finished call at, and whether it is the model's own price in force.
+
+    The form refuses unpriced models, so this only misses when a price was deleted (or moved to a later
+    date) while a job ran. By then OpenAI has charged us, so failing here would lose the call's record
+    and let the sweep call, and pay, again; and $0 would quietly open every budget. So the call is
+    charged at the nearest price we know, flagged unpriced for the dashboard: the model's latest price
+    of any date, else the default model's price in force.
+    """
+    price = price_for(model, on)
+    if price is not None:
+        return price, True
+    for name in dict.fromkeys([model, _base_model(model)]):
+        latest = Price.objects.filter(model=name).order_by("-effective_from").first()
+        if latest is not None:
+            return latest, False
+    return price_for(imagemodels.DEFAULT_MODEL, on), False
+
+
+def simulated_now() -> bool:
+    """Demo mode: the local stand-in makes the images, so no one pays OpenAI for them."""
+    return bool(settings.DEMO_MODE)
+
+
 def charge(*, api_call: ApiCall, job: Job) -> None:
     """Write the charge for a call that returned usage. Calling it again for the same call changes nothing.
 
@@ -100,7 +136,10 @@ def charge(*, api_call: ApiCall, job: Job) -> None:
     if not api_call.usage:
         return
     tokens = Tokens.from_usage(api_call.usage)
-    price = price_for(job.model, api_call.created_at.date())
+    price, priced = _charge_price(job.model, api_call.created_at.date())
+    if price is None:
+        # No price at all (the table is empty): keep the tokens, but say so loudly.
+        logger.error("no price for %s: call %s recorded in tokens at $0", job.model, api_call.pk)
     entry = LedgerEntry(
         api_call=api_call,
         user_id=job.author_id,
@@ -117,7 +156,8 @@ def charge(*, api_call: ApiCall, job: Job) -> None:
         image_count=job.n if api_call.outcome == ApiCall.Outcome.OK else 0,
         price=price,
         rates=price.rates() if price else {},
-        priced=price is not None,
+        priced=priced,
+        simulated=simulated_now(),
         cost=cost(tokens, price) if price else ZERO,
         created_at=api_call.created_at,
     )
@@ -192,7 +232,7 @@ class BudgetExceeded(Exception):
     def __init__(self, *, budget: Budget, used: Decimal, needed: Decimal) -> None:
         self.budget = budget
         self.remaining = max(ZERO, budget.monthly_limit - used)
-        whose = "your" if budget.user_id else "the project's"
+        whose = "your" if budget.user_id else "the project's" if budget.project_id else "the workspace's"
         super().__init__(
             f"This job would cost about ${needed:.2f}, but only ${self.remaining:.2f} is left of {whose} "
             f"${budget.monthly_limit:.2f} budget this month."
@@ -200,7 +240,10 @@ class BudgetExceeded(Exception):
 
 
 def _spent(scope: Q, since: datetime) -> Decimal:
-    entries = LedgerEntry.objects.filter(scope, created_at__gte=since)
+    # Budgets count the money of the mode the workspace is in. A marketer trying the demo sets a $1
+    # budget and expects it to stop them at $1 of (simulated) images; once a real key is set, a
+    # month of playing with placeholders must not have used up the real budget.
+    entries = LedgerEntry.objects.filter(scope, created_at__gte=since, simulated=simulated_now())
     return entries.aggregate(total=Coalesce(Sum("cost"), ZERO))["total"]
 
 
@@ -209,37 +252,91 @@ def _held(scope: Q) -> Decimal:
     return jobs.aggregate(total=Coalesce(Sum("reserved_cost"), ZERO))["total"]
 
 
+WORKSPACE = Q(user__isnull=True, project__isnull=True)
+
+
 def used(*, user=None, project: Project | None = None) -> Decimal:
-    """Spent this month plus what unfinished jobs hold back, for a user or a project."""
+    """Spent this month plus what unfinished jobs hold back: for a user, a project, or (neither) everyone."""
     if user is not None:
         return _spent(Q(user=user), month_start()) + _held(Q(author=user))
-    return _spent(Q(project=project), month_start()) + _held(Q(project=project))
+    if project is not None:
+        return _spent(Q(project=project), month_start()) + _held(Q(project=project))
+    return _spent(Q(), month_start()) + _held(Q())
+
+
+def budget_used(budget: Budget) -> Decimal:
+    return used(user=budget.user) if budget.user_id else used(project=budget.project)
 
 
 def reserve(*, user, project: Project, amount: Decimal) -> None:
     """Check every budget that applies and hold `amount` against them. Call inside the job's transaction.
 
     The caller then saves the job with reserved_cost=amount before the transaction commits; until then
-    the budget rows stay locked, so the check and the reservation are one step.
+    the budget rows stay locked, so the check and the reservation are one step. The workspace-wide row
+    applies to every job, so while it exists every submit queues on it (for the few milliseconds of a
+    check); rows are locked in one global order (user rows, then the rest by id) so two submits never
+    wait on each other crosswise.
     """
     budgets = list(
-        Budget.objects.select_for_update().filter(Q(user=user) | Q(project=project)).order_by("user_id", "id")
+        Budget.objects.select_for_update()
+        .filter(Q(user=user) | Q(project=project) | WORKSPACE)
+        .order_by("user_id", "id")
     )
     for budget in budgets:
-        already = used(user=user) if budget.user_id else used(project=project)
+        already = budget_used(budget)
         if already + amount > budget.monthly_limit:
             raise BudgetExceeded(budget=budget, used=already, needed=amount)
 
 
+def budget_set(*, user=None, project: Project | None = None, monthly_limit: Decimal | None) -> Budget | None:
+    """Set (or with None remove) the monthly budget of a user, a project, or with neither the workspace.
+
+    Lowering a budget below what is already used is allowed: it stops new jobs, it never undoes charges.
+    """
+    scope = {"user": user, "project": project}
+    with transaction.atomic():
+        if monthly_limit is None:
+            Budget.objects.filter(**scope).delete()
+            return None
+        budget, _ = Budget.objects.update_or_create(**scope, defaults={"monthly_limit": monthly_limit})
+    return budget
+
+
+def budgets_overview() -> list[dict]:
+    """Every budget with what it has used this month: the workspace first, then people, then projects."""
+    rows = []
+    for budget in Budget.objects.select_related("user", "project"):
+        spent_so_far = budget_used(budget)
+        percent = int(spent_so_far / budget.monthly_limit * 100) if budget.monthly_limit else None
+        rows.append({"budget": budget, "used": spent_so_far, "percent": percent})
+    order = {True: 0}
+    rows.sort(
+        key=lambda row: (
+            order.get(row["budget"].is_workspace, 1 if row["budget"].user_id else 2),
+            str(row["budget"].user or row["budget"].project or ""),
+        )
+    )
+    return rows
+
+
 @dataclass(frozen=True)
 class SpendSummary:
+    """One person's month. `spent` is real money, `simulated` demo money; the budget counts the kind of
+    the mode the workspace is in (`demo`), which is what the badge shows."""
+
     spent: Decimal
     held: Decimal
     limit: Decimal | None
+    simulated: Decimal = ZERO
+    demo: bool = False
+
+    @property
+    def counted(self) -> Decimal:
+        return self.simulated if self.demo else self.spent
 
     @property
     def used(self) -> Decimal:
-        return self.spent + self.held
+        return self.counted + self.held
 
     @property
     def fraction(self) -> Decimal | None:
@@ -258,12 +355,13 @@ class SpendSummary:
 
 def summary_for(user) -> SpendSummary:
     """Spent, held and the limit for the badge, in one query."""
-    spent = (
-        LedgerEntry.objects.filter(user=OuterRef("pk"), created_at__gte=month_start())
-        .values("user")
-        .annotate(total=Sum("cost"))
-        .values("total")
-    )
+
+    def spent(simulated: bool) -> Subquery:
+        entries = LedgerEntry.objects.filter(
+            user=OuterRef("pk"), created_at__gte=month_start(), simulated=simulated
+        )
+        return Subquery(entries.values("user").annotate(total=Sum("cost")).values("total"))
+
     held = (
         Job.objects.filter(author=OuterRef("pk"), reserved_cost__gt=0)
         .values("author")
@@ -275,12 +373,15 @@ def summary_for(user) -> SpendSummary:
         get_user_model()
         .objects.filter(pk=user.pk)
         .annotate(
-            spent=Coalesce(Subquery(spent), ZERO), held=Coalesce(Subquery(held), ZERO), limit=Subquery(limit)
+            spent=Coalesce(spent(False), ZERO),
+            simulated=Coalesce(spent(True), ZERO),
+            held=Coalesce(Subquery(held), ZERO),
+            limit=Subquery(limit),
         )
-        .values("spent", "held", "limit")
+        .values("spent", "simulated", "held", "limit")
         .get()
     )
-    return SpendSummary(spent=row["spent"], held=row["held"], limit=row["limit"])
+    return SpendSummary(**row, demo=simulated_now())
 
 
 # --- Reports ---------------------------------------------------------------------------------------------
@@ -297,6 +398,11 @@ class Report:
     daily: list[dict]
     unpriced_models: list[str]
     near_limit: list[dict]
+    demo: bool = False
+
+    @property
+    def has_simulated(self) -> bool:
+        return self.demo or self.totals["simulated_cost"] > 0
 
 
 def _range(start: date, end: date) -> Q:
@@ -307,9 +413,15 @@ def _range(start: date, end: date) -> Q:
     return Q(created_at__gte=since, created_at__lt=until)
 
 
+REAL, SIMULATED = Q(simulated=False), Q(simulated=True)
+
+
 def _sums() -> dict:
+    """Real dollars and simulated (demo) dollars side by side, never added together."""
+    # simulated_cost first: once "cost" names an aggregate, Sum("cost") would mean that aggregate.
     return {
-        "cost": Coalesce(Sum("cost"), ZERO),
+        "simulated_cost": Coalesce(Sum("cost", filter=SIMULATED), ZERO),
+        "cost": Coalesce(Sum("cost", filter=REAL), ZERO),
         "images": Coalesce(Sum("image_count"), 0),
         "calls": Count("id"),
         "tokens": Coalesce(
@@ -329,35 +441,38 @@ def _sums() -> dict:
 def report(*, start: date, end: date) -> Report:
     entries = LedgerEntry.objects.filter(_range(start, end))
     totals = entries.aggregate(**_sums())
+    top = ("-cost", "-simulated_cost")
     by_user = list(
-        entries.values("user_id", "user__username").annotate(**_sums()).order_by("-cost", "user__username")
+        entries.values("user_id", "user__username").annotate(**_sums()).order_by(*top, "user__username")
     )
     by_project = list(
-        entries.values("project_id", "project__name").annotate(**_sums()).order_by("-cost", "project__name")
+        entries.values("project_id", "project__name").annotate(**_sums()).order_by(*top, "project__name")
     )
-    by_model = list(entries.values("model").annotate(**_sums()).order_by("-cost", "model"))
+    by_model = list(entries.values("model").annotate(**_sums()).order_by(*top, "model"))
     per_day = {
-        row["day"]: row["cost"]
-        for row in entries.annotate(day=TruncDate("created_at")).values("day").annotate(cost=Sum("cost"))
+        row["day"]: row
+        for row in entries.annotate(day=TruncDate("created_at"))
+        .values("day")
+        .annotate(simulated_cost=Sum("cost", filter=SIMULATED), real_cost=Sum("cost", filter=REAL))
     }
     days = (end - start).days + 1
-    daily = [
-        {"day": start + timedelta(days=i), "cost": per_day.get(start + timedelta(days=i), ZERO)}
-        for i in range(days)
-    ]
+    daily = []
+    for i in range(days):
+        day = per_day.get(start + timedelta(days=i), {})
+        daily.append(
+            {
+                "day": start + timedelta(days=i),
+                "cost": day.get("real_cost") or ZERO,
+                "simulated": day.get("simulated_cost") or ZERO,
+            }
+        )
     unpriced = set(entries.filter(priced=False).values_list("model", flat=True).distinct())
-    unpriced |= {model for model in imagemodels.MODELS if price_for(model) is None}
-    near_limit = []
-    for budget in Budget.objects.select_related("user", "project"):
-        spent_so_far = used(user=budget.user) if budget.user_id else used(project=budget.project)
-        if budget.monthly_limit and spent_so_far >= budget.monthly_limit * WARN_AT:
-            near_limit.append(
-                {
-                    "budget": budget,
-                    "used": spent_so_far,
-                    "percent": int(spent_so_far / budget.monthly_limit * 100),
-                }
-            )
+    unpriced |= unpriced_models()
+    near_limit = [
+        row
+        for row in budgets_overview()
+        if row["budget"].monthly_limit and row["used"] >= row["budget"].monthly_limit * WARN_AT
+    ]
     return Report(
         start=start,
         end=end,
@@ -368,4 +483,5 @@ def report(*, start: date, end: date) -> Report:
         daily=daily,
         unpriced_models=sorted(unpriced),
         near_limit=near_limit,
+        demo=simulated_now(),
     )

@@ -68,4 +68,5 @@ urlpatterns = [
     path("spend/badge", spend.spend_badge, name="spend_badge"),
     path("spend/dashboard", spend.spend_dashboard, name="spend_dashboard"),
     path("spend/dashboard.csv", spend.spend_csv, name="spend_csv"),
+    path("spend/budgets", spend.spend_budget_set, name="spend_budget_set"),
 ]

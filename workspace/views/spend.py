@@ -2,13 +2,14 @@
 
 import csv
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
 
 from workspace import spend
-from workspace.forms import SpendPeriodForm
+from workspace.forms import BudgetForm, SpendPeriodForm
 from workspace.models import LedgerEntry
 
 
@@ -34,22 +35,61 @@ def _staff_only(user) -> None:
         raise Http404
 
 
-@login_required
-@require_GET
-def spend_dashboard(request: HttpRequest) -> HttpResponse:
-    _staff_only(request.user)
+def _dashboard(
+    request: HttpRequest, *, budget_form: BudgetForm | None = None, status: int = 200
+) -> HttpResponse:
     form = SpendPeriodForm(request.GET or None)
+    context = {
+        "form": form,
+        "report": None,
+        "budget_form": budget_form or BudgetForm(),
+        "budgets": spend.budgets_overview(),
+    }
     if request.GET and not form.is_valid():
-        return render(request, "workspace/spend_dashboard.html", {"form": form, "report": None}, status=400)
+        return render(request, "workspace/spend_dashboard.html", context, status=400)
     if not request.GET:
         form = SpendPeriodForm({"period": "this_month"})
         form.is_valid()
     report = spend.report(start=form.cleaned_data["start"], end=form.cleaned_data["end"])
-    peak = max((day["cost"] for day in report.daily), default=spend.ZERO) or 1
+    # Real and simulated dollars share one scale, drawn as two parts of each day's bar.
+    peak = max((day["cost"] + day["simulated"] for day in report.daily), default=spend.ZERO) or 1
     bars = [
-        {"day": d["day"], "cost": d["cost"], "height": float(d["cost"] / peak * 100)} for d in report.daily
+        {
+            "day": d["day"],
+            "cost": d["cost"],
+            "simulated": d["simulated"],
+            "height": float(d["cost"] / peak * 100),
+            "simulated_height": float(d["simulated"] / peak * 100),
+        }
+        for d in report.daily
     ]
-    return render(request, "workspace/spend_dashboard.html", {"form": form, "report": report, "bars": bars})
+    context |= {"form": form, "report": report, "bars": bars}
+    return render(request, "workspace/spend_dashboard.html", context, status=status)
+
+
+@login_required
+@require_GET
+def spend_dashboard(request: HttpRequest) -> HttpResponse:
+    _staff_only(request.user)
+    return _dashboard(request)
+
+
+@login_required
+@require_POST
+def spend_budget_set(request: HttpRequest) -> HttpResponse:
+    """Set, change or remove one budget from the dashboard; errors show beside the fields."""
+    _staff_only(request.user)
+    form = BudgetForm(request.POST)
+    if not form.is_valid():
+        return _dashboard(request, budget_form=form, status=400)
+    data = form.cleaned_data
+    budget = spend.budget_set(user=data["user"], project=data["project"], monthly_limit=data["monthly_limit"])
+    whose = data["user"] or (data["project"] and f"project {data['project']}") or "the whole workspace"
+    if budget is None:
+        messages.success(request, f"Removed the monthly budget for {whose}.")
+    else:
+        messages.success(request, f"The monthly budget for {whose} is now ${budget.monthly_limit:,.2f}.")
+    return redirect("spend_dashboard")
 
 
 @login_required
@@ -64,7 +104,8 @@ def spend_csv(request: HttpRequest) -> HttpResponse:
     response = HttpResponse(content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="atelier-spend-{report.start}-{report.end}.csv"'
     writer = csv.writer(response)
-    writer.writerow(["section", "name", "cost_usd", "images", "calls", "tokens"])
+    # cost_usd is real money only; demo money has its own column, never added to it.
+    writer.writerow(["section", "name", "cost_usd", "images", "calls", "tokens", "simulated_cost_usd"])
     sections = [
         ("user", report.by_user, "user__username"),
         ("project", report.by_project, "project__name"),
@@ -72,9 +113,19 @@ def spend_csv(request: HttpRequest) -> HttpResponse:
     ]
     for section, rows, name in sections:
         for row in rows:
-            writer.writerow([section, row[name], row["cost"], row["images"], row["calls"], row["tokens"]])
+            writer.writerow(
+                [
+                    section,
+                    row[name],
+                    row["cost"],
+                    row["images"],
+                    row["calls"],
+                    row["tokens"],
+                    row["simulated_cost"],
+                ]
+            )
     for day in report.daily:
-        writer.writerow(["day", day["day"].isoformat(), day["cost"], "", "", ""])
-    totals = report.totals
-    writer.writerow(["total", "", totals["cost"], totals["images"], totals["calls"], totals["tokens"]])
+        writer.writerow(["day", day["day"].isoformat(), day["cost"], "", "", "", day["simulated"]])
+    t = report.totals
+    writer.writerow(["total", "", t["cost"], t["images"], t["calls"], t["tokens"], t["simulated_cost"]])
     return response

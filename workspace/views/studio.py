@@ -183,7 +183,7 @@ def job_retry(request: HttpRequest, project_id: int, job_id: int) -> HttpRespons
     if refusal := archived(access):
         return refusal
     try:
-        jobs.job_retry(job=job)
+        jobs.job_retry(job=job, actor=request.user)
     except spend.BudgetExceeded as refusal:
         if request.htmx:
             return HttpResponse(str(refusal), status=402)
