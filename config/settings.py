@@ -65,6 +65,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "workspace.middleware.RefusalMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -251,6 +252,8 @@ CELERY_DB_REUSE_MAX = 1_000_000
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "sweep-jobs": {"task": "workspace.tasks.sweep_jobs", "schedule": JOB_SWEEP_SECONDS},
+    # Files of images deleted longer ago than the undo window (review.DELETE_UNDO_MINUTES).
+    "purge-deleted-images": {"task": "workspace.tasks.purge_deleted_images", "schedule": 180},
 }
 
 # --- Logging ------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ Messages are sent by name (`workspace.queue`), so nothing imports this module bu
 
 from celery import shared_task
 
-from workspace import worker
+from workspace import review, worker
 
 
 @shared_task(ignore_result=True)
@@ -16,3 +16,8 @@ def run_job(job_id: int) -> None:
 @shared_task(ignore_result=True)
 def sweep_jobs() -> dict[str, int]:
     return worker.jobs_sweep()
+
+
+@shared_task(ignore_result=True)
+def purge_deleted_images() -> int:
+    return review.images_purge()
