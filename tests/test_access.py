@@ -129,6 +129,7 @@ ROUTES: dict[str, Route] = {
     "spend_badge": Route(get=SIGNED_IN),
     "spend_dashboard": Route(get=STAFF),
     "spend_csv": Route(get=STAFF),
+    "audit": Route(get=STAFF),
     "my_prompts": Route(get=SIGNED_IN),
     # The project and its team.
     "project": Route(),

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from workspace import formats
 from workspace import imagemodels as im
-from workspace.models import Job, Membership, Project, Role
+from workspace.models import AuditEvent, Job, Membership, Project, Role
 from workspace.review import COMMENT_MAX_CHARS
 
 QUALITY_LABELS = {
@@ -303,3 +303,17 @@ class SpendPeriodForm(forms.Form):
             elif (end - start).days >= self.MAX_DAYS:
                 self.add_error("end", "Choose at most a year at a time.")
         return data
+
+
+class AuditFilterForm(forms.Form):
+    """The audit page's filters: one action, one project (both optional)."""
+
+    action = forms.ChoiceField(required=False, label="Action")
+    project = forms.ModelChoiceField(
+        queryset=None, required=False, label="Project", empty_label="Any project"
+    )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["action"].choices = [("", "Any action"), *AuditEvent.Action.choices]
+        self.fields["project"].queryset = Project.objects.order_by("name")

@@ -908,3 +908,10 @@ class AuditEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ValueError("Audit events are append-only.")
+
+    def changes(self) -> list[tuple[str, object, object]]:
+        """(field, before, after) for every field either side names, for the audit page."""
+        before, after = self.before or {}, self.after or {}
+        return [
+            (name, before.get(name, "–"), after.get(name, "–")) for name in dict.fromkeys([*before, *after])
+        ]

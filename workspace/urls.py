@@ -1,6 +1,6 @@
 from django.urls import path
 
-from workspace.views import gallery, images, library, projects, spend, studio
+from workspace.views import audit, gallery, images, library, projects, spend, studio
 
 urlpatterns = [
     # Projects and their people (views/projects.py).
@@ -68,4 +68,6 @@ urlpatterns = [
     path("spend/badge", spend.spend_badge, name="spend_badge"),
     path("spend/dashboard", spend.spend_dashboard, name="spend_dashboard"),
     path("spend/dashboard.csv", spend.spend_csv, name="spend_csv"),
+    # The audit trail, for staff (views/audit.py).
+    path("audit/", audit.audit_log, name="audit"),
 ]
