@@ -128,3 +128,24 @@ def test_lineage_pages_show_a_purged_parent_as_deleted(client, cast, project):
     assert "2 images over 2 generations" in family
     assert 'class="badge">deleted</span>' in family
     assert reverse("image_thumb", args=[project.pk, parent.pk]) not in family
+
+
+def test_an_edit_whose_input_was_purged_fails_saying_so(cast, project, standin):
+    from tests.conftest import job_params
+    from tests.helpers import run
+    from workspace import jobs
+
+    source = ImageFactory(job__project=project, job__author=cast.bob)
+    job = jobs.edit_create(
+        project=project,
+        author=cast.bob,
+        prompt="Make it a lime",
+        params=job_params(size="auto", size_preset="auto"),
+        inputs=[source],
+    )
+    review.image_delete(image=source, user=cast.bob)
+    Image.objects.filter(pk=source.pk).update(deleted_at=timezone.now() - timedelta(hours=1))
+    assert review.images_purge() == 1
+    job = run(job)
+    assert (job.status, job.error_code) == ("failed", "missing_input")
+    assert standin.requests == []  # nothing was sent
