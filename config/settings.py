@@ -68,6 +68,7 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     # A database or broker that is away answers 503 "busy", not 500 (workspace/middleware.py).
     "workspace.middleware.BusyMiddleware",
+    "workspace.middleware.RefusalMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -324,6 +325,8 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULER = "config.celery:Scheduler"
 CELERY_BEAT_SCHEDULE = {
     "sweep-jobs": {"task": "workspace.tasks.sweep_jobs", "schedule": JOB_SWEEP_SECONDS},
+    # Files of images deleted longer ago than the undo window (review.DELETE_UNDO_MINUTES).
+    "purge-deleted-images": {"task": "workspace.tasks.purge_deleted_images", "schedule": 180},
 }
 
 # --- Logging ------------------------------------------------------------------------------------------

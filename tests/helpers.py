@@ -61,3 +61,42 @@ def run_on_sqlite(script: str, tmp_path: Path):
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def ladder(*, project, author, steps: int) -> list:
+    """`steps` images in rows only (no files), each an edit of the two before it: image k is reached
+    from the last by paths of every length between (n-1-k)/2 and n-1-k, the worst case for lineage."""
+    from django.utils import timezone
+
+    from workspace.models import Image, JobInput
+
+    now = timezone.now()
+    made = Job.objects.bulk_create(
+        [
+            Job(
+                project=project,
+                author=author,
+                prompt=f"step {step}",
+                kind="edit" if step else "generate",
+                deadline_at=now,
+                max_attempts=1,
+                status=Job.Status.SUCCEEDED,
+                **job_params(),
+            )
+            for step in range(steps)
+        ]
+    )
+    images = Image.objects.bulk_create(
+        [
+            Image(job=job, project=project, index=0, width=1, height=1, format="png", bytes=1, sha256="0")
+            for job in made
+        ]
+    )
+    JobInput.objects.bulk_create(
+        [
+            JobInput(job=made[step], position=position, image=images[step - 1 - position])
+            for step in range(1, steps)
+            for position in range(min(2, step))
+        ]
+    )
+    return images

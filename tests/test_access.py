@@ -130,6 +130,7 @@ ROUTES: dict[str, Route] = {
     "spend_dashboard": Route(get=STAFF),
     "spend_csv": Route(get=STAFF),
     "spend_budget_set": write(STAFF, lambda world: {"scope": "workspace", "monthly_limit": "250"}),
+    "audit": Route(get=STAFF),
     "my_prompts": Route(get=SIGNED_IN),
     # The project and its team.
     "project": Route(),
@@ -493,3 +494,50 @@ def test_it_reproduces_an_edit_with_its_inputs_and_mask_as_a_new_job(
     assert [item.source for item in again.inputs.all()] == [world.source, world.reference]
     assert _stored(again.mask.name) == _stored(world.job.mask.name)
     assert len(callbacks) == 1  # enqueued once, on commit
+
+
+# --- Archived projects ---------------------------------------------------------------------------------
+
+# Owners archive and restore (and rename) an archived project; everything else that writes is refused.
+ARCHIVE_ITSELF = {"project_archive", "project_settings"}
+ARCHIVED_WRITES = sorted(
+    name for name in PROJECT_ROUTES if "post" in route_for(name).methods and name not in ARCHIVE_ITSELF
+)
+
+
+@pytest.mark.parametrize("name", ARCHIVED_WRITES)
+def test_an_archived_project_refuses_every_write_with_409(client, cast, world, name):
+    """Every POST route the resolver knows, as the owner (who may do all of them), with the data that
+    succeeds in a live project: a 409 that says why, and nothing changed."""
+    from django.utils import timezone
+
+    from workspace.access import ARCHIVED
+    from workspace.models import AuditEvent
+
+    route = route_for(name)
+    Project.objects.filter(pk=world.project.pk).update(archived_at=timezone.now())
+    client.force_login(cast.alice)
+    before = state(), AuditEvent.objects.count()
+    response = request(client, "post", url_for(name, world), route.data(world))
+    assert response.status_code == 409, (name, response.status_code)
+    assert response.content.decode() == ARCHIVED
+    assert (state(), AuditEvent.objects.count()) == before
+
+
+def test_the_archived_list_covers_the_writes_the_issue_named():
+    assert {"image_review", "image_delete", "references", "image_comment", "bulk", "job_create"} <= set(
+        ARCHIVED_WRITES
+    )
+
+
+def test_an_archived_project_still_reads_and_can_be_restored(client, cast, world):
+    from django.utils import timezone
+
+    Project.objects.filter(pk=world.project.pk).update(archived_at=timezone.now())
+    client.force_login(cast.alice)
+    assert client.get(reverse("image_detail", args=[world.project.pk, world.image.pk])).status_code == 200
+    download = {"action": "download", "ids": [world.image.pk]}
+    assert request(client, "post", reverse("bulk", args=[world.project.pk]), download).status_code == 200
+    client.post(reverse("project_archive", args=[world.project.pk]))
+    world.project.refresh_from_db()
+    assert not world.project.is_archived

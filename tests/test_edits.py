@@ -9,7 +9,7 @@ from django.urls import reverse
 from PIL import Image as PILImage
 
 from tests.conftest import job_params
-from tests.helpers import create_job, run
+from tests.helpers import create_job, ladder, run, run_on_sqlite
 from workspace import imageapi, jobs, library, lineage
 from workspace.models import Image, Job, JobInput, Reference
 
@@ -441,3 +441,84 @@ def test_the_edit_page_loads_the_mask_painter(client, cast, project, refs):
     page = client.get(reverse("edit", args=[project.pk]), {"inputs": [f"ref:{refs[0].pk}"]}).content.decode()
     assert "js/mask.js" in page
     assert "css/mask.css" in page
+
+
+LADDER_STEPS = 2_000
+
+
+def test_a_ladder_of_edits_visits_each_image_once(client, cast, project, django_assert_max_num_queries):
+    """Each image made from the two before it: ancestry used to walk (image, depth) pairs, about
+    steps²/4 of them (a million here); now each image is one row of the CTE."""
+    import json
+
+    from django.db import connection
+
+    images = ladder(project=project, author=cast.bob, steps=LADDER_STEPS)
+    last = images[-1]
+
+    earlier = lineage.ancestors(last)
+    assert len(earlier) == LADDER_STEPS - 1
+    depth = {image.pk: image.depth for image in earlier}
+    # Image k is at the nearest distance: two steps at a time.
+    for k in (LADDER_STEPS - 2, LADDER_STEPS - 3, 1000, 0):
+        assert depth[images[k].pk] == (LADDER_STEPS - 1 - k + 1) // 2, k
+    later = lineage.descendants(images[0])
+    assert len(later) == LADDER_STEPS - 1
+    assert {image.pk: image.depth for image in later}[last.pk] == (LADDER_STEPS - 1 + 1) // 2
+
+    for cte in (lineage.ANCESTORS_CTE, lineage.DESCENDANTS_CTE):
+        seed = last.pk if cte is lineage.ANCESTORS_CTE else images[0].pk
+        with connection.cursor() as cursor:
+            # The module's own SQL with one seed placeholder; the value is a parameter.
+            cursor.execute(cte.format(seeds="%s") + " SELECT COUNT(*) FROM walk", [seed])  # noqa: S608
+            assert cursor.fetchone()[0] == LADDER_STEPS
+            cursor.execute(
+                "EXPLAIN (ANALYZE, FORMAT JSON) " + cte.format(seeds="%s") + lineage.WALKED_IMAGES, [seed]
+            )
+            plan = cursor.fetchone()[0]
+        plan = json.loads(plan) if isinstance(plan, str) else plan
+        nodes, produced = [plan[0]["Plan"]], None
+        while nodes:
+            node = nodes.pop()
+            if node["Node Type"] == "Recursive Union":
+                produced = node["Actual Rows"]
+            nodes.extend(node.get("Plans", []))
+        assert produced == LADDER_STEPS  # each image once, not once per path length
+
+    client.force_login(cast.bob)
+    with django_assert_max_num_queries(12):
+        response = client.get(reverse("image_family", args=[project.pk, images[LADDER_STEPS // 2].pk]))
+    assert response.status_code == 200
+    assert f"{LADDER_STEPS:,} images".replace(",", "") in response.content.decode().replace(",", "")
+
+
+SQLITE_LADDER = """
+from django.contrib.auth import get_user_model
+from tests.helpers import ladder
+from workspace import lineage
+from workspace.models import Project
+
+user = get_user_model().objects.create_user("ana", password="x")
+project = Project.objects.create(name="Laptop", created_by=user)
+images = ladder(project=project, author=user, steps=300)
+earlier = lineage.ancestors(images[-1])
+later = lineage.descendants(images[0])
+tree = lineage.family(images[150])
+print(json.dumps({
+    "ancestors": len(earlier),
+    "nearest": [image.depth for image in earlier[:4]],
+    "farthest": earlier[-1].depth,
+    "descendants": len(later),
+    "family": tree.size,
+}))
+"""
+
+
+def test_the_ladder_walks_the_same_on_sqlite(tmp_path):
+    assert run_on_sqlite(SQLITE_LADDER, tmp_path) == {
+        "ancestors": 299,
+        "nearest": [1, 1, 2, 2],
+        "farthest": 150,
+        "descendants": 299,
+        "family": 300,
+    }

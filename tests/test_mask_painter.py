@@ -5,6 +5,8 @@ checked is the PNG the browser would upload, read back from the file input and o
 """
 
 import base64
+import email.parser
+import email.policy
 import functools
 import io
 import shutil
@@ -93,8 +95,21 @@ def make_site(folder: Path) -> Path:
 
 
 class QuietHandler(SimpleHTTPRequestHandler):
+    # What the form posted, newest last (the Content-Type header and the raw body), for the tests to read.
+    posted: list[tuple[str, bytes]] = []
+
     def log_message(self, format, *args):
         pass
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        QuietHandler.posted.append((self.headers["Content-Type"], body))
+        page = b'<!doctype html><title>Sent</title><link rel="icon" href="data:,"><p>Sent</p>'
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(page)))
+        self.end_headers()
+        self.wfile.write(page)
 
 
 @pytest.fixture(scope="module")
@@ -440,3 +455,47 @@ def test_painters_swapped_in_by_htmx_are_built_once(page):
         expect(painter.locator("[data-mask-status]")).to_have_text(NO_MASK)
     ids = page.evaluate("() => Array.from(document.querySelectorAll('.mask-size input'), i => i.id)")
     assert len(set(ids)) == 2
+
+
+def posted_files(content_type: str, body: bytes) -> dict[str, tuple[str, bytes]]:
+    """The multipart body's file parts: field name -> (file name, bytes)."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + body
+    )
+    return {
+        part.get_param("name", header="content-disposition"): (part.get_filename() or "", part.get_content())
+        for part in message.iter_parts()
+        if part.get_filename() is not None
+    }
+
+
+def test_a_mask_painted_and_submitted_at_once_is_sent(page):
+    """The export runs after a pause and then asynchronously; a submit in between used to send an empty
+    mask. Paint, let go and submit in the same moment: the form waits for the PNG, then goes."""
+    QuietHandler.posted.clear()
+    box = page.locator(".mask-canvas").bounding_box()
+
+    def screen(x, y):
+        return box["x"] + x * box["width"] / WIDTH, box["y"] + y * box["height"] / HEIGHT
+
+    page.mouse.move(*screen(100, 240))
+    page.mouse.down()
+    page.mouse.move(*screen(540, 240), steps=12)
+    page.mouse.up()
+    # No wait for the export: submit in the same task as the stroke's end, as a quick click would.
+    assert page.evaluate(
+        """() => { const root = document.querySelector('[data-mask-painter]');
+             const pending = root.hasAttribute('data-mask-pending');
+             document.querySelector('button[type=submit]').click();
+             return pending; }"""
+    ), "the export should still be pending when the form is submitted"
+    page.wait_for_function("() => document.title === 'Sent'")
+    assert len(QuietHandler.posted) == 1, "submitted once"
+    content_type, body = QuietHandler.posted[0]
+    name, data = posted_files(content_type, body)["mask"]
+    assert name == "mask.png"
+    image = Image.open(io.BytesIO(data))
+    assert (image.format, image.size) == ("PNG", (WIDTH, HEIGHT))
+    for x in (100, 320, 540):
+        assert alpha(image, x, 240) == 0, f"({x}, 240) is on the stroke"
+    assert alpha(image, 320, 60) == 255

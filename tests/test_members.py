@@ -38,7 +38,7 @@ def test_it_archives_once_and_restores(project):
 @pytest.mark.django_db
 def test_it_refuses_to_add_a_member_twice(cast, project):
     with pytest.raises(projects.MembershipRefused, match=r"bob is already a member\."):
-        projects.member_add(project=project, user=cast.bob, role=Role.VIEWER)
+        projects.member_add(actor=project.created_by, project=project, user=cast.bob, role=Role.VIEWER)
     assert project.memberships.filter(user=cast.bob).get().role == Role.EDITOR
 
 
@@ -46,9 +46,11 @@ def test_it_refuses_to_add_a_member_twice(cast, project):
 def test_it_refuses_to_demote_or_remove_the_last_owner(cast, project):
     mine = Membership.objects.get(project=project, user=cast.alice)
     with pytest.raises(projects.MembershipRefused, match="at least one owner"):
-        projects.member_set_role(project=project, membership_id=mine.pk, role=Role.EDITOR)
+        projects.member_set_role(
+            actor=project.created_by, project=project, membership_id=mine.pk, role=Role.EDITOR
+        )
     with pytest.raises(projects.MembershipRefused, match="at least one owner"):
-        projects.member_remove(project=project, membership_id=mine.pk)
+        projects.member_remove(actor=project.created_by, project=project, membership_id=mine.pk)
     mine.refresh_from_db()
     assert mine.role == Role.OWNER
 
@@ -56,9 +58,16 @@ def test_it_refuses_to_demote_or_remove_the_last_owner(cast, project):
 @pytest.mark.django_db
 def test_it_lets_an_owner_go_while_another_stays(two_owners, project):
     alice, dave = two_owners
-    assert projects.member_set_role(project=project, membership_id=dave.pk, role=Role.VIEWER).role == "viewer"
-    projects.member_set_role(project=project, membership_id=dave.pk, role=Role.OWNER)
-    projects.member_remove(project=project, membership_id=alice.pk)
+    assert (
+        projects.member_set_role(
+            actor=project.created_by, project=project, membership_id=dave.pk, role=Role.VIEWER
+        ).role
+        == "viewer"
+    )
+    projects.member_set_role(
+        actor=project.created_by, project=project, membership_id=dave.pk, role=Role.OWNER
+    )
+    projects.member_remove(actor=project.created_by, project=project, membership_id=alice.pk)
     assert list(project.memberships.filter(role=Role.OWNER)) == [dave]
 
 
@@ -66,9 +75,11 @@ def test_it_lets_an_owner_go_while_another_stays(two_owners, project):
 def test_another_projects_membership_is_not_found(project, other_project):
     theirs = other_project.memberships.get()
     with pytest.raises(Membership.DoesNotExist):
-        projects.member_set_role(project=project, membership_id=theirs.pk, role=Role.VIEWER)
+        projects.member_set_role(
+            actor=project.created_by, project=project, membership_id=theirs.pk, role=Role.VIEWER
+        )
     with pytest.raises(Membership.DoesNotExist):
-        projects.member_remove(project=project, membership_id=theirs.pk)
+        projects.member_remove(actor=project.created_by, project=project, membership_id=theirs.pk)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -96,9 +107,11 @@ def test_two_owners_demoting_each_other_at_once_leave_one_owner(two_owners, proj
         try:
             start.wait()
             if change == "demote":
-                projects.member_set_role(project=project, membership_id=target.pk, role=Role.EDITOR)
+                projects.member_set_role(
+                    actor=project.created_by, project=project, membership_id=target.pk, role=Role.EDITOR
+                )
             else:
-                projects.member_remove(project=project, membership_id=target.pk)
+                projects.member_remove(actor=project.created_by, project=project, membership_id=target.pk)
             outcomes[target.pk] = "done"
         except projects.MembershipRefused:
             outcomes[target.pk] = "refused"

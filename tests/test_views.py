@@ -438,3 +438,72 @@ def test_two_owners_can_hand_over_and_the_members_page_labels_each_role_menu(cli
     assert bob.role == Role.OWNER
     refused = client.post(reverse("member_role", args=[project.pk, bob.pk]), {"role": "bogus"})
     assert refused.status_code == 404  # alice is no longer a member
+
+
+# --- Redirects stay on this site --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "target", ["https://evil.example/", "//evil.example", "///evil.example", "javascript:x"]
+)
+def test_next_pointing_off_site_falls_back_to_the_project(client, cast, project, target):
+    job = create_job(project=project, author=cast.bob)
+    client.force_login(cast.bob)
+    response = client.post(reverse("job_cancel", args=[project.pk, job.pk]), {"next": target})
+    assert response.status_code == 302
+    assert response["Location"] == project.get_absolute_url()
+    response = client.post(reverse("job_cancel", args=[project.pk, job.pk]) + f"?next={target}")
+    assert response["Location"] == project.get_absolute_url()
+
+
+def test_next_on_this_site_is_followed(client, cast, project):
+    job = create_job(project=project, author=cast.bob)
+    client.force_login(cast.bob)
+    gallery = reverse("gallery", args=[project.pk]) + "?q=lemon"
+    response = client.post(reverse("job_cancel", args=[project.pk, job.pk]), {"next": gallery})
+    assert response["Location"] == gallery
+
+
+# --- Ids: ASCII digits only ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["²", "٣", "１", "3x"])
+def test_a_page_link_that_is_no_job_number_is_a_400_that_says_so(client, cast, project, value):
+    client.force_login(cast.bob)
+    before = client.get(reverse("project", args=[project.pk]), {"before": value})
+    assert before.status_code == 400
+    assert "“before” must be a job number" in before.content.decode()
+    again = client.get(reverse("project", args=[project.pk]), {"again": value})
+    assert again.status_code == 400
+    assert "“again” must be a job number" in again.content.decode()
+    edit_again = client.get(reverse("edit", args=[project.pk]), {"again": value})
+    assert edit_again.status_code == 400
+
+
+def test_one_bad_id_among_many_is_skipped(client, cast, project):
+    from tests.factories import ImageFactory
+    from workspace.models import Favourite
+
+    images = [ImageFactory(job__project=project, job__author=cast.bob) for _ in range(2)]
+    client.force_login(cast.bob)
+    response = client.post(
+        reverse("bulk", args=[project.pk]), {"action": "favourite", "ids": ["²", "٣", str(images[0].pk)]}
+    )
+    assert response.status_code == 302
+    assert list(Favourite.objects.values_list("image_id", flat=True)) == [images[0].pk]
+    compare = client.get(reverse("compare", args=[project.pk]), {"ids": ["²", *[i.pk for i in images]]})
+    assert compare.status_code == 200
+    detail = client.get(
+        reverse("image_detail", args=[project.pk, images[0].pk]), {"from": "gallery", "author": ["²", "٣"]}
+    )
+    assert detail.status_code == 200
+    edit = client.post(reverse("edit", args=[project.pk]), {"inputs": ["img:²"], "prompt": "x"})
+    assert edit.status_code == 400
+    assert "“img:²” is not an image of this project." in edit.content.decode()
+
+
+def test_parse_id_accepts_ascii_digits_only():
+    from workspace.views._common import parse_id
+
+    assert parse_id("42") == 42
+    assert [parse_id(v) for v in (None, "", "²", "٣", "-1", " 1", "1.0", "9" * 19)] == [None] * 8

@@ -10,6 +10,13 @@ from django.http import Http404
 from workspace import hot_queries
 from workspace.models import ROLE_RANK, Image, Job, Membership, Project, Role
 
+ARCHIVED = "This project is archived; unarchive it to make changes."
+
+
+class ProjectArchived(Exception):
+    """A write asked of an archived project. Answered 409 with the message by
+    workspace.middleware.RefusalMiddleware, like PermissionDenied is answered 403 by Django."""
+
 
 @dataclass(frozen=True)
 class ProjectAccess:
@@ -26,9 +33,12 @@ class ProjectAccess:
         return self.role == Role.OWNER
 
 
-def _grant(user, project: Project | None, role: str | None, needs: Role) -> ProjectAccess:
+def _grant(
+    user, project: Project | None, role: str | None, needs: Role, *, writes: bool = False
+) -> ProjectAccess:
     """The rules in one place: members by their role, staff as viewers, anyone else a 404 (never a 403:
-    they must not learn that the project exists)."""
+    they must not learn that the project exists); and an archived project takes no writes (a 409),
+    checked after the role so that only those who could write learn why they cannot."""
     if project is None:
         raise Http404
     if role is not None:
@@ -39,25 +49,38 @@ def _grant(user, project: Project | None, role: str | None, needs: Role) -> Proj
         raise Http404
     if ROLE_RANK[access.role] < ROLE_RANK[needs]:
         raise PermissionDenied(f"This needs the {needs.label.lower()} role in {access.project.name}.")
+    if writes and access.project.is_archived:
+        raise ProjectArchived(ARCHIVED)
     return access
 
 
-def project_access(user, project_id: int, *, needs: Role = Role.VIEWER) -> ProjectAccess:
-    """The project and the user's role in it, in one query (two for staff outside it)."""
+def project_access(
+    user, project_id: int, *, needs: Role = Role.VIEWER, writes: bool = False
+) -> ProjectAccess:
+    """The project and the user's role in it, in one query (two for staff outside it).
+
+    `writes=True` for every request that changes something in the project: an archived one refuses it.
+    """
     if not user.is_authenticated:
         raise Http404
     membership = Membership.objects.select_related("project").filter(project_id=project_id, user=user).first()
     if membership is not None:
-        return _grant(user, membership.project, membership.role, needs)
+        return _grant(user, membership.project, membership.role, needs, writes=writes)
     project = Project.objects.filter(pk=project_id).first() if user.is_staff else None
-    return _grant(user, project, None, needs)
+    return _grant(user, project, None, needs, writes=writes)
 
 
 Scoped = TypeVar("Scoped", bound=Model)
 
 
 def object_access(
-    user, queryset: QuerySet[Scoped], *, project_id: int, pk: int, needs: Role = Role.VIEWER
+    user,
+    queryset: QuerySet[Scoped],
+    *,
+    project_id: int,
+    pk: int,
+    needs: Role = Role.VIEWER,
+    writes: bool = False,
 ) -> tuple[ProjectAccess, Scoped]:
     """One project-scoped object (a job, an image) and the user's role in its project, in one query.
 
@@ -75,7 +98,7 @@ def object_access(
     if not found:
         raise Http404
     scoped = found[0]
-    return _grant(user, scoped.project, scoped.viewer_role, needs), scoped
+    return _grant(user, scoped.project, scoped.viewer_role, needs, writes=writes), scoped
 
 
 def job_card_access(user, *, project_id: int, job_id: int) -> tuple[ProjectAccess, Job, list[Image]]:

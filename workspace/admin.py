@@ -1,7 +1,70 @@
 from django.contrib import admin
+from django.db import transaction
 
+from workspace import audit
 from workspace.forms import BudgetAdminForm
-from workspace.models import ApiCall, Budget, Image, Job, LedgerEntry, Membership, Price, Project
+from workspace.models import (
+    ApiCall,
+    AuditEvent,
+    Budget,
+    Image,
+    Job,
+    LedgerEntry,
+    Membership,
+    Price,
+    Project,
+)
+
+
+class AuditedAdmin(admin.ModelAdmin):
+    """Saves and deletes through the admin go on the audit trail, with the values before and after.
+
+    Subclasses name the fields worth recording, the actions, and the project an object belongs to.
+    """
+
+    audited_fields: tuple[str, ...] = ()
+    changed_action = deleted_action = ""
+    added_action = ""  # when adding differs from changing (a member added); else changed_action
+
+    def audit_project(self, obj) -> Project | None:
+        return None
+
+    def save_model(self, request, obj, form, change) -> None:
+        with transaction.atomic():
+            old = type(obj).objects.filter(pk=obj.pk).first() if change and obj.pk else None
+            super().save_model(request, obj, form, change)
+            before = audit.fields_of(old, self.audited_fields) if old is not None else None
+            after = audit.fields_of(obj, self.audited_fields)
+            if before != after:
+                audit.record(
+                    actor=request.user,
+                    action=self.added_action if old is None and self.added_action else self.changed_action,
+                    target=obj,
+                    before=before,
+                    after=after,
+                    project=self.audit_project(obj),
+                )
+
+    def delete_model(self, request, obj) -> None:
+        with transaction.atomic():
+            self._record_delete(request, obj)
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        with transaction.atomic():
+            for obj in queryset:
+                self._record_delete(request, obj)
+            super().delete_queryset(request, queryset)
+
+    def _record_delete(self, request, obj) -> None:
+        audit.record(
+            actor=request.user,
+            action=self.deleted_action,
+            target=obj,
+            before=audit.fields_of(obj, self.audited_fields),
+            after=None,
+            project=self.audit_project(obj),
+        )
 
 
 class MembershipInline(admin.TabularInline):
@@ -19,7 +82,15 @@ class ProjectAdmin(admin.ModelAdmin):
 
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(AuditedAdmin):
+    audited_fields = ("project", "user", "role")
+    added_action = audit.Action.MEMBER_ADDED
+    changed_action = audit.Action.MEMBER_ROLE
+    deleted_action = audit.Action.MEMBER_REMOVED
+
+    def audit_project(self, obj) -> Project | None:
+        return obj.project
+
     list_display = ["project", "user", "role", "created_at"]
     list_filter = ["role"]
     search_fields = ["project__name", "user__username", "user__email"]
@@ -79,7 +150,11 @@ class ImageAdmin(admin.ModelAdmin):
 
 
 @admin.register(Price)
-class PriceAdmin(admin.ModelAdmin):
+class PriceAdmin(AuditedAdmin):
+    audited_fields = ("model", "effective_from", *Price.RATE_FIELDS, "note")
+    changed_action = audit.Action.PRICE_CHANGED
+    deleted_action = audit.Action.PRICE_DELETED
+
     list_display = ["model", "effective_from", *Price.RATE_FIELDS, "note"]
     list_filter = ["model"]
     search_fields = ["model"]
@@ -117,11 +192,37 @@ class LedgerEntryAdmin(admin.ModelAdmin):
 
 
 @admin.register(Budget)
-class BudgetAdmin(admin.ModelAdmin):
+class BudgetAdmin(AuditedAdmin):
     """Staff usually set budgets on the spend dashboard; this form gives the same field errors."""
 
     form = BudgetAdminForm
     fields = ["scope", "user", "project", "monthly_limit"]
+    audited_fields = ("user", "project", "monthly_limit")
+    changed_action = audit.Action.BUDGET_CHANGED
+    deleted_action = audit.Action.BUDGET_DELETED
+
+    def audit_project(self, obj) -> Project | None:
+        return obj.project
+
     list_display = ["__str__", "user", "project", "monthly_limit", "updated_at"]
     autocomplete_fields = ["user", "project"]
     search_fields = ["user__username", "project__name"]
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """Read-only: the trail is append-only and written by audit.record alone."""
+
+    list_display = ["created_at", "actor_name", "action", "target_type", "target_id", "project_name"]
+    list_filter = ["action", "created_at"]
+    search_fields = ["actor_name", "target_label", "project_name", "target_id"]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -9,6 +9,7 @@ from django.core.files.storage import default_storage
 
 from workspace import jobs, uploads
 from workspace.models import Image, Job, Project, Reference
+from workspace.views._common import parse_id  # the tokens come straight from the request
 
 Source = Image | Reference
 
@@ -42,10 +43,14 @@ def inputs_resolve(*, project: Project, tokens: list[str]) -> Inputs:
     wanted: list[tuple[str, int]] = []
     for item in tokens:
         kind, _, number = item.partition(":")
-        if kind not in ("img", "ref") or not number.isdigit():
+        pk = parse_id(number)
+        if kind not in ("img", "ref") or pk is None:
             return Inputs(tokens=tokens, problem=f"“{item[:40]}” is not an image of this project.")
-        wanted.append((kind, int(number)))
-    images = Image.objects.filter(project=project, pk__in=[n for k, n in wanted if k == "img"]).in_bulk()
+        wanted.append((kind, pk))
+    # A deleted image is gone from every page (and its files go after the undo window): not an input.
+    images = (
+        Image.objects.visible().filter(project=project, pk__in=[n for k, n in wanted if k == "img"]).in_bulk()
+    )
     # Only what is in the library now; a removed reference lives on in lineage and "Reproduce".
     refs = (
         Reference.objects.in_library()
@@ -74,7 +79,9 @@ def candidates(*, project: Project, exclude: list[str]) -> dict[str, list[Source
     return {
         "references": [r for r in project.references.in_library()[:60] if token(r) not in exclude],
         "images": [
-            i for i in Image.objects.filter(project=project).order_by("-id")[:48] if token(i) not in exclude
+            i
+            for i in Image.objects.visible().filter(project=project).order_by("-id")[:48]
+            if token(i) not in exclude
         ],
     }
 

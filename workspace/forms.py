@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from workspace import formats, spend
 from workspace import imagemodels as im
-from workspace.models import MAX_MONTHLY_BUDGET, Budget, Job, Membership, Project, Role
+from workspace.models import MAX_MONTHLY_BUDGET, AuditEvent, Budget, Job, Membership, Project, Role
 from workspace.review import COMMENT_MAX_CHARS
 
 QUALITY_LABELS = {
@@ -432,3 +432,17 @@ class BudgetAdminForm(forms.ModelForm):
             self, scope=data.get("scope") or "user", user=data.get("user"), project=data.get("project")
         )
         return data
+
+
+class AuditFilterForm(forms.Form):
+    """The audit page's filters: one action, one project (both optional)."""
+
+    action = forms.ChoiceField(required=False, label="Action")
+    project = forms.ModelChoiceField(
+        queryset=None, required=False, label="Project", empty_label="Any project"
+    )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["action"].choices = [("", "Any action"), *AuditEvent.Action.choices]
+        self.fields["project"].queryset = Project.objects.order_by("name")

@@ -1,11 +1,17 @@
 """Which image came from which: parents, children, ancestry, descendants and the whole family.
 
 An output's parents are its job's inputs (earlier outputs or uploaded references). Ancestry and
-descendants are one recursive CTE each, so depth costs no extra queries. Both Postgres and SQLite run
-WITH RECURSIVE; UNION (not UNION ALL) stops at images already reached, so a diamond is visited once.
+descendants are one query each whatever the depth: a recursive CTE over image ids only, so UNION
+(not UNION ALL) drops an image already reached and each image is visited once, however many paths of
+however many lengths lead to it. (Carrying the depth in the CTE's rows made (image, depth) the unit of
+work: a "ladder" of edits, each made from the two before it, reaches image k at every depth up to k,
+and 4,000 steps made millions of rows.) The same query returns each image's own image inputs, from
+which `_depths` computes the nearest depth in Python, a breadth-first walk over rows already fetched.
+Postgres and SQLite both run WITH RECURSIVE with these UNION semantics.
 """
 
 import difflib
+from collections import deque
 from dataclasses import dataclass, field
 
 from workspace.models import Image, Job, JobInput, Reference
@@ -14,59 +20,93 @@ _IMAGE = Image._meta.db_table
 _INPUT = JobInput._meta.db_table
 _JOB = Job._meta.db_table
 
-# Table names come from the models, values are always parameters.
-ANCESTORS_SQL = f"""
-WITH RECURSIVE ancestors(image_id, depth) AS (
-    SELECT ji.image_id, 1
-      FROM {_IMAGE} start JOIN {_INPUT} ji ON ji.job_id = start.job_id
-     WHERE start.id = %s AND ji.image_id IS NOT NULL
+# Table names come from the models, values are always parameters. The start images are part of the
+# walk (so their own inputs come back for the depths) and left out of the answer.
+ANCESTORS_CTE = f"""
+WITH RECURSIVE walk(image_id) AS (
+    SELECT id FROM {_IMAGE} WHERE id IN ({{seeds}})
     UNION
-    SELECT ji.image_id, a.depth + 1
-      FROM ancestors a
-      JOIN {_IMAGE} parent ON parent.id = a.image_id
-      JOIN {_INPUT} ji ON ji.job_id = parent.job_id
-     WHERE ji.image_id IS NOT NULL AND a.depth < %s
-)
-SELECT img.*, MIN(a.depth) AS depth
-  FROM ancestors a JOIN {_IMAGE} img ON img.id = a.image_id
- GROUP BY img.id
- ORDER BY depth, img.id
-"""
+    SELECT ji.image_id
+      FROM walk w
+      JOIN {_IMAGE} img ON img.id = w.image_id
+      JOIN {_INPUT} ji ON ji.job_id = img.job_id
+     WHERE ji.image_id IS NOT NULL
+)"""
 
-DESCENDANTS_SQL = f"""
-WITH RECURSIVE descendants(image_id, depth) AS (
-    SELECT child.id, 1
-      FROM {_INPUT} ji JOIN {_IMAGE} child ON child.job_id = ji.job_id
-     WHERE ji.image_id IN ({{seeds}})
+DESCENDANTS_CTE = f"""
+WITH RECURSIVE walk(image_id) AS (
+    SELECT id FROM {_IMAGE} WHERE id IN ({{seeds}})
     UNION
-    SELECT child.id, d.depth + 1
-      FROM descendants d
-      JOIN {_INPUT} ji ON ji.image_id = d.image_id
+    SELECT child.id
+      FROM walk w
+      JOIN {_INPUT} ji ON ji.image_id = w.image_id
       JOIN {_IMAGE} child ON child.job_id = ji.job_id
-     WHERE d.depth < %s
-)
-SELECT img.*, MIN(d.depth) AS depth
-  FROM descendants d JOIN {_IMAGE} img ON img.id = d.image_id
- GROUP BY img.id
- ORDER BY depth, img.id
+)"""
+
+# One row per (image, image input), or one with a NULL input: a few rows per image, never per path.
+WALKED_IMAGES = f"""
+SELECT img.*, ji.image_id AS input_image_id
+  FROM walk w
+  JOIN {_IMAGE} img ON img.id = w.image_id
+  LEFT JOIN {_INPUT} ji ON ji.job_id = img.job_id AND ji.image_id IS NOT NULL
+ ORDER BY img.id
 """
 
-# Far deeper than any real family; bounds the recursion if data were ever cyclic.
-MAX_DEPTH = 10_000
+
+def _walk(cte: str, seeds: list[int]) -> dict[int, tuple[Image, list[int]]]:
+    """Every image the CTE reaches from the seeds (seeds included), each with its image inputs."""
+    sql = cte.format(seeds=", ".join(["%s"] * len(seeds))) + WALKED_IMAGES
+    found: dict[int, tuple[Image, list[int]]] = {}
+    for row in Image.objects.raw(sql, seeds):
+        _, inputs = found.setdefault(row.pk, (row, []))
+        if row.input_image_id is not None:
+            inputs.append(row.input_image_id)
+    return found
+
+
+def _depths(seeds: list[int], edges: dict[int, list[int]]) -> dict[int, int]:
+    """Breadth-first from the seeds along `edges`: each image's nearest distance from any seed."""
+    depth = dict.fromkeys(seeds, 0)
+    queue = deque(seeds)
+    while queue:
+        here = queue.popleft()
+        for there in edges.get(here, ()):
+            if there not in depth:
+                depth[there] = depth[here] + 1
+                queue.append(there)
+    return depth
+
+
+def _answer(
+    found: dict[int, tuple[Image, list[int]]], depth: dict[int, int], seeds: list[int]
+) -> list[Image]:
+    images = []
+    for pk, (image, _) in found.items():
+        if pk in depth and pk not in seeds:
+            image.depth = depth[pk]
+            images.append(image)
+    return sorted(images, key=lambda image: (image.depth, image.pk))
 
 
 def ancestors(image: Image) -> list[Image]:
     """Every earlier output this image was made from, nearest first (each with `.depth`)."""
-    return list(Image.objects.raw(ANCESTORS_SQL, [image.pk, MAX_DEPTH]))
+    found = _walk(ANCESTORS_CTE, [image.pk])
+    parents_of = {pk: inputs for pk, (_, inputs) in found.items()}
+    return _answer(found, _depths([image.pk], parents_of), [image.pk])
 
 
 def descendants(*images: Image) -> list[Image]:
-    """Every later output made from these images, directly or not (each with `.depth`)."""
+    """Every later output made from these images, directly or not (each with `.depth`, from the nearest
+    of them). The images themselves are not in the answer."""
     if not images:
         return []
-    seeds = ", ".join(["%s"] * len(images))
-    sql = DESCENDANTS_SQL.format(seeds=seeds)
-    return list(Image.objects.raw(sql, [*[image.pk for image in images], MAX_DEPTH]))
+    seeds = [image.pk for image in images]
+    found = _walk(DESCENDANTS_CTE, seeds)
+    children_of: dict[int, list[int]] = {}
+    for pk, (_, inputs) in found.items():
+        for parent in inputs:
+            children_of.setdefault(parent, []).append(pk)
+    return _answer(found, _depths(seeds, children_of), seeds)
 
 
 def parents(image: Image) -> list[JobInput]:

@@ -1,7 +1,12 @@
-"""A database or broker that is restarting, out of reach or out of pooled connections is a busy
-workspace, not a broken one: the person gets a plain 503 saying nothing was saved, never a 500."""
+"""Answers for failures raised below the views that Django itself has no good answer for.
+
+- BusyMiddleware: a database or broker that is restarting, out of reach or out of pooled connections
+  is a busy workspace, not a broken one: the person gets a plain 503 saying nothing was saved, never a 500.
+- RefusalMiddleware: an archived project's refusal (access.ProjectArchived) becomes a 409 with its message.
+"""
 
 import logging
+from collections.abc import Callable
 
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
@@ -9,6 +14,8 @@ from django.utils.html import escape
 from kombu.exceptions import KombuError
 from psycopg_pool import PoolTimeout
 from redis.exceptions import RedisError
+
+from workspace.access import ProjectArchived
 
 logger = logging.getLogger(__name__)
 
@@ -50,3 +57,21 @@ class BusyMiddleware:
             response["HX-Reswap"] = "none"
         response["Retry-After"] = "5"
         return response
+
+
+class RefusalMiddleware:
+    """An archived project's refusal (access.ProjectArchived) becomes a 409 with its message.
+
+    Raised from the access check, so no view can forget it and none has to turn it into a response.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, ProjectArchived):
+            return HttpResponse(str(exception), status=409, content_type="text/plain; charset=utf-8")
+        return None

@@ -3,6 +3,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import connection, models
 from django.db.models import Q
@@ -590,6 +591,9 @@ class Image(models.Model):
     deleted_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # When beat deleted its files, DELETE_UNDO_MINUTES after the delete (review.images_purge). The row
+    # stays, its file names emptied, so lineage still shows where later images came from.
+    purged_at = models.DateTimeField(null=True, blank=True)
 
     objects = ImageQuerySet.as_manager()
 
@@ -879,3 +883,68 @@ class Comment(models.Model):
 
     def __str__(self) -> str:
         return f"comment by {self.author} on image {self.image_id}"
+
+
+class AuditEvent(models.Model):
+    """One action that moved money or access: who did what to which object, when, before and after.
+
+    Append-only: written by `workspace.audit.record` alone, never changed or deleted (save refuses an
+    update, delete refuses outright; the admin only reads). Actor and project survive their rows'
+    deletion as names, so the trail outlives what it is about.
+    """
+
+    class Action(models.TextChoices):
+        MEMBER_ADDED = "member.added", "Member added"
+        MEMBER_ROLE = "member.role", "Role changed"
+        MEMBER_REMOVED = "member.removed", "Member removed"
+        BUDGET_CHANGED = "budget.changed", "Budget changed"
+        BUDGET_DELETED = "budget.deleted", "Budget deleted"
+        PRICE_CHANGED = "price.changed", "Price changed"
+        PRICE_DELETED = "price.deleted", "Price deleted"
+        IMAGE_DELETED = "image.deleted", "Image deleted"
+        IMAGE_RESTORED = "image.restored", "Image restored"
+        IMAGE_PURGED = "image.purged", "Image files purged"
+        LOCKOUT = "auth.lockout", "Sign-in locked out"
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Empty for the system (beat's purge); kept as written if the user is later deleted.
+    actor_name = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=40, choices=Action.choices)
+    target_type = models.CharField(max_length=40)
+    target_id = models.CharField(max_length=64)
+    target_label = models.CharField(max_length=200, blank=True)
+    project = models.ForeignKey(
+        Project, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_events"
+    )
+    project_name = models.CharField(max_length=120, blank=True)
+    before = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    after = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["-created_at", "-id"], name="audit_recent"),
+            models.Index(fields=["action", "-created_at", "-id"], name="audit_action_recent"),
+            models.Index(fields=["project", "-created_at", "-id"], name="audit_project_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} on {self.target_type} {self.target_id} by {self.actor_name or 'system'}"
+
+    def save(self, *args, **kwargs) -> None:
+        if self.pk is not None:
+            raise ValueError("Audit events are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("Audit events are append-only.")
+
+    def changes(self) -> list[tuple[str, object, object]]:
+        """(field, before, after) for every field either side names, for the audit page."""
+        before, after = self.before or {}, self.after or {}
+        return [
+            (name, before.get(name, "–"), after.get(name, "–")) for name in dict.fromkeys([*before, *after])
+        ]

@@ -10,6 +10,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from workspace import audit
 from workspace.models import Budget, Membership, Project, Role
 
 
@@ -50,10 +51,21 @@ def project_archive(*, project: Project, archived: bool) -> Project:
     return project
 
 
-def member_add(*, project: Project, user: AbstractBaseUser, role: str) -> Membership:
+def member_add(
+    *, project: Project, user: AbstractBaseUser, role: str, actor: AbstractBaseUser | None
+) -> Membership:
     try:
         with transaction.atomic():
-            return Membership.objects.create(project=project, user=user, role=role)
+            membership = Membership.objects.create(project=project, user=user, role=role)
+            audit.record(
+                actor=actor,
+                action=audit.Action.MEMBER_ADDED,
+                target=membership,
+                before=None,
+                after={"user": user.get_username(), "role": role},
+                project=project,
+            )
+            return membership
     except IntegrityError:
         # The form checked, but someone else may have added them in between.
         raise MembershipRefused(f"{user.get_username()} is already a member.") from None
@@ -79,7 +91,9 @@ def _member(project: Project, membership_id: int) -> Membership:
     )
 
 
-def member_set_role(*, project: Project, membership_id: int, role: str) -> Membership:
+def member_set_role(
+    *, project: Project, membership_id: int, role: str, actor: AbstractBaseUser | None
+) -> Membership:
     with transaction.atomic():
         owners = _lock_owners(project)
         membership = _member(project, membership_id)
@@ -88,17 +102,35 @@ def member_set_role(*, project: Project, membership_id: int, role: str) -> Membe
             owners.add(membership.pk)
         if not owners:
             raise MembershipRefused(LAST_OWNER)
+        before = membership.role
         membership.role = role
         membership.save(update_fields=["role"])
+        if before != role:
+            audit.record(
+                actor=actor,
+                action=audit.Action.MEMBER_ROLE,
+                target=membership,
+                before={"user": membership.user.get_username(), "role": before},
+                after={"user": membership.user.get_username(), "role": role},
+                project=project,
+            )
     return membership
 
 
-def member_remove(*, project: Project, membership_id: int) -> Membership:
+def member_remove(*, project: Project, membership_id: int, actor: AbstractBaseUser | None) -> Membership:
     """Take someone out of the project; returns the removed membership (for the message)."""
     with transaction.atomic():
         owners = _lock_owners(project)
         membership = _member(project, membership_id)
         if not owners - {membership.pk}:
             raise MembershipRefused(LAST_OWNER)
+        audit.record(
+            actor=actor,
+            action=audit.Action.MEMBER_REMOVED,
+            target=membership,
+            before={"user": membership.user.get_username(), "role": membership.role},
+            after=None,
+            project=project,
+        )
         membership.delete()
     return membership

@@ -18,7 +18,7 @@ from django.db.models import Count, F, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from workspace import imagemodels
+from workspace import audit, imagemodels
 from workspace.models import ApiCall, Budget, Job, LedgerEntry, Price, Project
 
 logger = logging.getLogger(__name__)
@@ -288,17 +288,41 @@ def reserve(*, user, project: Project, amount: Decimal) -> None:
             raise BudgetExceeded(budget=budget, used=already, needed=amount)
 
 
-def budget_set(*, user=None, project: Project | None = None, monthly_limit: Decimal | None) -> Budget | None:
+def budget_set(
+    *, actor, user=None, project: Project | None = None, monthly_limit: Decimal | None
+) -> Budget | None:
     """Set (or with None remove) the monthly budget of a user, a project, or with neither the workspace.
 
     Lowering a budget below what is already used is allowed: it stops new jobs, it never undoes charges.
+    The change goes on the audit trail with the limit before and after, in the same transaction.
     """
     scope = {"user": user, "project": project}
     with transaction.atomic():
+        old = Budget.objects.select_for_update().filter(**scope).first()
+        before = {"monthly_limit": old.monthly_limit} if old is not None else None
         if monthly_limit is None:
-            Budget.objects.filter(**scope).delete()
+            if old is None:
+                return None
+            audit.record(
+                actor=actor,
+                action=audit.Action.BUDGET_DELETED,
+                target=old,
+                before=before,
+                after=None,
+                project=project,
+            )
+            old.delete()
             return None
         budget, _ = Budget.objects.update_or_create(**scope, defaults={"monthly_limit": monthly_limit})
+        audit.record(
+            actor=actor,
+            action=audit.Action.BUDGET_CHANGED,
+            target=budget,
+            before=before,
+            # As the row stores it (two places), so before and after compare like for like.
+            after={"monthly_limit": Decimal(budget.monthly_limit).quantize(Decimal("0.01"))},
+            project=project,
+        )
     return budget
 
 

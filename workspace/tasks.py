@@ -7,7 +7,7 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 from psycopg_pool import PoolTimeout
 
-from workspace import worker
+from workspace import review, worker
 
 # A database restarting, out of reach or with its pool exhausted: worth trying again shortly, where
 # acknowledging the message would leave the job queued until the sweep's lost-message check.
@@ -29,3 +29,8 @@ def run_job(job_id: int) -> None:
 @shared_task(ignore_result=True)
 def sweep_jobs() -> dict[str, int]:
     return worker.jobs_sweep()
+
+
+@shared_task(ignore_result=True)
+def purge_deleted_images() -> int:
+    return review.images_purge()

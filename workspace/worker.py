@@ -137,6 +137,8 @@ def _edit_files(job: Job) -> tuple[list[imageapi.FileTuple], bytes | None]:
     files: list[imageapi.FileTuple] = []
     for item in job.inputs.select_related("image", "reference").order_by("position"):
         source = item.image or item.reference
+        if not source.file.name:  # a purged image keeps its row for lineage, not its file
+            raise MissingInput(f"image {source.pk}, deleted")
         try:
             with default_storage.open(source.file.name, "rb") as handle:
                 data = handle.read()

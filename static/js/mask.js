@@ -7,7 +7,8 @@
 //     <p class="help" data-mask-status>…</p>
 //   </div>
 // After every export the root's data-mask-revision goes up by one and the input fires "change";
-// data-mask-pending is present while a stroke is waiting to be turned into a mask.
+// data-mask-pending is present while a stroke is waiting to be turned into a mask; a submit meanwhile
+// waits for it and then goes ahead.
 (function () {
   "use strict";
 
@@ -162,6 +163,19 @@
 
     var form = root.closest("form");
     if (form) {
+      // A mask painted and submitted at once would be lost: the export (a timer, then an async toBlob)
+      // has not put the PNG in the file input yet. Hold the submit, export now, and submit again when
+      // the file is in place (setFile), through the same button so its name and value are sent too.
+      form.addEventListener("submit", function (event) {
+        if (!self.root.hasAttribute("data-mask-pending")) return;
+        event.preventDefault();
+        self.submitAfterExport = { submitter: event.submitter || null };
+        self.say("Preparing the mask…");
+        if (self.timer) {
+          clearTimeout(self.timer);
+          self.exportMask();
+        }
+      });
       form.addEventListener("reset", function () {
         setTimeout(function () {
           if (!self.ctx) return;
@@ -396,6 +410,13 @@
     this.root.setAttribute("data-mask-revision", String(++this.revision));
     this.root.removeAttribute("data-mask-pending");
     this.updateButtons();
+    var waiting = this.submitAfterExport;
+    var form = this.root.closest("form");
+    if (waiting && form) {
+      this.submitAfterExport = null;
+      var submitter = waiting.submitter && waiting.submitter.form === form ? waiting.submitter : undefined;
+      form.requestSubmit(submitter);
+    }
   };
 
   function init(scope) {

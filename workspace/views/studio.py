@@ -12,20 +12,20 @@ from workspace import formats, imagemodels, jobs, spend
 from workspace.access import ProjectAccess, job_card_access, object_access, project_access
 from workspace.forms import EditForm, GenerationForm
 from workspace.models import Image, Job, Project, Role
-from workspace.views._common import archived, serve
+from workspace.views._common import parse_id, safe_next, serve
 
 FEED_PAGE_SIZE = 12
 JOB_CARD = "workspace/_job_card.html"
 
 
-def _feed(project: Project, before: str | None) -> tuple[list[Job], int | None]:
+def _feed(project: Project, before: int | None) -> tuple[list[Job], int | None]:
     queryset = (
         Job.objects.filter(project=project)
         .select_related("author")
         .prefetch_related(Prefetch("images", queryset=Image.objects.visible().order_by("index")))
     )
-    if before and before.isdigit():
-        queryset = queryset.filter(id__lt=int(before))
+    if before is not None:
+        queryset = queryset.filter(id__lt=before)
     page = list(queryset.order_by("-id")[: FEED_PAGE_SIZE + 1])
     return page[:FEED_PAGE_SIZE], (page[FEED_PAGE_SIZE - 1].pk if len(page) > FEED_PAGE_SIZE else None)
 
@@ -56,17 +56,23 @@ def _job_for(access: ProjectAccess, job_id: int) -> Job:
 @require_GET
 def project(request: HttpRequest, project_id: int) -> HttpResponse:
     access = project_access(request.user, project_id)
-    jobs_page, next_before = _feed(access.project, request.GET.get("before"))
-    if request.htmx and request.GET.get("before"):
+    before = request.GET.get("before")
+    again = request.GET.get("again")
+    # Each is the whole point of its request, so a value that is no id is an answer, not a shrug.
+    if before and parse_id(before) is None:
+        return HttpResponse("That page link is not valid: “before” must be a job number.", status=400)
+    if again and parse_id(again) is None:
+        return HttpResponse("That link is not valid: “again” must be a job number.", status=400)
+    jobs_page, next_before = _feed(access.project, parse_id(before))
+    if request.htmx and before:
         return render(
             request,
             "workspace/project.html#feed-page",
             {"jobs": jobs_page, "next_before": next_before, "project": access.project, "access": access},
         )
-    again = request.GET.get("again")
     initial = {}
-    if again and again.isdigit():
-        source = Job.objects.filter(project=access.project, pk=int(again)).first()
+    if again:
+        source = Job.objects.filter(project=access.project, pk=parse_id(again)).first()
         if source is not None:
             initial = GenerationForm.initial_from_job(source)
     form = GenerationForm(initial=initial)
@@ -76,9 +82,7 @@ def project(request: HttpRequest, project_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def job_create(request: HttpRequest, project_id: int) -> HttpResponse:
-    access = project_access(request.user, project_id, needs=Role.EDITOR)
-    if refusal := archived(access):
-        return refusal
+    access = project_access(request.user, project_id, needs=Role.EDITOR, writes=True)
     form = GenerationForm(request.POST)
     if not form.is_valid():
         if request.htmx:
@@ -162,13 +166,13 @@ def _after_job_action(request: HttpRequest, access: ProjectAccess, job_id: int) 
     if request.htmx:
         job = _job_for(access, job_id)
         return render(request, JOB_CARD, {"job": job, "access": access, "project": access.project})
-    return redirect(request.POST.get("next") or access.project.get_absolute_url())
+    return redirect(safe_next(request, access.project.get_absolute_url()))
 
 
 @login_required
 @require_POST
 def job_cancel(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
-    access = project_access(request.user, project_id, needs=Role.EDITOR)
+    access = project_access(request.user, project_id, needs=Role.EDITOR, writes=True)
     job = get_object_or_404(Job, project=access.project, pk=job_id)
     if not jobs.job_cancel(job=job):
         messages.info(request, "That job had already started, so it could not be canceled.")
@@ -178,10 +182,8 @@ def job_cancel(request: HttpRequest, project_id: int, job_id: int) -> HttpRespon
 @login_required
 @require_POST
 def job_retry(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
-    access = project_access(request.user, project_id, needs=Role.EDITOR)
+    access = project_access(request.user, project_id, needs=Role.EDITOR, writes=True)
     job = get_object_or_404(Job, project=access.project, pk=job_id)
-    if refusal := archived(access):
-        return refusal
     try:
         jobs.job_retry(job=job, actor=request.user)
     except spend.BudgetExceeded as refusal:
@@ -194,15 +196,13 @@ def job_retry(request: HttpRequest, project_id: int, job_id: int) -> HttpRespons
 @login_required
 @require_POST
 def job_reproduce(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
-    access = project_access(request.user, project_id, needs=Role.EDITOR)
+    access = project_access(request.user, project_id, needs=Role.EDITOR, writes=True)
     job = get_object_or_404(Job, project=access.project, pk=job_id)
-    if refusal := archived(access):
-        return refusal
     try:
         new_job = jobs.job_reproduce(job=job, author=request.user)
     except spend.BudgetExceeded as refusal:
         messages.error(request, str(refusal))
-        return redirect(request.POST.get("next") or access.project.get_absolute_url())
+        return redirect(safe_next(request, access.project.get_absolute_url()))
     messages.success(request, "Queued the same request again.")
     return redirect(f"{access.project.get_absolute_url()}#job-{new_job.pk}")
 
