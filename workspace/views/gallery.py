@@ -5,13 +5,14 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.db import connection
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from workspace import export, gallery, history, review
+from workspace import export, gallery, history, limits, review
 from workspace.access import project_access, project_access_with_members
 from workspace.forms import PROMPT_SEARCH_MAX_CHARS, PromptSearchForm
 from workspace.gallery import GalleryFilterForm
@@ -73,8 +74,20 @@ def bulk(request: HttpRequest, project_id: int) -> HttpResponse:
         messages.error(request, "None of the selected images are in this project (or none were selected).")
         return redirect(back)
     if action == "download":
-        images = export.prefetch_for_export(selected.order_by("-created_at", "-id"))
-        response = StreamingHttpResponse(export.zip_stream(images), content_type="application/zip")
+        # A ZIP holds this thread for the whole download: at most MAX_CONCURRENT_ZIPS per process, and no
+        # waiting for one (a slot may stay taken for minutes): limits.Busy answers 503 at once.
+        release = limits.ZIP_STREAMS.take()
+        try:
+            images = export.prefetch_for_export(selected.order_by("-created_at", "-id"))
+        except BaseException:
+            release()
+            raise
+        # Everything the archive needs is in memory now and the stream runs no query; outside a transaction,
+        # give the connection back rather than keep it idle through a download that may last minutes.
+        if not connection.in_atomic_block:
+            connection.close()
+        stream = export.SlotStream(export.zip_stream(images), release=release)
+        response = StreamingHttpResponse(stream, content_type="application/zip")
         response["Content-Disposition"] = (
             f'attachment; filename="{export.export_filename(access.project, len(images))}"'
         )
