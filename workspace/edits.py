@@ -42,7 +42,8 @@ def inputs_resolve(*, project: Project, tokens: list[str]) -> Inputs:
     wanted: list[tuple[str, int]] = []
     for item in tokens:
         kind, _, number = item.partition(":")
-        if kind not in ("img", "ref") or not number.isdigit():
+        # isascii() too: "²".isdigit() is true and int("²") raises. At most a bigint's digits.
+        if kind not in ("img", "ref") or not (number.isascii() and number.isdigit() and len(number) <= 18):
             return Inputs(tokens=tokens, problem=f"“{item[:40]}” is not an image of this project.")
         wanted.append((kind, int(number)))
     images = Image.objects.filter(project=project, pk__in=[n for k, n in wanted if k == "img"]).in_bulk()

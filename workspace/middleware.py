@@ -13,6 +13,7 @@ a chunked upload works like any other.
 It also answers `limits.Busy`, raised by a view that found no free slot, with 503.
 """
 
+import math
 import re
 import tempfile
 
@@ -32,7 +33,8 @@ def _plain(text: str, status: int) -> HttpResponse:
 
 
 def _size(n: int) -> str:
-    return f"{n / 1024:g} KB" if n < 1024 * 1024 else f"{n / (1024 * 1024):.0f} MB"
+    """Rounded up, so a body a byte over the cap never reads as the cap itself."""
+    return f"{math.ceil(n / 1024)} KB" if n < 1024 * 1024 else f"{math.ceil(n / (1024 * 1024))} MB"
 
 
 class BoundedRequestMiddleware:

@@ -53,6 +53,10 @@ EMPTY = "this file is empty."
 DAMAGED = "this image is damaged or incomplete."
 JPEG_TOO_MANY_SCANS = "this JPEG is built in an unusual way that is slow to open; save it again and retry."
 MASK_NOT_PNG = "a mask must be a PNG with transparency."
+PNG_TRAILING_DATA = (
+    "this PNG carries other data after the image (another file hidden inside it); export it again as a "
+    "plain PNG."
+)
 MASK_NOT_TRANSPARENT = "this mask has no transparent area: paint or erase where the image should change."
 
 _SIGNATURES = {"PNG": b"\x89PNG\r\n\x1a\n", "JPEG": b"\xff\xd8\xff"}
@@ -156,6 +160,9 @@ def clean_name(raw: object) -> str:
     # unassigned characters; line and paragraph separators break logs and some JavaScript contexts.
     text = "".join(ch for ch in unicodedata.normalize("NFC", text) if unicodedata.category(ch)[0] != "C")
     text = re.split(r"[/\\\u2028\u2029]", text)[-1].strip()
+    # A name that starts like a spreadsheet formula ("=cmd|' /C calc'!A0") runs as one when an export is
+    # opened in a spreadsheet: those leading characters go.
+    text = text.lstrip("=+-@ ")
     if text in ("", ".", ".."):
         return "upload"
     if len(text) > NAME_MAX_CHARS:
@@ -253,6 +260,22 @@ def _check_header(name: str, data: bytes, fmt: str) -> None:
         )
     if fmt == "JPEG" and data.count(b"\xff\xda") > MAX_JPEG_SCANS:  # each scan starts with an SOS marker
         raise UploadRejected(name, JPEG_TOO_MANY_SCANS)
+    if fmt == "PNG" and (end := _png_end(data)) is not None and end < len(data):
+        # A polyglot (a ZIP, a page, a script after IEND). Re-encoding would drop it, but nothing a PNG tool
+        # writes ends like this, so it is refused. JPEGs are different: phones append data after the image.
+        raise UploadRejected(name, PNG_TRAILING_DATA)
+
+
+def _png_end(data: bytes) -> int | None:
+    """Where the IEND chunk ends, walking the chunk lengths (no decoding); None if there is none."""
+    position = len(_SIGNATURES["PNG"])
+    while position + 12 <= len(data):
+        length = int.from_bytes(data[position : position + 4], "big")
+        kind = data[position + 4 : position + 8]
+        position += 12 + length  # length, type, data, CRC
+        if kind == b"IEND":
+            return position
+    return None
 
 
 def _decode(name: str, data: bytes, fmt: str) -> Image.Image:

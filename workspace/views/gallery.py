@@ -17,7 +17,7 @@ from workspace.access import project_access, project_access_with_members
 from workspace.forms import PROMPT_SEARCH_MAX_CHARS, PromptSearchForm
 from workspace.gallery import GalleryFilterForm
 from workspace.models import Image, Job, Project
-from workspace.views._common import filters_query
+from workspace.views._common import filters_query, parse_id
 
 
 @login_required
@@ -27,9 +27,11 @@ def gallery_view(request: HttpRequest, project_id: int) -> HttpResponse:
     authors = [(m.user_id, m.user.get_username()) for m in members]
     form = GalleryFilterForm(request.GET, authors=authors)
     problem = ""
+    status = 200
     result = gallery.Page(items=[], next_cursor="")
     if not form.is_valid():
         problem = next(iter(form.errors.values()))[0]
+        status = 400
     else:
         images = gallery.filtered(project=access.project, user=request.user, data=form.cleaned_data)
         try:
@@ -46,17 +48,17 @@ def gallery_view(request: HttpRequest, project_id: int) -> HttpResponse:
         "filters": filters_query(request),
     }
     if request.htmx and request.GET.get("after"):
-        return render(request, "workspace/gallery.html#gallery-page", context)
+        return render(request, "workspace/gallery.html#gallery-page", context, status=status)
     context["active_jobs"] = (
         Job.objects.active().filter(project=access.project).select_related("author").order_by("-id")[:12]
     )
     if request.htmx:
-        return render(request, "workspace/gallery.html#results", context)
-    return render(request, "workspace/gallery.html", context)
+        return render(request, "workspace/gallery.html#results", context, status=status)
+    return render(request, "workspace/gallery.html", context, status=status)
 
 
 def _selected(request: HttpRequest, project: Project):
-    ids = [int(value) for value in request.POST.getlist("ids") if value.isdigit()][:500]
+    ids = [pk for pk in map(parse_id, request.POST.getlist("ids")) if pk is not None][:500]
     return Image.objects.visible().filter(project=project, pk__in=ids)
 
 
@@ -120,7 +122,7 @@ def bulk(request: HttpRequest, project_id: int) -> HttpResponse:
 @require_GET
 def compare(request: HttpRequest, project_id: int) -> HttpResponse:
     access = project_access(request.user, project_id)
-    ids = [int(value) for value in request.GET.getlist("ids") if value.isdigit()]
+    ids = [pk for pk in map(parse_id, request.GET.getlist("ids")) if pk is not None]
     images = list(Image.objects.visible().filter(project=access.project, pk__in=ids).select_related("job"))
     images.sort(key=lambda image: ids.index(image.pk))
     status = 200 if 2 <= len(images) <= 4 else 400

@@ -13,7 +13,7 @@ from workspace.access import ProjectAccess, object_access, project_access
 from workspace.forms import CommentForm
 from workspace.gallery import GalleryFilterForm
 from workspace.models import Favourite, Image, Role
-from workspace.views._common import filters_query, serve
+from workspace.views._common import filters_query, parse_id, serve
 
 
 def _image_for(request: HttpRequest, project_id: int, image_id: int) -> tuple[ProjectAccess, Image]:
@@ -41,7 +41,7 @@ def image_detail(request: HttpRequest, project_id: int, image_id: int) -> HttpRe
     filters = filters_query(request)
     newer = older = None
     if request.GET.get("from") == "gallery" or filters:
-        authors = [(int(a), a) for a in request.GET.getlist("author") if a.isdigit()]
+        authors = [(pk, a) for a in request.GET.getlist("author") if (pk := parse_id(a)) is not None]
         form = GalleryFilterForm(request.GET, authors=authors)
         if form.is_valid():
             view = gallery.filtered(project=access.project, user=request.user, data=form.cleaned_data)

@@ -15,7 +15,7 @@ from workspace import edits, imagemodels, library, spend, uploads
 from workspace.access import ProjectAccess, project_access
 from workspace.forms import EditForm
 from workspace.models import Image, Job, Reference, Role
-from workspace.views._common import archived, serve
+from workspace.views._common import archived, parse_id, serve
 
 
 @login_required
@@ -132,10 +132,10 @@ def edit(request: HttpRequest, project_id: int) -> HttpResponse:
     source = request.POST if request.method == "POST" else request.GET
     inputs = edits.inputs_resolve(project=access.project, tokens=source.getlist("inputs"))
     if request.method != "POST":
-        again = request.GET.get("again")
+        again = parse_id(request.GET.get("again"))
         initial = {}
-        if again and again.isdigit():
-            job = Job.objects.filter(project=access.project, pk=int(again)).first()
+        if again is not None:
+            job = Job.objects.filter(project=access.project, pk=again).first()
             if job is not None:
                 initial = EditForm.initial_from_job(job) | {"input_fidelity": job.input_fidelity}
         context = _edit_context(access, EditForm(initial=initial), inputs, inputs.problem)

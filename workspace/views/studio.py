@@ -12,7 +12,7 @@ from workspace import formats, imagemodels, jobs, spend
 from workspace.access import ProjectAccess, job_card_access, object_access, project_access
 from workspace.forms import EditForm, GenerationForm
 from workspace.models import Image, Job, Project, Role
-from workspace.views._common import archived, serve
+from workspace.views._common import archived, parse_id, serve
 
 FEED_PAGE_SIZE = 12
 JOB_CARD = "workspace/_job_card.html"
@@ -24,8 +24,8 @@ def _feed(project: Project, before: str | None) -> tuple[list[Job], int | None]:
         .select_related("author")
         .prefetch_related(Prefetch("images", queryset=Image.objects.visible().order_by("index")))
     )
-    if before and before.isdigit():
-        queryset = queryset.filter(id__lt=int(before))
+    if (before_id := parse_id(before)) is not None:
+        queryset = queryset.filter(id__lt=before_id)
     page = list(queryset.order_by("-id")[: FEED_PAGE_SIZE + 1])
     return page[:FEED_PAGE_SIZE], (page[FEED_PAGE_SIZE - 1].pk if len(page) > FEED_PAGE_SIZE else None)
 
@@ -63,10 +63,10 @@ def project(request: HttpRequest, project_id: int) -> HttpResponse:
             "workspace/project.html#feed-page",
             {"jobs": jobs_page, "next_before": next_before, "project": access.project, "access": access},
         )
-    again = request.GET.get("again")
+    again = parse_id(request.GET.get("again"))
     initial = {}
-    if again and again.isdigit():
-        source = Job.objects.filter(project=access.project, pk=int(again)).first()
+    if again is not None:
+        source = Job.objects.filter(project=access.project, pk=again).first()
         if source is not None:
             initial = GenerationForm.initial_from_job(source)
     form = GenerationForm(initial=initial)
