@@ -60,6 +60,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # Before anything reads request.POST: an oversized body is refused unread (needs the session).
+    "workspace.middleware.BoundedRequestMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -264,6 +266,27 @@ THUMBNAIL_MAX_EDGE = 512
 # Reference uploads are capped here, by us: Django's upload settings only decide memory versus disk.
 REFERENCE_MAX_BYTES = envint("REFERENCE_MAX_BYTES", 50 * 1024 * 1024, minimum=1)
 MAX_EDIT_INPUTS = 16
+
+# --- Bounded requests (workspace/middleware.py, workspace/limits.py) ----------------------------------
+# Reference files one upload may carry; Django refuses more before reading them (400).
+MAX_UPLOAD_FILES = envint("MAX_UPLOAD_FILES", 10, minimum=1)
+DATA_UPLOAD_MAX_NUMBER_FILES = MAX_UPLOAD_FILES
+# Form fields other than files (a 32,000-character prompt, URL-encoded, is well under this).
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+# Each file above this is spooled to a temporary file instead of memory while the body is parsed.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+# A whole request body, refused (413) before it is read: small for people not signed in (a login form),
+# room for a full upload for those who are.
+ANONYMOUS_MAX_REQUEST_BYTES = envint("ANONYMOUS_MAX_REQUEST_BYTES", 64 * 1024, minimum=1024)
+MAX_REQUEST_BYTES = envint(
+    "MAX_REQUEST_BYTES", REFERENCE_MAX_BYTES * MAX_UPLOAD_FILES + 1024 * 1024, minimum=64 * 1024
+)
+# Images decoded at once per web process (uploads, masks, conversions): each may hold up to 160 MB.
+# A request waits this long for a slot, then gets 503 "busy".
+MAX_CONCURRENT_DECODES = envint("MAX_CONCURRENT_DECODES", 2, minimum=1)
+DECODE_WAIT_SECONDS = envfloat("DECODE_WAIT_SECONDS", 5.0)
+# ZIP downloads streaming at once per web process; each holds a thread for the whole download.
+MAX_CONCURRENT_ZIPS = envint("MAX_CONCURRENT_ZIPS", 2, minimum=1)
 
 # --- Cache and sessions ----------------------------------------------------------------------------------
 REDIS_URL = envstr("REDIS_URL")

@@ -435,7 +435,7 @@ def test_it_converts_the_original_to_the_asked_format(client, cast, world, targe
     assert response.status_code == 200
     assert response["Content-Type"] == f"image/{target}"
     assert response["Content-Disposition"].startswith("attachment;")
-    with PILImage.open(BytesIO(response.content)) as converted:
+    with PILImage.open(BytesIO(b"".join(response.streaming_content))) as converted:
         assert (converted.format, converted.size) == (pil_format, (world.image.width, world.image.height))
 
 

@@ -91,7 +91,10 @@ def test_prices_and_budgets_changed_in_the_admin_are_recorded(admin_client, admi
     admin_client.post(reverse("admin:workspace_price_delete", args=[price.pk]), {"post": "yes"})
     assert only("price.deleted").before["model"] == PRICE["model"]
 
-    admin_client.post(reverse("admin:workspace_budget_add"), {"scope": "project", "project": project.pk, "monthly_limit": "50"})
+    admin_client.post(
+        reverse("admin:workspace_budget_add"),
+        {"scope": "project", "project": project.pk, "monthly_limit": "50"},
+    )
     budget = Budget.objects.get(project=project)
     admin_client.post(
         reverse("admin:workspace_budget_change", args=[budget.pk]),

@@ -216,7 +216,7 @@ def test_it_strips_exif_gps_xmp_icc_comments_and_text_chunks(fmt):
     assert not out.getexif().get_ifd(ExifTags.IFD.GPSInfo)
 
 
-@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP"])
+@pytest.mark.parametrize("fmt", ["JPEG", "WEBP"])
 def test_it_drops_html_appended_after_the_image_data(fmt):
     original = encode(picture(), fmt) + SCRIPT
     with Image.open(io.BytesIO(original)) as source:
@@ -224,6 +224,16 @@ def test_it_drops_html_appended_after_the_image_data(fmt):
     clean = clean_reference(upload(f"polyglot.{fmt.lower()}", original))
     assert b"<script" not in clean.data
     assert opened(clean.data).size == (64, 48)
+
+
+@pytest.mark.parametrize("payload", [SCRIPT, b"PK\x03\x04" + bytes(40), b"\0"])
+def test_it_refuses_a_png_with_anything_after_its_last_chunk(payload):
+    original = encode(picture(), "PNG") + payload
+    with Image.open(io.BytesIO(original)) as source:
+        source.verify()  # Pillow alone is happy with it
+    expected = f"polyglot.png: {uploads.PNG_TRAILING_DATA}"
+    assert rejection(clean_reference, upload("polyglot.png", original)) == expected
+    assert rejection(clean_mask, upload("polyglot.png", original), width=64, height=48) == expected
 
 
 def test_it_takes_a_size_limit_from_settings_or_the_caller(settings):
@@ -338,6 +348,54 @@ def test_it_refuses_too_many_pixels_and_absurd_edges(width, height, reason):
     assert rejection(clean_reference, upload("big.png", crafted_png(width, height))) == f"big.png: {reason}"
 
 
+def png_header_only(width: int, height: int, depth: int, colour: int) -> bytes:
+    """A PNG header promising width x height at `depth` bits, a tiny IDAT: a bomb that allocates nothing."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
+    return (
+        PNG_SIGNATURE + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(bytes(64))) + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "depth", "colour", "megabytes"),
+    [
+        (6000, 6000, 16, 6, 288),  # 16-bit RGBA, 36 MP: under the pixel cap, twice the memory
+        (6000, 5000, 16, 2, 180),  # 16-bit RGB
+        (6000, 6000, 16, 0, 216),  # 16-bit grey: 2 bytes, then 4 more while it is narrowed to 8 bits
+    ],
+)
+def test_it_refuses_what_would_need_more_than_160_mb_to_open_from_the_header_alone(
+    monkeypatch, width, height, depth, colour, megabytes
+):
+    data = png_header_only(width, height, depth, colour)
+    assert len(data) < 200
+    monkeypatch.setattr(Image, "open", lambda *args, **kwargs: pytest.fail("handed to Pillow"))
+    expected = (
+        f"deep.png: this image would need {megabytes} MB of memory to open; the limit is 160 MB. "
+        "Save it as an 8-bit PNG or JPEG."
+    )
+    assert rejection(clean_reference, upload("deep.png", data)) == expected
+    assert rejection(clean_mask, upload("deep.png", data), width=width, height=height) == expected
+
+
+def test_the_memory_budget_counts_bands_and_bit_depth():
+    budget = uploads.MAX_DECODED_BYTES
+    assert budget == 160_000_000
+    # 40 MP of 8-bit RGBA is exactly the budget; 20 MP at 16 bits is too; one more pixel row is over.
+    assert uploads.decoded_bytes("PNG", png_header_only(8000, 5000, 8, 6), "RGBA", 8000, 5000) == budget
+    assert uploads.decoded_bytes("PNG", png_header_only(5000, 4000, 16, 6), "RGBA", 5000, 4000) == budget
+    assert uploads.decoded_bytes("PNG", png_header_only(5000, 4001, 16, 6), "RGBA", 5000, 4001) > budget
+    assert uploads.decoded_bytes("PNG", png_header_only(10, 10, 16, 4), "LA", 10, 10) == 400  # grey + alpha
+    assert uploads.decoded_bytes("PNG", png_header_only(10, 10, 8, 3), "P", 10, 10) == 100  # palette
+    assert uploads.decoded_bytes("JPEG", b"", "CMYK", 10, 10) == 400
+    assert uploads.decoded_bytes("JPEG", b"", "L", 10, 10) == 100
+    assert uploads.decoded_bytes("WEBP", b"", "RGB", 10, 10) == 300
+
+
 def test_it_refuses_a_jpeg_with_hundreds_of_progressive_scans():
     progressive = encode(noise((64, 64)), "JPEG", progressive=True)
     assert clean_reference(upload("ordinary.jpg", progressive)).format == "jpeg"  # ten scans or so is normal
@@ -395,6 +453,10 @@ def test_it_stops_reading_an_endless_upload_just_past_the_limit(monkeypatch, dec
         ("bad\x00name\r\n.png", "badname.png"),
         ("invoice\u202egnp.exe", "invoicegnp.exe"),  # the right-to-left override that fakes an extension
         ("  spaced.png  ", "spaced.png"),
+        ("=cmd|' /C calc'!A0.png", "C calc'!A0.png"),  # a slash: the rest was a folder
+        ("=1+2.png", "1+2.png"),  # no formula when an export reaches a spreadsheet
+        ("+-@= =SUM(A1).png", "SUM(A1).png"),
+        ("=", "upload"),
         ("", "upload"),
         (None, "upload"),
         ("..", "upload"),

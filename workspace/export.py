@@ -10,14 +10,16 @@ Images are stored, not deflated (PNG, JPEG and WebP are already compressed; defl
 CPU and saves nothing); metadata.json is deflated and comes last, so it can list the files that turned
 out to be missing from storage. A missing file is skipped rather than breaking the download half-way.
 
-Wiring (for a view): fetch the selection with `prefetch_for_export(queryset)`, then return
-`StreamingHttpResponse(zip_stream(images), content_type="application/zip")` with a Content-Disposition
-naming `export_filename(project, len(images))`.
+Wiring (for a view): take a slot from `limits.ZIP_STREAMS`, fetch the selection with
+`prefetch_for_export(queryset)`, then return
+`StreamingHttpResponse(SlotStream(zip_stream(images), release=...), content_type="application/zip")` with
+a Content-Disposition naming `export_filename(project, len(images))`. The stream runs no query and holds
+no decode slot; SlotStream gives the ZIP slot back when the response is closed.
 """
 
 import json
 import zipfile
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import datetime
 
 from django.core.files.storage import default_storage
@@ -209,3 +211,30 @@ def _entry(
                 # The local header goes out with the first chunk; each chunk leaves as soon as it is read.
                 yield pipe.drain()
     # The data descriptor; it goes out with the next entry's first chunk or the end of the archive.
+
+
+class SlotStream:
+    """A response body that gives back its slot (limits.ZIP_STREAMS) when the download ends, however it ends.
+
+    The WSGI server calls close() when the response is done, finished or not (a dropped connection
+    included), and also when the body was never read; a generator's `finally` would not run in that last
+    case.
+    """
+
+    def __init__(self, chunks: Iterator[bytes], *, release: Callable[[], None]) -> None:
+        self._chunks = chunks
+        self._release = release
+
+    def __iter__(self) -> "SlotStream":
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self._chunks)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._chunks, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._release()

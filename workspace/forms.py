@@ -45,6 +45,15 @@ def unpriced_model_error(model: im.ImageModel) -> str:
     )
 
 
+class WholeNumberField(forms.IntegerField):
+    """An integer in ASCII digits. int() also reads "٣" (Arabic-Indic), which no number input sends."""
+
+    def to_python(self, value):
+        if isinstance(value, str) and not value.strip().isascii():
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
+        return super().to_python(value)
+
+
 class GenerationForm(forms.Form):
     """The generation request. The same rules the browser shows run here before anything is queued."""
 
@@ -65,14 +74,14 @@ class GenerationForm(forms.Form):
         + [(im.CUSTOM_SIZE, "Custom…")],
         initial=im.DEFAULT_SIZE_PRESET,
     )
-    width = forms.IntegerField(required=False, min_value=16, max_value=im.MAX_EDGE, label="Width (px)")
-    height = forms.IntegerField(required=False, min_value=16, max_value=im.MAX_EDGE, label="Height (px)")
+    width = WholeNumberField(required=False, min_value=16, max_value=im.MAX_EDGE, label="Width (px)")
+    height = WholeNumberField(required=False, min_value=16, max_value=im.MAX_EDGE, label="Height (px)")
     quality = forms.ChoiceField(
         choices=[(q, QUALITY_LABELS[q]) for q in ("auto", "low", "medium", "high", "xhigh", "max")],
         initial="auto",
     )
     output_format = forms.ChoiceField(label="Format", choices=formats.CHOICES, initial="png")
-    output_compression = forms.IntegerField(
+    output_compression = WholeNumberField(
         label="Compression (%)",
         required=False,
         min_value=0,
@@ -93,7 +102,7 @@ class GenerationForm(forms.Form):
         choices=[("", "Model default"), ("low", "Low"), ("medium", "Medium"), ("high", "High")],
         help_text="How much the model thinks about composition before drawing.",
     )
-    n = forms.IntegerField(label="Number of images", min_value=1, max_value=im.MAX_IMAGES_PER_JOB, initial=1)
+    n = WholeNumberField(label="Number of images", min_value=1, max_value=im.MAX_IMAGES_PER_JOB, initial=1)
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -5,7 +5,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
-from workspace import formats, outputs, uploads
+from workspace import formats, limits, outputs, uploads
 from workspace.models import Project, Reference
 
 
@@ -15,13 +15,16 @@ def references_upload(
     """Store every good file and report every bad one; one bad file does not stop the batch."""
     stored: list[Reference] = []
     rejected: list[uploads.UploadRejected] = []
-    for upload in files:
-        try:
-            clean = uploads.clean_reference(upload)
-        except uploads.UploadRejected as refusal:
-            rejected.append(refusal)
-            continue
-        stored.append(_store(project=project, user=user, clean=clean))
+    # One decode slot for the whole batch, taken before the first file: a busy process refuses the upload
+    # (limits.Busy, 503) before anything is stored, rather than half-way through it.
+    with limits.DECODES.hold():
+        for upload in files:
+            try:
+                clean = uploads.clean_reference(upload)
+            except uploads.UploadRejected as refusal:
+                rejected.append(refusal)
+                continue
+            stored.append(_store(project=project, user=user, clean=clean))
     return stored, rejected
 
 

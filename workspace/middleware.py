@@ -1,13 +1,21 @@
-"""Answers for failures raised below the views that Django itself has no good answer for.
+"""Answers for requests and failures that Django itself has no good answer for, before or below the views.
 
+- BoundedRequestMiddleware: a body over its cap is refused before anything reads it (and `limits.Busy`
+  from a view that found no free decode or ZIP slot becomes a 503).
 - BusyMiddleware: a database or broker that is restarting, out of reach or out of pooled connections
   is a busy workspace, not a broken one: the person gets a plain 503 saying nothing was saved, never a 500.
 - RefusalMiddleware: an archived project's refusal (access.ProjectArchived) becomes a 409 with its message.
 """
 
 import logging
+import math
+import re
+import tempfile
 from collections.abc import Callable
 
+from django.conf import settings
+from django.contrib import auth
+from django.core.handlers.wsgi import LimitedStream
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.utils.html import escape
@@ -15,6 +23,7 @@ from kombu.exceptions import KombuError
 from psycopg_pool import PoolTimeout
 from redis.exceptions import RedisError
 
+from workspace import limits
 from workspace.access import ProjectArchived
 
 logger = logging.getLogger(__name__)
@@ -74,4 +83,97 @@ class RefusalMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if isinstance(exception, ProjectArchived):
             return HttpResponse(str(exception), status=409, content_type="text/plain; charset=utf-8")
+        return None
+
+
+_ASCII_DIGITS = re.compile(r"[0-9]{1,19}")
+_READ_CHUNK = 64 * 1024
+
+
+def _plain(text: str, status: int) -> HttpResponse:
+    return HttpResponse(text, status=status, content_type="text/plain; charset=utf-8")
+
+
+def _size(n: int) -> str:
+    """Rounded up, so a body a byte over the cap never reads as the cap itself."""
+    return f"{math.ceil(n / 1024)} KB" if n < 1024 * 1024 else f"{math.ceil(n / (1024 * 1024))} MB"
+
+
+class BoundedRequestMiddleware:
+    """A body over its cap is refused before anything reads it.
+
+    Placed before CsrfViewMiddleware (the first thing that reads request.POST), so an oversized body is never
+    parsed, spooled to disk or handed to a view. The cap depends on who is asking: people who are not signed
+    in can only log in, and a login form is tiny (ANONYMOUS_MAX_REQUEST_BYTES, 64 KB); signed-in people upload
+    references (MAX_REQUEST_BYTES: the upload limit times the files one upload may hold, plus the form).
+
+    Django reads a body only as far as its Content-Length; a body without one (chunked) would be read as
+    empty.
+    Such a body is read here, up to the cap and no further, and refused as soon as it goes over; under the
+    cap it is kept (in memory, or on disk past FILE_UPLOAD_MAX_MEMORY_SIZE) and handed on with its length, so
+    a chunked upload works like any other.
+
+    It also answers `limits.Busy`, raised by a view that found no free slot, with 503.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        refusal = self._refuse_oversized(request)
+        if refusal is not None:
+            return refusal
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, limits.Busy):
+            response = _plain(str(exception), 503)
+            response["Retry-After"] = "5"
+            return response
+        return None
+
+    def _refuse_oversized(self, request: HttpRequest) -> HttpResponse | None:
+        declared = (request.META.get("CONTENT_LENGTH") or "").strip()
+        if declared:
+            if not _ASCII_DIGITS.fullmatch(declared):
+                return _plain("This request's Content-Length is not a number.", 400)
+            length = int(declared)
+            if length <= settings.ANONYMOUS_MAX_REQUEST_BYTES:
+                return None  # most requests: no need to know who is asking
+            cap, signed_in = self._cap(request)
+            return self._too_large(length, cap, signed_in) if length > cap else None
+        if "HTTP_TRANSFER_ENCODING" not in request.META:
+            return None  # no body at all
+        cap, signed_in = self._cap(request)
+        return self._read_unsized_body(request, cap, signed_in)
+
+    def _cap(self, request: HttpRequest) -> tuple[int, bool]:
+        # Only for bodies over the small cap: load the user from the session, once (AuthenticationMiddleware
+        # reuses _cached_user rather than loading it again).
+        user = auth.get_user(request)
+        request._cached_user = user
+        if user.is_authenticated:
+            return settings.MAX_REQUEST_BYTES, True
+        return settings.ANONYMOUS_MAX_REQUEST_BYTES, False
+
+    def _too_large(self, length: int | None, cap: int, signed_in: bool) -> HttpResponse:
+        size = f"more than {_size(cap)}" if length is None else _size(length)
+        advice = "upload fewer or smaller files at a time." if signed_in else "sign in first."
+        return _plain(f"This request is {size}; the limit is {_size(cap)}: {advice}", 413)
+
+    def _read_unsized_body(self, request: HttpRequest, cap: int, signed_in: bool) -> HttpResponse | None:
+        source = request.META["wsgi.input"]
+        body = tempfile.SpooledTemporaryFile(max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE)  # noqa: SIM115
+        length = 0
+        while chunk := source.read(min(_READ_CHUNK, cap + 1 - length)):
+            length += len(chunk)
+            if length > cap:
+                body.close()
+                return self._too_large(None, cap, signed_in)
+            body.write(chunk)
+        body.seek(0)
+        request.META["CONTENT_LENGTH"] = str(length)
+        # WSGIRequest made its stream from the missing Content-Length (0 bytes); hand it the body we read.
+        # The spooled file is removed when the request (its only holder) is collected.
+        request._stream = LimitedStream(body, length)
         return None

@@ -7,6 +7,7 @@ Pure storage helpers: they take names and bytes, never jobs. Where a job's files
 import hashlib
 import io
 import logging
+import os
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -15,7 +16,7 @@ from django.core.files.storage import default_storage
 from django.utils.http import content_disposition_header
 from PIL import Image as PILImage
 
-from workspace import formats, uploads
+from workspace import formats, limits, uploads
 
 logger = logging.getLogger(__name__)
 
@@ -176,6 +177,50 @@ def signed_url(name: str, *, content_type: str, download_name: str | None = None
         or "inline",
     }
     return default_storage.url(name, parameters=parameters)
+
+
+def converted_name(*, name: str, sha256: str, target: str) -> str:
+    """Where the conversion of an original is kept: next to it, keyed by its checksum and the target.
+
+    "projects/1/jobs/2/a1-0.png" -> "projects/1/jobs/2/a1-0.as-<first 16 of sha256>.webp". A replaced
+    original has another checksum, so it never meets an old conversion; the attempt's prefix ("a1-")
+    means whatever removes an attempt's files removes its conversions too.
+    """
+    stem = name.rsplit(".", 1)[0]
+    return f"{stem}.as-{sha256[:16]}.{formats.extension(target)}"
+
+
+def convert_cached(*, name: str, sha256: str, target: str) -> str:
+    """The stored name of the original converted to `target`: converted once, then only served.
+
+    The conversion itself takes a decode slot (limits.DECODES; raises limits.Busy when none is free).
+    """
+    cached = converted_name(name=name, sha256=sha256, target=target)
+    if default_storage.exists(cached):
+        return cached
+    with limits.DECODES.hold():
+        if default_storage.exists(cached):  # converted by another thread while this one waited
+            return cached
+        data = convert(name=name, target=target)
+    _save_whole(cached, data)
+    return cached
+
+
+def _save_whole(name: str, data: bytes) -> None:
+    """Store `data` at exactly `name`, so that no reader ever sees part of it.
+
+    On local disk, write under a temporary name and rename (atomic); remote storages write an object in
+    one request. If someone else stored it first, theirs is kept: both are the same conversion.
+    """
+    try:
+        final = default_storage.path(name)
+    except NotImplementedError:
+        saved = default_storage.save(name, ContentFile(data))
+        if saved != name:
+            default_storage.delete(saved)
+        return
+    partial = default_storage.save(f"{name}.partial", ContentFile(data))
+    os.replace(default_storage.path(partial), final)
 
 
 def convert(*, name: str, target: str) -> bytes:

@@ -1,8 +1,9 @@
 """Uploaded reference images and masks: checked, stripped of metadata, re-encoded before anything is stored.
 
 Nothing about an upload is trusted. The byte cap is enforced while reading; the format comes from the magic
-bytes, never the name; the dimensions are checked from the header before a single pixel is decoded; the
-pixels are then decoded in full (so a damaged file is refused here, not later) and copied into a new image,
+bytes, never the name; the dimensions, and the memory they need at the file's bit depth, are checked from
+the header before a single pixel is decoded; the pixels are then decoded in full, one image at a time or
+two per process (limits.DECODES), (so a damaged file is refused here, not later) and copied into a new image,
 which is what gets encoded: EXIF (GPS), XMP, ICC profiles, comments, text chunks and anything appended after
 the image data cannot survive, because none of it is ever handed to the encoder.
 
@@ -23,7 +24,7 @@ from typing import Protocol
 from django.conf import settings
 from PIL import Image, ImageFile, ImageOps, JpegImagePlugin, PngImagePlugin, WebPImagePlugin
 
-from workspace import formats
+from workspace import formats, limits
 
 MB = 1024 * 1024
 DEFAULT_REFERENCE_MAX_BYTES = 50 * MB  # the API's own limit for an input image
@@ -32,6 +33,13 @@ MASK_MAX_BYTES = 4 * MB  # the API's limit for a mask
 # memory per copy: the ceiling that keeps a worker alive whatever is uploaded.
 MAX_PIXELS = 40_000_000
 MAX_EDGE = 16_384
+# Everything ends up 8-bit RGB or RGBA, so 40 MP at 4 bytes a pixel is the memory any upload may take. A
+# 16-bit file is counted at its own depth (8 bytes a pixel for RGBA): 36 MP of it would need 288 MB. Pillow
+# narrows 16-bit colour row by row today, but the budget does not depend on how a decoder does it.
+MAX_DECODED_BYTES = MAX_PIXELS * 4
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # IHDR colour type: grey, RGB, palette, grey+alpha, RGBA
+_BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "LA": 2, "La": 2, "PA": 2, "RGB": 3, "YCbCr": 3, "LAB": 3}
+_BYTES_PER_PIXEL |= {"I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2, "I": 4, "F": 4, "RGBA": 4, "CMYK": 4}
 # A progressive JPEG re-reads every block once per scan; real files have about ten scans, while a crafted
 # file can hold a million tiny ones and keep a worker busy for hours (libjpeg-turbo has no default limit).
 MAX_JPEG_SCANS = 100
@@ -45,6 +53,10 @@ EMPTY = "this file is empty."
 DAMAGED = "this image is damaged or incomplete."
 JPEG_TOO_MANY_SCANS = "this JPEG is built in an unusual way that is slow to open; save it again and retry."
 MASK_NOT_PNG = "a mask must be a PNG with transparency."
+PNG_TRAILING_DATA = (
+    "this PNG carries other data after the image (another file hidden inside it); export it again as a "
+    "plain PNG."
+)
 MASK_NOT_TRANSPARENT = "this mask has no transparent area: paint or erase where the image should change."
 
 _SIGNATURES = {"PNG": b"\x89PNG\r\n\x1a\n", "JPEG": b"\xff\xd8\xff"}
@@ -95,13 +107,15 @@ def clean_reference(upload: Upload, *, max_bytes: int | None = None) -> CleanIma
     fmt = sniff(data)
     if fmt is None:
         raise UploadRejected(name, _why_not_an_image(data))
-    image = _pixels_only(_normalised(_decode(name, data, fmt)))
-    encoded = _encode(image, fmt)
-    if len(encoded) > limit:  # e.g. 40 MP of noise: what is stored and sent on must fit the same limit
-        raise UploadRejected(
-            name, f"once cleaned, this image is {_size(len(encoded))}; the limit is {_limit(limit)}."
-        )
-    return _result(name, data, image, encoded, formats.BY_PILLOW[fmt])
+    _check_header(name, data, fmt)
+    with limits.DECODES.hold():  # raises limits.Busy when the process is decoding enough already
+        image = _pixels_only(_normalised(_decode(name, data, fmt)))
+        encoded = _encode(image, fmt)
+        if len(encoded) > limit:  # e.g. 40 MP of noise: what is stored and sent on must fit the same limit
+            raise UploadRejected(
+                name, f"once cleaned, this image is {_size(len(encoded))}; the limit is {_limit(limit)}."
+            )
+        return _result(name, data, image, encoded, formats.BY_PILLOW[fmt])
 
 
 def clean_mask(upload: Upload, *, width: int, height: int, max_bytes: int = MASK_MAX_BYTES) -> CleanImage:
@@ -113,6 +127,12 @@ def clean_mask(upload: Upload, *, width: int, height: int, max_bytes: int = MASK
     name, data = _receive(upload, _reference_limit())
     if sniff(data) != "PNG":
         raise UploadRejected(name, MASK_NOT_PNG)
+    _check_header(name, data, "PNG")
+    with limits.DECODES.hold():
+        return _clean_mask_pixels(name, data, width=width, height=height, max_bytes=max_bytes)
+
+
+def _clean_mask_pixels(name: str, data: bytes, *, width: int, height: int, max_bytes: int) -> CleanImage:
     image = _normalised(_decode(name, data, "PNG"))
     if image.size != (width, height):
         raise UploadRejected(
@@ -140,6 +160,9 @@ def clean_name(raw: object) -> str:
     # unassigned characters; line and paragraph separators break logs and some JavaScript contexts.
     text = "".join(ch for ch in unicodedata.normalize("NFC", text) if unicodedata.category(ch)[0] != "C")
     text = re.split(r"[/\\\u2028\u2029]", text)[-1].strip()
+    # A name that starts like a spreadsheet formula ("=cmd|' /C calc'!A0") runs as one when an export is
+    # opened in a spreadsheet: those leading characters go.
+    text = text.lstrip("=+-@ ")
     if text in ("", ".", ".."):
         return "upload"
     if len(text) > NAME_MAX_CHARS:
@@ -198,14 +221,27 @@ def _why_not_an_image(data: bytes) -> str:
     return NOT_AN_IMAGE
 
 
-def _decode(name: str, data: bytes, fmt: str) -> Image.Image:
-    """Dimensions from the header first, then verify, then decode every pixel, upright."""
+def decoded_bytes(fmt: str, data: bytes, mode: str, width: int, height: int) -> int:
+    """Memory the pixels take once opened (for 16-bit grey, while narrowed to 8 bits), from the header."""
+    if fmt == "PNG" and len(data) >= 26:  # IHDR's bit depth and colour type, at fixed offsets
+        depth, colour = data[24], data[25]
+        per_pixel = _PNG_CHANNELS.get(colour, 4) * (2 if depth == 16 else 1)
+    else:
+        per_pixel = _BYTES_PER_PIXEL.get(mode, 4)
+    if mode in _SIXTEEN_BIT_GREY:
+        per_pixel += 4  # _normalised widens it to 32-bit "I" to scale it down
+    return width * height * per_pixel
+
+
+def _check_header(name: str, data: bytes, fmt: str) -> None:
+    """Refuse from the header alone: damaged, too many pixels, absurd edges, too much memory, slow JPEGs."""
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         # Someone switched Pillow to silently fill in missing data, process-wide; damaged files would pass.
         raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set; uploads cannot be checked safely")
     try:
         with _HEADER_READERS[fmt](io.BytesIO(data)) as header:
             width, height = header.size
+            mode = header.mode
     except Exception as error:  # Pillow raises many types (SyntaxError, OSError, struct.error...) on bad data
         raise UploadRejected(name, DAMAGED) from error
     if width * height > MAX_PIXELS:
@@ -215,8 +251,37 @@ def _decode(name: str, data: bytes, fmt: str) -> Image.Image:
         raise UploadRejected(
             name, f"this image is {width} × {height} pixels; no side may be longer than {MAX_EDGE} pixels."
         )
+    need = decoded_bytes(fmt, data, mode, width, height)
+    if need > MAX_DECODED_BYTES:
+        raise UploadRejected(
+            name,
+            f"this image would need {math.ceil(need / 1_000_000)} MB of memory to open; the limit is "
+            f"{MAX_DECODED_BYTES // 1_000_000} MB. Save it as an 8-bit PNG or JPEG.",
+        )
     if fmt == "JPEG" and data.count(b"\xff\xda") > MAX_JPEG_SCANS:  # each scan starts with an SOS marker
         raise UploadRejected(name, JPEG_TOO_MANY_SCANS)
+    if fmt == "PNG" and (end := _png_end(data)) is not None and end < len(data):
+        # A polyglot (a ZIP, a page, a script after IEND). Re-encoding would drop it, but nothing a PNG tool
+        # writes ends like this, so it is refused. JPEGs are different: phones append data after the image.
+        raise UploadRejected(name, PNG_TRAILING_DATA)
+
+
+def _png_end(data: bytes) -> int | None:
+    """Where the IEND chunk ends, walking the chunk lengths (no decoding); None if there is none."""
+    position = len(_SIGNATURES["PNG"])
+    while position + 12 <= len(data):
+        length = int.from_bytes(data[position : position + 4], "big")
+        kind = data[position + 4 : position + 8]
+        position += 12 + length  # length, type, data, CRC
+        if kind == b"IEND":
+            return position
+    return None
+
+
+def _decode(name: str, data: bytes, fmt: str) -> Image.Image:
+    """Verify, then decode every pixel, upright; _check_header has passed the header already."""
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set; uploads cannot be checked safely")
     try:
         # verify() checks structure and checksums but leaves the image unusable: decode from a fresh handle.
         with Image.open(io.BytesIO(data), formats=[fmt]) as probe:

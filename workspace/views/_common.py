@@ -4,8 +4,9 @@ the gallery filters that ride along on links. (Archived projects are refused in 
 from urllib.parse import urlencode
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.files.storage import default_storage
-from django.http import FileResponse, Http404, HttpRequest, HttpResponseRedirect
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from workspace import outputs
@@ -36,6 +37,19 @@ def safe_next(request: HttpRequest, fallback: str) -> str:
     ):
         return target
     return fallback
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """handler400: a request Django refused while reading it, with the reason in plain words."""
+    if isinstance(exception, TooManyFilesSent):
+        reason = f"Send at most {settings.DATA_UPLOAD_MAX_NUMBER_FILES} files at a time."
+    elif isinstance(exception, RequestDataTooBig):
+        reason = "This form is too large; shorten what you typed."
+    elif isinstance(exception, TooManyFieldsSent):
+        reason = "This form has too many fields."
+    else:
+        reason = "This request could not be read."
+    return HttpResponse(reason, status=400, content_type="text/plain; charset=utf-8")
 
 
 def filters_query(request: HttpRequest) -> str:

@@ -6,6 +6,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.db import connection
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import pluralize
@@ -13,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from workspace import export, gallery, history, review
+from workspace import export, gallery, history, limits, review
 from workspace.access import ProjectAccess, project_access, project_access_with_members
 from workspace.forms import PROMPT_SEARCH_MAX_CHARS, PromptSearchForm
 from workspace.gallery import GalleryFilterForm
@@ -28,9 +29,11 @@ def gallery_view(request: HttpRequest, project_id: int) -> HttpResponse:
     authors = [(m.user_id, m.user.get_username()) for m in members]
     form = GalleryFilterForm(request.GET, authors=authors)
     problem = ""
+    status = 200
     result = gallery.Page(items=[], next_cursor="")
     if not form.is_valid():
         problem = next(iter(form.errors.values()))[0]
+        status = 400
     else:
         images = gallery.filtered(project=access.project, user=request.user, data=form.cleaned_data)
         try:
@@ -49,13 +52,13 @@ def gallery_view(request: HttpRequest, project_id: int) -> HttpResponse:
         "undo_minutes": review.DELETE_UNDO_MINUTES,
     }
     if request.htmx and request.GET.get("after"):
-        return render(request, "workspace/gallery.html#gallery-page", context)
+        return render(request, "workspace/gallery.html#gallery-page", context, status=status)
     context["active_jobs"] = (
         Job.objects.active().filter(project=access.project).select_related("author").order_by("-id")[:12]
     )
     if request.htmx:
-        return render(request, "workspace/gallery.html#results", context)
-    return render(request, "workspace/gallery.html", context)
+        return render(request, "workspace/gallery.html#results", context, status=status)
+    return render(request, "workspace/gallery.html", context, status=status)
 
 
 def _undoable(access: ProjectAccess, deleted: str | None) -> Image | None:
@@ -91,8 +94,20 @@ def bulk(request: HttpRequest, project_id: int) -> HttpResponse:
         messages.error(request, "None of the selected images are in this project (or none were selected).")
         return redirect(back)
     if action == "download":
-        images = export.prefetch_for_export(selected.order_by("-created_at", "-id"))
-        response = StreamingHttpResponse(export.zip_stream(images), content_type="application/zip")
+        # A ZIP holds this thread for the whole download: at most MAX_CONCURRENT_ZIPS per process, and no
+        # waiting for one (a slot may stay taken for minutes): limits.Busy answers 503 at once.
+        release = limits.ZIP_STREAMS.take()
+        try:
+            images = export.prefetch_for_export(selected.order_by("-created_at", "-id"))
+        except BaseException:
+            release()
+            raise
+        # Everything the archive needs is in memory now and the stream runs no query; outside a transaction,
+        # give the connection back rather than keep it idle through a download that may last minutes.
+        if not connection.in_atomic_block:
+            connection.close()
+        stream = export.SlotStream(export.zip_stream(images), release=release)
+        response = StreamingHttpResponse(stream, content_type="application/zip")
         response["Content-Disposition"] = (
             f'attachment; filename="{export.export_filename(access.project, len(images))}"'
         )

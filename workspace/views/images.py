@@ -5,6 +5,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -121,13 +122,13 @@ def image_convert(request: HttpRequest, project_id: int, image_id: int, target: 
     _, image = _image_for(request, project_id, image_id)
     if target not in formats.FORMATS:
         raise Http404
-    data = outputs.convert(name=image.file.name, target=target)
-    response = HttpResponse(data, content_type=formats.content_type(target))
-    response["Content-Disposition"] = (
-        f'attachment; filename="{image.download_name.rsplit(".", 1)[0]}.{formats.extension(target)}"'
-    )
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
+    if not default_storage.exists(image.file.name):
+        raise Http404
+    # Converted once and kept next to the original, then served as a file like any other: a popular
+    # image does not cost a decode per download. The first conversion waits for a decode slot (503 busy).
+    name = outputs.convert_cached(name=image.file.name, sha256=image.sha256, target=target)
+    download = f"{image.download_name.rsplit('.', 1)[0]}.{formats.extension(target)}"
+    return serve(name, content_type=formats.content_type(target), download_name=download)
 
 
 @login_required
