@@ -4,6 +4,7 @@ Defaults suit one person on a laptop (SQLite under var/, a file-system broker, t
 service). Production sets DATABASE_URL, REDIS_URL, OPENAI_API_KEY and turns DEBUG off; see .env.example.
 """
 
+from datetime import timedelta
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -48,6 +49,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "template_partials",
+    "axes",
     "workspace",
 ]
 # Benchmarks, demo data and `make run` live in the dev tools app, which a clone has and the production
@@ -65,6 +67,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as axes asks: turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -106,8 +110,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Auth -----------------------------------------------------------------------------------------
-# Django's ModelBackend, loading each request's user with one statement written once (hot_queries).
-AUTHENTICATION_BACKENDS = ["workspace.auth_backend.SessionUserBackend"]
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out account or address before any password is hashed.
+    "axes.backends.AxesStandaloneBackend",
+    # Django's ModelBackend, loading each request's user with one statement written once (hot_queries).
+    "workspace.auth_backend.SessionUserBackend",
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -117,6 +125,19 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+
+# Sign-in throttling (django-axes), on our login page and the admin's alike. After LOGIN_FAILURE_LIMIT
+# failures for one username, or from one client address, further tries are refused for
+# LOGIN_LOCKOUT_MINUTES (counted again from each refused try); an admin unlocks sooner (README).
+AXES_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=envint("LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one locks: per account, per address
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "workspace.signin.lockout_response"
+# Proxies in front of gunicorn that append the client's address to X-Forwarded-For. 0 (a laptop, or
+# gunicorn facing the internet): the header is the client's to write, so only the socket address counts.
+TRUSTED_PROXY_COUNT = envint("TRUSTED_PROXY_COUNT", 0, minimum=0)
+AXES_CLIENT_IP_CALLABLE = "workspace.signin.client_ip"
 
 LANGUAGE_CODE = "en"
 TIME_ZONE = envstr("TIME_ZONE", "UTC")
