@@ -20,7 +20,22 @@ VAR_DIR = Path(envstr("VAR_DIR", str(BASE_DIR / "var")))
 DEBUG = envbool("DEBUG", False)
 
 _INSECURE_KEY_PREFIX = "django-insecure"
+# Words that mark a value copied from .env.example or a tutorial, not generated: refused in any mode.
+_PLACEHOLDER_MARKERS = (
+    "change-me",
+    "changeme",
+    "change_me",
+    "replace",
+    "placeholder",
+    "your-secret",
+    "example",
+)
 SECRET_KEY = envstr("SECRET_KEY")
+if any(marker in SECRET_KEY.lower() for marker in _PLACEHOLDER_MARKERS):
+    raise ImproperlyConfigured(
+        "SECRET_KEY is still a placeholder (it is the .env.example value, or says change-me/replace): set "
+        'it to a long random value (python -c "import secrets; print(secrets.token_urlsafe(50))").'
+    )
 if not SECRET_KEY or SECRET_KEY.startswith(_INSECURE_KEY_PREFIX) or len(SECRET_KEY) < 32:
     if not DEBUG:
         raise ImproperlyConfigured(
@@ -60,6 +75,8 @@ if find_spec("devtools") is not None:
     INSTALLED_APPS.append("devtools")
 
 MIDDLEWARE = [
+    # First: /healthz answers before anything reads the Host header (see workspace/middleware.py).
+    "workspace.middleware.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # After whitenoise: pages get the policy, static files need none. It keeps a header a view set
@@ -182,7 +199,6 @@ SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", not DEBUG)
 SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
 SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", False)
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 if envbool("BEHIND_TLS_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
@@ -207,11 +223,20 @@ CONTENT_SECURITY_POLICY = {
 # --- The image service ------------------------------------------------------------------------------
 OPENAI_API_KEY = envstr("OPENAI_API_KEY")
 OPENAI_BASE_URL = envstr("OPENAI_BASE_URL")
-# No key means demo mode: `make run` starts the local stand-in and points the SDK at it.
-DEMO_MODE = not OPENAI_API_KEY or envbool("ATELIER_DEMO", False)
+# Demo mode: placeholder images from the stand-in (standin/), not OpenAI. A laptop (DEBUG on) without a
+# key gets it by itself and `make run` starts the stand-in; in production it must be asked for, so a
+# forgotten key stops the start rather than failing every job five times against a service not running.
+DEMO_MODE = envbool("DEMO_MODE", DEBUG and not OPENAI_API_KEY)
+if not DEMO_MODE and not OPENAI_API_KEY:
+    raise ImproperlyConfigured(
+        "OPENAI_API_KEY is not set. Set it, or set DEMO_MODE=true for placeholder images from the "
+        "stand-in image service (with Docker: docker compose --profile demo up -d)."
+    )
 STANDIN_PORT = envint("STANDIN_PORT", 8765, minimum=1)
+# Where demo mode finds the stand-in: `make run` starts it here; compose's demo profile runs it apart.
+STANDIN_URL = envstr("STANDIN_URL", f"http://127.0.0.1:{STANDIN_PORT}/v1")
 if DEMO_MODE and not OPENAI_BASE_URL:
-    OPENAI_BASE_URL = f"http://127.0.0.1:{STANDIN_PORT}/v1"
+    OPENAI_BASE_URL = STANDIN_URL
 
 # One API call may take this long before we give up on it (the SDK's own default is 600 s).
 OPENAI_CALL_TIMEOUT = envfloat("OPENAI_CALL_TIMEOUT", 300.0)
