@@ -4,11 +4,13 @@ Defaults suit one person on a laptop (SQLite under var/, a file-system broker, t
 service). Production sets DATABASE_URL, REDIS_URL, OPENAI_API_KEY and turns DEBUG off; see .env.example.
 """
 
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from importlib.util import find_spec
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import envbool, envfloat, envint, envlist, envstr
@@ -19,7 +21,22 @@ VAR_DIR = Path(envstr("VAR_DIR", str(BASE_DIR / "var")))
 DEBUG = envbool("DEBUG", False)
 
 _INSECURE_KEY_PREFIX = "django-insecure"
+# Words that mark a value copied from .env.example or a tutorial, not generated: refused in any mode.
+_PLACEHOLDER_MARKERS = (
+    "change-me",
+    "changeme",
+    "change_me",
+    "replace",
+    "placeholder",
+    "your-secret",
+    "example",
+)
 SECRET_KEY = envstr("SECRET_KEY")
+if any(marker in SECRET_KEY.lower() for marker in _PLACEHOLDER_MARKERS):
+    raise ImproperlyConfigured(
+        "SECRET_KEY is still a placeholder (it is the .env.example value, or says change-me/replace): set "
+        'it to a long random value (python -c "import secrets; print(secrets.token_urlsafe(50))").'
+    )
 if not SECRET_KEY or SECRET_KEY.startswith(_INSECURE_KEY_PREFIX) or len(SECRET_KEY) < 32:
     if not DEBUG:
         raise ImproperlyConfigured(
@@ -48,7 +65,9 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_htmx",
+    "csp",
     "template_partials",
+    "axes",
     "workspace",
 ]
 # Benchmarks, demo data and `make run` live in the dev tools app, which a clone has and the production
@@ -57,8 +76,13 @@ if find_spec("devtools") is not None:
     INSTALLED_APPS.append("devtools")
 
 MIDDLEWARE = [
+    # First: /healthz answers before anything reads the Host header (see workspace/middleware.py).
+    "workspace.middleware.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # After whitenoise: pages get the policy, static files need none. It keeps a header a view set
+    # itself (stored files send their own, stricter one).
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     # Before anything reads request.POST: an oversized body is refused unread (needs the session).
     "workspace.middleware.BoundedRequestMiddleware",
@@ -71,6 +95,8 @@ MIDDLEWARE = [
     # A database or broker that is away answers 503 "busy", not 500 (workspace/middleware.py).
     "workspace.middleware.BusyMiddleware",
     "workspace.middleware.RefusalMiddleware",
+    # Last, as axes asks: turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -137,8 +163,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Auth -----------------------------------------------------------------------------------------
-# Django's ModelBackend, loading each request's user with one statement written once (hot_queries).
-AUTHENTICATION_BACKENDS = ["workspace.auth_backend.SessionUserBackend"]
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out account or address before any password is hashed.
+    "axes.backends.AxesStandaloneBackend",
+    # Django's ModelBackend, loading each request's user with one statement written once (hot_queries).
+    "workspace.auth_backend.SessionUserBackend",
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -148,6 +178,19 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+
+# Sign-in throttling (django-axes), on our login page and the admin's alike. After LOGIN_FAILURE_LIMIT
+# failures for one username, or from one client address, further tries are refused for
+# LOGIN_LOCKOUT_MINUTES (counted again from each refused try); an admin unlocks sooner (README).
+AXES_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=envint("LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one locks: per account, per address
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "workspace.signin.lockout_response"
+# Proxies in front of gunicorn that append the client's address to X-Forwarded-For. 0 (a laptop, or
+# gunicorn facing the internet): the header is the client's to write, so only the socket address counts.
+TRUSTED_PROXY_COUNT = envint("TRUSTED_PROXY_COUNT", 0, minimum=0)
+AXES_CLIENT_IP_CALLABLE = "workspace.signin.client_ip"
 
 LANGUAGE_CODE = "en"
 TIME_ZONE = envstr("TIME_ZONE", "UTC")
@@ -211,18 +254,44 @@ SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", not DEBUG)
 SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
 SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", False)
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 if envbool("BEHIND_TLS_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Only the app's own scripts and styles run: no inline script, style attribute or eval anywhere (htmx
+# is told not to inject its indicator style or evaluate filters, see base.html). data: and blob: images
+# are the mask painter's canvas export.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:", "blob:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 # --- The image service ------------------------------------------------------------------------------
 OPENAI_API_KEY = envstr("OPENAI_API_KEY")
 OPENAI_BASE_URL = envstr("OPENAI_BASE_URL")
-# No key means demo mode: `make run` starts the local stand-in and points the SDK at it.
-DEMO_MODE = not OPENAI_API_KEY or envbool("ATELIER_DEMO", False)
+# Demo mode: placeholder images from the stand-in (standin/), not OpenAI. A laptop (DEBUG on) without a
+# key gets it by itself and `make run` starts the stand-in; in production it must be asked for, so a
+# forgotten key stops the start rather than failing every job five times against a service not running.
+DEMO_MODE = envbool("DEMO_MODE", DEBUG and not OPENAI_API_KEY)
+if not DEMO_MODE and not OPENAI_API_KEY:
+    raise ImproperlyConfigured(
+        "OPENAI_API_KEY is not set. Set it, or set DEMO_MODE=true for placeholder images from the "
+        "stand-in image service (with Docker: docker compose --profile demo up -d)."
+    )
 STANDIN_PORT = envint("STANDIN_PORT", 8765, minimum=1)
+# Where demo mode finds the stand-in: `make run` starts it here; compose's demo profile runs it apart.
+STANDIN_URL = envstr("STANDIN_URL", f"http://127.0.0.1:{STANDIN_PORT}/v1")
 if DEMO_MODE and not OPENAI_BASE_URL:
-    OPENAI_BASE_URL = f"http://127.0.0.1:{STANDIN_PORT}/v1"
+    OPENAI_BASE_URL = STANDIN_URL
 
 # --- Money ----------------------------------------------------------------------------------------------
 # The monthly budget (US dollars) every new project starts with, so a new project is no way around the

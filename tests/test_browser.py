@@ -500,3 +500,94 @@ def test_find_review_and_hand_off_in_the_gallery(page, make_user, tmp_path, stan
     page.wait_for_url(lambda url: url != older_url)
     assert page.url.split("?")[0] == here.split("?")[0]
     assert re.search(r"q=still(\+|%20)life", page.url)
+
+
+def test_no_page_breaks_the_content_security_policy(page, make_user, standin, tmp_path):
+    """Every kind of page, with htmx and the mask painter at work, and not one policy violation."""
+    violations: list[str] = []
+    console: list[str] = []
+    page.context.expose_binding("reportViolation", lambda _source, text: violations.append(text))
+    page.context.add_init_script(
+        "document.addEventListener('securitypolicyviolation', function (e) {"
+        " window.reportViolation(e.violatedDirective + ' ' + e.blockedURI + ' ' + e.sourceFile"
+        " + ':' + e.lineNumber); });"
+    )
+    page.on("console", lambda message: console.append(f"{message.type}: {message.text} ({message.location})"))
+    lead = make_user("gina", is_staff=True, is_superuser=True)
+    project = project_for(lead, "Policy")
+    first = run(create_job(project=project, author=lead, prompt="A lemon on a blue table")).images.get()
+    second = run(create_job(project=project, author=lead, prompt="A lime on a red table")).images.get()
+    Budget.objects.create(user=lead, monthly_limit=Decimal(20))
+
+    # The listener hears a violation when there is one, so silence below means something.
+    page.goto("/accounts/login/")
+    page.evaluate("document.body.insertAdjacentHTML('beforeend', '<p style=\"color: red\">inline</p>')")
+    for _ in range(50):
+        if violations:
+            break
+        page.wait_for_timeout(100)
+    assert violations and violations[0].startswith("style-src"), violations
+    violations.clear()
+    console.clear()
+
+    response = page.goto("/accounts/login/")
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    log_in(page, "gina")
+
+    # The project page: the estimate follows the form, a generation's card appears and fills in.
+    page.goto(f"/p/{project.pk}/")
+    mark_page(page)
+    estimate = page.locator("#estimate")
+    page.get_by_label("Quality").select_option("low")
+    expect(estimate).to_contain_text("Estimated cost $0.006")
+    page.get_by_label("Prompt", exact=True).fill("A pear under the policy")
+    page.get_by_role("button", name="Generate").click()
+    card = page.locator("#job-feed .job-card").first
+    expect(card).to_contain_text("A pear under the policy", timeout=NOW)
+    expect(card.locator("img")).to_have_count(1, timeout=ASYNC)
+    assert_not_reloaded(page)
+
+    # The image page, its family, and an edit with a painted mask.
+    page.goto(f"/p/{project.pk}/images/{first.pk}/")
+    expect(page.get_by_role("link", name="Download PNG")).to_be_visible(timeout=NOW)
+    page.goto(f"/p/{project.pk}/images/{first.pk}/family")
+    expect(page.locator(".tree-node")).to_have_count(1, timeout=NOW)
+    page.goto(f"/p/{project.pk}/edit?inputs=img:{first.pk}")
+    canvas = page.locator("[data-mask-painter] canvas").first
+    expect(canvas).to_be_visible(timeout=NOW)
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.4)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.6, steps=6)
+    page.mouse.up()
+    expect(page.locator("[data-mask-status]")).to_contain_text("Painted area", timeout=NOW)
+    page.wait_for_function("document.querySelector('[data-mask-input]').files.length === 1")
+
+    # The gallery: a filter change still asks htmx for results (a named event, not an eval'd filter).
+    page.goto(f"/p/{project.pk}/gallery")
+    mark_page(page)
+    tiles = page.locator(".gallery-grid .tile")
+    expect(tiles).to_have_count(3, timeout=NOW)
+    page.get_by_label("Made by").select_option("edit")
+    page.wait_for_url(re.compile(r"kind=edit"))
+    expect(tiles).to_have_count(0)
+    assert_not_reloaded(page)
+
+    # The comparison's columns, set from app.js, and the spend pages' bars.
+    page.goto(f"/p/{project.pk}/compare?ids={first.pk}&ids={second.pk}")
+    columns = page.locator(".compare-grid").evaluate("grid => getComputedStyle(grid).gridTemplateColumns")
+    assert len(columns.split()) == 2, columns
+    page.goto("/spend/")
+    expect(page.locator(".meter rect")).to_have_count(1, timeout=NOW)
+    page.goto("/spend/dashboard")
+    expect(page.locator(".bar rect").first).to_be_attached(timeout=NOW)
+
+    # The admin, where locked-out sign-ins are unlocked.
+    page.goto("/admin/")
+    expect(page.get_by_role("link", name="Access attempts")).to_be_visible(timeout=NOW)
+    page.goto("/admin/axes/accessattempt/")
+    expect(page.locator("#content h1")).to_be_visible(timeout=NOW)
+
+    assert not violations, violations
+    # The admin's pages name no icon, so Chromium asks for /favicon.ico: not ours to answer.
+    assert not [line for line in console if "/favicon.ico'" not in line], console

@@ -128,13 +128,13 @@ def test_the_backend_turns_away_what_django_turns_away(cast):
 def test_a_deactivated_or_re_passworded_user_is_logged_out_on_the_next_poll(client, cast, project):
     job = create_job(project=project, author=cast.bob)
     url = reverse("job_card", args=[project.pk, job.pk])
-    client.login(username="bob", password="pass-for-tests-1")
+    client.force_login(cast.bob)
     assert client.get(url).status_code == 200
     cast.bob.set_password("a-new-password-for-bob")
     cast.bob.save()
     assert client.get(url).status_code == 302  # to the login page
 
-    client.login(username="vera", password="pass-for-tests-1")
+    client.force_login(cast.vera)
     assert client.get(url).status_code == 200
     cast.vera.is_active = False
     cast.vera.save()

@@ -1,5 +1,6 @@
 """Configuration comes from the environment and fails loudly at start-up when it is unsafe."""
 
+import json
 import subprocess
 import sys
 
@@ -32,15 +33,81 @@ def test_it_refuses_to_start_without_a_real_secret_key_when_debug_is_off(tmp_pat
         assert "SECRET_KEY must be set to a long random value when DEBUG is off" in result.stderr
 
 
-def test_the_production_example_passes_the_deploy_checks(tmp_path):
+REAL_SECRET = "Jx0V3p5nq2u8mBvKcW7sT1aYhL4eZ9dR6oFgPiN-kQ_wXyEtUzSlAb"  # a token_urlsafe(40) stand-in
+
+
+def test_it_refuses_the_example_secret_and_other_placeholders_in_any_mode(tmp_path):
+    placeholder = _example_env()["SECRET_KEY"]
+    for secret in (
+        placeholder,
+        "please-CHANGE-ME-" + "x" * 50,
+        "replace-this-with-a-random-value-" + "y" * 30,
+    ):
+        for debug in ("false", "true"):
+            env = clean_env(DEBUG=debug, SECRET_KEY=secret, OPENAI_API_KEY="sk-live", VAR_DIR=str(tmp_path))
+            result = _manage("check", env=env)
+            assert result.returncode != 0, (secret, debug)
+            assert "SECRET_KEY is still a placeholder" in result.stderr
+
+
+def _deploy_check(tmp_path, **overrides: str) -> subprocess.CompletedProcess:
     example = _example_env() | {
         "MEDIA_ROOT": str(tmp_path / "media"),
         "STATIC_ROOT": str(tmp_path / "static"),
     }
-    env = clean_env(**example, VAR_DIR=str(tmp_path))
-    result = _manage("check", "--deploy", "--fail-level", "WARNING", env=env)
+    env = clean_env(**(example | overrides), VAR_DIR=str(tmp_path))
+    return _manage("check", "--deploy", "--fail-level", "WARNING", env=env)
+
+
+def test_the_production_example_passes_the_deploy_checks_once_its_secrets_are_filled_in(tmp_path):
+    as_shipped = _deploy_check(tmp_path)
+    assert as_shipped.returncode != 0
+    assert "SECRET_KEY is still a placeholder" in as_shipped.stderr
+
+    result = _deploy_check(tmp_path, SECRET_KEY=REAL_SECRET, OPENAI_API_KEY="sk-live-key")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+def test_debug_off_without_an_openai_key_stops_the_start_unless_demo_mode_is_asked_for(tmp_path):
+    no_key = _deploy_check(tmp_path, SECRET_KEY=REAL_SECRET)
+    assert no_key.returncode != 0
+    assert "OPENAI_API_KEY is not set. Set it, or set DEMO_MODE=true" in no_key.stderr
+
+    demo = _deploy_check(tmp_path, SECRET_KEY=REAL_SECRET, DEMO_MODE="true")
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+
+
+def _settings_json(env: dict[str, str], *names: str) -> list:
+    script = (
+        "import django, json; django.setup(); from django.conf import settings as s; "
+        f"print(json.dumps([getattr(s, name) for name in {list(names)!r}]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_demo_mode_finds_the_stand_in_where_compose_runs_it(tmp_path):
+    env = clean_env(
+        DEBUG="false",
+        SECRET_KEY=REAL_SECRET,
+        DEMO_MODE="true",
+        STANDIN_URL="http://standin:8765/v1",
+        VAR_DIR=str(tmp_path),
+        DJANGO_SETTINGS_MODULE="config.settings",
+    )
+    assert _settings_json(env, "DEMO_MODE", "OPENAI_BASE_URL") == [True, "http://standin:8765/v1"]
+    # A key and DEBUG on: real images, not demo mode.
+    env = clean_env(
+        DEBUG="true",
+        OPENAI_API_KEY="sk-live",
+        VAR_DIR=str(tmp_path),
+        DJANGO_SETTINGS_MODULE="config.settings",
+    )
+    assert _settings_json(env, "DEMO_MODE", "OPENAI_BASE_URL") == [False, ""]
 
 
 def test_a_laptop_needs_no_configuration_at_all(tmp_path):

@@ -1,5 +1,6 @@
 """Answers for requests and failures that Django itself has no good answer for, before or below the views.
 
+- HealthCheckMiddleware: /healthz, answered before host validation (a probe asks by address).
 - BoundedRequestMiddleware: a body over its cap is refused before anything reads it (and `limits.Busy`
   from a view that found no free decode or ZIP slot becomes a 503).
 - BusyMiddleware: a database or broker that is restarting, out of reach or out of pooled connections
@@ -25,6 +26,7 @@ from redis.exceptions import RedisError
 
 from workspace import limits
 from workspace.access import ProjectArchived
+from workspace.views.projects import healthz
 
 logger = logging.getLogger(__name__)
 
@@ -177,3 +179,25 @@ class BoundedRequestMiddleware:
         # The spooled file is removed when the request (its only holder) is collected.
         request._stream = LimitedStream(body, length)
         return None
+
+
+HEALTH_PATH = "/healthz"
+
+
+class HealthCheckMiddleware:
+    """Answers /healthz before SecurityMiddleware and CommonMiddleware read the Host header.
+
+    A probe names the container by address (compose's healthcheck asks http://127.0.0.1:8000/healthz, a
+    load balancer asks by IP), which ALLOWED_HOSTS rightly refuses for every real page. Teaching the probe
+    the public host name would tie the healthcheck to each deployment's settings; answering it here needs
+    nothing. The answer is a constant "ok": no URL is built from the Host header, so there is nothing
+    for a forged one to poison, and it is not redirected to HTTPS (the probe speaks plain HTTP inside).
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path_info == HEALTH_PATH and request.method in ("GET", "HEAD"):
+            return healthz(request)
+        return self.get_response(request)

@@ -145,6 +145,26 @@
     }
   });
 
+  // Sizes that depend on the data, set through the CSSOM: style attributes are refused by the page's
+  // Content-Security-Policy. The comparison's columns share one scale: each is as wide as its image.
+  function applyLayout(root) {
+    var scope = root || document;
+    var grids = Array.prototype.slice.call(scope.querySelectorAll("[data-grid-columns]"));
+    if (scope.matches && scope.matches("[data-grid-columns]")) grids.push(scope);
+    grids.forEach(function (grid) { grid.style.gridTemplateColumns = grid.dataset.gridColumns; });
+  }
+
+  // The gallery filters ask for results on any change but the search box's, which asks as you type:
+  // a named event rather than an htmx trigger filter, which htmx would have to eval.
+  document.addEventListener("change", function (event) {
+    var form = event.target.form;
+    if (form && form.id === "gallery-filters" && event.target.id !== "id_q") {
+      form.dispatchEvent(new CustomEvent("filters-changed", { bubbles: true }));
+    }
+  });
+
+  document.addEventListener("DOMContentLoaded", function () { applyLayout(document); });
+  document.addEventListener("htmx:load", function (event) { applyLayout(event.target); });
   document.addEventListener("DOMContentLoaded", function () { initDropzones(document); });
   document.addEventListener("htmx:load", function (event) { initDropzones(event.target); });
   document.addEventListener("DOMContentLoaded", function () { init(document); });

@@ -481,7 +481,7 @@ class Command(BaseCommand):
                 "MEDIA_ROOT": str(run.media_root),
             }
         )
-        env.pop("ATELIER_DEMO", None)
+        env.pop("DEMO_MODE", None)
         if source_fingerprint() != self.fingerprint:
             self.notes.append(
                 f"App code changed on disk during the run (before the C={concurrency} worker started): "
