@@ -107,12 +107,38 @@ def media_root():
     return Path(settings.MEDIA_ROOT)
 
 
-@pytest.fixture
-def seeded_prices(transactional_db):
-    """Transactional tests flush every table, the migration's seeded prices included; put them back."""
+def _seed_prices() -> None:
     import importlib
 
     from django.apps import apps
 
     for migration in ("0003_seed_prices", "0009_spend_controls"):
         importlib.import_module(f"workspace.migrations.{migration}").seed(apps, None)
+
+
+@pytest.fixture
+def seeded_prices(transactional_db):
+    """Transactional tests flush every table, the migration's seeded prices included; put them back."""
+    _seed_prices()
+
+
+@pytest.fixture(autouse=True)
+def prices_outlive_flushes(request, django_db_blocker):
+    """Every test that uses the database starts with the migrations' prices.
+
+    A transactional test ends by flushing every table, seeded prices included, and a model without a
+    price cannot be chosen: without this, whichever test ran after one would find every model refused.
+    Put back outside the test's own transaction, so they stay until the next flush.
+    """
+    uses_db = request.node.get_closest_marker("django_db") is not None or {
+        "db",
+        "transactional_db",
+    } & set(request.fixturenames)
+    if uses_db:
+        from workspace.models import Price
+
+        request.getfixturevalue("django_db_setup")
+        with django_db_blocker.unblock():
+            if not Price.objects.exists():
+                _seed_prices()
+    yield

@@ -153,7 +153,8 @@ def _commands(service: dict) -> list[list[str]]:
 def test_every_command_compose_runs_exists():
     management = get_commands()
     for name, service in SERVICES.items():
-        if "command" not in service or name in ("redis",):
+        # Others' images (redis, minio, mc) run their own programs; ours must name real entry points.
+        if "command" not in service or not service.get("image", "").startswith("atelier"):
             continue
         for argv in _commands(service):
             if argv[:2] == ["python", "manage.py"]:
