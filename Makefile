@@ -34,7 +34,7 @@ test: $(STAMP) services browser
 # Production settings (DEBUG off: no query logging in the worker or the timed views), minus HTTPS.
 BENCH_ENV = DATABASE_URL=postgres://postgres@127.0.0.1:5432/atelier_bench REDIS_URL=redis://127.0.0.1:6379/14 \
 	DEBUG=false SECRET_KEY=bench-only-secret-key-that-is-long-enough-for-django-checks \
-	SECURE_SSL_REDIRECT=false STATIC_MANIFEST=false ALLOWED_HOSTS=localhost,testserver
+	SECURE_SSL_REDIRECT=false STATIC_MANIFEST=false ALLOWED_HOSTS=localhost,testserver OPENAI_API_KEY=sk-bench-not-a-real-key
 bench: $(STAMP) services
 	@psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'atelier_bench'" | grep -q 1 \
 	  || createdb -h 127.0.0.1 -U postgres atelier_bench
