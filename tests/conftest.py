@@ -8,6 +8,7 @@ from django.conf import settings
 
 from standin import StandinServer
 from tests.factories import JOB_PARAMS, ProjectFactory, UserFactory
+from tests.helpers import Processes, purge_queue
 from workspace import imageapi
 from workspace.models import Role
 
@@ -142,3 +143,14 @@ def prices_outlive_flushes(request, django_db_blocker):
             if not Price.objects.exists():
                 _seed_prices()
     yield
+
+
+@pytest.fixture
+def processes(tmp_path, standin):
+    """Worker and beat subprocesses for a test, stopped after it; the queue starts and ends empty."""
+    purge_queue()
+    (tmp_path / "var").mkdir()
+    procs = Processes(tmp_path, standin)
+    yield procs
+    procs.stop()
+    purge_queue()

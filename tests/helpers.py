@@ -2,11 +2,15 @@ import json
 import os
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 
-from django.db import transaction
+from django.conf import settings
+from django.db import connection, transaction
 
-from tests.conftest import job_params
+from config.celery import app
+from tests.factories import JOB_PARAMS
 from workspace import worker
 from workspace.models import Job
 
@@ -20,7 +24,7 @@ def create_job(*, project, author, prompt: str = "A lemon on a blue table", **ov
             prompt=prompt,
             deadline_at=Job.new_deadline(),
             max_attempts=5,
-            **job_params(**overrides),
+            **(JOB_PARAMS | overrides),
         )
 
 
@@ -81,7 +85,7 @@ def ladder(*, project, author, steps: int) -> list:
                 deadline_at=now,
                 max_attempts=1,
                 status=Job.Status.SUCCEEDED,
-                **job_params(),
+                **JOB_PARAMS,
             )
             for step in range(steps)
         ]
@@ -100,3 +104,87 @@ def ladder(*, project, author, steps: int) -> list:
         ]
     )
     return images
+
+
+# --- Real Celery processes (worker and beat subprocesses) --------------------------------------------
+
+
+def purge_queue() -> None:
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge(settings.CELERY_TASK_DEFAULT_QUEUE)
+
+
+def wait_for(predicate, *, timeout: float, interval: float = 0.1, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def status_of(job_id: int) -> str:
+    return Job.objects.values_list("status", flat=True).get(pk=job_id)
+
+
+class Processes:
+    """Worker and beat subprocesses sharing the test database, the broker and the stand-in."""
+
+    def __init__(self, tmp_path: Path, standin) -> None:
+        db = connection.settings_dict
+        self.env = os.environ | {
+            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+            "OPENAI_BASE_URL": standin.base_url,
+            "OPENAI_API_KEY": "sk-test-not-a-real-key",
+            "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+            "VAR_DIR": str(tmp_path / "var"),
+            "JOB_LEASE_SECONDS": "3",
+            "JOB_LEASE_RENEW_SECONDS": "1",
+            "JOB_SWEEP_SECONDS": "1",
+            "JOB_REQUEUE_AFTER_SECONDS": "3",
+            "JOB_RETRY_BASE_SECONDS": "0.1",
+            "CONN_MAX_AGE": "0",
+        }
+        self.tmp_path = tmp_path
+        self.running: list[subprocess.Popen] = []
+
+    def start(self, *args: str) -> subprocess.Popen:
+        log = open(self.tmp_path / f"{args[0]}-{uuid.uuid4().hex[:6]}.log", "wb")  # noqa: SIM115
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", *args],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=log,
+        )
+        self.running.append(process)
+        return process
+
+    def worker(self, name: str) -> subprocess.Popen:
+        return self.start(
+            "worker",
+            "--pool",
+            "threads",
+            "--concurrency",
+            "4",
+            "-n",
+            f"{name}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "INFO",
+        )
+
+    def beat(self) -> subprocess.Popen:
+        return self.start("beat", "--schedule", str(self.tmp_path / "beat-schedule"), "--loglevel", "INFO")
+
+    def stop(self) -> None:
+        for process in self.running:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.running:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()

@@ -14,7 +14,9 @@ from kombu.exceptions import OperationalError as BrokerError
 from config.celery import app
 from tests.conftest import GENERATION_POST, job_params
 from tests.factories import JobFactory
-from tests.test_worker import Processes, _purge, _status, _wait_for
+from tests.helpers import Processes
+from tests.helpers import status_of as _status
+from tests.helpers import wait_for as _wait_for
 from workspace import jobs, queue, worker
 from workspace.middleware import BUSY_JOB
 from workspace.models import Job
@@ -23,16 +25,6 @@ from workspace.tasks import run_job
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 WORKER_POOL_MAX = settings.DB_POOL_DEFAULTS["worker"][0]
-
-
-@pytest.fixture
-def processes(tmp_path, standin):
-    _purge()
-    (tmp_path / "var").mkdir()
-    procs = Processes(tmp_path, standin)
-    yield procs
-    procs.stop()
-    _purge()
 
 
 def _start_worker(processes: Processes, *, concurrency: int):

@@ -307,7 +307,8 @@ def test_a_bucket_name_puts_media_on_s3_with_private_short_lived_urls(tmp_path):
 def test_web_and_worker_with_different_empty_media_folders_share_the_bucket(
     client, project, cast, bucket, standin, settings, tmp_path
 ):
-    from tests.test_worker import Processes, _purge
+    from tests.helpers import Processes
+    from tests.helpers import purge_queue as _purge
 
     web_media, worker_media = tmp_path / "web-media", tmp_path / "worker-media"
     web_media.mkdir()

@@ -6,48 +6,24 @@ messages in Redis, and check that beat's sweep brings the job back.
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
-import uuid
-from pathlib import Path
 
 import pytest
 from celery.contrib.testing.worker import start_worker
 from celery.signals import task_postrun
-from django.conf import settings
-from django.db import connection
 from django.urls import reverse
 
 from config.celery import app
 from tests.conftest import GENERATION_POST, job_params
+from tests.helpers import purge_queue as _purge
+from tests.helpers import status_of as _status
+from tests.helpers import wait_for as _wait_for
 from workspace import jobs
 from workspace.models import Job, Membership, Project, Role
 from workspace.tasks import run_job
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _purge() -> None:
-    with app.connection_for_write() as conn:
-        conn.default_channel.queue_purge(settings.CELERY_TASK_DEFAULT_QUEUE)
-
-
-def _wait_for(predicate, *, timeout: float, interval: float = 0.1, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def _status(job_id: int) -> str:
-    return Job.objects.values_list("status", flat=True).get(pk=job_id)
 
 
 @pytest.fixture
@@ -137,78 +113,6 @@ def test_a_queued_job_can_be_canceled_before_a_worker_takes_it(team, standin, ru
         runs.wait_for(job.pk)  # its message was delivered and handled
     assert _status(job.pk) == "canceled"
     assert standin.requests == []
-
-
-class Processes:
-    """Worker and beat subprocesses sharing the test database, the broker and the stand-in."""
-
-    def __init__(self, tmp_path: Path, standin) -> None:
-        db = connection.settings_dict
-        self.env = os.environ | {
-            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-            "OPENAI_BASE_URL": standin.base_url,
-            "OPENAI_API_KEY": "sk-test-not-a-real-key",
-            "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-            "VAR_DIR": str(tmp_path / "var"),
-            "JOB_LEASE_SECONDS": "3",
-            "JOB_LEASE_RENEW_SECONDS": "1",
-            "JOB_SWEEP_SECONDS": "1",
-            "JOB_REQUEUE_AFTER_SECONDS": "3",
-            "JOB_RETRY_BASE_SECONDS": "0.1",
-            "CONN_MAX_AGE": "0",
-        }
-        self.tmp_path = tmp_path
-        self.running: list[subprocess.Popen] = []
-
-    def start(self, *args: str) -> subprocess.Popen:
-        log = open(self.tmp_path / f"{args[0]}-{uuid.uuid4().hex[:6]}.log", "wb")  # noqa: SIM115
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", *args],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=log,
-        )
-        self.running.append(process)
-        return process
-
-    def worker(self, name: str) -> subprocess.Popen:
-        return self.start(
-            "worker",
-            "--pool",
-            "threads",
-            "--concurrency",
-            "4",
-            "-n",
-            f"{name}@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            "INFO",
-        )
-
-    def beat(self) -> subprocess.Popen:
-        return self.start("beat", "--schedule", str(self.tmp_path / "beat-schedule"), "--loglevel", "INFO")
-
-    def stop(self) -> None:
-        for process in self.running:
-            if process.poll() is None:
-                process.terminate()
-        for process in self.running:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
-@pytest.fixture
-def processes(tmp_path, standin):
-    _purge()
-    (tmp_path / "var").mkdir()
-    procs = Processes(tmp_path, standin)
-    yield procs
-    procs.stop()
-    _purge()
 
 
 def test_a_killed_workers_job_runs_again_on_another_worker(team, standin, processes):

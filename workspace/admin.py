@@ -16,6 +16,19 @@ from workspace.models import (
 )
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """For append-only records (the ledger, the audit trail): staff read them here, nobody edits them."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
 class AuditedAdmin(admin.ModelAdmin):
     """Saves and deletes through the admin go on the audit trail, with the values before and after.
 
@@ -161,7 +174,7 @@ class PriceAdmin(AuditedAdmin):
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(admin.ModelAdmin):
+class LedgerEntryAdmin(ReadOnlyAdmin):
     """Read-only: the ledger is append-only and written by workers alone."""
 
     list_display = [
@@ -180,15 +193,6 @@ class LedgerEntryAdmin(admin.ModelAdmin):
     search_fields = ["request_id", "user__username", "project__name"]
     date_hierarchy = "created_at"
     list_select_related = ["user", "project"]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Budget)
@@ -210,19 +214,10 @@ class BudgetAdmin(AuditedAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdmin):
     """Read-only: the trail is append-only and written by audit.record alone."""
 
     list_display = ["created_at", "actor_name", "action", "target_type", "target_id", "project_name"]
     list_filter = ["action", "created_at"]
     search_fields = ["actor_name", "target_label", "project_name", "target_id"]
     date_hierarchy = "created_at"
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
