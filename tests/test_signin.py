@@ -160,3 +160,12 @@ def test_the_lockout_minutes_follow_the_setting(client, cast, settings):
     fail(client, LIMIT)
     response = sign_in(client, "alice", PASSWORD)
     assert "try again in 1 minute or ask an admin." in response.content.decode()
+
+
+def test_a_lockout_goes_on_the_audit_trail_once(client, cast):
+    from workspace.models import AuditEvent
+
+    fail(client, LIMIT + 2)  # locks at the limit; the two tries after it are refused while locked
+    (event,) = AuditEvent.objects.filter(action="auth.lockout")
+    assert (event.actor, event.target_type, event.target_id) == (None, "username", "alice")
+    assert event.after["ip_address"] == "198.51.100.1"

@@ -1,11 +1,14 @@
 """Sign-in throttling, as django-axes asks for it: who the client is, and what a locked-out client sees.
 
-The counting and the lockout are axes' (settings.AXES_*); this module only answers its two questions.
+The counting and the lockout are axes' (settings.AXES_*); this module answers its two questions, and puts
+each lockout on the audit trail (axes announces it only as a signal, connected in apps.py).
 """
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+
+from workspace import audit
 
 
 def client_ip(request: HttpRequest) -> str | None:
@@ -36,4 +39,27 @@ def lockout_response(
         "registration/locked_out.html",
         {"minutes": minutes, "username": (credentials or {}).get("username", "")},
         status=settings.AXES_HTTP_RESPONSE_CODE,
+    )
+
+
+def record_lockout(
+    sender, *, request: HttpRequest, username: str | None, ip_address: str | None, **_kwargs
+) -> None:
+    """A lockout on the audit trail, once: when the failures reach the limit, not on every try after it.
+
+    Axes sends user_locked_out both when it locks and for each attempt refused while locked; only the
+    first carries the failure count that crossed the limit.
+    """
+    if getattr(request, "axes_failures_since_start", None) != settings.AXES_FAILURE_LIMIT:
+        return
+    audit.record(
+        actor=None,
+        action=audit.Action.LOCKOUT,
+        target=("username", username or "?"),
+        before=None,
+        after={
+            "ip_address": ip_address,
+            "path": request.path,
+            "minutes": round(settings.AXES_COOLOFF_TIME.total_seconds() / 60),
+        },
     )
