@@ -22,8 +22,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## Run the workspace on this machine (SQLite, no Redis, demo images unless OPENAI_API_KEY is set).
+# Served as in production (gunicorn, DEBUG off) on loopback; ATELIER_LOCAL allows a generated secret
+# and demo mode (config/settings.py). DEBUG=true make run gives Django's development server instead.
 run: $(STAMP)
-	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py runall
+	ATELIER_LOCAL=true $(BIN)/python manage.py runall
 
 ## Run the whole test suite on Postgres and Redis, with Chromium for the browser journeys.
 test: $(STAMP) services browser
