@@ -121,7 +121,7 @@ class Session:
         return {"Cookie": cookies, "X-CSRFToken": self.cookie("csrftoken")}
 
 
-GENERATION_FORM = {
+GENERATION_FORM = {  # the same form as devtools/locustfile.py
     "prompt": "A lemon on a blue tiled table, morning light",
     "model": "gpt-image-2",
     "size": "square",

@@ -110,8 +110,12 @@ class RequestIdMiddleware:
         given = request.headers.get(HTTP_HEADER, "")
         request_id = given if _SANE_ID.fullmatch(given) else uuid.uuid4().hex
         request.request_id = request_id
-        with bound(request_id=request_id, job_id=NONE):
-            response = self.get_response(request)
+        # Set, not reset when the view returns: Django logs a 4xx/5xx ("Not Found: …") after the
+        # middleware chain has returned, and that line belongs to the request too. The thread's next
+        # request sets its own.
+        _request_id.set(request_id)
+        _job_id.set(NONE)
+        response = self.get_response(request)
         response[HTTP_HEADER] = request_id
         return response
 
