@@ -1,8 +1,11 @@
 """Running it for real: the laptop stack holds a burst; operators see metrics and follow a job in the logs."""
 
 import http.client
+import json
 import logging
 import sqlite3
+import subprocess
+import sys
 import threading
 import urllib.parse
 from decimal import Decimal
@@ -15,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from config.celery import app
 from devtools.loadkit import GENERATION_FORM, LaptopServer
 from tests.factories import JobFactory
-from tests.helpers import purge_queue
+from tests.helpers import ROOT, clean_env, purge_queue
 from workspace import tasks, worker
 from workspace.models import Job, LedgerEntry
 
@@ -203,3 +206,45 @@ def test_it_counts_api_errors_and_real_dollars_in_the_worker(cast, project, imag
     assert charged > Decimal(0)
     after_real = REGISTRY.get_sample_value("atelier_spend_dollars_total", {"kind": "real"})
     assert after_real - before_real == pytest.approx(float(charged))
+
+
+# --- The laptop settings -------------------------------------------------------------------------------
+
+LAPTOP_SCRIPT = (
+    "import json, django; django.setup(); from django.conf import settings as s; "
+    "print(json.dumps([s.DEBUG, s.DEMO_MODE, s.ALLOWED_HOSTS, s.SECURE_SSL_REDIRECT, "
+    "s.SESSION_COOKIE_SECURE, "
+    "s.STORAGES['staticfiles']['BACKEND'], len(s.SECRET_KEY)]))"
+)
+
+
+def test_it_serves_make_run_with_debug_off_on_a_generated_secret(tmp_path):
+    env = clean_env(ATELIER_LOCAL="true", VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="config.settings")
+    result = subprocess.run(
+        [sys.executable, "-c", LAPTOP_SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    debug, demo, hosts, redirect, secure_cookie, static, key_length = json.loads(
+        result.stdout.splitlines()[-1]
+    )
+    assert (debug, demo, redirect, secure_cookie) == (False, True, False, False)
+    assert hosts == ["127.0.0.1", "localhost", "[::1]"]
+    assert static == "django.contrib.staticfiles.storage.StaticFilesStorage"  # no collectstatic needed
+    assert key_length >= 50 and (tmp_path / "secret_key").read_text().strip()
+
+
+def test_it_still_refuses_a_missing_secret_without_atelier_local(tmp_path):
+    env = clean_env(VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="config.settings")
+    result = subprocess.run(
+        [sys.executable, "-c", LAPTOP_SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set to a long random value when DEBUG is off" in result.stderr
+    assert not (tmp_path / "secret_key").exists()
+
+
+@pytest.mark.django_db
+def test_it_logs_djangos_not_found_line_with_the_request_id(client, caplog):
+    with caplog.at_level(logging.WARNING, logger="django.request"):
+        client.get("/no-such-page", HTTP_X_REQUEST_ID="lost-404")
+    assert [r.request_id for r in caplog.records if r.name == "django.request"] == ["lost-404"]
