@@ -12,7 +12,7 @@ TEST_ENV = DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) DEBUG=f
 	SECURE_SSL_REDIRECT=false STATIC_MANIFEST=false OPENAI_API_KEY=sk-test-not-a-real-key \
 	CONN_MAX_AGE=0
 
-.PHONY: run test bench lint fmt web worker beat standin services browser migrate
+.PHONY: run test load bench lint fmt web worker beat standin services browser migrate
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,12 +22,20 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## Run the workspace on this machine (SQLite, no Redis, demo images unless OPENAI_API_KEY is set).
+# Served as in production (gunicorn, DEBUG off) on loopback; ATELIER_LOCAL allows a generated secret
+# and demo mode (config/settings.py). DEBUG=true make run gives Django's development server instead.
 run: $(STAMP)
-	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py runall
+	ATELIER_LOCAL=true $(BIN)/python manage.py runall
 
 ## Run the whole test suite on Postgres and Redis, with Chromium for the browser journeys.
 test: $(STAMP) services browser
 	$(TEST_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## A burst of signed-in people submitting the form (locust, headless) against a `make run`-style server
+## it starts itself on SQLite in a temporary folder; prints submits/s and p95. LOAD_ARGS="-u 50 -t 20s".
+load: $(STAMP)
+	@test -x $(BIN)/locust || $(BIN)/python -m pip install --quiet -e ".[load]"
+	$(BIN)/python -m devtools.load $(LOAD_ARGS)
 
 ## Measure the pipeline and the gallery against the stand-in (see README for the figures it prints).
 # The commands live in devtools/ (devtools/management/commands/bench*.py, kit in devtools/benchkit.py).

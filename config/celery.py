@@ -4,7 +4,7 @@ from pathlib import Path
 
 from celery import Celery
 from celery.beat import PersistentScheduler
-from celery.signals import task_postrun, task_prerun, worker_ready, worker_shutdown
+from celery.signals import before_task_publish, task_postrun, task_prerun, worker_ready, worker_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -29,6 +29,34 @@ app.autodiscover_tasks()
 def sweep_when_a_worker_starts(**_kwargs) -> None:
     # A worker that starts after a crash picks up what the dead one left without waiting for beat.
     app.send_task("workspace.tasks.sweep_jobs")
+
+
+@worker_ready.connect
+def serve_worker_metrics(**_kwargs) -> None:
+    # The worker's own metrics (queue wait, API calls, spend: workspace/observability.py) on its own
+    # port, one scrape target per worker process, wherever it runs; off unless METRICS_PORT_WORKER is set.
+    from django.conf import settings
+    from prometheus_client import start_http_server
+
+    if settings.METRICS_PORT_WORKER:
+        start_http_server(settings.METRICS_PORT_WORKER, addr=settings.METRICS_ADDR_WORKER)
+
+
+@before_task_publish.connect
+def carry_request_id(headers=None, **_kwargs) -> None:
+    # A job sent while serving a request carries that request's id to the worker's log lines.
+    from workspace.observability import add_request_id
+
+    if headers is not None:
+        add_request_id(headers)
+
+
+@task_prerun.connect
+def bind_request_id(task=None, **_kwargs) -> None:
+    from workspace.observability import bind_task
+
+    if task is not None:
+        bind_task(task.request)
 
 
 @task_prerun.connect

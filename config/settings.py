@@ -19,6 +19,12 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(envstr("VAR_DIR", str(BASE_DIR / "var")))
 
 DEBUG = envbool("DEBUG", False)
+# `make run`: one person serving the workspace for real on their own machine, as production does
+# (gunicorn, DEBUG off) but on loopback over plain HTTP. It allows what only a laptop may have: a secret
+# generated into var/, loopback hosts, demo mode by itself without a key, static files served from the
+# source folders. Production never sets it.
+LOCAL = envbool("ATELIER_LOCAL", False)
+LAPTOP = DEBUG or LOCAL
 
 _INSECURE_KEY_PREFIX = "django-insecure"
 # Words that mark a value copied from .env.example or a tutorial, not generated: refused in any mode.
@@ -38,7 +44,7 @@ if any(marker in SECRET_KEY.lower() for marker in _PLACEHOLDER_MARKERS):
         'it to a long random value (python -c "import secrets; print(secrets.token_urlsafe(50))").'
     )
 if not SECRET_KEY or SECRET_KEY.startswith(_INSECURE_KEY_PREFIX) or len(SECRET_KEY) < 32:
-    if not DEBUG:
+    if not LAPTOP:
         raise ImproperlyConfigured(
             "SECRET_KEY must be set to a long random value when DEBUG is off "
             '(python -c "import secrets; print(secrets.token_urlsafe(50))").'
@@ -52,7 +58,7 @@ if not SECRET_KEY or SECRET_KEY.startswith(_INSECURE_KEY_PREFIX) or len(SECRET_K
         _key_file.write_text(secrets.token_urlsafe(50))
     SECRET_KEY = SECRET_KEY or _key_file.read_text().strip()
 
-ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"] if LAPTOP else [])
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
 PORT = envint("PORT", 8000, minimum=1)
 
@@ -68,6 +74,7 @@ INSTALLED_APPS = [
     "csp",
     "template_partials",
     "axes",
+    "django_prometheus",
     "workspace",
 ]
 # Benchmarks, demo data and `make run` live in the dev tools app, which a clone has and the production
@@ -78,6 +85,10 @@ if find_spec("devtools") is not None:
 MIDDLEWARE = [
     # First: /healthz answers before anything reads the Host header (see workspace/middleware.py).
     "workspace.middleware.HealthCheckMiddleware",
+    # Every log line of a request carries its id, echoed in X-Request-ID (workspace/observability.py).
+    "workspace.observability.RequestIdMiddleware",
+    # Request counts and latencies by view for /metrics: first and last around everything else.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # After whitenoise: pages get the policy, static files need none. It keeps a header a view set
@@ -97,6 +108,7 @@ MIDDLEWARE = [
     "workspace.middleware.RefusalMiddleware",
     # Last, as axes asks: turns a locked-out sign-in into the lockout page.
     "axes.middleware.AxesMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -160,6 +172,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+# django-prometheus's wrappers of the same backends count queries and errors for /metrics.
+_engine = DATABASES["default"]["ENGINE"]
+if _engine.startswith("django.db.backends."):
+    DATABASES["default"]["ENGINE"] = _engine.replace("django.db.backends.", "django_prometheus.db.backends.")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Auth -----------------------------------------------------------------------------------------
@@ -206,7 +222,7 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns on every requ
 # only names a path that nothing routes (Django's test servers need it to be a string).
 MEDIA_ROOT = Path(envstr("MEDIA_ROOT", str(VAR_DIR / "media")))
 MEDIA_URL = "/media/"
-_STATIC_MANIFEST = not DEBUG and envbool("STATIC_MANIFEST", True)
+_STATIC_MANIFEST = not LAPTOP and envbool("STATIC_MANIFEST", True)
 # Without a collectstatic manifest (laptop, tests) whitenoise serves straight from the source folders.
 WHITENOISE_USE_FINDERS = not _STATIC_MANIFEST
 STORAGES = {
@@ -244,15 +260,15 @@ if AWS_STORAGE_BUCKET_NAME:
 # has checked membership. Off: the web streams it, for a bucket browsers cannot reach (compose's MinIO).
 MEDIA_REDIRECT = bool(AWS_STORAGE_BUCKET_NAME) and envbool("MEDIA_REDIRECT", True)
 
-# --- Security (strict whenever DEBUG is off) --------------------------------------------------------
+# --- Security (strict whenever DEBUG is off, except for `make run` on loopback) -----------------------
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", not DEBUG)
-CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", not DEBUG)
-SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", not DEBUG)
-SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000, minimum=0)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
+SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", not LAPTOP)
+CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", not LAPTOP)
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", not LAPTOP)
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0 if LAPTOP else 31_536_000, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not LAPTOP)
 SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", False)
 if envbool("BEHIND_TLS_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -281,7 +297,7 @@ OPENAI_BASE_URL = envstr("OPENAI_BASE_URL")
 # Demo mode: placeholder images from the stand-in (standin/), not OpenAI. A laptop (DEBUG on) without a
 # key gets it by itself and `make run` starts the stand-in; in production it must be asked for, so a
 # forgotten key stops the start rather than failing every job five times against a service not running.
-DEMO_MODE = envbool("DEMO_MODE", DEBUG and not OPENAI_API_KEY)
+DEMO_MODE = envbool("DEMO_MODE", LAPTOP and not OPENAI_API_KEY)
 if not DEMO_MODE and not OPENAI_API_KEY:
     raise ImproperlyConfigured(
         "OPENAI_API_KEY is not set. Set it, or set DEMO_MODE=true for placeholder images from the "
@@ -421,12 +437,30 @@ CELERY_BEAT_SCHEDULE = {
     "purge-deleted-images": {"task": "workspace.tasks.purge_deleted_images", "schedule": 180},
 }
 
+# --- Metrics (workspace/observability.py) -------------------------------------------------------------
+# /metrics answers staff sessions, and scrapers sending `Authorization: Bearer $METRICS_TOKEN`; anyone
+# else gets a 404. Empty: staff only.
+METRICS_TOKEN = envstr("METRICS_TOKEN")
+if METRICS_TOKEN and len(METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("METRICS_TOKEN must be at least 16 characters (or empty: staff only).")
+# A worker serves its own metrics (queue wait, API calls, spend) on this port; 0: not at all. It has no
+# token: bind it where only the scraper reaches (compose: the internal network, no published port).
+METRICS_PORT_WORKER = envint("METRICS_PORT_WORKER", 0, minimum=0)
+METRICS_ADDR_WORKER = envstr("METRICS_ADDR_WORKER", "127.0.0.1")
+
 # --- Logging ------------------------------------------------------------------------------------------
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # request= and job= say which request and job a line belongs to ("-": none); a worker's lines for a
+    # job carry the id of the request that submitted it (README, "Logs").
+    "formatters": {
+        "plain": {
+            "format": "%(asctime)s %(levelname)s %(name)s [request=%(request_id)s job=%(job_id)s] %(message)s"
+        }
+    },
+    "filters": {"context": {"()": "workspace.observability.ContextFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
     "loggers": {
         # httpx2 logs every request line; the SDK logs options that may carry the key at DEBUG.

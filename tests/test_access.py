@@ -80,6 +80,9 @@ OTHER_ROUTES = sorted(name for name, (_, names) in ROUTE_LIST.items() if "projec
 
 # Who may use a route that is not in a project.
 ANYONE, SIGNED_IN, STAFF = "anyone", "signed in", "staff"
+# Staff, or a scraper with the metrics token: anyone else, signed in or not, gets a 404 (no login page
+# that would tell a stranger the URL exists).
+OPERATORS = "operators"
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,7 @@ def _edit(world: "World") -> dict:
 ROUTES: dict[str, Route] = {
     # Outside a project.
     "healthz": Route(get=ANYONE),
+    "metrics": Route(get=OPERATORS),
     "home": Route(get=SIGNED_IN),
     "project_create": write(SIGNED_IN, lambda world: {"name": "Autumn"}),
     "my_spend": Route(get=SIGNED_IN),
@@ -307,7 +311,7 @@ def test_it_classifies_every_route_and_only_routes_that_exist():
         assert all(isinstance(needs, Role) for needs in ROUTES[name].methods.values()), name
         assert not set(ROUTE_LIST[name][1]) - set(KWARGS), name
     for name in OTHER_ROUTES:
-        assert set(ROUTES[name].methods.values()) <= {ANYONE, SIGNED_IN, STAFF}, name
+        assert set(ROUTES[name].methods.values()) <= {ANYONE, SIGNED_IN, STAFF, OPERATORS}, name
     # The matrix is only as good as the walk: it must find the app's routes, includes followed.
     assert {"project", "image_file", "image_composite", "job_preview", "home"} <= set(ROUTE_LIST)
     assert len(PROJECT_ROUTES) >= 30
@@ -405,6 +409,8 @@ def test_it_opens_pages_outside_projects_to_the_right_people(client, cast, world
         response = request(client, method, url, route.data(world))
         if needs == ANYONE or (needs == SIGNED_IN and actor != "anonymous") or actor == "sam":
             assert 200 <= response.status_code < 400, (method, url, response.status_code)
+        elif needs == OPERATORS:
+            assert response.status_code == 404, (method, url, response.status_code)
         elif actor == "anonymous":
             assert_sent_to_log_in(response, url)
         else:  # STAFF pages are a 404 for everyone else: they must not learn the page exists

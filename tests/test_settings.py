@@ -122,8 +122,8 @@ def test_a_laptop_needs_no_configuration_at_all(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert (
-        result.stdout.strip()
-        == '["django.db.backends.sqlite3", "filesystem://", true, "http://127.0.0.1:8765/v1", 8000]'
+        result.stdout.strip() == '["django_prometheus.db.backends.sqlite3", "filesystem://", true, '
+        '"http://127.0.0.1:8765/v1", 8000]'
     )
     assert (tmp_path / "secret_key").exists()
 
@@ -149,7 +149,8 @@ def test_services_come_from_their_urls(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == (
-        '["django.db.backends.postgresql", "atelier", "db.internal", "redis://cache.internal:6379/2", false, '
+        '["django_prometheus.db.backends.postgresql", "atelier", "db.internal", '
+        '"redis://cache.internal:6379/2", false, '
         '"https://gateway.internal/v1", 9000]'
     )
 

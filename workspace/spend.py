@@ -18,7 +18,7 @@ from django.db.models import Count, F, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from workspace import audit, imagemodels
+from workspace import audit, imagemodels, observability
 from workspace.models import ApiCall, Budget, Job, LedgerEntry, Price, Project
 
 logger = logging.getLogger(__name__)
@@ -162,6 +162,7 @@ def charge(*, api_call: ApiCall, job: Job) -> None:
         created_at=api_call.created_at,
     )
     LedgerEntry.objects.bulk_create([entry], ignore_conflicts=True)
+    observability.observe_charge(cost=entry.cost, simulated=entry.simulated)
 
 
 # --- Estimates ---------------------------------------------------------------------------------------

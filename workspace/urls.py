@@ -1,11 +1,12 @@
 from django.urls import path
 
-from workspace.views import audit, gallery, images, library, projects, spend, studio
+from workspace.views import audit, gallery, images, library, metrics, projects, spend, studio
 
 urlpatterns = [
     # Projects and their people (views/projects.py).
     path("", projects.home, name="home"),
     path("healthz", projects.healthz, name="healthz"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("projects/new", projects.project_create, name="project_create"),
     path("p/<int:project_id>/settings", projects.project_settings, name="project_settings"),
     path("p/<int:project_id>/archive", projects.project_archive, name="project_archive"),

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import copy_context
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -22,7 +23,7 @@ from django.core.files.storage import default_storage
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
-from workspace import formats, imageapi, outputs, queue, spend
+from workspace import formats, imageapi, observability, outputs, queue, spend
 from workspace.models import ApiCall, Image, Job
 
 logger = logging.getLogger(__name__)
@@ -48,9 +49,15 @@ def job_run(*, job_id: int, finisher: "Finisher | None" = None) -> None:
     soon as the API has answered and the call is charged: the caller's slot is for calls in flight, and
     the next job's call need not wait for this one's pixels.
     """
+    with observability.bound(job_id=job_id):  # every line logged for this job says which job
+        _run_claimed(job_id, finisher)
+
+
+def _run_claimed(job_id: int, finisher: "Finisher | None") -> None:
     job = Job.objects.claim(job_id, worker=worker_name())
     if job is None:
         return  # another worker has it, it is over, or its retry is not due
+    observability.observe_claim(job)
     lease_keeper.hold(job.claim_token)
     handed_off = False
     try:
@@ -404,7 +411,8 @@ class Finisher:
             with self._lock:
                 if self._executor is None:  # created in the process that uses it (prefork children)
                     self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="finisher")
-                self._executor.submit(self._run, work)
+                # In the submitter's context: the finisher's log lines carry the job's and request's ids.
+                self._executor.submit(copy_context().run, self._run, work)
         except BaseException:
             self._room.release()
             raise
