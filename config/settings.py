@@ -352,6 +352,24 @@ THUMBNAIL_MAX_EDGE = 512
 REFERENCE_MAX_BYTES = envint("REFERENCE_MAX_BYTES", 50 * 1024 * 1024, minimum=1)
 MAX_EDIT_INPUTS = 16
 
+# --- Webhooks (workspace/webhooks.py) ------------------------------------------------------------------
+# Endpoints on loopback, private, link-local, multicast or reserved addresses, or on plain HTTP, are
+# refused when registered and again at every delivery (after resolving the name). true: allow them
+# (a receiver on this machine or the office network; tests).
+WEBHOOK_ALLOW_PRIVATE = envbool("WEBHOOK_ALLOW_PRIVATE", False)
+# After a secret is rotated, messages are signed with the old secret too for this long.
+WEBHOOK_ROTATION_OVERLAP_HOURS = envint("WEBHOOK_ROTATION_OVERLAP_HOURS", 24, minimum=0)
+# Seconds one delivery attempt may take (connect, send, first KB of the answer).
+WEBHOOK_TIMEOUT_SECONDS = envfloat("WEBHOOK_TIMEOUT_SECONDS", 10.0)
+# Seconds to wait before each retry after a failed attempt (then the delivery is marked failed), each
+# with jitter: the Standard Webhooks schedule, about 28 hours in all.
+WEBHOOK_RETRY_SCHEDULE = [
+    float(value)
+    for value in envlist("WEBHOOK_RETRY_SCHEDULE", ["5", "300", "1800", "7200", "18000", "36000", "36000"])
+]
+# Where links in a message point (the images' URLs): this site's address, e.g. https://atelier.example.com.
+SITE_URL = envstr("SITE_URL").rstrip("/")
+
 # --- Bounded requests (workspace/middleware.py, workspace/limits.py) ----------------------------------
 # Reference files one upload may carry; Django refuses more before reading them (400).
 MAX_UPLOAD_FILES = envint("MAX_UPLOAD_FILES", 10, minimum=1)
@@ -435,6 +453,8 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-jobs": {"task": "workspace.tasks.sweep_jobs", "schedule": JOB_SWEEP_SECONDS},
     # Files of images deleted longer ago than the undo window (review.DELETE_UNDO_MINUTES).
     "purge-deleted-images": {"task": "workspace.tasks.purge_deleted_images", "schedule": 180},
+    # Webhook deliveries whose retry is due after a long wait, or whose worker died mid-attempt.
+    "sweep-webhooks": {"task": "workspace.tasks.sweep_webhooks", "schedule": 60},
 }
 
 # --- Metrics (workspace/observability.py) -------------------------------------------------------------

@@ -21,8 +21,9 @@ from django.utils import timezone
 from factory.django import DjangoModelFactory
 from PIL import Image as PILImage
 
-from workspace import formats, outputs
+from workspace import formats, outputs, webhooks
 from workspace.models import Comment, Favourite, Image, Job, JobInput, Membership, Project, Reference, Role
+from workspace.webhook_models import WebhookDelivery, WebhookEndpoint
 
 PASSWORD = "pass-for-tests-1"
 
@@ -317,3 +318,30 @@ class FavouriteFactory(DjangoModelFactory):
         favourite = cls._build(model_class, *args, **kwargs)
         favourite.save()
         return favourite
+
+
+class WebhookEndpointFactory(DjangoModelFactory):
+    """An endpoint as an owner registers it (with a real secret), wanting both job events."""
+
+    class Meta:
+        model = WebhookEndpoint
+
+    project = factory.SubFactory(ProjectFactory)
+    url = "https://93.184.215.14/hooks/atelier"
+    events = factory.LazyFunction(lambda: ["job.succeeded", "job.failed"])
+    secret = factory.LazyFunction(webhooks.secret_new)
+
+
+class WebhookDeliveryFactory(DjangoModelFactory):
+    """A delivery that was tried once and failed for good (so it may be redelivered)."""
+
+    class Meta:
+        model = WebhookDelivery
+
+    endpoint = factory.SubFactory(WebhookEndpointFactory)
+    message_id = factory.Sequence(lambda n: f"msg_test{n}")
+    event_type = "webhook.ping"
+    body = '{"type":"webhook.ping","timestamp":"2026-01-01T00:00:00Z","data":{}}'
+    status = WebhookDelivery.Status.FAILED
+    attempts = 1
+    max_attempts = 1

@@ -30,6 +30,8 @@ from tests.factories import (
     MembershipFactory,
     ReferenceFactory,
     UserFactory,
+    WebhookDeliveryFactory,
+    WebhookEndpointFactory,
     picture,
 )
 from workspace.models import (
@@ -42,6 +44,8 @@ from workspace.models import (
     Project,
     Reference,
     Role,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 
 pytestmark = pytest.mark.django_db
@@ -143,6 +147,14 @@ ROUTES: dict[str, Route] = {
     "members": Route(post=Role.OWNER, data=lambda world: {"who": "charlie", "role": "viewer"}),
     "member_role": write(Role.OWNER, lambda world: {"role": "editor"}),
     "member_remove": write(Role.OWNER),
+    # Webhooks, on the settings page: owners only.
+    "webhook_add": write(
+        Role.OWNER, lambda world: {"url": "https://93.184.215.14/hook", "events": ["job.succeeded"]}
+    ),
+    "webhook_remove": write(Role.OWNER),
+    "webhook_rotate": write(Role.OWNER),
+    "webhook_ping": write(Role.OWNER),
+    "webhook_redeliver": write(Role.OWNER),
     # Jobs.
     "job_create": write(Role.EDITOR, lambda world: dict(GENERATION_POST)),
     "estimate": Route(data=lambda world: dict(GENERATION_POST)),
@@ -194,6 +206,10 @@ class World:
     their_image: Image
     their_reference: Reference
     their_membership: Membership
+    endpoint: WebhookEndpoint
+    delivery: WebhookDelivery  # a failed one, so it may be redelivered
+    their_endpoint: WebhookEndpoint
+    their_delivery: WebhookDelivery
 
 
 @dataclass(frozen=True)
@@ -209,6 +225,8 @@ KWARGS: dict[str, Kwarg] = {
     "image_id": Kwarg(lambda w: w.image.pk, lambda w: w.their_image.pk),
     "reference_id": Kwarg(lambda w: w.reference.pk, lambda w: w.their_reference.pk),
     "membership_id": Kwarg(lambda w: w.membership.pk, lambda w: w.their_membership.pk),
+    "endpoint_id": Kwarg(lambda w: w.endpoint.pk, lambda w: w.their_endpoint.pk),
+    "delivery_id": Kwarg(lambda w: w.delivery.pk, lambda w: w.their_delivery.pk),
     "variant": Kwarg(lambda w: "file"),  # reference_file, image_composite
     "target": Kwarg(lambda w: "webp"),  # image_convert
 }
@@ -228,6 +246,8 @@ def world(cast, project, other_project) -> World:
         inputs=[source, reference],
     )
     their_image = ImageFactory(job__project=other_project, job__author=cast.charlie)
+    endpoint = WebhookEndpointFactory(project=project)
+    their_endpoint = WebhookEndpointFactory(project=other_project)
     return World(
         project=project,
         other_project=other_project,
@@ -240,6 +260,10 @@ def world(cast, project, other_project) -> World:
         their_image=their_image,
         their_reference=ReferenceFactory(project=other_project, uploaded_by=cast.charlie),
         their_membership=MembershipFactory(project=other_project, role=Role.EDITOR),
+        endpoint=endpoint,
+        delivery=WebhookDeliveryFactory(endpoint=endpoint),
+        their_endpoint=their_endpoint,
+        their_delivery=WebhookDeliveryFactory(endpoint=their_endpoint),
     )
 
 
@@ -280,6 +304,10 @@ def state() -> dict:
         "references": list(Reference.objects.order_by("pk").values_list("pk", "removed_at")),
         "favourites": Favourite.objects.count(),
         "comments": Comment.objects.count(),
+        "webhooks": list(WebhookEndpoint.objects.order_by("pk").values_list("pk", "url", "secret")),
+        "deliveries": list(
+            WebhookDelivery.objects.order_by("pk").values_list("pk", "status", "max_attempts")
+        ),
     }
 
 

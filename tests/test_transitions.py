@@ -458,12 +458,14 @@ def test_a_requeued_card_shows_no_preview_of_the_dead_attempt(
 
 
 def test_no_code_but_the_transitions_writes_a_jobs_status():
-    """Every `.update(status=...)` in the app is in models.py: the one place the arrows are written."""
+    """Every `.update(status=...)` in the app is in models.py: the one place the arrows are written
+    (webhook_models.py is that place for a webhook delivery's own state machine)."""
     offenders = []
+    arrows = {Path("workspace/models.py"), Path("workspace/webhook_models.py")}
     for path in sorted((ROOT / "workspace").rglob("*.py")):
         relative = path.relative_to(ROOT)
         # Migrations rewrite history; management commands build benchmark and demo fixtures.
-        if relative.parts[1] in ("migrations", "management") or relative == Path("workspace/models.py"):
+        if relative.parts[1] in ("migrations", "management") or relative in arrows:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if (

@@ -9,6 +9,7 @@ from workspace import formats, spend
 from workspace import imagemodels as im
 from workspace.models import MAX_MONTHLY_BUDGET, AuditEvent, Budget, Job, Membership, Project, Role
 from workspace.review import COMMENT_MAX_CHARS
+from workspace.webhook_models import SUBSCRIBABLE
 
 QUALITY_LABELS = {
     "auto": "Auto",
@@ -455,3 +456,22 @@ class AuditFilterForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["action"].choices = [("", "Any action"), *AuditEvent.Action.choices]
         self.fields["project"].queryset = Project.objects.order_by("name")
+
+
+class WebhookForm(forms.Form):
+    """A webhook endpoint as an owner registers it; webhooks.endpoint_add checks where it leads."""
+
+    url = forms.URLField(
+        label="Endpoint URL",
+        max_length=500,
+        assume_scheme="https",
+        help_text="An https:// address on the public internet; every message is signed.",
+    )
+    description = forms.CharField(label="Description", max_length=120, required=False)
+    events = forms.MultipleChoiceField(
+        label="Events",
+        choices=[(event.value, event.label) for event in SUBSCRIBABLE],
+        widget=forms.CheckboxSelectMultiple,
+        initial=[event.value for event in SUBSCRIBABLE[:2]],
+        error_messages={"required": "Choose at least one event."},
+    )

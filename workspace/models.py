@@ -905,6 +905,9 @@ class AuditEvent(models.Model):
         IMAGE_RESTORED = "image.restored", "Image restored"
         IMAGE_PURGED = "image.purged", "Image files purged"
         LOCKOUT = "auth.lockout", "Sign-in locked out"
+        WEBHOOK_ADDED = "webhook.added", "Webhook added"
+        WEBHOOK_REMOVED = "webhook.removed", "Webhook removed"
+        WEBHOOK_ROTATED = "webhook.rotated", "Webhook secret rotated"
 
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -948,3 +951,7 @@ class AuditEvent(models.Model):
         return [
             (name, before.get(name, "–"), after.get(name, "–")) for name in dict.fromkeys([*before, *after])
         ]
+
+
+# Webhook endpoints, deliveries and attempts live in their own module; imported here so Django finds them.
+from workspace.webhook_models import WebhookAttempt, WebhookDelivery, WebhookEndpoint  # noqa: E402, F401

@@ -7,7 +7,7 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 from psycopg_pool import PoolTimeout
 
-from workspace import review, worker
+from workspace import review, webhooks, worker
 
 # A database restarting, out of reach or with its pool exhausted: worth trying again shortly, where
 # acknowledging the message would leave the job queued until the sweep's lost-message check.
@@ -34,3 +34,13 @@ def sweep_jobs() -> dict[str, int]:
 @shared_task(ignore_result=True)
 def purge_deleted_images() -> int:
     return review.images_purge()
+
+
+@shared_task(ignore_result=True, autoretry_for=INFRASTRUCTURE_ERRORS, retry_backoff=True, max_retries=10)
+def deliver_webhook(delivery_id: int) -> None:
+    webhooks.deliveries_attempt(delivery_id=delivery_id)
+
+
+@shared_task(ignore_result=True)
+def sweep_webhooks() -> dict[str, int]:
+    return webhooks.deliveries_sweep()

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from workspace.views import audit, gallery, images, library, metrics, projects, spend, studio
+from workspace.views import audit, gallery, images, library, metrics, projects, spend, studio, webhooks
 
 urlpatterns = [
     # Projects and their people (views/projects.py).
@@ -10,6 +10,20 @@ urlpatterns = [
     path("projects/new", projects.project_create, name="project_create"),
     path("p/<int:project_id>/settings", projects.project_settings, name="project_settings"),
     path("p/<int:project_id>/archive", projects.project_archive, name="project_archive"),
+    # Webhooks, on the settings page (views/webhooks.py).
+    path("p/<int:project_id>/webhooks", webhooks.webhook_add, name="webhook_add"),
+    path(
+        "p/<int:project_id>/webhooks/<int:endpoint_id>/remove", webhooks.webhook_remove, name="webhook_remove"
+    ),
+    path(
+        "p/<int:project_id>/webhooks/<int:endpoint_id>/rotate", webhooks.webhook_rotate, name="webhook_rotate"
+    ),
+    path("p/<int:project_id>/webhooks/<int:endpoint_id>/ping", webhooks.webhook_ping, name="webhook_ping"),
+    path(
+        "p/<int:project_id>/webhooks/deliveries/<int:delivery_id>/redeliver",
+        webhooks.webhook_redeliver,
+        name="webhook_redeliver",
+    ),
     path("p/<int:project_id>/members", projects.members, name="members"),
     path("p/<int:project_id>/members/<int:membership_id>/role", projects.member_role, name="member_role"),
     path(

@@ -23,7 +23,7 @@ from django.core.files.storage import default_storage
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
-from workspace import formats, imageapi, observability, outputs, queue, spend
+from workspace import formats, imageapi, observability, outputs, queue, spend, webhooks
 from workspace.models import ApiCall, Image, Job
 
 logger = logging.getLogger(__name__)
@@ -301,6 +301,7 @@ def _finish(job: Job, stored: list[outputs.StoredFile]) -> None:
                     for item in stored
                 ]
             )
+            webhooks.job_ended(job_id=job.pk)  # the event commits with the transition
     if not won:
         # The lease was lost (the sweep gave the job to another worker, or it was canceled meanwhile).
         logger.warning("job %s: finished after losing its claim; discarding this attempt's files", job.pk)
@@ -338,7 +339,16 @@ def _record_failure(job: Job, failure: imageapi.CallFailure) -> None:
                 ):
                     transaction.on_commit(lambda: queue.send_job(job.pk, countdown=delay))
             return
-    Job.objects.fail(job.pk, token=job.claim_token, code=failure.code, message=reason)
+    _fail(job.pk, token=job.claim_token, code=failure.code, message=reason)
+
+
+def _fail(job_id: int, **transition) -> bool:
+    """Job.objects.fail, with the job.failed webhook event in the same transaction."""
+    with transaction.atomic():
+        won = Job.objects.fail(job_id, **transition)
+        if won:
+            webhooks.job_ended(job_id=job_id)
+    return won
 
 
 # --- Leases and the finisher -------------------------------------------------------------------------
@@ -491,7 +501,7 @@ def _sweep() -> dict[str, int]:
     for job in expired.only("pk", "project_id", "attempts", "max_attempts", "claim_token", "deadline_at"):
         if job.attempts >= job.max_attempts or job.deadline_at <= now:
             message = f"{INTERRUPTED_REASON} It was tried {job.attempts} times; retry it when ready."
-            won = Job.objects.fail(
+            won = _fail(
                 job.pk, token=job.claim_token, code="interrupted", message=message, lease_expired_by=now
             )
             counts["failed"] += won

@@ -8,9 +8,9 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from workspace import projects
+from workspace import projects, webhooks
 from workspace.access import project_access
-from workspace.forms import AddMemberForm, ChangeRoleForm, ProjectForm
+from workspace.forms import AddMemberForm, ChangeRoleForm, ProjectForm, WebhookForm
 from workspace.models import Image, Job, Membership, Project, Role
 
 
@@ -61,11 +61,28 @@ def project_settings(request: HttpRequest, project_id: int) -> HttpResponse:
         projects.project_rename(project=access.project, name=form.cleaned_data["name"])
         messages.success(request, "Project renamed.")
         return redirect("project_settings", project_id)
-    status = 400 if form.errors else 200
+    return render_settings(request, access, form=form, status=400 if form.errors else 200)
+
+
+def render_settings(
+    request: HttpRequest,
+    access,
+    *,
+    form: ProjectForm | None = None,
+    webhook_form: WebhookForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    """The settings page, with either form carrying its errors (views/webhooks.py re-renders it too)."""
     return render(
         request,
         "workspace/project_settings.html",
-        {"form": form, "project": access.project, "access": access},
+        {
+            "form": form or ProjectForm(instance=access.project),
+            "project": access.project,
+            "access": access,
+            "webhook_form": webhook_form or WebhookForm(),
+            "endpoints": webhooks.endpoints_for_settings(project=access.project),
+        },
         status=status,
     )
 
