@@ -948,3 +948,7 @@ class AuditEvent(models.Model):
         return [
             (name, before.get(name, "–"), after.get(name, "–")) for name in dict.fromkeys([*before, *after])
         ]
+
+
+# The API's rows live with the API (workspace/api/models.py); imported here so the app registers them.
+from workspace.api.models import ApiToken, ApiTokenJob, IdempotencyRecord  # noqa: E402, F401

@@ -34,3 +34,10 @@ def sweep_jobs() -> dict[str, int]:
 @shared_task(ignore_result=True)
 def purge_deleted_images() -> int:
     return review.images_purge()
+
+
+@shared_task(ignore_result=True)
+def purge_idempotency_keys() -> int:
+    from workspace.api import idempotency
+
+    return idempotency.records_purge()
