@@ -65,6 +65,14 @@ def assert_error(response, status: int, code: str | None = None) -> dict:
     return error
 
 
+@pytest.fixture(autouse=True)
+def fresh_rate_limits():
+    """Requests without a token share one client address here: start each test with a fresh count."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def bob_api(cast, project):
     return Api(secret_for(cast.bob))

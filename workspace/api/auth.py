@@ -90,7 +90,8 @@ class TokenRateThrottle(SimpleRateThrottle):
 
     def get_cache_key(self, request, view) -> str:
         if isinstance(request.auth, ApiToken):
-            return f"throttle_api_token_{request.auth.pk}"
+            # The secret's hash, not the row's id: ids restart with a new database, the cache may not.
+            return f"throttle_api_token_{request.auth.key_hash[:24]}"
         return f"throttle_api_anon_{self.get_ident(request)}"
 
 
