@@ -75,6 +75,8 @@ INSTALLED_APPS = [
     "template_partials",
     "axes",
     "django_prometheus",
+    "rest_framework",
+    "drf_spectacular",
     "workspace",
 ]
 # Benchmarks, demo data and `make run` live in the dev tools app, which a clone has and the production
@@ -455,6 +457,39 @@ CELERY_BEAT_SCHEDULE = {
     "purge-deleted-images": {"task": "workspace.tasks.purge_deleted_images", "schedule": 180},
     # Webhook deliveries whose retry is due after a long wait, or whose worker died mid-attempt.
     "sweep-webhooks": {"task": "workspace.tasks.sweep_webhooks", "schedule": 60},
+    # Idempotency records past API_IDEMPOTENCY_HOURS (they are ignored already; this keeps the table small).
+    "purge-idempotency-keys": {"task": "workspace.tasks.purge_idempotency_keys", "schedule": 3600},
+}
+
+# --- The API (/api/v1/, workspace/api/) -------------------------------------------------------------
+# Requests a minute per token (per client address without one), counted in the cache (Redis when set).
+API_RATE_PER_MINUTE = envint("API_RATE_PER_MINUTE", 120, minimum=1)
+# How long an Idempotency-Key's first answer is replayed; beat purges older records.
+API_IDEMPOTENCY_HOURS = 24
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["workspace.api.auth.BearerTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["workspace.api.auth.TokenRateThrottle"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "EXCEPTION_HANDLER": "workspace.api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+    "COERCE_DECIMAL_TO_STRING": True,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Atelier API",
+    "DESCRIPTION": "Make and edit images with GPT Image models from scripts. Authenticate with "
+    "`Authorization: Bearer atl_…` (make a token on your account page).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
 }
 
 # --- Metrics (workspace/observability.py) -------------------------------------------------------------

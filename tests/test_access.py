@@ -66,13 +66,18 @@ def _walk(patterns, prefix: str = "", namespace: str = "") -> Iterator[tuple[str
 
 
 def workspace_routes() -> dict[str, tuple[str, set[str]]]:
-    """The app's own routes (not the admin's or the login's): name -> (path pattern, kwarg names)."""
+    """The app's own routes (not the admin's or the login's): name -> (path pattern, kwarg names).
+
+    Not the API's (workspace.api, /api/v1/): bearer tokens and JSON errors, not sessions and log-in
+    redirects; tests/test_api_access.py holds its matrix.
+    """
     import config.urls
 
     return {
         name: (path, names)
         for name, path, names, view in _walk(get_resolver(config.urls).url_patterns)
         if getattr(view, "__module__", "").split(".")[0] == "workspace"
+        and not getattr(view, "__module__", "").startswith("workspace.api")
     }
 
 
@@ -139,6 +144,10 @@ ROUTES: dict[str, Route] = {
     "spend_csv": Route(get=STAFF),
     "spend_budget_set": write(STAFF, lambda world: {"scope": "workspace", "monthly_limit": "250"}),
     "audit": Route(get=STAFF),
+    "account_tokens": Route(
+        get=SIGNED_IN, post=SIGNED_IN, data=lambda world: {"name": "CI", "scopes": ["read"]}
+    ),
+    "token_revoke": write(SIGNED_IN, lambda world: {"token": "0"}),
     "my_prompts": Route(get=SIGNED_IN),
     # The project and its team.
     "project": Route(),

@@ -56,7 +56,9 @@ class BusyMiddleware:
         match = getattr(request, "resolver_match", None)
         creates = request.method == "POST" and match is not None and match.url_name in CREATES_A_JOB
         message = BUSY_JOB if creates else BUSY
-        if request.headers.get("HX-Request") != "true":
+        if request.path_info.startswith(API_PREFIX):
+            response = _plain(message, 503, request)
+        elif request.headers.get("HX-Request") != "true":
             response = HttpResponse(PAGE.format(message=escape(message)), status=503)
         elif request.method == "POST":
             # Say it at the top of the page and leave the form as typed, ready to send again.
@@ -84,6 +86,8 @@ class RefusalMiddleware:
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if isinstance(exception, ProjectArchived):
+            if request.path_info.startswith(API_PREFIX):
+                return _plain(str(exception), 409, request)
             return HttpResponse(str(exception), status=409, content_type="text/plain; charset=utf-8")
         return None
 
@@ -92,8 +96,15 @@ _ASCII_DIGITS = re.compile(r"[0-9]{1,19}")
 _READ_CHUNK = 64 * 1024
 
 
-def _plain(text: str, status: int) -> HttpResponse:
+def _plain(text: str, status: int, request: HttpRequest | None = None) -> HttpResponse:
+    if request is not None and request.path_info.startswith(API_PREFIX):
+        from workspace.api.errors import error_response  # the API answers in its own JSON shape
+
+        return error_response(status, text)
     return HttpResponse(text, status=status, content_type="text/plain; charset=utf-8")
+
+
+API_PREFIX = "/api/"
 
 
 def _size(n: int) -> str:
@@ -129,7 +140,7 @@ class BoundedRequestMiddleware:
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if isinstance(exception, limits.Busy):
-            response = _plain(str(exception), 503)
+            response = _plain(str(exception), 503, request)
             response["Retry-After"] = "5"
             return response
         return None
@@ -138,18 +149,26 @@ class BoundedRequestMiddleware:
         declared = (request.META.get("CONTENT_LENGTH") or "").strip()
         if declared:
             if not _ASCII_DIGITS.fullmatch(declared):
-                return _plain("This request's Content-Length is not a number.", 400)
+                return _plain("This request's Content-Length is not a number.", 400, request)
             length = int(declared)
             if length <= settings.ANONYMOUS_MAX_REQUEST_BYTES:
                 return None  # most requests: no need to know who is asking
             cap, signed_in = self._cap(request)
-            return self._too_large(length, cap, signed_in) if length > cap else None
+            return self._too_large(length, cap, signed_in, request) if length > cap else None
         if "HTTP_TRANSFER_ENCODING" not in request.META:
             return None  # no body at all
         cap, signed_in = self._cap(request)
         return self._read_unsized_body(request, cap, signed_in)
 
     def _cap(self, request: HttpRequest) -> tuple[int, bool]:
+        if request.path_info.startswith(API_PREFIX):
+            # The API signs in with a bearer token, not the session: a valid one gets the signed-in cap.
+            from workspace.api.auth import token_user
+
+            user = token_user(request.headers.get("Authorization", ""))
+            if user is not None:
+                return settings.MAX_REQUEST_BYTES, True
+            return settings.ANONYMOUS_MAX_REQUEST_BYTES, False
         # Only for bodies over the small cap: load the user from the session, once (AuthenticationMiddleware
         # reuses _cached_user rather than loading it again).
         user = auth.get_user(request)
@@ -158,10 +177,12 @@ class BoundedRequestMiddleware:
             return settings.MAX_REQUEST_BYTES, True
         return settings.ANONYMOUS_MAX_REQUEST_BYTES, False
 
-    def _too_large(self, length: int | None, cap: int, signed_in: bool) -> HttpResponse:
+    def _too_large(
+        self, length: int | None, cap: int, signed_in: bool, request: HttpRequest | None = None
+    ) -> HttpResponse:
         size = f"more than {_size(cap)}" if length is None else _size(length)
         advice = "upload fewer or smaller files at a time." if signed_in else "sign in first."
-        return _plain(f"This request is {size}; the limit is {_size(cap)}: {advice}", 413)
+        return _plain(f"This request is {size}; the limit is {_size(cap)}: {advice}", 413, request)
 
     def _read_unsized_body(self, request: HttpRequest, cap: int, signed_in: bool) -> HttpResponse | None:
         source = request.META["wsgi.input"]
@@ -171,7 +192,7 @@ class BoundedRequestMiddleware:
             length += len(chunk)
             if length > cap:
                 body.close()
-                return self._too_large(None, cap, signed_in)
+                return self._too_large(None, cap, signed_in, request)
             body.write(chunk)
         body.seek(0)
         request.META["CONTENT_LENGTH"] = str(length)

@@ -954,4 +954,6 @@ class AuditEvent(models.Model):
 
 
 # Webhook endpoints, deliveries and attempts live in their own module; imported here so Django finds them.
+# The API's rows live with the API (workspace/api/models.py); imported here so the app registers them.
+from workspace.api.models import ApiToken, ApiTokenJob, IdempotencyRecord  # noqa: E402, F401
 from workspace.webhook_models import WebhookAttempt, WebhookDelivery, WebhookEndpoint  # noqa: E402, F401

@@ -44,3 +44,10 @@ def deliver_webhook(delivery_id: int) -> None:
 @shared_task(ignore_result=True)
 def sweep_webhooks() -> dict[str, int]:
     return webhooks.deliveries_sweep()
+
+
+@shared_task(ignore_result=True)
+def purge_idempotency_keys() -> int:
+    from workspace.api import idempotency
+
+    return idempotency.records_purge()

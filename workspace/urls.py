@@ -1,6 +1,17 @@
 from django.urls import path
 
-from workspace.views import audit, gallery, images, library, metrics, projects, spend, studio, webhooks
+from workspace.views import (
+    account,
+    audit,
+    gallery,
+    images,
+    library,
+    metrics,
+    projects,
+    spend,
+    studio,
+    webhooks,
+)
 
 urlpatterns = [
     # Projects and their people (views/projects.py).
@@ -84,6 +95,9 @@ urlpatterns = [
     path("spend/dashboard", spend.spend_dashboard, name="spend_dashboard"),
     path("spend/dashboard.csv", spend.spend_csv, name="spend_csv"),
     path("spend/budgets", spend.spend_budget_set, name="spend_budget_set"),
+    # API tokens on the account page (views/account.py).
+    path("account/tokens", account.tokens, name="account_tokens"),
+    path("account/tokens/revoke", account.token_revoke_view, name="token_revoke"),
     # The audit trail, for staff (views/audit.py).
     path("audit/", audit.audit_log, name="audit"),
 ]

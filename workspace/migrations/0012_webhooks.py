@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('workspace', '0010_audit_and_purge'),
+        ('workspace', '0011_api'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -1,0 +1,135 @@
+"""The API's own access matrix, over every /api/v1/ route the resolver has: without a token a 401, a
+stranger (charlie) a 404 on every project route, a viewer (vera) reads and gets 403 for writes, an
+editor (bob) writes; another project's object through my project's URL is a 404. A route this file
+does not classify fails here the day it is added."""
+
+import json
+import uuid
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from tests.factories import ImageFactory, JobFactory, ReferenceFactory
+from tests.test_access import _walk
+from workspace.api.tokens import token_create
+from workspace.models import Job, Role
+
+pytestmark = pytest.mark.django_db
+
+# name -> (method, the role it needs inside the project, or None outside one).
+API_ROUTES = {
+    "project-list": ("get", None),
+    "project-detail": ("get", Role.VIEWER),
+    "job-create": ("post", Role.EDITOR),
+    "edit-create": ("post", Role.EDITOR),
+    "job-detail": ("get", Role.VIEWER),
+    "job-cancel": ("post", Role.EDITOR),
+    "job-retry": ("post", Role.EDITOR),
+    "image-list": ("get", Role.VIEWER),
+    "image-detail": ("get", Role.VIEWER),
+    "image-download": ("get", Role.VIEWER),
+    "reference-upload": ("post", Role.EDITOR),
+    "my-spend": ("get", None),
+    "user-spend": ("get", None),  # staff with an admin token: test_api.py
+}
+PUBLIC = {"schema", "docs", "not-found"}
+
+
+def api_routes() -> dict[str, set[str]]:
+    from django.urls import get_resolver
+
+    import config.urls
+
+    return {
+        name.removeprefix("api:"): kwargs
+        for name, path, kwargs, view in _walk(get_resolver(config.urls).url_patterns)
+        if name.startswith("api:")
+    }
+
+
+def test_every_api_route_is_classified():
+    assert set(api_routes()) == set(API_ROUTES) | PUBLIC
+
+
+@pytest.fixture(autouse=True)
+def fresh_rate_limits():
+    """Requests without a token share one client address here: start each test with a fresh count."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture
+def world(cast, project, other_project):
+    image = ImageFactory(job__project=project, job__author=cast.bob)
+    failed = JobFactory(project=project, author=cast.bob, status=Job.Status.FAILED)
+    queued = JobFactory(project=project, author=cast.bob)
+    their_image = ImageFactory(job__project=other_project, job__author=cast.charlie)
+    return {
+        "mine": {"project_id": project.pk, "job_id": failed.pk, "image_id": image.pk},
+        "theirs": {"project_id": other_project.pk, "job_id": their_image.job_id, "image_id": their_image.pk},
+        "reference": ReferenceFactory(project=project, uploaded_by=cast.bob),
+        "image": image,
+        "queued": queued,
+    }
+
+
+def call(name: str, kwargs: dict, secret: str | None, world):
+    method, _ = API_ROUTES[name]
+    if name == "job-cancel" and kwargs["job_id"] == world["mine"]["job_id"]:
+        kwargs = kwargs | {"job_id": world["queued"].pk}  # only a job that has not started can be canceled
+    url = reverse(f"api:{name}", kwargs={k: v for k, v in kwargs.items() if k in api_routes()[name]})
+    headers = {"Authorization": f"Bearer {secret}"} if secret else {}
+    client = Client()
+    if method == "get":
+        return client.get(url, headers=headers)
+    headers["Idempotency-Key"] = str(uuid.uuid4())
+    if name == "reference-upload":
+        from django.core.files.uploadedfile import SimpleUploadedFile
+
+        from tests.factories import picture
+
+        return client.post(url, {"files": [SimpleUploadedFile("a.png", picture())]}, headers=headers)
+    body = {"prompt": "A lemon", "quality": "low"}
+    if name == "edit-create":
+        body |= {"inputs": [f"img:{world['image'].pk}"]}
+    data = json.dumps(body) if name in ("job-create", "edit-create") else "{}"
+    return client.post(url, data, content_type="application/json", headers=headers)
+
+
+ACTORS = ("anonymous", "charlie", "vera", "bob")
+
+
+@pytest.mark.parametrize("actor", ACTORS)
+@pytest.mark.parametrize("name", sorted(API_ROUTES))
+def test_each_actor_gets_what_the_route_allows(cast, world, name, actor):
+    secret = (
+        None
+        if actor == "anonymous"
+        else token_create(user=getattr(cast, actor), name="t", scopes=["read", "generate"]).secret
+    )
+    response = call(name, world["mine"], secret, world)
+    _, needs = API_ROUTES[name]
+    assert response["Content-Type"].startswith(("application/json", "image/")), response["Content-Type"]
+    if actor == "anonymous":
+        assert response.status_code == 401
+    elif name == "user-spend":
+        assert response.status_code == 403  # staff only, with an admin token
+    elif needs is None:
+        assert response.status_code == 200
+    elif actor == "charlie":
+        assert response.status_code == 404
+    elif actor == "vera" and needs == Role.EDITOR:
+        assert response.status_code == 403
+    else:
+        assert response.status_code in (200, 201), (name, response.content[:200])
+
+
+@pytest.mark.parametrize("name", sorted(n for n in API_ROUTES if {"job_id", "image_id"} & api_routes()[n]))
+def test_another_projects_object_through_my_project_is_a_404(cast, world, name):
+    secret = token_create(user=cast.bob, name="t", scopes=["read", "generate"]).secret
+    kwargs = world["mine"] | {k: v for k, v in world["theirs"].items() if k != "project_id"}
+    response = call(name, kwargs, secret, world)
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"

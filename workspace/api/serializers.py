@@ -1,0 +1,201 @@
+"""What the API answers (and, for the schema, what it takes). Validation of requests is the forms' job
+(workspace.forms.GenerationForm / EditForm): the request serializers here only document the shape."""
+
+from django.urls import reverse
+from rest_framework import serializers
+
+from workspace import imagemodels as im
+from workspace.models import Image, Job, Project, Reference
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    fields = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = ErrorDetailSerializer()
+
+
+class ProjectSerializer(serializers.ModelSerializer):
+    role = serializers.CharField(
+        read_only=True, allow_null=True, help_text="Your role; null for staff outside it."
+    )
+    archived = serializers.BooleanField(source="is_archived", read_only=True)
+
+    class Meta:
+        model = Project
+        fields = ["id", "name", "role", "archived", "created_at"]
+
+
+def _image_links(image: Image) -> dict:
+    args = [image.project_id, image.pk]
+    return {
+        "self": reverse("api:image-detail", args=args),
+        "download": reverse("api:image-download", args=args),
+    }
+
+
+class ImageSummarySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    job = serializers.IntegerField(source="job_id")
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    review_state = serializers.CharField()
+    links = serializers.SerializerMethodField()
+
+    def get_links(self, image: Image) -> dict[str, str]:
+        return _image_links(image)
+
+
+class JobSerializer(serializers.ModelSerializer):
+    params = serializers.SerializerMethodField()
+    images = serializers.SerializerMethodField()
+    inputs = serializers.SerializerMethodField()
+    links = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "project",
+            "kind",
+            "status",
+            "prompt",
+            "params",
+            "inputs",
+            "estimated_cost",
+            "attempts",
+            "error_code",
+            "error_message",
+            "retry_reason",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "images",
+            "links",
+        ]
+
+    def get_params(self, job: Job) -> dict[str, str | int | None]:
+        return job.request_fields()
+
+    def get_inputs(self, job: Job) -> list[str]:
+        if not job.is_edit:
+            return []
+        return [
+            f"img:{item.image_id}" if item.image_id else f"ref:{item.reference_id}"
+            for item in job.inputs.all()
+        ]
+
+    def get_images(self, job: Job) -> list[dict]:
+        if job.status != Job.Status.SUCCEEDED:
+            return []
+        images = Image.objects.visible().filter(job=job).order_by("index")
+        return ImageSummarySerializer(images, many=True).data
+
+    def get_links(self, job: Job) -> dict[str, str]:
+        args = [job.project_id, job.pk]
+        return {
+            "self": reverse("api:job-detail", args=args),
+            "cancel": reverse("api:job-cancel", args=args),
+            "retry": reverse("api:job-retry", args=args),
+        }
+
+
+class GenerationRequestSerializer(serializers.Serializer):
+    prompt = serializers.CharField(max_length=im.MAX_PROMPT_CHARS)
+    model = serializers.CharField(required=False, help_text=f"Default {im.DEFAULT_MODEL}.")
+    size = serializers.CharField(
+        required=False,
+        help_text="A preset name (square, portrait, landscape…) or “custom” with width/height.",
+    )
+    width = serializers.IntegerField(required=False, allow_null=True)
+    height = serializers.IntegerField(required=False, allow_null=True)
+    quality = serializers.CharField(required=False)
+    output_format = serializers.CharField(required=False)
+    output_compression = serializers.IntegerField(required=False, allow_null=True)
+    background = serializers.CharField(required=False)
+    moderation = serializers.CharField(required=False)
+    complexity = serializers.CharField(required=False, allow_blank=True)
+    n = serializers.IntegerField(required=False, min_value=1, max_value=im.MAX_IMAGES_PER_JOB)
+
+
+class EditRequestSerializer(GenerationRequestSerializer):
+    moderation = None
+    input_fidelity = serializers.CharField(required=False, allow_blank=True)
+    inputs = serializers.ListField(
+        child=serializers.RegexField(r"^(img|ref):[0-9]{1,18}$"),
+        help_text="Earlier images (“img:ID”) and references (“ref:ID”), in order; the first is edited.",
+    )
+
+
+class ReferenceSerializer(serializers.ModelSerializer):
+    input = serializers.SerializerMethodField(help_text="How an edit names it in `inputs`.")
+
+    class Meta:
+        model = Reference
+        fields = ["id", "name", "width", "height", "format", "bytes", "sha256", "created_at", "input"]
+
+    def get_input(self, reference: Reference) -> str:
+        return f"ref:{reference.pk}"
+
+
+class ReferenceUploadSerializer(serializers.Serializer):
+    files = serializers.ListField(child=serializers.FileField())
+
+
+class ReferenceUploadResultSerializer(serializers.Serializer):
+    references = ReferenceSerializer(many=True)
+    rejected = serializers.DictField(
+        child=serializers.CharField(), help_text="File name → why it was refused."
+    )
+
+
+class ImagePageSerializer(serializers.Serializer):
+    images = ImageSummarySerializer(many=True)
+    next_cursor = serializers.CharField(help_text="Pass as ?cursor= for the next page; empty on the last.")
+
+
+class LineageInputSerializer(serializers.Serializer):
+    position = serializers.IntegerField()
+    input = serializers.CharField()
+
+
+class ImageDetailSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    project = serializers.IntegerField(source="project_id")
+    job = JobSerializer()
+    index = serializers.IntegerField()
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+    format = serializers.CharField()
+    bytes = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    review_state = serializers.CharField()
+    parents = LineageInputSerializer(many=True, help_text="The inputs of the edit that made it.")
+    children = serializers.ListField(child=serializers.IntegerField(), help_text="Images made from it.")
+    ancestors = serializers.ListField(child=serializers.IntegerField(), help_text="Every earlier image.")
+    links = serializers.DictField(child=serializers.CharField())
+
+
+class SpendSerializer(serializers.Serializer):
+    spent = serializers.DecimalField(max_digits=14, decimal_places=6)
+    simulated = serializers.DecimalField(max_digits=14, decimal_places=6)
+    held = serializers.DecimalField(max_digits=14, decimal_places=6)
+    limit = serializers.DecimalField(max_digits=10, decimal_places=2, allow_null=True)
+    demo = serializers.BooleanField()
+
+
+class UserSpendSerializer(serializers.Serializer):
+    user_id = serializers.IntegerField()
+    username = serializers.CharField()
+    cost = serializers.DecimalField(max_digits=14, decimal_places=6)
+    simulated_cost = serializers.DecimalField(max_digits=14, decimal_places=6)
+
+
+class SpendReportSerializer(serializers.Serializer):
+    start = serializers.DateField()
+    end = serializers.DateField()
+    users = UserSpendSerializer(many=True)

@@ -1,0 +1,30 @@
+"""/api/v1/: every route the API has. Webhook endpoints join here after the webhooks branch lands."""
+
+from django.urls import path, re_path
+from drf_spectacular.views import SpectacularAPIView
+
+from workspace.api import views
+
+app_name = "api"
+
+P = "projects/<int:project_id>"
+
+urlpatterns = [
+    path("projects", views.project_list, name="project-list"),
+    path(f"{P}", views.project_detail, name="project-detail"),
+    path(f"{P}/jobs", views.job_create, name="job-create"),
+    path(f"{P}/edits", views.edit_create, name="edit-create"),
+    path(f"{P}/jobs/<int:job_id>", views.job_detail, name="job-detail"),
+    path(f"{P}/jobs/<int:job_id>/cancel", views.job_cancel, name="job-cancel"),
+    path(f"{P}/jobs/<int:job_id>/retry", views.job_retry, name="job-retry"),
+    path(f"{P}/images", views.image_list, name="image-list"),
+    path(f"{P}/images/<int:image_id>", views.image_detail, name="image-detail"),
+    path(f"{P}/images/<int:image_id>/download", views.image_download, name="image-download"),
+    path(f"{P}/references", views.reference_upload, name="reference-upload"),
+    path("spend/me", views.my_spend, name="my-spend"),
+    path("spend/users", views.user_spend, name="user-spend"),
+    path("schema", SpectacularAPIView.as_view(), name="schema"),
+    path("docs", views.docs, name="docs"),
+    # Last: any other address under /api/v1/ is a 404 in the API's error shape, not an HTML page.
+    re_path(r"^(?P<rest>.*)$", views.not_found, name="not-found"),
+]

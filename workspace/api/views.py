@@ -1,0 +1,381 @@
+"""The API's views: each parses, calls one service, renders. Access is workspace.access's (another
+project's object is a 404, an archived project's write a 409); validation is the forms'."""
+
+from django.db.models import OuterRef, Subquery
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.decorators import api_view, authentication_classes, permission_classes, throttle_classes
+from rest_framework.exceptions import NotFound
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from workspace import edits, gallery, jobs, library, lineage, spend
+from workspace.access import object_access, project_access
+from workspace.api import serializers as s
+from workspace.api.auth import NeedsStaff, needs
+from workspace.api.errors import ApiError
+from workspace.api.idempotency import HEADER, idempotent
+from workspace.api.tokens import api_job_create, api_job_retry
+from workspace.forms import EditForm, GenerationForm, SpendPeriodForm
+from workspace.models import Image, Job, Membership, Project, Role
+from workspace.views._common import serve
+
+READ, GENERATE, ADMIN = needs("read"), needs("generate"), needs("admin")
+ERRORS = {code: s.ErrorSerializer for code in (400, 401, 403, 404, 429)}
+WRITE_ERRORS = ERRORS | {402: s.ErrorSerializer, 409: s.ErrorSerializer}
+IDEMPOTENCY = OpenApiParameter(
+    HEADER,
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=True,
+    description="Any unique string (a UUID): the same key and body within 24 h get the first answer again.",
+)
+
+# What JSON type each field of the forms takes (the forms then apply their own rules and messages).
+STRING, INTEGER = "a string", "a whole number"
+GENERATION_TYPES = {
+    "prompt": STRING, "model": STRING, "size": STRING, "width": INTEGER, "height": INTEGER,
+    "quality": STRING, "output_format": STRING, "output_compression": INTEGER, "background": STRING,
+    "moderation": STRING, "complexity": STRING, "n": INTEGER,
+}  # fmt: skip
+EDIT_TYPES = {name: kind for name, kind in GENERATION_TYPES.items() if name != "moderation"} | {
+    "input_fidelity": STRING,
+    "inputs": "a list of “img:ID” and “ref:ID” strings",
+}
+
+
+def _typed(value, kind: str) -> bool:
+    if value is None:
+        return True
+    if kind == STRING:
+        return isinstance(value, str)
+    if kind == INTEGER:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _body(request: Request, types: dict[str, str]) -> dict:
+    """The JSON object sent, checked for unknown fields and JSON types; 400 naming each problem."""
+    if not isinstance(request.data, dict) or request.content_type.split(";")[0].strip() != "application/json":
+        raise ApiError(400, "invalid", "Send a JSON object (Content-Type: application/json).")
+    fields = {name: ["Unknown field."] for name in request.data if name not in types}
+    fields |= {
+        name: [f"Expected {types[name]}."]
+        for name, value in request.data.items()
+        if name in types and not _typed(value, types[name])
+    }
+    if fields:
+        raise ApiError(400, "invalid", "Some fields are not valid: " + ", ".join(fields) + ".", fields)
+    return {name: value for name, value in request.data.items() if value is not None}
+
+
+def _valid_form(form_class: type[GenerationForm], data: dict) -> GenerationForm:
+    """The browser's form, filled with the form's own defaults where the request left a field out."""
+    defaults = {name: f.initial for name, f in form_class.base_fields.items() if f.initial is not None}
+    if form_class is EditForm:
+        defaults["size"] = "auto"
+    form = form_class(defaults | data)
+    if not form.is_valid():
+        fields = {name: list(messages) for name, messages in form.errors.items()}
+        general = fields.pop("__all__", [])
+        message = " ".join(general) or "Some fields are not valid: " + ", ".join(fields) + "."
+        raise ApiError(400, "invalid", message, fields)
+    return form
+
+
+def _job_answer(job: Job, status: int = 200) -> Response:
+    return Response(s.JobSerializer(job).data, status=status)
+
+
+# --- Projects ---------------------------------------------------------------------------------------
+
+
+@extend_schema(responses={200: s.ProjectSerializer(many=True)} | ERRORS, operation_id="projects_list")
+@api_view(["GET"])
+@permission_classes([READ])
+def project_list(request: Request) -> Response:
+    """Projects you belong to (staff: every project), with your role."""
+    role = Membership.objects.filter(project=OuterRef("pk"), user=request.user).values("role")[:1]
+    projects = (
+        Project.objects.for_user(request.user).annotate(role=Subquery(role)).distinct().order_by("name", "id")
+    )
+    return Response(s.ProjectSerializer(projects, many=True).data)
+
+
+@extend_schema(responses={200: s.ProjectSerializer} | ERRORS)
+@api_view(["GET"])
+@permission_classes([READ])
+def project_detail(request: Request, project_id: int) -> Response:
+    access = project_access(request.user, project_id)
+    project = access.project
+    project.role = access.role.value if access.is_member else None
+    return Response(s.ProjectSerializer(project).data)
+
+
+# --- Jobs ---------------------------------------------------------------------------------------------
+
+
+@extend_schema(
+    request=s.GenerationRequestSerializer,
+    responses={201: s.JobSerializer} | WRITE_ERRORS,
+    parameters=[IDEMPOTENCY],
+)
+@api_view(["POST"])
+@permission_classes([GENERATE])
+@idempotent
+def job_create(request: Request, project_id: int) -> Response:
+    """Queue a generation. The same rules and messages as the studio's form; 402 over a budget."""
+    access = project_access(request.user, project_id, needs=Role.EDITOR, writes=True)
+    form = _valid_form(GenerationForm, _body(request, GENERATION_TYPES))
+    job = api_job_create(
+        token=request.auth,
+        project=access.project,
+        author=request.user,
+        prompt=form.cleaned_data["prompt"],
+        params=form.job_params(),
+    )
+    return _job_answer(job, 201)
+
+
+@extend_schema(
+    request=s.EditRequestSerializer, responses={201: s.JobSerializer} | WRITE_ERRORS, parameters=[IDEMPOTENCY]
+)
+@api_view(["POST"])
+@permission_classes([GENERATE])
+@idempotent
+def edit_create(request: Request, project_id: int) -> Response:
+    """Queue an edit of earlier images and references (`inputs`, the first one edited)."""
+    access = project_access(request.user, project_id, needs=Role.EDITOR, writes=True)
+    data = _body(request, EDIT_TYPES)
+    tokens = data.pop("inputs", [])
+    form = _valid_form(EditForm, data)
+    chosen = edits.inputs_resolve(project=access.project, tokens=tokens)
+    if chosen.problem or not chosen.chosen:
+        reason = chosen.problem or "Choose at least one image to edit."
+        raise ApiError(400, "invalid", reason, {"inputs": [reason]})
+    job = api_job_create(
+        token=request.auth,
+        project=access.project,
+        author=request.user,
+        prompt=form.cleaned_data["prompt"],
+        params=form.job_params(),
+        inputs=chosen.chosen,
+    )
+    return _job_answer(job, 201)
+
+
+@extend_schema(responses={200: s.JobSerializer} | ERRORS)
+@api_view(["GET"])
+@permission_classes([READ])
+def job_detail(request: Request, project_id: int, job_id: int) -> Response:
+    """A job's status, and its images once it has succeeded."""
+    _, job = object_access(request.user, Job.objects.all(), project_id=project_id, pk=job_id)
+    return _job_answer(job)
+
+
+@extend_schema(request=None, responses={200: s.JobSerializer} | WRITE_ERRORS)
+@api_view(["POST"])
+@permission_classes([GENERATE])
+def job_cancel(request: Request, project_id: int, job_id: int) -> Response:
+    """Cancel a job that has not started; 409 if it already has."""
+    _, job = object_access(
+        request.user, Job.objects.all(), project_id=project_id, pk=job_id, needs=Role.EDITOR, writes=True
+    )
+    if not jobs.job_cancel(job=job):
+        raise ApiError(
+            409, "too_late", f"This job is {job.get_status_display().lower()}; it cannot be canceled."
+        )
+    job.refresh_from_db()
+    return _job_answer(job)
+
+
+@extend_schema(request=None, responses={200: s.JobSerializer} | WRITE_ERRORS, parameters=[IDEMPOTENCY])
+@api_view(["POST"])
+@permission_classes([GENERATE])
+@idempotent
+def job_retry(request: Request, project_id: int, job_id: int) -> Response:
+    """Queue a failed or canceled job again, charged to you; 409 if it is not failed or canceled."""
+    _, job = object_access(
+        request.user, Job.objects.all(), project_id=project_id, pk=job_id, needs=Role.EDITOR, writes=True
+    )
+    if not api_job_retry(token=request.auth, job=job, actor=request.user):
+        raise ApiError(409, "not_retryable", "Only a failed or canceled job can be retried.")
+    job.refresh_from_db()
+    return _job_answer(job)
+
+
+# --- Images and references -----------------------------------------------------------------------
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter("cursor", OpenApiTypes.STR, description="From the previous page's next_cursor."),
+        *[OpenApiParameter(name, OpenApiTypes.STR) for name in ("q", "model", "review", "kind", "aspect")],
+        OpenApiParameter("author", OpenApiTypes.INT),
+        OpenApiParameter("favourites", OpenApiTypes.BOOL),
+        OpenApiParameter("since", OpenApiTypes.DATE),
+        OpenApiParameter("until", OpenApiTypes.DATE),
+    ],
+    responses={200: s.ImagePageSerializer} | ERRORS,
+    operation_id="projects_images_list",
+)
+@api_view(["GET"])
+@permission_classes([READ])
+def image_list(request: Request, project_id: int) -> Response:
+    """The gallery: newest first, with its filters, a page at a time (keyset cursor)."""
+    access = project_access(request.user, project_id)
+    authors = list(Membership.objects.filter(project=access.project).values_list("user_id", "user__username"))
+    if request.user.pk not in {pk for pk, _ in authors}:
+        authors.append((request.user.pk, request.user.get_username()))
+    query = request.query_params
+    form = gallery.GalleryFilterForm(query, authors=authors)
+    if not form.is_valid():
+        fields = {name: list(messages) for name, messages in form.errors.items()}
+        raise ApiError(400, "invalid", "Some filters are not valid: " + ", ".join(fields) + ".", fields)
+    images = gallery.filtered(project=access.project, user=request.user, data=form.cleaned_data)
+    try:
+        page = gallery.page(images, cursor=query.get("cursor", ""))
+    except gallery.BadCursor:
+        raise ApiError(400, "invalid", "That cursor is not valid.", {"cursor": ["Not a cursor."]}) from None
+    return Response(
+        {"images": s.ImageSummarySerializer(page.items, many=True).data, "next_cursor": page.next_cursor}
+    )
+
+
+def _visible_image(request: Request, project_id: int, image_id: int) -> Image:
+    _, image = object_access(request.user, Image.objects.visible(), project_id=project_id, pk=image_id)
+    return image
+
+
+@extend_schema(responses={200: s.ImageDetailSerializer} | ERRORS)
+@api_view(["GET"])
+@permission_classes([READ])
+def image_detail(request: Request, project_id: int, image_id: int) -> Response:
+    """An image's metadata, the job that made it, and its lineage."""
+    image = _visible_image(request, project_id, image_id)
+    parents = [
+        {
+            "position": item.position,
+            "input": f"img:{item.image_id}" if item.image_id else f"ref:{item.reference_id}",
+        }
+        for item in lineage.parents(image)
+    ]
+    answer = {
+        "id": image.pk,
+        "project_id": image.project_id,
+        "job": image.job,
+        "index": image.index,
+        "width": image.width,
+        "height": image.height,
+        "format": image.format,
+        "bytes": image.bytes,
+        "created_at": image.created_at,
+        "review_state": image.review_state,
+        "parents": parents,
+        "children": [child.pk for child in lineage.children(image)],
+        "ancestors": [earlier.pk for earlier in lineage.ancestors(image)],
+        "links": s._image_links(image),
+    }
+    return Response(s.ImageDetailSerializer(answer).data)
+
+
+@extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY} | ERRORS)
+@api_view(["GET"])
+@permission_classes([READ])
+def image_download(request: Request, project_id: int, image_id: int) -> HttpResponse:
+    """The image file, as an attachment (a redirect to a signed URL when media is in a bucket)."""
+    image = _visible_image(request, project_id, image_id)
+    return serve(image.file.name, content_type=image.content_type, download_name=image.download_name)
+
+
+@extend_schema(
+    request={"multipart/form-data": s.ReferenceUploadSerializer},
+    responses={201: s.ReferenceUploadResultSerializer} | WRITE_ERRORS | {413: s.ErrorSerializer},
+)
+@api_view(["POST"])
+@permission_classes([GENERATE])
+def reference_upload(request: Request, project_id: int) -> Response:
+    """Add references to the library: verified and re-encoded without metadata, like the library page."""
+    access = project_access(request.user, project_id, needs=Role.EDITOR, writes=True)
+    files = request.FILES.getlist("files") if hasattr(request.FILES, "getlist") else []
+    unknown = [name for name in request.data if name != "files"]
+    if unknown:
+        raise ApiError(
+            400,
+            "invalid",
+            "Unknown fields: " + ", ".join(unknown) + ".",
+            {n: ["Unknown field."] for n in unknown},
+        )
+    if not files:
+        raise ApiError(
+            400, "invalid", "Send one or more images as multipart “files”.", {"files": ["Required."]}
+        )
+    stored, rejected = library.references_upload(project=access.project, user=request.user, files=files)
+    answer = {
+        "references": s.ReferenceSerializer(stored, many=True).data,
+        "rejected": {refusal.filename: refusal.reason for refusal in rejected},
+    }
+    if not stored:
+        reason = " ".join(str(refusal) for refusal in rejected)
+        raise ApiError(400, "upload_rejected", reason, {"files": [str(refusal) for refusal in rejected]})
+    return Response(answer, status=201)
+
+
+# --- Spend ------------------------------------------------------------------------------------------
+
+
+@extend_schema(responses={200: s.SpendSerializer} | ERRORS)
+@api_view(["GET"])
+@permission_classes([READ])
+def my_spend(request: Request) -> Response:
+    """This month: spent, simulated (demo mode), held by unfinished jobs, and your budget."""
+    summary = spend.summary_for(request.user)
+    return Response(s.SpendSerializer(summary).data)
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter("period", OpenApiTypes.STR, enum=["this_month", "last_month", "custom"]),
+        OpenApiParameter("start", OpenApiTypes.DATE),
+        OpenApiParameter("end", OpenApiTypes.DATE),
+    ],
+    responses={200: s.SpendReportSerializer} | ERRORS,
+)
+@api_view(["GET"])
+@permission_classes([ADMIN, NeedsStaff])
+def user_spend(request: Request) -> Response:
+    """Staff: each person's spend over a period (this month unless told)."""
+    form = SpendPeriodForm(request.query_params)
+    if not form.is_valid():
+        fields = {name: list(messages) for name, messages in form.errors.items()}
+        raise ApiError(400, "invalid", "Some fields are not valid: " + ", ".join(fields) + ".", fields)
+    report = spend.report(start=form.cleaned_data["start"], end=form.cleaned_data["end"])
+    users = [
+        {
+            "user_id": row["user_id"],
+            "username": row["user__username"],
+            "cost": row["cost"],
+            "simulated_cost": row["simulated_cost"],
+        }
+        for row in report.by_user
+    ]
+    return Response(s.SpendReportSerializer({"start": report.start, "end": report.end, "users": users}).data)
+
+
+# --- Not found, and the documentation page -------------------------------------------------------
+
+
+@extend_schema(exclude=True)
+@api_view(["GET", "POST", "PUT", "PATCH", "DELETE"])
+@authentication_classes([])
+@permission_classes([])
+@throttle_classes([])
+def not_found(request: Request, rest: str = "") -> Response:
+    raise NotFound("There is no such API address.")
+
+
+def docs(request: HttpRequest) -> HttpResponse:
+    """Swagger UI from static/vendor, started by a static script (no inline code under the CSP)."""
+    return render(request, "workspace/api_docs.html")
