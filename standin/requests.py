@@ -26,6 +26,8 @@ class RecordedRequest:
     # what a client that survived the call must have stored, and a call it must have been billed for.
     sent_sha256: list[str] = field(default_factory=list)
     completed: bool = False
+    completed_at: float = 0.0  # time.time() when the last byte was written
+    request_id: str = ""
 
     def summary(self) -> dict[str, Any]:
         """JSON-friendly view without file bytes or the API key."""

@@ -135,6 +135,7 @@ class _Handler(BaseHTTPRequestHandler):
         standin = self.server.standin
         endpoint = path.rsplit("/", 1)[1]
         record = RecordedRequest(path=path, headers={k.lower(): v for k, v in self.headers.items()})
+        record.request_id = self.request_id
         standin._record(record)
         content_type = self.headers.get("content-type", "")
         try:
@@ -190,7 +191,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = image_body(job)
         record.sent_sha256 = [_sha256_of_b64(item["b64_json"]) for item in body["data"]]
         self._send_json(200, body)
-        record.completed = True
+        record.completed, record.completed_at = True, time.time()
 
     def _stream(self, job: ImageJob, event_prefix: str, record: RecordedRequest) -> None:
         standin = self.server.standin
@@ -206,7 +207,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._write_event(completed_event(job, event_prefix, final_b64))
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
-        record.completed = True
+        record.completed, record.completed_at = True, time.time()
 
     def _write_event(self, payload: dict[str, Any]) -> None:
         data = f"event: {payload['type']}\ndata: {json.dumps(payload)}\n\n".encode()
