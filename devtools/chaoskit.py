@@ -212,6 +212,7 @@ class Report:
     ledger_entries: int = 0
     duplicates: int = 0
     unrecorded_killed: int = 0
+    crashes: list[str] = field(default_factory=list)
     faults: int = 0
     kills: Counter = field(default_factory=Counter)
     seconds: float = 0.0
@@ -229,6 +230,7 @@ class Report:
             ("duplicates (a job paid for two answers)", self.duplicates),
             ("billed calls cut off by a SIGKILL", self.unrecorded_killed),
             ("transient faults injected", self.faults),
+            ("processes that died by themselves (restarted)", "; ".join(self.crashes) or "none"),
             ("kills", ", ".join(f"{kind} {count}" for kind, count in sorted(self.kills.items())) or "none"),
             ("duration", f"{self.seconds:.0f} s"),
             ("violations", len(self.violations)),
@@ -276,6 +278,7 @@ class Chaos:
         self.prompts: list[str] = []
         self.submit_errors: Counter = Counter()
         self.faults = 0
+        self.crashes: list[str] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
 
@@ -354,10 +357,31 @@ class Chaos:
 
     # -- chaos
 
+    def _supervise(self) -> None:
+        """Restart a worker or beat that died by itself, as compose's `restart: unless-stopped` would,
+        and count it: a finding, though not a broken promise about jobs."""
+        while not self._stop.wait(0.5):
+            with self._lock:
+                for slot, process in enumerate(self.workers):
+                    if process is not None and process.poll() is not None:
+                        self.crashes.append(f"worker {process.pid} exited with {process.returncode}")
+                        self.log(
+                            f"  {time.time() - self.started:5.1f} s  worker {process.pid} died by itself"
+                        )
+                        self.start_worker(slot)
+                if self.beat is not None and self.beat.poll() is not None:
+                    self.crashes.append(f"beat {self.beat.pid} exited with {self.beat.returncode}")
+                    self.start_beat()
+
     def _kill(self, kind: str) -> None:
+        with self._lock:
+            self._kill_locked(kind)
+
+    def _kill_locked(self, kind: str) -> None:
         now = time.time()
         if kind in ("sigkill", "sigterm"):
-            slot = random.randrange(self.worker_count)
+            alive = [slot for slot, process in enumerate(self.workers) if process.poll() is None]
+            slot = random.choice(alive or [0])
             process = self.workers[slot]
             if kind == "sigkill":
                 process.kill()
@@ -481,6 +505,7 @@ class Chaos:
             f"Chaos {tag} job {number}: a lemon, a pear and a fig" for number in range(self.job_count)
         ]
         threads = [
+            threading.Thread(target=self._supervise, daemon=True),
             threading.Thread(target=self._chaos, daemon=True),
             threading.Thread(target=self._faults, daemon=True),
         ]
@@ -529,6 +554,7 @@ class Chaos:
         from workspace.models import ApiCall, Image, Job, LedgerEntry
 
         report = Report(submitted=len(self.prompts), faults=self.faults, seconds=self.seconds)
+        report.crashes = list(self.crashes)
         report.kills = Counter(kill.kind for kill in self.kills)
         bad = report.violations.append
         jobs = {
@@ -620,11 +646,13 @@ class Chaos:
 def ensure_user_and_project(*, username: str) -> int:
     """The run's author and project (an owner), fresh for each run."""
     from django.contrib.auth import get_user_model
+    from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
     from workspace.models import Membership, Project, Role
 
     user, _ = get_user_model().objects.get_or_create(username=username)
-    user.set_password(PASSWORD)
+    # A hasher every process knows, whatever this one's settings (the tests' allow only a fast MD5).
+    user.password = PBKDF2PasswordHasher().encode(PASSWORD, PBKDF2PasswordHasher().salt())
     user.save()
     project = Project.objects.create(name=f"Chaos {time.strftime('%H:%M:%S')}", created_by=user)
     Membership.objects.create(project=project, user=user, role=Role.OWNER)

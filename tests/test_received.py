@@ -96,3 +96,28 @@ def test_a_normal_run_keeps_no_raw_copy(cast, project, standin, seeded_prices):
     _, files = default_storage.listdir(job.folder)
     assert not [name for name in files if name.startswith("received-")]
     assert job.images.get().sha256 == standin.requests[0].sent_sha256[0]
+
+
+def test_a_database_restart_while_recording_an_answered_call_does_not_lose_it(
+    cast, project, standin, seeded_prices, monkeypatch
+):
+    from django.db import OperationalError
+
+    from workspace import spend
+
+    real_charge, broken = spend.charge, []
+
+    def charge_once_broken(**kwargs):
+        if not broken:
+            broken.append(True)
+            raise OperationalError("terminating connection due to administrator command")
+        return real_charge(**kwargs)
+
+    monkeypatch.setattr(spend, "charge", charge_once_broken)
+    job = run(create_job(project=project, author=cast.bob, prompt="A plum"))
+
+    assert broken == [True]
+    assert job.status == Job.Status.SUCCEEDED
+    assert len(standin.requests) == 1
+    assert ApiCall.objects.filter(job=job).count() == 1
+    assert LedgerEntry.objects.filter(job=job).count() == 1

@@ -19,7 +19,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import close_old_connections, connection, transaction
+from django.db import InterfaceError, OperationalError, close_old_connections, connection, transaction
 from django.utils import timezone
 
 from workspace import formats, imageapi, outputs, queue, spend
@@ -262,7 +262,7 @@ def _record_and_charge(job: Job, answer: Answer) -> None:
         **_token_columns(facts.usage),
     )
     if answer.failure is not None:
-        record.save()  # a refused call returns no usage: nothing to charge
+        record = _save_call(job, record)  # a refused call returns no usage: nothing to charge
         logger.info(
             "image call failed job=%s attempt=%s code=%s transient=%s request_id=%s",
             job.pk,
@@ -280,10 +280,40 @@ def _record_and_charge(job: Job, answer: Answer) -> None:
         outputs.delete_files(answer.received)
         answer.received = []
     record.received = answer.received
-    with transaction.atomic():
-        record.save()
-        spend.charge(api_call=record, job=job)
-    answer.api_call_id = record.pk
+    answer.api_call_id = _save_call(job, record, charge=True).pk
+
+
+def _save_call(job: Job, record: ApiCall, *, charge: bool = False) -> ApiCall:
+    """Save the call's row (and its charge) in one transaction, riding out a database restart: the call
+    happened and, answered, was paid for, so giving up here would leave it off the ledger and make the
+    next attempt pay again. A retry first looks for the row, in case the commit landed as the
+    connection broke; the charge is idempotent on its call.
+    """
+    deadline = time.monotonic() + settings.DB_POOL_TIMEOUT
+    retrying = False
+    while True:
+        try:
+            with transaction.atomic():
+                existing = None
+                if retrying and record.request_id:
+                    existing = ApiCall.objects.filter(
+                        job_id=job.pk, attempt=record.attempt, request_id=record.request_id
+                    ).first()
+                if existing is not None:
+                    record = existing
+                else:
+                    record.save()
+                if charge:
+                    spend.charge(api_call=record, job=job)
+            return record
+        except (OperationalError, InterfaceError):
+            if connection.in_atomic_block or time.monotonic() > deadline:
+                raise
+            logger.warning("job %s: the database is away; recording its call again shortly", job.pk)
+            retrying = True
+            record.pk, record._state.adding = None, True
+            connection.close()
+            time.sleep(0.5)
 
 
 def _token_columns(usage: dict | None) -> dict:
