@@ -270,6 +270,7 @@ class Chaos:
         self.media = folder / "media"
         self.web_port = free_port()
         self.workers: list[subprocess.Popen | None] = [None] * workers
+        self.started_at: list[float] = [0.0] * workers
         self.beat: subprocess.Popen | None = None
         self.gunicorn: subprocess.Popen | None = None
         self.spawned: list[subprocess.Popen] = []
@@ -331,7 +332,11 @@ class Chaos:
         command = [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "threads"]
         command += ["--concurrency", str(self.concurrency), "-n", f"chaos{slot}-{time.monotonic_ns()}@%h"]
         command += ["--without-gossip", "--without-mingle", "--loglevel", "INFO"]
+        log = self.folder / f"worker{slot}.log"
+        if log.exists():  # a fresh log: "ready." in it is this process's (the old one is kept aside)
+            log.rename(self.folder / f"worker{slot}-{time.monotonic_ns()}.log")
         self.workers[slot] = self._spawn(f"worker{slot}", command, "worker")
+        self.started_at[slot] = time.monotonic()
 
     def start_beat(self) -> None:
         command = [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO"]
@@ -373,6 +378,22 @@ class Chaos:
                     self.crashes.append(f"beat {self.beat.pid} exited with {self.beat.returncode}")
                     self.start_beat()
 
+    def _ready_worker(self) -> int:
+        """A live worker that has finished starting (a SIGTERM before Celery's handlers are installed
+        kills it outright), waiting for one if need be."""
+        deadline = time.monotonic() + 60
+        while True:
+            ready = [
+                slot
+                for slot, process in enumerate(self.workers)
+                if process.poll() is None
+                and "ready." in (self.folder / f"worker{slot}.log").read_text(errors="replace")
+                and time.monotonic() - self.started_at[slot] > 3
+            ]
+            if ready or time.monotonic() > deadline:
+                return random.choice(ready or [0])
+            time.sleep(0.2)
+
     def _kill(self, kind: str) -> None:
         with self._lock:
             self._kill_locked(kind)
@@ -380,8 +401,7 @@ class Chaos:
     def _kill_locked(self, kind: str) -> None:
         now = time.time()
         if kind in ("sigkill", "sigterm"):
-            alive = [slot for slot, process in enumerate(self.workers) if process.poll() is None]
-            slot = random.choice(alive or [0])
+            slot = self._ready_worker()
             process = self.workers[slot]
             if kind == "sigkill":
                 process.kill()
@@ -414,6 +434,12 @@ class Chaos:
         self.log(f"  {time.time() - self.started:5.1f} s  {kind}")
 
     def _chaos(self) -> None:
+        try:
+            self._kill_on_schedule()
+        finally:
+            connection.close()
+
+    def _kill_on_schedule(self) -> None:
         """Each planned kill when its share of the jobs has finished (so all happen while jobs run)."""
         from workspace.models import Job
 
@@ -485,10 +511,13 @@ class Chaos:
             time.sleep(0.5)
 
     def _submitter(self, prompts: list[str], pace: float) -> None:
-        browser = self._session()
-        for prompt in prompts:
-            self._submit(browser, prompt)
-            time.sleep(pace)
+        try:
+            browser = self._session()
+            for prompt in prompts:
+                self._submit(browser, prompt)
+                time.sleep(pace)
+        finally:
+            connection.close()  # this thread's own connection, so the database can be dropped after
 
     # -- the run
 

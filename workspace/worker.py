@@ -113,7 +113,7 @@ def _received_answer(job: Job) -> Answer | None:
         for index, name in enumerate(call.received):
             with default_storage.open(name, "rb") as handle:
                 images.append(imageapi.GeneratedImage(data=handle.read(), index=index))
-        if job.is_edit:
+        if job.is_edit and job.mask:  # a masked edit is pasted back onto its first input
             inputs, answer.mask = _edit_files(job)
             answer.first_input = inputs[0][1] if answer.mask else None
     except (FileNotFoundError, MissingInput) as error:
@@ -122,7 +122,7 @@ def _received_answer(job: Job) -> Answer | None:
         _forget_received(answer)
         return None
     answer.result = imageapi.CallResult(images=images, facts=imageapi.CallFacts(endpoint=""))
-    logger.info("job %s: storing the answer of call %s from attempt before %s", job.pk, call.pk, job.attempts)
+    logger.info("job %s attempt %s: storing the answer call %s received", job.pk, job.attempts, call.pk)
     return answer
 
 
