@@ -12,7 +12,7 @@ TEST_ENV = DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) DEBUG=f
 	SECURE_SSL_REDIRECT=false STATIC_MANIFEST=false OPENAI_API_KEY=sk-test-not-a-real-key \
 	CONN_MAX_AGE=0
 
-.PHONY: run test load bench lint fmt web worker beat standin services browser migrate
+.PHONY: run test load bench chaos lint fmt web worker beat standin services browser migrate
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -85,3 +85,9 @@ services:
 # Debian's Chromium for the Playwright journeys (Playwright cannot download browsers here).
 browser:
 	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+## Jobs over HTTP while workers, beat, Redis and Postgres are killed and restarted (devtools/chaoskit.py):
+## private Redis and Postgres on free ports, nothing shared is touched. Exits non-zero on any violation.
+chaos: $(STAMP)
+	DEBUG=false SECRET_KEY=chaos-only-secret-key-that-is-long-enough-for-django-checks OPENAI_API_KEY=sk-chaos \
+	  DATABASE_URL=postgres://postgres@127.0.0.1:1/replaced-by-the-private-cluster $(BIN)/python manage.py chaos $(CHAOS_ARGS)

@@ -22,6 +22,12 @@ class RecordedRequest:
     files: list[FilePart] = field(default_factory=list)
     status: int = 0  # 0 until answered; stays 0 when the connection was dropped on purpose
     fault: str | None = None
+    # The sha256 of each final image sent (in index order), and whether the whole answer was written:
+    # what a client that survived the call must have stored, and a call it must have been billed for.
+    sent_sha256: list[str] = field(default_factory=list)
+    completed: bool = False
+    completed_at: float = 0.0  # time.time() when the last byte was written
+    request_id: str = ""
 
     def summary(self) -> dict[str, Any]:
         """JSON-friendly view without file bytes or the API key."""

@@ -6,7 +6,9 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
+import hashlib
 import json
 import random
 import secrets
@@ -133,6 +135,7 @@ class _Handler(BaseHTTPRequestHandler):
         standin = self.server.standin
         endpoint = path.rsplit("/", 1)[1]
         record = RecordedRequest(path=path, headers={k.lower(): v for k, v in self.headers.items()})
+        record.request_id = self.request_id
         standin._record(record)
         content_type = self.headers.get("content-type", "")
         try:
@@ -183,27 +186,37 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send_error(error, record)
         record.status = 200
         if job.stream:
-            return self._stream(job, "image_edit" if endpoint == "edits" else "image_generation")
+            return self._stream(job, "image_edit" if endpoint == "edits" else "image_generation", record)
         standin._sleep(standin._latency_sample())
-        self._send_json(200, image_body(job))
+        body = image_body(job)
+        record.sent_sha256 = [_sha256_of_b64(item["b64_json"]) for item in body["data"]]
+        self._send_json(200, body)
+        record.completed, record.completed_at = True, time.time()
 
-    def _stream(self, job: ImageJob, event_prefix: str) -> None:
+    def _stream(self, job: ImageJob, event_prefix: str, record: RecordedRequest) -> None:
         standin = self.server.standin
         pause = standin._latency_sample() / (job.partial_images + 1)  # spread the latency over the events
         headers = {"cache-control": "no-cache", "transfer-encoding": "chunked"}
         self._send_headers(200, "text/event-stream; charset=utf-8", headers)
         previews, final_b64 = stream_payloads(job)
+        record.sent_sha256 = [_sha256_of_b64(final_b64)]
         for partial_index, preview in enumerate(previews):
             standin._sleep(pause)
             self._write_event(partial_event(job, event_prefix, partial_index, preview))
         standin._sleep(pause)
         self._write_event(completed_event(job, event_prefix, final_b64))
         self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+        record.completed, record.completed_at = True, time.time()
 
     def _write_event(self, payload: dict[str, Any]) -> None:
         data = f"event: {payload['type']}\ndata: {json.dumps(payload)}\n\n".encode()
         self.wfile.write(f"{len(data):X}\r\n".encode() + data + b"\r\n")  # one HTTP chunk per event
         self.wfile.flush()
+
+
+def _sha256_of_b64(data: str) -> str:
+    return hashlib.sha256(base64.b64decode(data)).hexdigest()
 
 
 class _HTTPServer(ThreadingHTTPServer):

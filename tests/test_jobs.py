@@ -327,7 +327,9 @@ def test_the_sweep_resends_a_job_whose_message_was_lost(
     assert worker.jobs_sweep()["resent"] == 0
 
 
-def test_a_late_attempt_that_lost_its_lease_leaves_no_files(project, cast, standin, media_root, monkeypatch):
+def test_a_late_attempt_that_lost_its_lease_leaves_only_the_answer_it_paid_for(
+    project, cast, standin, media_root, monkeypatch
+):
     job = create_job(project=project, author=cast.bob)
     original_store = worker.outputs.store_outputs
 
@@ -341,7 +343,9 @@ def test_a_late_attempt_that_lost_its_lease_leaves_no_files(project, cast, stand
     assert job.status == Job.Status.QUEUED
     assert job.images.count() == 0
     folder = media_root / f"projects/{project.pk}/jobs/{job.pk}"
-    assert not folder.exists() or list(folder.iterdir()) == []
+    # No stored image of its own; the answer's bytes stay, named on its call, for the attempt that took over.
+    assert sorted(path.name for path in folder.iterdir()) == ["received-a1-0.png"]
+    assert ApiCall.objects.get(job=job).received == [f"projects/{project.pk}/jobs/{job.pk}/received-a1-0.png"]
 
 
 def test_backoff_grows_and_honours_retry_after(settings):

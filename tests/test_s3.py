@@ -129,12 +129,15 @@ def test_a_generation_stores_original_thumbnail_and_preview_in_the_bucket_only(
     assert job.status == Job.Status.SUCCEEDED, job.error_message
     image = job.images.get()
     prefix = f"projects/{project.pk}/jobs/{job.pk}/a1-"
+    received = f"projects/{project.pk}/jobs/{job.pk}/received-a1-0.png"
     assert in_bucket_when_saved == {
         f"{prefix}preview-0.png": True,
+        received: True,  # the answer as paid for, until it is stored (see worker._keep_received)
         f"{prefix}0.png": True,
         f"{prefix}0.thumb.webp": True,
     }
-    # The preview was shown while the final image was drawn, then removed from the bucket.
+    # The preview was shown while the final image was drawn, then removed from the bucket; the raw
+    # answer too, once stored.
     assert bucket.names() == {image.file.name, image.thumbnail.name}
     assert image.file.name == f"{prefix}0.png"
     assert hashlib.sha256(bucket.read(image.file.name)).hexdigest() == image.sha256

@@ -504,6 +504,11 @@ class Job(models.Model):
         # the attempt that won, and the files of a killed attempt can be found and removed.
         return f"{self.folder}/a{attempt}-"
 
+    def answer_prefix(self, attempt: int) -> str:
+        """Where an attempt keeps the raw images it was paid for until they are stored: outside its
+        attempt_prefix, so the sweep's clean-up of a killed attempt leaves them for the next one."""
+        return f"{self.folder}/received-a{attempt}-"
+
 
 class ApiCall(models.Model):
     """One HTTP call to the image service: what it cost in tokens and what the service said."""
@@ -534,6 +539,10 @@ class ApiCall(models.Model):
     response_quality = models.CharField(max_length=10, blank=True)
     response_background = models.CharField(max_length=12, blank=True)
     response_format = models.CharField(max_length=8, blank=True)
+    # The answered images' raw bytes, as storage names, written with this row and its charge and cleared
+    # once the job's images are stored: an attempt that finds them here stores them instead of paying for
+    # another call (its worker died between the charge and the store).
+    received = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

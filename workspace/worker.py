@@ -14,13 +14,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import copy_context
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import close_old_connections, connection, transaction
+from django.db import InterfaceError, OperationalError, close_old_connections, connection, transaction
 from django.utils import timezone
 
 from workspace import formats, imageapi, observability, outputs, queue, spend, webhooks
@@ -61,8 +61,10 @@ def _run_claimed(job_id: int, finisher: "Finisher | None") -> None:
     lease_keeper.hold(job.claim_token)
     handed_off = False
     try:
-        answer = _call(job)
-        _record_and_charge(job, answer)
+        answer = _received_answer(job)
+        if answer is None:
+            answer = _call(job)
+            _record_and_charge(job, answer)
         if answer.failure is not None:
             _record_failure(job, answer.failure)
         elif finisher is not None:
@@ -90,10 +92,63 @@ class Answer:
     failure: imageapi.CallFailure | None = None
     first_input: bytes | None = None
     mask: bytes | None = None
+    # The raw answer files kept for this answer (see ApiCall.received), and the call they belong to.
+    received: list[str] = field(default_factory=list)
+    api_call_id: int | None = None
 
     @property
     def facts(self) -> imageapi.CallFacts | None:
         return self.result.facts if self.result is not None else self.failure.facts
+
+
+def _received_answer(job: Job) -> Answer | None:
+    """An answer an earlier attempt was charged for but never stored (its worker died in between), read
+    back from storage, so this attempt stores it instead of paying for the same images again."""
+    call = (
+        ApiCall.objects.filter(job_id=job.pk, outcome=ApiCall.Outcome.OK, received__0__isnull=False)
+        .order_by("-id")
+        .only("pk", "received", "request_id")
+        .first()
+    )
+    if call is None:
+        return None
+    answer = Answer(
+        attempt=job.attempts, previews=PreviewSaver(job), received=call.received, api_call_id=call.pk
+    )
+    try:
+        images = []
+        for index, name in enumerate(call.received):
+            with default_storage.open(name, "rb") as handle:
+                images.append(imageapi.GeneratedImage(data=handle.read(), index=index))
+        if job.is_edit and job.mask:  # a masked edit is pasted back onto its first input
+            inputs, answer.mask = _edit_files(job)
+            answer.first_input = inputs[0][1] if answer.mask else None
+    except (FileNotFoundError, MissingInput) as error:
+        # Nothing left to store from: forget it, and this attempt calls again.
+        logger.warning("job %s: the answer of call %s cannot be read back (%s)", job.pk, call.pk, error)
+        _forget_received(answer)
+        return None
+    answer.result = imageapi.CallResult(images=images, facts=imageapi.CallFacts(endpoint=""))
+    logger.info("job %s attempt %s: storing the answer call %s received", job.pk, job.attempts, call.pk)
+    return answer
+
+
+def _keep_received(job: Job, answer: Answer) -> None:
+    """Write the answered images' bytes as they came (no decode) where a later attempt can find them."""
+    prefix = job.answer_prefix(answer.attempt)
+    for image in answer.result.images:
+        extension = formats.extension(outputs.sniff_format(image.data) or job.output_format)
+        answer.received.append(
+            default_storage.save(f"{prefix}{image.index}.{extension}", ContentFile(image.data))
+        )
+
+
+def _forget_received(answer: Answer) -> None:
+    """The answer is stored (or cannot be): clear its call's claim on it, then delete its raw files."""
+    if answer.api_call_id is not None:
+        ApiCall.objects.filter(pk=answer.api_call_id).update(received=[])
+    outputs.delete_files(answer.received)
+    answer.received = []
 
 
 def _call(job: Job) -> Answer:
@@ -214,7 +269,7 @@ def _record_and_charge(job: Job, answer: Answer) -> None:
         **_token_columns(facts.usage),
     )
     if answer.failure is not None:
-        record.save()  # a refused call returns no usage: nothing to charge
+        record = _save_call(job, record)  # a refused call returns no usage: nothing to charge
         logger.info(
             "image call failed job=%s attempt=%s code=%s transient=%s request_id=%s",
             job.pk,
@@ -224,9 +279,48 @@ def _record_and_charge(job: Job, answer: Answer) -> None:
             record.request_id,
         )
         return
-    with transaction.atomic():
-        record.save()
-        spend.charge(api_call=record, job=job)
+    try:
+        _keep_received(job, answer)
+    except OSError:
+        # Storage is away: still record and charge; only a crash before the store would pay twice.
+        logger.exception("job %s: could not keep the answer until it is stored", job.pk)
+        outputs.delete_files(answer.received)
+        answer.received = []
+    record.received = answer.received
+    answer.api_call_id = _save_call(job, record, charge=True).pk
+
+
+def _save_call(job: Job, record: ApiCall, *, charge: bool = False) -> ApiCall:
+    """Save the call's row (and its charge) in one transaction, riding out a database restart: the call
+    happened and, answered, was paid for, so giving up here would leave it off the ledger and make the
+    next attempt pay again. A retry first looks for the row, in case the commit landed as the
+    connection broke; the charge is idempotent on its call.
+    """
+    deadline = time.monotonic() + settings.DB_POOL_TIMEOUT
+    retrying = False
+    while True:
+        try:
+            with transaction.atomic():
+                existing = None
+                if retrying and record.request_id:
+                    existing = ApiCall.objects.filter(
+                        job_id=job.pk, attempt=record.attempt, request_id=record.request_id
+                    ).first()
+                if existing is not None:
+                    record = existing
+                else:
+                    record.save()
+                if charge:
+                    spend.charge(api_call=record, job=job)
+            return record
+        except (OperationalError, InterfaceError):
+            if connection.in_atomic_block or time.monotonic() > deadline:
+                raise
+            logger.warning("job %s: the database is away; recording its call again shortly", job.pk)
+            retrying = True
+            record.pk, record._state.adding = None, True
+            connection.close()
+            time.sleep(0.5)
 
 
 def _token_columns(usage: dict | None) -> dict:
@@ -264,20 +358,25 @@ def _store_and_finish(job: Job, answer: Answer) -> None:
         )
     except outputs.UnreadableImage as error:
         answer.previews.discard()
+        _forget_received(answer)  # the next attempt calls again rather than reading these bytes again
         logger.warning("job %s: unreadable image from the API: %s", job.pk, error)
         _record_failure(
             job, imageapi.CallFailure(imageapi.REASONS["unreadable"], transient=True, code="unreadable")
         )
         return
-    _finish(job, stored)
+    if _finish(job, stored, answer):
+        # Stored: the raw copy has done its job (a lost claim keeps it, for the attempt that took over).
+        outputs.delete_files(answer.received)
     answer.previews.discard()
 
 
-def _finish(job: Job, stored: list[outputs.StoredFile]) -> None:
+def _finish(job: Job, stored: list[outputs.StoredFile], answer: Answer | None = None) -> bool:
     now = timezone.now()
     with transaction.atomic():
         won = Job.objects.finish(job.pk, token=job.claim_token, now=now)
         if won:
+            if answer is not None and answer.api_call_id is not None:
+                ApiCall.objects.filter(pk=answer.api_call_id).update(received=[])
             Image.objects.bulk_create(
                 [
                     Image(
@@ -306,6 +405,7 @@ def _finish(job: Job, stored: list[outputs.StoredFile]) -> None:
         # The lease was lost (the sweep gave the job to another worker, or it was canceled meanwhile).
         logger.warning("job %s: finished after losing its claim; discarding this attempt's files", job.pk)
         outputs.delete_files([name for item in stored for name in outputs.stored_names(item)])
+    return won
 
 
 def backoff_seconds(*, attempt: int, retry_after: float | None) -> float:

@@ -1,0 +1,15 @@
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("workspace", "0010_audit_and_purge"),
+    ]
+
+    operations = [
+        migrations.AddField(
+            model_name="apicall",
+            name="received",
+            field=models.JSONField(blank=True, default=list),
+        ),
+    ]
