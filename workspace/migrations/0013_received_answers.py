@@ -3,7 +3,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("workspace", "0010_audit_and_purge"),
+        ("workspace", "0012_webhooks"),
     ]
 
     operations = [
