@@ -4,7 +4,7 @@ from pathlib import Path
 
 from celery import Celery
 from celery.beat import PersistentScheduler
-from celery.signals import task_postrun, task_prerun, worker_ready, worker_shutdown
+from celery.signals import task_postrun, task_prerun, worker_ready, worker_shutdown, worker_shutting_down
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -39,6 +39,15 @@ def close_stale_connections(**_kwargs) -> None:
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+@worker_shutting_down.connect
+def take_no_more_jobs(**_kwargs) -> None:
+    # A thread runs jobs one after another while any is due: on a warm shutdown it finishes the one it
+    # holds and stops, rather than draining the whole backlog first.
+    from workspace.worker import shutting_down
+
+    shutting_down.set()
 
 
 @worker_shutdown.connect
