@@ -486,7 +486,9 @@ class Command(BaseCommand):
 
     # -- worker
 
-    def start_worker(self, run: Run, concurrency: int, **extra_env: str) -> Worker:
+    def start_worker(
+        self, run: Run, concurrency: int, *, loglevel: str = "WARNING", **extra_env: str
+    ) -> Worker:
         name = f"bench-{uuid.uuid4().hex[:8]}@%h"
         env = os.environ.copy()
         env.update(
@@ -514,7 +516,9 @@ class Command(BaseCommand):
         log_path = (
             settings.BASE_DIR / "var" / "bench" / f"worker-{run.suffix}-c{concurrency}-{int(time.time())}.log"
         )
-        worker = start_worker(name=name, queue=run.queue, concurrency=concurrency, env=env, log_path=log_path)
+        worker = start_worker(
+            name=name, queue=run.queue, concurrency=concurrency, env=env, log_path=log_path, loglevel=loglevel
+        )
         run.workers.append(worker)
         self.out(f"worker pid {worker.pid} (C={concurrency}) log {log_path.relative_to(settings.BASE_DIR)}")
         return worker
@@ -678,7 +682,8 @@ class Command(BaseCommand):
             f"\n## Deliveries per job: {count} jobs queued at once, stand-in latency {latency} s, worker "
             f"C={concurrency}, sweep every 1 s with a {window} s lost-message window"
         )
-        worker = self.start_worker(run, concurrency, FAIR_SHARE_CALLS_PER_USER="0")
+        # INFO: Celery logs every task it runs, which is what is counted.
+        worker = self.start_worker(run, concurrency, loglevel="INFO", FAIR_SHARE_CALLS_PER_USER="0")
         saved_window = settings.JOB_REQUEUE_AFTER_SECONDS
         settings.JOB_REQUEUE_AFTER_SECONDS = window  # the old sweep resent every job waiting this long
         sweeps = {"woken": 0, "resent": 0, "last": 0.0}
