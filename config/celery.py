@@ -27,6 +27,9 @@ app.autodiscover_tasks()
 
 @worker_ready.connect
 def sweep_when_a_worker_starts(**_kwargs) -> None:
+    from workspace.worker import shutting_down
+
+    shutting_down.clear()  # a worker started again in the same process (tests) takes jobs again
     # A worker that starts after a crash picks up what the dead one left without waiting for beat.
     app.send_task("workspace.tasks.sweep_jobs")
 
