@@ -509,8 +509,16 @@ class Job(models.Model):
 
     @property
     def waiting_behind(self) -> int:
-        """The author's waiting jobs that go before this one (fair share takes a person's jobs in order)."""
-        return Job.objects.waiting_ahead(self) if self.status in self.WAITING_STATUSES else 0
+        """The author's waiting jobs that go before this queued one (a person's jobs go in order). The
+        polled card's query brings it along (hot_queries.job_card); elsewhere it is one count."""
+        if "_waiting_behind" not in self.__dict__:
+            queued = self.status == self.Status.QUEUED
+            self.__dict__["_waiting_behind"] = Job.objects.waiting_ahead(self) if queued else 0
+        return self.__dict__["_waiting_behind"]
+
+    @waiting_behind.setter
+    def waiting_behind(self, value: int) -> None:
+        self.__dict__["_waiting_behind"] = value
 
     @property
     def can_cancel(self) -> bool:
