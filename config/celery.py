@@ -4,7 +4,14 @@ from pathlib import Path
 
 from celery import Celery
 from celery.beat import PersistentScheduler
-from celery.signals import before_task_publish, task_postrun, task_prerun, worker_ready, worker_shutdown
+from celery.signals import (
+    before_task_publish,
+    task_postrun,
+    task_prerun,
+    worker_ready,
+    worker_shutdown,
+    worker_shutting_down,
+)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -27,6 +34,9 @@ app.autodiscover_tasks()
 
 @worker_ready.connect
 def sweep_when_a_worker_starts(**_kwargs) -> None:
+    from workspace.worker import shutting_down
+
+    shutting_down.clear()  # a worker started again in the same process (tests) takes jobs again
     # A worker that starts after a crash picks up what the dead one left without waiting for beat.
     app.send_task("workspace.tasks.sweep_jobs")
 
@@ -67,6 +77,15 @@ def close_stale_connections(**_kwargs) -> None:
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+@worker_shutting_down.connect
+def take_no_more_jobs(**_kwargs) -> None:
+    # A thread runs jobs one after another while any is due: on a warm shutdown it finishes the one it
+    # holds and stops, rather than draining the whole backlog first.
+    from workspace.worker import shutting_down
+
+    shutting_down.set()
 
 
 @worker_shutdown.connect

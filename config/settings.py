@@ -347,8 +347,13 @@ JOB_SWEEP_SECONDS = envfloat("JOB_SWEEP_SECONDS", 5.0)
 JOB_FINISH_THREADS = envint("JOB_FINISH_THREADS", 2, minimum=1)
 # Connection pools the OpenAI client's connections are split into (see imageapi.ShardedTransport).
 OPENAI_CONNECTION_SHARDS = envint("OPENAI_CONNECTION_SHARDS", 8, minimum=1)
-# A queued job whose message has not been picked up in this long is sent again (a lost message).
+# A job due this long with no message in the broker and nothing running anywhere: its message was lost
+# (a broker restart), and the sweep wakes workers again. Not a resend timer: a backlog never trips it.
 JOB_REQUEUE_AFTER_SECONDS = envint("JOB_REQUEUE_AFTER_SECONDS", 120, minimum=1)
+# Fair share (workspace.models.JobQuerySet.claim_next): calls one person may have in flight at once
+# (0: no limit), and jobs they may have waiting before the Studio refuses another.
+FAIR_SHARE_CALLS_PER_USER = envint("FAIR_SHARE_CALLS_PER_USER", 8, minimum=0)
+FAIR_SHARE_QUEUED_PER_USER = envint("FAIR_SHARE_QUEUED_PER_USER", 200, minimum=1)
 THUMBNAIL_MAX_EDGE = 512
 # Reference uploads are capped here, by us: Django's upload settings only decide memory versus disk.
 REFERENCE_MAX_BYTES = envint("REFERENCE_MAX_BYTES", 50 * 1024 * 1024, minimum=1)

@@ -458,10 +458,19 @@ class Worker:
             self.log_file.close()
 
 
-def start_worker(*, name: str, queue: str, concurrency: int, env: dict[str, str], log_path: Path) -> Worker:
+def start_worker(
+    *, name: str, queue: str, concurrency: int, env: dict[str, str], log_path: Path, loglevel: str = "WARNING"
+) -> Worker:
     """A Celery worker (threads pool) reading only `queue`, its output in `log_path`."""
     command = [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "threads"]
-    command += ["--concurrency", str(concurrency), "--without-gossip", "--without-mingle"]
+    command += [
+        "--concurrency",
+        str(concurrency),
+        "--without-gossip",
+        "--without-mingle",
+        "--loglevel",
+        loglevel,
+    ]
     command += ["-Q", queue, "-n", name]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_file = log_path.open("w")

@@ -150,6 +150,50 @@ def test_claim_takes_nothing_else(dirty, status, overrides):
     assert row(job) == before
 
 
+@pytest.mark.parametrize("source", [S.QUEUED, S.RETRYING])
+def test_claim_next_takes_the_job_in_turn_with_a_fresh_claim(dirty, source):
+    job = dirty(source, claim_token=None, lease_expires_at=None, finished_at=None, error_message="")
+    before = fields_of(job)
+
+    claimed = Job.objects.claim_next(worker="host:42", calls_per_user=8)
+
+    assert claimed is not None and claimed.pk == job.pk
+    after = fields_of(job)
+    assert after["claim_token"] not in (None, before["claim_token"])
+    assert after == before | {
+        "status": S.RUNNING,
+        "attempts": 3,
+        "worker": "host:42",
+        "next_attempt_at": None,
+        "preview": "",
+        "preview_count": 0,
+        "claim_token": after["claim_token"],
+        "lease_expires_at": after["lease_expires_at"],
+        "started_at": after["started_at"],
+    }
+    assert Job.objects.claim_next(worker="host:43", calls_per_user=8) is None  # nothing else waits
+    assert fields_of(job) == after
+
+
+@pytest.mark.parametrize(
+    ("status", "overrides"),
+    [
+        (S.RUNNING, {}),
+        (S.RETRYING, {"next_attempt_at": timezone.now() + timedelta(minutes=5)}),
+        (S.QUEUED, {"attempts": 5}),
+        (S.SUCCEEDED, {}),
+        (S.FAILED, {}),
+        (S.CANCELED, {}),
+    ],
+    ids=["running", "retrying-not-due", "queued-out-of-attempts", "succeeded", "failed", "canceled"],
+)
+def test_claim_next_takes_nothing_else(dirty, status, overrides):
+    job = dirty(status, **overrides)
+    before = row(job)
+    assert Job.objects.claim_next(worker="host:42", calls_per_user=0) is None
+    assert row(job) == before
+
+
 # --- renew and show_preview (running → running) ----------------------------------------------------
 
 
@@ -321,32 +365,31 @@ def test_fail_by_the_sweep_needs_the_lease_still_expired(dirty):
     )
 
 
-@pytest.mark.parametrize(
-    ("status", "stamped"), [(S.QUEUED, "enqueued_at"), (S.RETRYING, "next_attempt_at")], ids=str
-)
-def test_resend_stamps_a_job_whose_message_was_lost(dirty, status, stamped):
+@pytest.mark.parametrize("status", [S.QUEUED, S.RETRYING], ids=str)
+def test_resend_stamps_a_job_whose_message_the_broker_refused(dirty, status):
     now = timezone.now()
-    long_ago = now - timedelta(minutes=10)
+    due = now + timedelta(seconds=30)
     extra = {"claim_token": None, "lease_expires_at": None, "preview": "", "preview_count": 0}
-    job = dirty(
-        status, enqueued_at=long_ago, next_attempt_at=long_ago if status == S.RETRYING else None, **extra
-    )
+    job = dirty(status, enqueued_at=None, next_attempt_at=due if status == S.RETRYING else None, **extra)
     before = fields_of(job)
-    sent_before = now - timedelta(minutes=2)
 
-    assert Job.objects.resend(job.pk, sent_before=sent_before, now=now)
+    assert Job.objects.resend(job.pk, now=now)
 
-    after = fields_of(job)
-    assert after == before | {"enqueued_at": now, stamped: now}
-    # Stamped: a second sweep (or one racing this one) does not send it again.
-    assert_loses(job, lambda: Job.objects.resend(job.pk, sent_before=sent_before, now=now))
+    # Stamped (a retry keeps its due time, so its backoff holds): a second sweep does not send it again.
+    assert fields_of(job) == before | {"enqueued_at": now}
+    assert_loses(job, lambda: Job.objects.resend(job.pk, now=now))
 
 
 @pytest.mark.parametrize("status", [S.RUNNING, S.SUCCEEDED, S.FAILED, S.CANCELED])
 def test_resend_leaves_jobs_that_are_not_waiting(dirty, status):
-    long_ago = timezone.now() - timedelta(minutes=10)
-    job = dirty(status, enqueued_at=long_ago, next_attempt_at=long_ago)
-    assert_loses(job, lambda: Job.objects.resend(job.pk, sent_before=timezone.now(), now=timezone.now()))
+    job = dirty(status, enqueued_at=None)
+    assert_loses(job, lambda: Job.objects.resend(job.pk, now=timezone.now()))
+
+
+def test_resend_leaves_a_job_whose_message_was_sent(dirty):
+    """However long ago: a backlog's message is on its way, and resending it is what amplified."""
+    job = dirty(S.QUEUED, enqueued_at=timezone.now() - timedelta(hours=1), claim_token=None)
+    assert_loses(job, lambda: Job.objects.resend(job.pk, now=timezone.now()))
 
 
 # --- a person's arrows ---------------------------------------------------------------------------------

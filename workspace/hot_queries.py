@@ -126,12 +126,31 @@ CARD_IMAGES = Columns(Image, "i", ("id", "job", "project", "index", "width", "he
 CARD_MEMBERSHIP = Columns(Membership, "m", ("id",))  # joined for the viewer's role only
 
 
+def _waiting_ahead_sql(connection: BaseDatabaseWrapper) -> str:
+    """A queued job's author's waiting jobs that go before it (Job.objects.waiting_ahead), else 0."""
+    quote = connection.ops.quote_name
+    fields = {field.name: field for field in Job._meta.concrete_fields}
+    author, status, lane, enqueued, pk = (
+        quote(fields[name].column) for name in ("author", "status", "lane", "enqueued_at", "id")
+    )
+    mine = CARD_JOB.alias
+    later = (
+        f"(w.{enqueued} < {mine}.{enqueued} OR (w.{enqueued} = {mine}.{enqueued} AND w.{pk} < {mine}.{pk}) "
+        f"OR ({mine}.{enqueued} IS NULL AND (w.{enqueued} IS NOT NULL OR w.{pk} < {mine}.{pk})))"
+    )
+    return (
+        f"CASE WHEN {mine}.{status} = %s THEN (SELECT COUNT(*) FROM {quote(Job._meta.db_table)} w "
+        f"WHERE w.{author} = {mine}.{author} AND w.{status} IN (%s, %s) "
+        f"AND (w.{lane} < {mine}.{lane} OR (w.{lane} = {mine}.{lane} AND {later}))) ELSE 0 END"
+    )
+
+
 def _job_card_sql(connection: BaseDatabaseWrapper) -> str:
     membership, images = CARD_MEMBERSHIP, CARD_IMAGES
     return (
         f"SELECT {CARD_JOB.select(connection)}, {CARD_PROJECT.select(connection)}, "
         f"{CARD_AUTHOR.select(connection)}, {membership.column(connection, 'role')}, "
-        f"{images.select(connection)} "
+        f"{_waiting_ahead_sql(connection)}, {images.select(connection)} "
         f"FROM {CARD_JOB.table(connection)} "
         f"JOIN {CARD_PROJECT.table(connection)} ON {CARD_PROJECT.column(connection, 'id')} = "
         f"{CARD_JOB.column(connection, 'project')} "
@@ -153,7 +172,8 @@ def job_card(*, viewer_id: int, project_id: int, job_id: int) -> tuple[Job, str 
     """The job in that project, with its project and author; the viewer's role in the project (None
     when not a member); and, once the job has succeeded, its visible images in order. None when there
     is no such job in that project."""
-    params = [viewer_id, Job.Status.SUCCEEDED.value, job_id, project_id]
+    waiting = [Job.Status.QUEUED.value, Job.Status.QUEUED.value, Job.Status.RETRYING.value]
+    params = [*waiting, viewer_id, Job.Status.SUCCEEDED.value, job_id, project_id]
     connection, rows = _fetch(Job, _job_card_sql, params)
     if not rows:
         return None
@@ -164,8 +184,9 @@ def job_card(*, viewer_id: int, project_id: int, job_id: int) -> tuple[Job, str 
     job = CARD_JOB.load(connection, first[:project_starts])
     job.project = CARD_PROJECT.load(connection, first[project_starts:author_starts])
     job.author = CARD_AUTHOR.load(connection, first[author_starts:role_at])
-    image_id_at = role_at + 1 + CARD_IMAGES.attnames.index("id")
+    job.waiting_behind = first[role_at + 1]  # the card's "waiting behind 3 of your jobs", in the same query
+    image_id_at = role_at + 2 + CARD_IMAGES.attnames.index("id")
     images = [
-        CARD_IMAGES.load(connection, row[role_at + 1 :]) for row in rows if row[image_id_at] is not None
+        CARD_IMAGES.load(connection, row[role_at + 2 :]) for row in rows if row[image_id_at] is not None
     ]
     return job, first[role_at], images

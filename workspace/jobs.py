@@ -19,6 +19,14 @@ from workspace.queue import send_job as _enqueue  # a name of this module, so te
 ZERO = Decimal(0)
 
 
+class TooManyWaiting(Exception):
+    """The author already has FAIR_SHARE_QUEUED_PER_USER jobs waiting: nothing is created."""
+
+    def __init__(self, waiting: int) -> None:
+        self.waiting = waiting
+        super().__init__(f"You have {waiting} jobs waiting; wait for some to finish.")
+
+
 def job_estimate(*, prompt: str, params: dict, input_images: int = 0) -> spend.Estimate:
     return spend.estimate(
         model=params["model"],
@@ -30,15 +38,19 @@ def job_estimate(*, prompt: str, params: dict, input_images: int = 0) -> spend.E
     )
 
 
-def job_create(*, project: Project, author, prompt: str, params: dict) -> Job:
+def job_create(
+    *, project: Project, author, prompt: str, params: dict, lane: int = Job.Lane.INTERACTIVE
+) -> Job:
     """Reserve the estimate against the budgets, create a queued job, and send it once committed.
 
-    Raises spend.BudgetExceeded, creating nothing, when a budget cannot cover the estimate.
+    `lane`: the Studio's jobs are interactive; bulk or campaign work passes Job.Lane.BULK and waits
+    behind them. Raises spend.BudgetExceeded, creating nothing, when a budget cannot cover the
+    estimate, and TooManyWaiting when the author has FAIR_SHARE_QUEUED_PER_USER jobs waiting.
     """
     estimate = job_estimate(prompt=prompt, params=params)
     with transaction.atomic():
         job = _reserve_and_create(
-            project=project, author=author, prompt=prompt, params=params, cost=estimate.cost
+            project=project, author=author, prompt=prompt, params=params, cost=estimate.cost, lane=lane
         )
         transaction.on_commit(lambda: _enqueue(job.pk))
     return job
@@ -46,6 +58,11 @@ def job_create(*, project: Project, author, prompt: str, params: dict) -> Job:
 
 def _reserve_and_create(*, project: Project, author, prompt: str, params: dict, cost, **fields) -> Job:
     """Hold the estimate against the budgets and create the queued row; inside the caller's transaction."""
+    # One person's thousand jobs would wait in front of nobody (claims take turns), but they would hold
+    # their budget and hide everything else they asked for; the limit is a readable refusal instead.
+    waiting = Job.objects.filter(author=author, status__in=Job.WAITING_STATUSES).count()
+    if waiting >= settings.FAIR_SHARE_QUEUED_PER_USER:
+        raise TooManyWaiting(waiting)
     spend.reserve(user=author, project=project, amount=cost)
     return Job.objects.create(
         project=project,

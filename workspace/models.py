@@ -100,13 +100,77 @@ class JobQuerySet(models.QuerySet):
         return self.filter(pk=job_id, status=Job.Status.RUNNING, claim_token=token)
 
     def claim(self, job_id: int, *, worker: str) -> "Job | None":
-        """queued, or retrying and due → running: take the job with a fresh token and lease.
+        """queued, or retrying and due → running: take this job with a fresh token and lease.
 
         Returns the claimed row, or None if another worker has it, it is done, or its retry is not due.
         One UPDATE … RETURNING (Postgres, and SQLite since 3.35): the statement that decides who runs the
         job also returns the row, where update() would need a SELECT after it. This is on the path from
         one answered call to the next call, which dozens of threads share.
         """
+        return self._claim("%s", [job_id], worker=worker)
+
+    def claim_next(self, *, worker: str, calls_per_user: int) -> "Job | None":
+        """queued, or retrying and due → running: the next job in turn, whichever it is (a worker's
+        message only wakes it). None when nothing is due, or everyone waiting has `calls_per_user` jobs
+        running (0: no limit).
+
+        In turn: the Studio's lane before bulk work, then the person with the fewest jobs running, then
+        the longest waiting. On Postgres each person's next job is found through the waiting-jobs index
+        (a loose index scan over the people with jobs waiting, then one probe each) and locked with
+        SKIP LOCKED, so claimers racing for the same person's next job do not queue behind each other.
+        """
+        table = connection.ops.quote_name(Job._meta.db_table)
+        fields = {field.name: field for field in Job._meta.concrete_fields}
+        author, status, lane = (
+            connection.ops.quote_name(fields[n].column) for n in ("author", "status", "lane")
+        )
+        enqueued_at, attempts, max_attempts, next_attempt_at, pk = (
+            connection.ops.quote_name(fields[n].column)
+            for n in ("enqueued_at", "attempts", "max_attempts", "next_attempt_at", "id")
+        )
+        limit = calls_per_user if calls_per_user > 0 else 2**31 - 1
+        due_at = fields["next_attempt_at"].get_db_prep_value(
+            timezone.now() + timedelta(seconds=1), connection
+        )
+        waiting = [Job.Status.QUEUED.value, Job.Status.RETRYING.value]
+
+        def due(alias: str) -> str:
+            return (
+                f"{alias}.{attempts} < {alias}.{max_attempts} AND ({alias}.{status} = %s "
+                f"OR ({alias}.{status} = %s AND {alias}.{next_attempt_at} <= %s))"
+            )
+
+        def running(alias: str) -> str:
+            return f"(SELECT COUNT(*) FROM {table} r WHERE r.{author} = {alias} AND r.{status} = %s)"  # noqa: S608
+
+        if connection.vendor == "postgresql":
+            # Names come from the model and every value is a parameter.
+            pick = (
+                f"WITH RECURSIVE people(id) AS ("  # noqa: S608
+                f"(SELECT {author} FROM {table} WHERE {status} IN (%s, %s) ORDER BY {author} LIMIT 1) "
+                f"UNION ALL SELECT (SELECT {author} FROM {table} WHERE {status} IN (%s, %s) "
+                f"AND {author} > people.id ORDER BY {author} LIMIT 1) "
+                f"FROM people WHERE people.id IS NOT NULL) "
+                f"SELECT nxt.{pk} FROM people "
+                f"CROSS JOIN LATERAL {running('people.id')} AS busy(n) "
+                f"CROSS JOIN LATERAL (SELECT w.{pk}, w.{lane}, w.{enqueued_at} FROM {table} w "
+                f"WHERE w.{author} = people.id AND {due('w')} "
+                f"ORDER BY w.{lane}, w.{enqueued_at}, w.{pk} LIMIT 1 FOR UPDATE SKIP LOCKED) AS nxt "
+                f"WHERE people.id IS NOT NULL AND busy.n < %s "
+                f"ORDER BY nxt.{lane}, busy.n, nxt.{enqueued_at}, nxt.{pk} LIMIT 1"
+            )
+            params = [*waiting, *waiting, Job.Status.RUNNING.value, *waiting, due_at, limit]
+        else:
+            # SQLite runs one writer at a time: no locks to skip, and a laptop's few rows.
+            pick = (
+                f"SELECT w.{pk} FROM {table} w WHERE {due('w')} "  # noqa: S608
+                f"AND {running('w.' + author)} < %s "
+                f"ORDER BY w.{lane}, {running('w.' + author)}, w.{enqueued_at}, w.{pk} LIMIT 1"
+            )
+            params = [*waiting, due_at, Job.Status.RUNNING.value, limit, Job.Status.RUNNING.value]
+        return self._claim(f"({pick})", params, worker=worker)
+
+    def _claim(self, target: str, target_params: list, *, worker: str) -> "Job | None":
         now = timezone.now()
         fields = {field.name: field for field in Job._meta.concrete_fields}
 
@@ -124,7 +188,7 @@ class JobQuerySet(models.QuerySet):
             f"{column('claim_token')} = %s, {column('lease_expires_at')} = %s, {attempts} = {attempts} + 1, "
             f"{column('started_at')} = %s, {column('worker')} = %s, {column('next_attempt_at')} = NULL, "
             f"{column('preview')} = '', {column('preview_count')} = 0 "
-            f"WHERE {column('id')} = %s AND {attempts} < {column('max_attempts')} "
+            f"WHERE {column('id')} = {target} AND {attempts} < {column('max_attempts')} "
             f"AND ({status} = %s OR ({status} = %s AND {column('next_attempt_at')} <= %s)) RETURNING *"
         )
         params = [
@@ -133,7 +197,7 @@ class JobQuerySet(models.QuerySet):
             value("lease_expires_at", now + timedelta(seconds=settings.JOB_LEASE_SECONDS)),
             value("started_at", now),
             worker,
-            job_id,
+            *target_params,
             Job.Status.QUEUED.value,
             Job.Status.RETRYING.value,
             # A message may arrive a moment before the time it was sent for.
@@ -141,6 +205,15 @@ class JobQuerySet(models.QuerySet):
         ]
         claimed = list(self.raw(sql, params))
         return claimed[0] if claimed else None
+
+    def waiting_ahead(self, job: "Job") -> int:
+        """How many of the author's waiting jobs will be taken before this one (its card says so)."""
+        if job.enqueued_at is None:  # unsent: last in its lane (Postgres sorts NULLs last)
+            same_lane = Q(enqueued_at__isnull=False) | Q(enqueued_at__isnull=True, pk__lt=job.pk)
+        else:
+            same_lane = Q(enqueued_at__lt=job.enqueued_at) | Q(enqueued_at=job.enqueued_at, pk__lt=job.pk)
+        ahead = Q(lane__lt=job.lane) | (Q(lane=job.lane) & same_lane)
+        return self.filter(ahead, author_id=job.author_id, status__in=Job.WAITING_STATUSES).count()
 
     def renew(self, tokens: list[str]) -> int:
         """running → running: extend the leases of the claims a worker still holds. Returns how many."""
@@ -228,33 +301,18 @@ class JobQuerySet(models.QuerySet):
             )
         )
 
-    def resend(self, job_id: int, *, sent_before: datetime, now: datetime) -> bool:
-        """queued or retrying, whose message was sent before `sent_before` and never arrived → the same
-        state, stamped `now` (enqueued_at, or next_attempt_at when retrying) so the next sweep does not
-        send it again while this message is on its way.
-
-        A job whose message could not be sent at all (`unsent`: enqueued_at is empty) is taken at once,
-        whatever `sent_before`; a retrying one keeps its due time, so its backoff still holds.
-        """
-        waiting = [Job.Status.QUEUED, Job.Status.RETRYING]
-        unsent = Q(status__in=waiting, enqueued_at__isnull=True)
-        lost = Q(status=Job.Status.QUEUED, enqueued_at__lt=sent_before) | Q(
-            status=Job.Status.RETRYING, next_attempt_at__lt=sent_before
-        )
+    def resend(self, job_id: int, *, now: datetime) -> bool:
+        """queued or retrying, whose message the broker refused (unsent: enqueued_at is empty) → the
+        same, stamped enqueued_at `now`, so only one sweep sends it. A retrying one keeps its due time."""
         return bool(
-            self.filter(unsent | lost, pk=job_id).update(
-                enqueued_at=now,
-                next_attempt_at=models.Case(
-                    models.When(unsent & Q(status=Job.Status.RETRYING), then=models.F("next_attempt_at")),
-                    models.When(status=Job.Status.RETRYING, then=models.Value(now)),
-                    default=None,
-                ),
+            self.filter(pk=job_id, status__in=Job.WAITING_STATUSES, enqueued_at__isnull=True).update(
+                enqueued_at=now
             )
         )
 
     def unsent(self, job_id: int) -> bool:
         """queued or retrying, whose message the broker refused → the same, with enqueued_at cleared, so
-        the sweep's next tick sends it (instead of waiting out JOB_REQUEUE_AFTER_SECONDS)."""
+        the sweep's next tick sends it."""
         waiting = [Job.Status.QUEUED, Job.Status.RETRYING]
         return bool(self.filter(pk=job_id, status__in=waiting).update(enqueued_at=None))
 
@@ -313,15 +371,16 @@ class Job(models.Model):
     Each arrow is one method on `Job.objects` (JobQuerySet), a single conditional UPDATE:
 
       claim           queued, or retrying when due → running    fresh token and lease, attempts + 1
+      claim_next      the same, for the next job in turn        what a worker's message runs (fair share)
       renew           running → running                         lease keeper: a later lease_expires_at
       show_preview    running (token) → running                 the newest partial image
       finish          running (token) → succeeded               with the images, in one transaction
       fail            running (token) → failed                  worker; or sweep, if the lease expired
       schedule_retry  running (token) → retrying                next_attempt_at from the backoff
       requeue         running (token, lease expired) → queued   sweep, after a killed worker
-      resend          queued / retrying, message lost → same    sweep: stamps enqueued_at / next_attempt_at
-      unsent          queued / retrying → same                  the broker refused the message: the sweep
-                                                                sends it at its next tick
+      unsent          queued / retrying → same                  the broker refused the message: clears
+                                                                enqueued_at, so the sweep sends one
+      resend          queued / retrying, unsent → same          sweep: stamps enqueued_at, then sends
       cancel          queued / retrying → canceled              by a person
       retry           failed / canceled → queued                by a person: attempts, deadline, reserve
 
@@ -347,7 +406,13 @@ class Job(models.Model):
         GENERATE = "generate", "Generation"
         EDIT = "edit", "Edit"
 
+    class Lane(models.IntegerChoices):
+        # Claimed in this order; a person waiting at the Studio goes before work nobody watches.
+        INTERACTIVE = 0, "Studio"
+        BULK = 1, "Bulk"
+
     ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING, Status.RETRYING)
+    WAITING_STATUSES = (Status.QUEUED, Status.RETRYING)
     FINAL_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.CANCELED)
     # What was asked of the API besides the prompt, inputs and mask, in one list: the form fills these,
     # reproduce copies them, lineage compares them and the ZIP's metadata lists them.
@@ -368,6 +433,7 @@ class Job(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="jobs")
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="jobs")
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.GENERATE)
+    lane = models.PositiveSmallIntegerField(choices=Lane.choices, default=Lane.INTERACTIVE)
     prompt = models.TextField()
 
     # What was asked for: exactly the parameters sent to the API ('' means "not sent").
@@ -422,6 +488,13 @@ class Job(models.Model):
                 name="job_unfinished",
                 condition=Q(status__in=["queued", "running", "retrying"]),
             ),
+            # claim_next: each person's next job in turn, and how many they have running.
+            models.Index(
+                fields=["author", "lane", "enqueued_at", "id"],
+                name="job_waiting_turn",
+                condition=Q(status__in=["queued", "retrying"]),
+            ),
+            models.Index(fields=["author"], name="job_running_author", condition=Q(status="running")),
         ]
 
     def __str__(self) -> str:
@@ -433,6 +506,19 @@ class Job(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in self.ACTIVE_STATUSES
+
+    @property
+    def waiting_behind(self) -> int:
+        """The author's waiting jobs that go before this queued one (a person's jobs go in order). The
+        polled card's query brings it along (hot_queries.job_card); elsewhere it is one count."""
+        if "_waiting_behind" not in self.__dict__:
+            queued = self.status == self.Status.QUEUED
+            self.__dict__["_waiting_behind"] = Job.objects.waiting_ahead(self) if queued else 0
+        return self.__dict__["_waiting_behind"]
+
+    @waiting_behind.setter
+    def waiting_behind(self, value: int) -> None:
+        self.__dict__["_waiting_behind"] = value
 
     @property
     def can_cancel(self) -> bool:

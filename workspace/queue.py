@@ -7,6 +7,7 @@ module (which imports the worker): there is no import cycle to break with a func
 import logging
 
 from celery import current_app
+from django.conf import settings
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
@@ -40,3 +41,15 @@ def send_job(job_id: int, *, countdown: float | None = None) -> bool:
             logger.warning("job %s: could not mark it unsent", job_id, exc_info=True)
         return False
     return True
+
+
+def messages_waiting() -> int | None:
+    """Messages in the work queue that no worker has taken yet (a prefetched one is a worker's), or
+    None when the broker does not answer. The sweep's test for a lost message."""
+    queue = current_app.conf.task_default_queue or settings.CELERY_TASK_DEFAULT_QUEUE
+    try:
+        with current_app.connection_for_write() as conn:
+            return conn.default_channel.queue_declare(queue=queue, passive=False).message_count
+    except BROKER_ERRORS:
+        logger.warning("could not count the messages waiting in %s", queue, exc_info=True)
+        return None

@@ -23,7 +23,8 @@ INFRASTRUCTURE_ERRORS = (OperationalError, InterfaceError, PoolTimeout)
     max_retries=10,  # about five minutes; after that the sweep still resends a job left queued
 )
 def run_job(job_id: int) -> None:
-    worker.job_run(job_id=job_id, finisher=worker.worker_finisher())
+    # The id only names the job this message was sent for (logs); the worker takes the next in turn.
+    worker.jobs_run_next(finisher=worker.worker_finisher(), sent_for=job_id)
 
 
 @shared_task(ignore_result=True)

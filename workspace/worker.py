@@ -21,6 +21,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import InterfaceError, OperationalError, close_old_connections, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from workspace import formats, imageapi, observability, outputs, queue, spend, webhooks
@@ -41,8 +42,34 @@ def worker_name() -> str:
 # --- Running one job ------------------------------------------------------------------------------------
 
 
+# Set on a warm shutdown: a thread finishes the job it holds and takes no other.
+shutting_down = threading.Event()
+
+
+def jobs_run_next(*, finisher: "Finisher | None" = None, sent_for: int | None = None) -> int:
+    """What a worker's message does: claim the next job in turn and run it, then the next, until none
+    is due (or the worker is stopping). Returns how many it ran.
+
+    Messages only wake workers; the queue is the job rows. A thread that has run a job takes the next
+    without a message, so a lost message loses nothing while anything runs, and the person at their
+    fair-share limit whose message finds nothing to claim is served by their own running threads.
+    """
+    ran = 0
+    while not shutting_down.is_set():
+        job = Job.objects.claim_next(worker=worker_name(), calls_per_user=settings.FAIR_SHARE_CALLS_PER_USER)
+        if job is None:
+            return ran
+        # The message's request id belongs to the job it was sent for; another job this thread takes
+        # was submitted by another request, so its lines carry no request id rather than a wrong one.
+        request_id = None if job.pk == sent_for else observability.NONE
+        with observability.bound(job_id=job.pk, request_id=request_id):
+            _run_claimed(job, finisher=finisher)
+        ran += 1
+    return ran
+
+
 def job_run(*, job_id: int, finisher: "Finisher | None" = None) -> None:
-    """Claim the job, call the API, record and charge the call, store the images, finish. Safe to call
+    """Claim this job, call the API, record and charge the call, store the images, finish. Safe to call
     any number of times: only the claim's winner does anything.
 
     With a finisher, the images are checked, thumbnailed and stored on its threads, and this returns as
@@ -50,13 +77,13 @@ def job_run(*, job_id: int, finisher: "Finisher | None" = None) -> None:
     the next job's call need not wait for this one's pixels.
     """
     with observability.bound(job_id=job_id):  # every line logged for this job says which job
-        _run_claimed(job_id, finisher)
+        job = Job.objects.claim(job_id, worker=worker_name())
+        if job is None:
+            return  # another worker has it, it is over, or its retry is not due
+        _run_claimed(job, finisher=finisher)
 
 
-def _run_claimed(job_id: int, finisher: "Finisher | None") -> None:
-    job = Job.objects.claim(job_id, worker=worker_name())
-    if job is None:
-        return  # another worker has it, it is over, or its retry is not due
+def _run_claimed(job: Job, *, finisher: "Finisher | None") -> None:
     observability.observe_claim(job)
     lease_keeper.hold(job.claim_token)
     handed_off = False
@@ -568,6 +595,7 @@ def drain_worker_finisher() -> None:
 # --- The sweep -------------------------------------------------------------------------------------------
 
 
+LOST_WAKE_LIMIT = 500  # messages one sweep sends at most
 SWEEP_LOCK_KEY = 0x61746C73  # "atls": the advisory lock only one sweep at a time holds
 _sweep_lock = threading.Lock()  # SQLite has no advisory locks; a laptop runs one beat
 
@@ -596,7 +624,7 @@ def jobs_sweep() -> dict[str, int]:
 
 def _sweep() -> dict[str, int]:
     now = timezone.now()
-    counts = {"requeued": 0, "failed": 0, "resent": 0}
+    counts = {"requeued": 0, "failed": 0, "resent": 0, "woken": 0}
     expired = Job.objects.filter(status=Job.Status.RUNNING, lease_expires_at__lt=now)
     for job in expired.only("pk", "project_id", "attempts", "max_attempts", "claim_token", "deadline_at"):
         if job.attempts >= job.max_attempts or job.deadline_at <= now:
@@ -620,22 +648,44 @@ def _sweep() -> dict[str, int]:
             # Whatever the dead attempt wrote (its preview too: the row no longer points at it).
             outputs.delete_prefixed(prefix=job.attempt_prefix(job.attempts))
 
-    # Messages the broker refused (unsent: at once), and those that never arrived (a broker restart, a
-    # crash between commit and publish).
-    sent_before = now - timedelta(seconds=settings.JOB_REQUEUE_AFTER_SECONDS)
-    waiting = [Job.Status.QUEUED, Job.Status.RETRYING]
-    lost = (
-        Job.objects.filter(status__in=waiting, enqueued_at__isnull=True)
-        | Job.objects.filter(status=Job.Status.QUEUED, enqueued_at__lt=sent_before)
-        | Job.objects.filter(status=Job.Status.RETRYING, next_attempt_at__lt=sent_before)
-    )
-    for job_id, due_at in lost.values_list("pk", "next_attempt_at")[:500]:
+    # Messages the broker refused (unsent): one each, at once.
+    unsent = Job.objects.filter(status__in=Job.WAITING_STATUSES, enqueued_at__isnull=True)
+    for job_id, due_at in unsent.values_list("pk", "next_attempt_at")[:LOST_WAKE_LIMIT]:
         # Stamped first, so the next sweep does not send it yet again while this message is on its way.
-        if Job.objects.resend(job_id, sent_before=sent_before, now=now):
+        if Job.objects.resend(job_id, now=now):
             # An unsent retry keeps its backoff: the message waits until it is due.
             countdown = (due_at - now).total_seconds() if due_at is not None and due_at > now else None
             queue.send_job(job_id, countdown=countdown)
             counts["resent"] += 1
+    counts["woken"] = _wake_if_messages_were_lost(now)
     if any(counts.values()):
         logger.info("sweep: %s", counts)
     return counts
+
+
+def _wake_if_messages_were_lost(now) -> int:
+    """Wake workers for due jobs whose messages were lost (a broker restart), never for a backlog.
+
+    A message only wakes a worker, which then takes jobs in turn until none is due, so a job waits for
+    nothing in particular: it needs some worker running, or a message on its way. Lost is therefore:
+    a job due for JOB_REQUEUE_AFTER_SECONDS, while no job runs anywhere (no thread will come back for
+    it) and the broker's queue holds no message (none is on its way). A backlog behind slow calls has
+    jobs running, so it is never sent twice; a prefetched message sits with a worker whose threads are
+    all running jobs. Each message sent then claims one job and drains the rest.
+    """
+    stale = now - timedelta(seconds=settings.JOB_REQUEUE_AFTER_SECONDS)
+    due = Job.objects.filter(
+        Q(status=Job.Status.QUEUED) | Q(status=Job.Status.RETRYING, next_attempt_at__lte=now)
+    )
+    overdue = due.filter(
+        Q(status=Job.Status.QUEUED, enqueued_at__lt=stale)
+        | Q(status=Job.Status.RETRYING, next_attempt_at__lt=stale)
+    )
+    if not overdue.exists() or Job.objects.filter(status=Job.Status.RUNNING).exists():
+        return 0
+    if queue.messages_waiting() != 0:  # on their way, or the broker cannot say (then sending fails too)
+        return 0
+    woken = 0
+    for job_id in due.order_by("lane", "enqueued_at", "pk").values_list("pk", flat=True)[:LOST_WAKE_LIMIT]:
+        woken += queue.send_job(job_id)
+    return woken

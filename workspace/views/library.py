@@ -11,7 +11,7 @@ from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from workspace import edits, imagemodels, library, spend, uploads
+from workspace import edits, imagemodels, jobs, library, spend, uploads
 from workspace.access import ProjectAccess, project_access
 from workspace.forms import EditForm
 from workspace.models import Image, Job, Reference, Role
@@ -158,9 +158,10 @@ def edit(request: HttpRequest, project_id: int) -> HttpResponse:
             problem = str(refusal)
         except uploads.UploadRejected as refusal:
             form.add_error("mask_file", str(refusal))
-        except spend.BudgetExceeded as refusal:
+        except (spend.BudgetExceeded, jobs.TooManyWaiting) as refusal:
             form.add_error(None, str(refusal))
-            return render(request, "workspace/edit.html", _edit_context(access, form, inputs), status=402)
+            status = 429 if isinstance(refusal, jobs.TooManyWaiting) else 402
+            return render(request, "workspace/edit.html", _edit_context(access, form, inputs), status=status)
         else:
             return redirect(f"{access.project.get_absolute_url()}#job-{job.pk}")
     return render(request, "workspace/edit.html", _edit_context(access, form, inputs, problem), status=400)

@@ -98,11 +98,14 @@ def job_create(request: HttpRequest, project_id: int) -> HttpResponse:
             prompt=form.cleaned_data["prompt"],
             params=form.job_params(),
         )
-    except spend.BudgetExceeded as refusal:
+    except (spend.BudgetExceeded, jobs.TooManyWaiting) as refusal:
         form.add_error(None, str(refusal))
         template = "workspace/project.html#generate-form" if request.htmx else "workspace/project.html"
         jobs_page, next_before = ([], None) if request.htmx else _feed(access.project, None)
-        return render(request, template, _project_context(access, form, jobs_page, next_before), status=402)
+        status = 429 if isinstance(refusal, jobs.TooManyWaiting) else 402
+        return render(
+            request, template, _project_context(access, form, jobs_page, next_before), status=status
+        )
     if not request.htmx:
         return redirect(access.project)
     # The form keeps what was typed (people iterate on a prompt); the new card goes on top of the feed.
@@ -200,7 +203,7 @@ def job_reproduce(request: HttpRequest, project_id: int, job_id: int) -> HttpRes
     job = get_object_or_404(Job, project=access.project, pk=job_id)
     try:
         new_job = jobs.job_reproduce(job=job, author=request.user)
-    except spend.BudgetExceeded as refusal:
+    except (spend.BudgetExceeded, jobs.TooManyWaiting) as refusal:
         messages.error(request, str(refusal))
         return redirect(safe_next(request, access.project.get_absolute_url()))
     messages.success(request, "Queued the same request again.")

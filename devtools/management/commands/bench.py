@@ -74,6 +74,8 @@ from devtools.benchkit import (
 )
 from workspace import jobs as job_services
 from workspace import outputs
+from workspace import queue as job_queue
+from workspace import worker as job_worker
 from workspace.models import UNDECLARED_COLUMNS, ApiCall, Image, Job, Membership, Project, Role
 
 PROMPT = "Bench: a lemon on a blue tiled table, morning light"
@@ -106,6 +108,8 @@ THUMBNAIL_SIZES = ((1024, 1024), (1536, 1024), (2048, 1152))
 TARGET_OVERHEAD_MEDIAN_MS = 100.0
 TARGET_THROUGHPUT_RATIO = 0.9
 TARGET_POLL_P95_MS = 5.0
+TARGET_DELIVERIES_PER_JOB = 1.02
+FAIR_SHARE_SLACK_S = 2.0  # a teammate's job starts within one call's latency plus this
 
 
 # --------------------------------------------------------------------------------------------------
@@ -166,7 +170,13 @@ class Command(BaseCommand):
         parser.add_argument(
             "--quick", action="store_true", help="smoke run: 5 / 32 jobs, 1 s throughput latency, 200 polls"
         )
-        parser.add_argument("--skip", default="", help="phases to skip: overhead,throughput,poll,thumbnail")
+        parser.add_argument("--jobs-backlog", type=int, default=None, help="backlog for deliveries (1000)")
+        parser.add_argument("--jobs-fairshare", type=int, default=None, help="one person's backlog (300)")
+        parser.add_argument(
+            "--skip",
+            default="",
+            help="phases to skip: overhead,throughput,poll,thumbnail,backlog,fairshare",
+        )
         parser.add_argument("--no-warmup", action="store_true", help="do not warm a worker before measuring")
         parser.add_argument("--job-timeout", type=float, default=120.0, help="seconds before giving up")
         parser.add_argument(
@@ -209,6 +219,8 @@ class Command(BaseCommand):
             ),
             "concurrency": [int(c) for c in (options["concurrency"] or "32,64").split(",") if c.strip()],
             "polls": options["polls"] or (200 if quick else 300),
+            "jobs_backlog": options["jobs_backlog"] or (200 if quick else 1000),
+            "jobs_fairshare": options["jobs_fairshare"] or (100 if quick else 300),
             "thumbnail_runs": options["thumbnail_runs"],
             "quick": quick,
             "warmup": not options["no_warmup"],
@@ -254,6 +266,10 @@ class Command(BaseCommand):
             phases += [
                 (f"throughput C={c}", lambda c=c: self.bench_throughput(run, c))
                 for c in self.opts["concurrency"]
+            ]
+            phases += [
+                ("backlog", lambda: self.bench_backlog(run)),
+                ("fairshare", lambda: self.bench_fair_share(run)),
             ]
             for name, phase in phases:
                 if name.split()[0] in self.opts["skip"]:
@@ -391,6 +407,8 @@ class Command(BaseCommand):
         from config.celery import app
 
         User = get_user_model()
+        # The bench queues hundreds of one person's jobs at once: the Studio's limit is not measured here.
+        settings.FAIR_SHARE_QUEUED_PER_USER = 10**9
         run.user = User.objects.create_user(
             username=f"bench-{run.suffix}", email=f"bench-{run.suffix}@example.invalid", password=None
         )
@@ -431,6 +449,8 @@ class Command(BaseCommand):
             Session.objects.filter(pk__in=session_keys).delete()
             if run.user is not None:
                 delete_with_protected_rows(run.user)
+            for teammate in get_user_model().objects.filter(username=f"bench-{run.suffix}-teammate"):
+                delete_with_protected_rows(teammate)
         except Exception as exc:
             self.stderr.write(f"clean-up of bench rows failed: {exc!r} (user bench-{run.suffix})")
         if run.media_root is not None:
@@ -466,7 +486,9 @@ class Command(BaseCommand):
 
     # -- worker
 
-    def start_worker(self, run: Run, concurrency: int) -> Worker:
+    def start_worker(
+        self, run: Run, concurrency: int, *, loglevel: str = "WARNING", **extra_env: str
+    ) -> Worker:
         name = f"bench-{uuid.uuid4().hex[:8]}@%h"
         env = os.environ.copy()
         env.update(
@@ -479,7 +501,10 @@ class Command(BaseCommand):
                 "WORKER_CONCURRENCY": str(concurrency),
                 "DEBUG": "true" if settings.DEBUG else "false",
                 "MEDIA_ROOT": str(run.media_root),
+                # One bench user measures the pipeline, not the fair-share policy (its own phase does).
+                "FAIR_SHARE_CALLS_PER_USER": "0",
             }
+            | extra_env
         )
         env.pop("DEMO_MODE", None)
         if source_fingerprint() != self.fingerprint:
@@ -491,7 +516,9 @@ class Command(BaseCommand):
         log_path = (
             settings.BASE_DIR / "var" / "bench" / f"worker-{run.suffix}-c{concurrency}-{int(time.time())}.log"
         )
-        worker = start_worker(name=name, queue=run.queue, concurrency=concurrency, env=env, log_path=log_path)
+        worker = start_worker(
+            name=name, queue=run.queue, concurrency=concurrency, env=env, log_path=log_path, loglevel=loglevel
+        )
         run.workers.append(worker)
         self.out(f"worker pid {worker.pid} (C={concurrency}) log {log_path.relative_to(settings.BASE_DIR)}")
         return worker
@@ -644,6 +671,147 @@ class Command(BaseCommand):
                     "part of every job's overhead, and CPU taken from the same cores",
                 )
             )
+
+    # -- deliveries per job at a backlog (issue 13, item 4)
+
+    def bench_backlog(self, run: Run) -> None:
+        """A backlog far longer than the lost-message window, with the sweep running every second in
+        this process: every run_job the worker executes is counted (its log), plus any left queued."""
+        count, latency, concurrency, window = self.opts["jobs_backlog"], 1.0, 32, 2
+        self.out(
+            f"\n## Deliveries per job: {count} jobs queued at once, stand-in latency {latency} s, worker "
+            f"C={concurrency}, sweep every 1 s with a {window} s lost-message window"
+        )
+        # INFO: Celery logs every task it runs, which is what is counted.
+        worker = self.start_worker(run, concurrency, loglevel="INFO", FAIR_SHARE_CALLS_PER_USER="0")
+        saved_window = settings.JOB_REQUEUE_AFTER_SECONDS
+        settings.JOB_REQUEUE_AFTER_SECONDS = window  # the old sweep resent every job waiting this long
+        sweeps = {"woken": 0, "resent": 0, "last": 0.0}
+
+        def sweep() -> None:
+            if time.monotonic() - sweeps["last"] >= 1.0:
+                sweeps["last"] = time.monotonic()
+                counts = job_worker.jobs_sweep()
+                sweeps["woken"] += counts.get("woken", 0)
+                sweeps["resent"] += counts.get("resent", 0)
+
+        try:
+            self.warm_up(run, worker, 1)
+            before = self.run_job_executions(worker)
+            run.server.latency = latency
+            started = time.time()
+            ids = [
+                job_services.job_create(
+                    project=run.project, author=run.user, prompt=PROMPT, params=SERVICE_PARAMS
+                ).pk
+                for _ in range(count)
+            ]
+            self.wait_for_jobs(ids, worker, timeout=max(self.opts["job_timeout"], count), on_tick=sweep)
+            elapsed = time.time() - started
+            deadline = time.monotonic() + 60
+            while job_queue.messages_waiting() and time.monotonic() < deadline:
+                time.sleep(0.2)  # the messages of jobs other threads ran: each finds nothing, and counts
+            time.sleep(1)  # the last prefetched ones
+        finally:
+            run.server.latency = 0.0
+            settings.JOB_REQUEUE_AFTER_SECONDS = saved_window
+            self.stop_worker(run, worker)
+        left = job_queue.messages_waiting() or 0
+        executions = self.run_job_executions(worker) - before + left
+        per_job = executions / count
+        self.out(
+            f"  {count} jobs in {elapsed:.1f} s: {executions} run_job deliveries ({left} still queued), "
+            f"{per_job:.3f} per job; the sweep woke {sweeps['woken']}, resent {sweeps['resent']}"
+        )
+        self.details["backlog"] = {
+            "jobs": count,
+            "latency_s": latency,
+            "concurrency": concurrency,
+            "lost_message_window_s": window,
+            "elapsed_s": elapsed,
+            "executions": executions,
+            "left_queued": left,
+            "sweep": sweeps,
+        }
+        self.metrics.append(
+            Metric.at_most(
+                f"Task deliveries per job, {count} queued behind {latency:g} s calls",
+                per_job,
+                TARGET_DELIVERIES_PER_JOB,
+                unit="ratio",
+                note="counted from the worker's run_job executions; the mechanism does not depend on the "
+                "backlog's size or the call's latency (nothing is resent while a job runs or a message "
+                "waits), so 1,000 x 1 s with a 2 s window stands for 5,000 x 30 s with 120 s",
+            )
+        )
+
+    @staticmethod
+    def run_job_executions(worker: Worker) -> int:
+        # Celery logs each task it ran: "Task workspace.tasks.run_job[<id>] succeeded in 0.5s: 1".
+        text = worker.log_path.read_text(errors="replace")
+        return sum(1 for line in text.splitlines() if "tasks.run_job[" in line and "succeeded in" in line)
+
+    # -- fair share (issue 13, item 5)
+
+    def bench_fair_share(self, run: Run) -> None:
+        """One person's backlog fills every slot; how long a teammate's new job waits to start."""
+        count, latency, concurrency, per_user = self.opts["jobs_fairshare"], 2.0, 8, 8
+        self.out(
+            f"\n## Fair-share wait: one person's {count} queued jobs, stand-in latency {latency} s, worker "
+            f"C={concurrency}, FAIR_SHARE_CALLS_PER_USER={per_user}; then a teammate's job"
+        )
+        teammate = get_user_model().objects.create_user(
+            username=f"bench-{run.suffix}-teammate",
+            email=f"bench-{run.suffix}-t@example.invalid",
+            password=None,
+        )
+        Membership.objects.create(project=run.project, user=teammate, role=Role.EDITOR)
+        worker = self.start_worker(run, concurrency, FAIR_SHARE_CALLS_PER_USER=str(per_user))
+        waits = []
+        backlog: list[int] = []
+        try:
+            self.warm_up(run, worker, 1)
+            run.server.latency = latency
+            backlog = [
+                job_services.job_create(
+                    project=run.project, author=run.user, prompt=PROMPT, params=SERVICE_PARAMS
+                ).pk
+                for _ in range(count)
+            ]
+            for _ in range(3):
+                # Every slot busy with the backlog, then the teammate submits.
+                deadline = time.monotonic() + 60
+                while Job.objects.filter(pk__in=backlog, status=Job.Status.RUNNING).count() < concurrency:
+                    if time.monotonic() > deadline:
+                        raise BenchFailure("the backlog never filled the worker's slots")
+                    time.sleep(0.05)
+                submitted = time.monotonic()
+                job = job_services.job_create(
+                    project=run.project, author=teammate, prompt=PROMPT, params=SERVICE_PARAMS
+                )
+                while Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).exists():
+                    if time.monotonic() - submitted > latency * 10 + 30:
+                        raise BenchFailure("the teammate's job never started")
+                    time.sleep(0.01)
+                waits.append(time.monotonic() - submitted)
+                self.out(f"  teammate's job started {waits[-1]:.2f} s after submit")
+                self.wait_for_jobs([job.pk], worker, timeout=self.opts["job_timeout"])
+        finally:
+            for pk in backlog:
+                job_services.job_cancel(job=Job(pk=pk))
+            run.server.latency = 0.0
+            self.stop_worker(run, worker)
+        worst = max(waits)
+        self.details["fairshare"] = {"backlog": count, "latency_s": latency, "waits_s": waits}
+        self.metrics.append(
+            Metric.at_most(
+                f"Fair-share wait: a teammate's job behind {count} of one person's ({latency:g} s calls)",
+                worst,
+                latency + FAIR_SHARE_SLACK_S,
+                unit="s",
+                note="worst of 3, from submit to running; target one call's latency + 2 s",
+            )
+        )
 
     def standin_floor(self, run: Run, latency: float, calls: int = 5) -> dict[str, dict[str, float]]:
         """What the harness alone adds: a bare SDK call to the stand-in, plain and streamed, over latency."""
