@@ -125,7 +125,7 @@ def test_a_job_the_broker_refused_is_sent_by_the_next_sweep(cast, project, stand
 def test_a_database_error_in_the_task_retries_it(monkeypatch):
     calls = []
 
-    def jobs_run_next(*, finisher):
+    def jobs_run_next(*, finisher, sent_for):
         calls.append(finisher)
         if len(calls) == 1:
             raise OperationalError("couldn't get a connection after 30.00 sec")
