@@ -319,6 +319,12 @@ def test_it_requires_an_idempotency_key_to_create_work(project, bob_api):
     assert not Job.objects.exists()
 
 
+@pytest.mark.parametrize("key", ["a\x00b", "tab\there", "é-clé", "k" * 300])
+def test_it_refuses_a_key_it_could_not_store_or_compare(project, bob_api, key):
+    assert_error(bob_api.post(jobs_url(project), BODY, key=key), 400, "invalid")
+    assert not Job.objects.exists()
+
+
 def test_the_same_key_and_body_replay_the_first_answer_and_create_nothing(project, bob_api):
     first = bob_api.post(jobs_url(project), BODY, key="order-7")
     again = bob_api.post(jobs_url(project), BODY, key="order-7")

@@ -92,8 +92,11 @@ def idempotent(view):
                 "idempotency_key_required",
                 f"Send an {HEADER} header (e.g. a UUID) so that a retried request creates nothing twice.",
             )
-        if len(key) > MAX_KEY_CHARS or not key.isascii():
-            raise ApiError(400, "invalid", f"The {HEADER} must be at most {MAX_KEY_CHARS} ASCII characters.")
+        # Printable too: a NUL cannot be stored in Postgres text (schemathesis sent one: a 500).
+        if len(key) > MAX_KEY_CHARS or not key.isascii() or not key.isprintable():
+            raise ApiError(
+                400, "invalid", f"The {HEADER} must be at most {MAX_KEY_CHARS} printable ASCII characters."
+            )
         fingerprint = request_hash(request)
         with transaction.atomic():
             claimed = _claim(user=request.user, key=key, fingerprint=fingerprint)
