@@ -121,3 +121,24 @@ def test_a_database_restart_while_recording_an_answered_call_does_not_lose_it(
     assert len(standin.requests) == 1
     assert ApiCall.objects.filter(job=job).count() == 1
     assert LedgerEntry.objects.filter(job=job).count() == 1
+
+
+def test_a_database_away_while_a_preview_streams_in_loses_neither_the_answer_nor_the_charge(
+    cast, project, standin, seeded_prices, monkeypatch
+):
+    from django.db import OperationalError
+
+    from workspace.models import JobQuerySet
+
+    def database_away(*_args, **_kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(JobQuerySet, "show_preview", database_away)
+    job = run(create_job(project=project, author=cast.bob, n=1))  # one image: streamed with a preview
+
+    assert job.status == Job.Status.SUCCEEDED
+    assert len(standin.requests) == 1  # answered once, recorded and charged once: no second call
+    call = ApiCall.objects.get(job=job)
+    assert call.outcome == ApiCall.Outcome.OK and call.request_id
+    assert LedgerEntry.objects.filter(job=job).count() == 1
+    assert job.preview == ""

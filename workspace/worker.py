@@ -256,12 +256,18 @@ class PreviewSaver:
         image_format = outputs.sniff_format(data)
         if image_format is None:
             return  # a preview is a courtesy; the final image decides
-        name = default_storage.save(
-            f"{self.prefix}preview-{index}.{formats.extension(image_format)}", ContentFile(data)
-        )
-        self.saved.append(name)
-        Job.objects.show_preview(self.job.pk, token=self.job.claim_token, name=name, count=index + 1)
-        release_connection()  # the call goes on streaming
+        try:
+            name = default_storage.save(
+                f"{self.prefix}preview-{index}.{formats.extension(image_format)}", ContentFile(data)
+            )
+            self.saved.append(name)
+            Job.objects.show_preview(self.job.pk, token=self.job.claim_token, name=name, count=index + 1)
+        except (OperationalError, InterfaceError, OSError) as error:
+            # Runs inside the stream: raising here would abandon an answer OpenAI bills for (a database
+            # restarting mid-stream lost a billed call in make chaos). The final image still lands.
+            logger.warning("job %s: could not show preview %s: %r", self.job.pk, index, error)
+        finally:
+            release_connection()  # the call goes on streaming
 
     def discard(self) -> None:
         # The names are known: no folder listing (a killed attempt's leftovers are the sweep's to find).
