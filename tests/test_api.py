@@ -489,3 +489,73 @@ def test_the_schema_and_docs_page_are_served_without_a_token(client):
     docs = client.get(reverse("api:docs"))
     assert docs.status_code == 200 and b"swagger-ui-bundle.js" in docs.content
     assert b"<script>" not in docs.content  # nothing inline: the CSP allows none
+
+
+# --- Job list -------------------------------------------------------------------------------------
+
+
+def test_it_lists_jobs_newest_first_by_status_with_a_cursor(cast, project, other_project, bob_api):
+    from tests.factories import JobFactory
+    from workspace.models import Job
+
+    made = [JobFactory(project=project, author=cast.bob) for _ in range(21)]
+    failed = JobFactory(project=project, author=cast.bob, status=Job.Status.FAILED)
+    JobFactory(project=other_project, author=cast.charlie)
+    first = bob_api.get(jobs_url(project)).json()
+    assert [job["id"] for job in first["jobs"]] == [failed.pk, *[job.pk for job in reversed(made)][:19]]
+    second = bob_api.get(jobs_url(project), cursor=first["next_cursor"]).json()
+    assert [job["id"] for job in second["jobs"]] == [made[1].pk, made[0].pk] and second["next_cursor"] == ""
+    only = bob_api.get(jobs_url(project), status="failed").json()
+    assert [job["id"] for job in only["jobs"]] == [failed.pk]
+    assert_error(bob_api.get(jobs_url(project), status="nope"), 400, "invalid")
+    assert "cursor" in assert_error(bob_api.get(jobs_url(project), cursor="x1"), 400)["fields"]
+
+
+# --- Webhooks -------------------------------------------------------------------------------------
+
+
+def hooks_url(project, *rest) -> str:
+    return reverse("api:webhook-list", args=[project.pk]) + "".join(f"/{part}" for part in rest)
+
+
+def test_an_owner_adds_lists_rotates_pings_and_removes_a_webhook(cast, project, settings):
+    from workspace.webhook_models import WebhookDelivery, WebhookEndpoint
+
+    settings.WEBHOOK_ALLOW_PRIVATE = True
+    alice = Api(secret_for(cast.alice))
+    made = alice.post(hooks_url(project), {"url": "http://127.0.0.1/hook", "description": "CI"})
+    assert made.status_code == 201, made.content
+    endpoint = made.json()
+    assert endpoint["secret"] and endpoint["events"] == ["job.succeeded", "job.failed"]
+    listed = alice.get(hooks_url(project)).json()
+    assert [e["id"] for e in listed] == [endpoint["id"]] and "secret" not in listed[0]
+    rotated = alice.post(hooks_url(project, endpoint["id"], "rotate"))
+    assert rotated.status_code == 200
+    assert rotated.json()["secret"] != endpoint["secret"] and rotated.json()["previous_secret_valid_until"]
+    pinged = alice.post(hooks_url(project, endpoint["id"], "ping"))
+    assert pinged.status_code == 202 and pinged.json()["event_type"] == "webhook.ping"
+    log = alice.get(hooks_url(project, endpoint["id"], "deliveries")).json()
+    assert [d["id"] for d in log] == [pinged.json()["id"]]
+    gone = alice.client.delete(hooks_url(project, endpoint["id"]), headers=alice.headers)
+    assert gone.status_code == 204
+    assert not WebhookEndpoint.objects.exists() and not WebhookDelivery.objects.exists()
+    assert_error(alice.post(hooks_url(project, endpoint["id"], "rotate")), 404, "not_found")
+
+
+def test_a_private_webhook_address_is_a_400_on_url(cast, project, settings):
+    from workspace.webhook_models import WebhookEndpoint
+
+    settings.WEBHOOK_ALLOW_PRIVATE = False
+    alice = Api(secret_for(cast.alice))
+    error = assert_error(alice.post(hooks_url(project), {"url": "https://127.0.0.1/hook"}), 400, "invalid")
+    assert error["fields"]["url"]
+    error = assert_error(alice.post(hooks_url(project), {"url": "https://a.example", "events": ["x"]}), 400)
+    assert "events" in error["fields"]
+    assert not WebhookEndpoint.objects.exists()
+
+
+def test_webhooks_are_for_owners_only(cast, project, bob_api):
+    assert_error(bob_api.get(hooks_url(project)), 403, "permission_denied")
+    assert_error(bob_api.post(hooks_url(project), {"url": "https://example.com/h"}), 403)
+    charlie = Api(secret_for(cast.charlie))
+    assert_error(charlie.get(hooks_url(project)), 404, "not_found")

@@ -14,6 +14,7 @@ from tests.factories import ImageFactory, JobFactory, ReferenceFactory
 from tests.test_access import _walk
 from workspace.api.tokens import token_create
 from workspace.models import Job, Role
+from workspace.webhook_models import WebhookEndpoint
 
 pytestmark = pytest.mark.django_db
 
@@ -32,7 +33,22 @@ API_ROUTES = {
     "reference-upload": ("post", Role.EDITOR),
     "my-spend": ("get", None),
     "user-spend": ("get", None),  # staff with an admin token: test_api.py
+    # Owners only, like the settings page (an owner's answers: test_api.py).
+    "webhook-list": ("get", Role.OWNER),
+    "webhook-detail": ("delete", Role.OWNER),
+    "webhook-rotate": ("post", Role.OWNER),
+    "webhook-ping": ("post", Role.OWNER),
+    "webhook-deliveries": ("get", Role.OWNER),
 }
+# Routes that answer a second method too: name -> (method, role).
+SECOND_METHODS = {
+    "job-create": ("get", Role.VIEWER),  # the job list
+    "webhook-list": ("post", Role.OWNER),  # add an endpoint
+}
+CASES = sorted(
+    {(name, method) for name, (method, _) in API_ROUTES.items()}
+    | {(name, method) for name, (method, _) in SECOND_METHODS.items()}
+)
 PUBLIC = {"schema", "docs", "not-found"}
 
 
@@ -66,17 +82,26 @@ def world(cast, project, other_project):
     failed = JobFactory(project=project, author=cast.bob, status=Job.Status.FAILED)
     queued = JobFactory(project=project, author=cast.bob)
     their_image = ImageFactory(job__project=other_project, job__author=cast.charlie)
+    hook = WebhookEndpoint.objects.create(project=project, url="https://example.com/h", events=["job.failed"])
+    theirs = WebhookEndpoint.objects.create(
+        project=other_project, url="https://example.com/h", events=["job.failed"]
+    )
     return {
-        "mine": {"project_id": project.pk, "job_id": failed.pk, "image_id": image.pk},
-        "theirs": {"project_id": other_project.pk, "job_id": their_image.job_id, "image_id": their_image.pk},
+        "mine": {"project_id": project.pk, "job_id": failed.pk, "image_id": image.pk, "endpoint_id": hook.pk},
+        "theirs": {
+            "project_id": other_project.pk,
+            "job_id": their_image.job_id,
+            "image_id": their_image.pk,
+            "endpoint_id": theirs.pk,
+        },
         "reference": ReferenceFactory(project=project, uploaded_by=cast.bob),
         "image": image,
         "queued": queued,
     }
 
 
-def call(name: str, kwargs: dict, secret: str | None, world):
-    method, _ = API_ROUTES[name]
+def call(name: str, kwargs: dict, secret: str | None, world, method: str | None = None):
+    method = method or API_ROUTES[name][0]
     if name == "job-cancel" and kwargs["job_id"] == world["mine"]["job_id"]:
         kwargs = kwargs | {"job_id": world["queued"].pk}  # only a job that has not started can be canceled
     url = reverse(f"api:{name}", kwargs={k: v for k, v in kwargs.items() if k in api_routes()[name]})
@@ -84,6 +109,8 @@ def call(name: str, kwargs: dict, secret: str | None, world):
     client = Client()
     if method == "get":
         return client.get(url, headers=headers)
+    if method == "delete":
+        return client.delete(url, headers=headers)
     headers["Idempotency-Key"] = str(uuid.uuid4())
     if name == "reference-upload":
         from django.core.files.uploadedfile import SimpleUploadedFile
@@ -102,15 +129,15 @@ ACTORS = ("anonymous", "charlie", "vera", "bob")
 
 
 @pytest.mark.parametrize("actor", ACTORS)
-@pytest.mark.parametrize("name", sorted(API_ROUTES))
-def test_each_actor_gets_what_the_route_allows(cast, world, name, actor):
+@pytest.mark.parametrize(("name", "method"), CASES)
+def test_each_actor_gets_what_the_route_allows(cast, world, name, method, actor):
     secret = (
         None
         if actor == "anonymous"
         else token_create(user=getattr(cast, actor), name="t", scopes=["read", "generate"]).secret
     )
-    response = call(name, world["mine"], secret, world)
-    _, needs = API_ROUTES[name]
+    response = call(name, world["mine"], secret, world, method)
+    needs = API_ROUTES[name][1] if method == API_ROUTES[name][0] else SECOND_METHODS[name][1]
     assert response["Content-Type"].startswith(("application/json", "image/")), response["Content-Type"]
     if actor == "anonymous":
         assert response.status_code == 401
@@ -120,15 +147,21 @@ def test_each_actor_gets_what_the_route_allows(cast, world, name, actor):
         assert response.status_code == 200
     elif actor == "charlie":
         assert response.status_code == 404
-    elif actor == "vera" and needs == Role.EDITOR:
+    elif (actor, needs) in {("vera", Role.EDITOR), ("vera", Role.OWNER), ("bob", Role.OWNER)}:
         assert response.status_code == 403
     else:
         assert response.status_code in (200, 201), (name, response.content[:200])
 
 
-@pytest.mark.parametrize("name", sorted(n for n in API_ROUTES if {"job_id", "image_id"} & api_routes()[n]))
+@pytest.mark.parametrize(
+    "name", sorted(n for n in API_ROUTES if {"job_id", "image_id", "endpoint_id"} & api_routes()[n])
+)
 def test_another_projects_object_through_my_project_is_a_404(cast, world, name):
-    secret = token_create(user=cast.bob, name="t", scopes=["read", "generate"]).secret
+    # Webhooks are the owner's (alice); jobs and images an editor's (bob).
+    owner = API_ROUTES[name][1] == Role.OWNER
+    secret = token_create(
+        user=cast.alice if owner else cast.bob, name="t", scopes=["read", "generate"]
+    ).secret
     kwargs = world["mine"] | {k: v for k, v in world["theirs"].items() if k != "project_id"}
     response = call(name, kwargs, secret, world)
     assert response.status_code == 404

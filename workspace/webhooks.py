@@ -273,6 +273,13 @@ def endpoints_for_settings(*, project: Project, log_size: int = 10) -> list[Webh
     return endpoints
 
 
+def endpoint_deliveries(*, project: Project, endpoint_id: int, limit: int = 20) -> list[WebhookDelivery]:
+    """One endpoint's recent messages, newest first, each with its `attempt_log` prefetched. Raises
+    WebhookEndpoint.DoesNotExist for another project's endpoint (the API's 404)."""
+    endpoint = WebhookEndpoint.objects.get(project=project, pk=endpoint_id)
+    return list(endpoint.deliveries.prefetch_related("attempt_log").order_by("-created_at", "-id")[:limit])
+
+
 # --- Events ----------------------------------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from workspace import imagemodels as im
 from workspace.models import Image, Job, Project, Reference
+from workspace.webhook_models import SUBSCRIBABLE, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 
 class ErrorDetailSerializer(serializers.Serializer):
@@ -199,3 +200,78 @@ class SpendReportSerializer(serializers.Serializer):
     start = serializers.DateField()
     end = serializers.DateField()
     users = UserSpendSerializer(many=True)
+
+
+class JobPageSerializer(serializers.Serializer):
+    jobs = JobSerializer(many=True)
+    next_cursor = serializers.CharField(help_text="Pass as ?cursor= for the next page; empty on the last.")
+
+
+# --- Webhooks -----------------------------------------------------------------------------------------
+
+EVENTS = [str(event) for event in SUBSCRIBABLE]
+
+
+class WebhookEndpointSerializer(serializers.ModelSerializer):
+    """An endpoint as listed: never its secret (shown once, on creation and on rotation)."""
+
+    events = serializers.ListField(child=serializers.ChoiceField(choices=EVENTS))
+    previous_secret_valid_until = serializers.DateTimeField(
+        source="overlap_until",
+        allow_null=True,
+        help_text="Until when the secret before a rotation signs too.",
+    )
+    links = serializers.SerializerMethodField()
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ["id", "url", "description", "events", "created_at", "previous_secret_valid_until", "links"]
+
+    def get_links(self, endpoint: WebhookEndpoint) -> dict[str, str]:
+        args = [endpoint.project_id, endpoint.pk]
+        return {
+            "self": reverse("api:webhook-detail", args=args),
+            "rotate": reverse("api:webhook-rotate", args=args),
+            "ping": reverse("api:webhook-ping", args=args),
+            "deliveries": reverse("api:webhook-deliveries", args=args),
+        }
+
+
+class WebhookEndpointSecretSerializer(WebhookEndpointSerializer):
+    secret = serializers.CharField(help_text="The signing secret: shown this once, keep it.")
+
+    class Meta(WebhookEndpointSerializer.Meta):
+        fields = [*WebhookEndpointSerializer.Meta.fields, "secret"]
+
+
+class WebhookCreateSerializer(serializers.Serializer):
+    url = serializers.CharField(max_length=500, help_text="An https:// address on the public internet.")
+    description = serializers.CharField(max_length=120, required=False, allow_blank=True)
+    events = serializers.ListField(
+        child=serializers.ChoiceField(choices=EVENTS), required=False, help_text="Default: both job events."
+    )
+
+
+class WebhookAttemptSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = WebhookAttempt
+        fields = ["number", "ok", "http_status", "latency_ms", "response_excerpt", "error", "created_at"]
+
+
+class WebhookDeliverySerializer(serializers.ModelSerializer):
+    attempt_log = WebhookAttemptSerializer(many=True, read_only=True, help_text="Newest first.")
+
+    class Meta:
+        model = WebhookDelivery
+        fields = [
+            "id",
+            "message_id",
+            "event_type",
+            "status",
+            "attempts",
+            "max_attempts",
+            "created_at",
+            "next_attempt_at",
+            "finished_at",
+            "attempt_log",
+        ]

@@ -1,4 +1,4 @@
-"""/api/v1/: every route the API has. Webhook endpoints join here after the webhooks branch lands."""
+"""/api/v1/: every route the API has."""
 
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView
@@ -21,6 +21,11 @@ urlpatterns = [
     path(f"{P}/images/<int:image_id>", views.image_detail, name="image-detail"),
     path(f"{P}/images/<int:image_id>/download", views.image_download, name="image-download"),
     path(f"{P}/references", views.reference_upload, name="reference-upload"),
+    path(f"{P}/webhooks", views.webhook_list, name="webhook-list"),
+    path(f"{P}/webhooks/<int:endpoint_id>", views.webhook_detail, name="webhook-detail"),
+    path(f"{P}/webhooks/<int:endpoint_id>/rotate", views.webhook_rotate, name="webhook-rotate"),
+    path(f"{P}/webhooks/<int:endpoint_id>/ping", views.webhook_ping, name="webhook-ping"),
+    path(f"{P}/webhooks/<int:endpoint_id>/deliveries", views.webhook_deliveries, name="webhook-deliveries"),
     path("spend/me", views.my_spend, name="my-spend"),
     path("spend/users", views.user_spend, name="user-spend"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),

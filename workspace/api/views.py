@@ -1,6 +1,8 @@
 """The API's views: each parses, calls one service, renders. Access is workspace.access's (another
 project's object is a 404, an archived project's write a 409); validation is the forms'."""
 
+import re
+
 from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -8,19 +10,21 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.decorators import api_view, authentication_classes, permission_classes, throttle_classes
 from rest_framework.exceptions import NotFound
+from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from workspace import edits, gallery, jobs, library, lineage, spend
+from workspace import edits, gallery, jobs, library, lineage, spend, webhooks
 from workspace.access import object_access, project_access
 from workspace.api import serializers as s
 from workspace.api.auth import NeedsStaff, needs
 from workspace.api.errors import ApiError
 from workspace.api.idempotency import HEADER, idempotent
 from workspace.api.tokens import api_job_create, api_job_retry
-from workspace.forms import EditForm, GenerationForm, SpendPeriodForm
+from workspace.forms import EditForm, GenerationForm, SpendPeriodForm, WebhookForm
 from workspace.models import Image, Job, Membership, Project, Role
 from workspace.views._common import serve
+from workspace.webhook_models import WebhookEndpoint
 
 READ, GENERATE, ADMIN = needs("read"), needs("generate"), needs("admin")
 ERRORS = {code: s.ErrorSerializer for code in (400, 401, 403, 404, 429)}
@@ -117,16 +121,63 @@ def project_detail(request: Request, project_id: int) -> Response:
 # --- Jobs ---------------------------------------------------------------------------------------------
 
 
+JOB_PAGE_SIZE = 20
+CURSOR = OpenApiParameter("cursor", OpenApiTypes.STR, description="From the previous page's next_cursor.")
+
+
+class ByMethod(BasePermission):
+    """GET (and HEAD, OPTIONS) needs the read scope, anything else the generate scope."""
+
+    def has_permission(self, request, view) -> bool:
+        scope = READ() if request.method in ("GET", "HEAD", "OPTIONS") else GENERATE()
+        self.message = scope.message
+        return scope.has_permission(request, view)
+
+
 @extend_schema(
+    methods=["GET"],
+    parameters=[CURSOR, OpenApiParameter("status", OpenApiTypes.STR, enum=Job.Status.values)],
+    responses={200: s.JobPageSerializer} | ERRORS,
+    operation_id="projects_jobs_list",
+)
+@extend_schema(
+    methods=["POST"],
     request=s.GenerationRequestSerializer,
     responses={201: s.JobSerializer} | WRITE_ERRORS,
     parameters=[IDEMPOTENCY],
+    operation_id="projects_jobs_create",
 )
-@api_view(["POST"])
-@permission_classes([GENERATE])
-@idempotent
+@api_view(["GET", "POST"])
+@permission_classes([ByMethod])
 def job_create(request: Request, project_id: int) -> Response:
-    """Queue a generation. The same rules and messages as the studio's form; 402 over a budget."""
+    """GET: the project's jobs, newest first, a page at a time (keyset cursor), optionally of one status.
+    POST: queue a generation, with the studio form's rules and messages; 402 over a budget."""
+    if request.method == "POST":
+        return _job_create(request, project_id)
+    access = project_access(request.user, project_id)
+    query = request.query_params
+    found = Job.objects.filter(project=access.project)
+    status = query.get("status", "")
+    if status:
+        if status not in Job.Status.values:
+            reason = "Expected one of: " + ", ".join(Job.Status.values) + "."
+            raise ApiError(400, "invalid", reason, {"status": [reason]})
+        found = found.filter(status=status)
+    cursor = query.get("cursor", "")
+    if cursor:
+        if not re.fullmatch(r"[0-9]{1,18}", cursor):
+            raise ApiError(400, "invalid", "That cursor is not valid.", {"cursor": ["Not a cursor."]})
+        found = found.filter(pk__lt=int(cursor))
+    page = list(found.prefetch_related("inputs").order_by("-id")[: JOB_PAGE_SIZE + 1])
+    more = len(page) > JOB_PAGE_SIZE
+    page = page[:JOB_PAGE_SIZE]
+    return Response(
+        {"jobs": s.JobSerializer(page, many=True).data, "next_cursor": str(page[-1].pk) if more else ""}
+    )
+
+
+@idempotent
+def _job_create(request: Request, project_id: int) -> Response:
     access = project_access(request.user, project_id, needs=Role.EDITOR, writes=True)
     form = _valid_form(GenerationForm, _body(request, GENERATION_TYPES))
     job = api_job_create(
@@ -362,6 +413,108 @@ def user_spend(request: Request) -> Response:
         for row in report.by_user
     ]
     return Response(s.SpendReportSerializer({"start": report.start, "end": report.end, "users": users}).data)
+
+
+# --- Webhooks (owners only, like the settings page) --------------------------------------------------
+
+WEBHOOK_TYPES = {"url": STRING, "description": STRING, "events": "a list of event names"}
+
+
+def _owner(request: Request, project_id: int, *, writes: bool = False):
+    return project_access(request.user, project_id, needs=Role.OWNER, writes=writes).project
+
+
+@extend_schema(
+    methods=["GET"],
+    responses={200: s.WebhookEndpointSerializer(many=True)} | ERRORS,
+    operation_id="projects_webhooks_list",
+)
+@extend_schema(
+    methods=["POST"],
+    request=s.WebhookCreateSerializer,
+    responses={201: s.WebhookEndpointSecretSerializer} | WRITE_ERRORS,
+    operation_id="projects_webhooks_create",
+)
+@api_view(["GET", "POST"])
+@permission_classes([ByMethod])
+def webhook_list(request: Request, project_id: int) -> Response:
+    """GET: the project's webhook endpoints (never their secrets). POST: add one; the answer carries
+    its signing secret, this once. An address that leads somewhere private is a 400 on `url`."""
+    if request.method == "GET":
+        project = _owner(request, project_id)
+        found = WebhookEndpoint.objects.filter(project=project)
+        return Response(s.WebhookEndpointSerializer(found, many=True).data)
+    project = _owner(request, project_id, writes=True)
+    data = _body(request, WEBHOOK_TYPES)
+    if "events" not in data:
+        data["events"] = WebhookForm.base_fields["events"].initial
+    form = WebhookForm(data)
+    if not form.is_valid():
+        fields = {name: list(messages) for name, messages in form.errors.items()}
+        raise ApiError(400, "invalid", "Some fields are not valid: " + ", ".join(fields) + ".", fields)
+    try:
+        endpoint = webhooks.endpoint_add(
+            project=project,
+            url=form.cleaned_data["url"],
+            events=form.cleaned_data["events"],
+            description=form.cleaned_data["description"],
+            actor=request.user,
+        )
+    except webhooks.WebhookRefused as refusal:
+        raise ApiError(400, "invalid", str(refusal), {"url": [str(refusal)]}) from None
+    return Response(s.WebhookEndpointSecretSerializer(endpoint).data, status=201)
+
+
+@extend_schema(methods=["DELETE"], request=None, responses={204: None} | WRITE_ERRORS)
+@api_view(["DELETE"])
+@permission_classes([GENERATE])
+def webhook_detail(request: Request, project_id: int, endpoint_id: int) -> Response:
+    """Remove an endpoint and its delivery log; nothing more is sent to it."""
+    project = _owner(request, project_id, writes=True)
+    try:
+        webhooks.endpoint_remove(project=project, endpoint_id=endpoint_id, actor=request.user)
+    except WebhookEndpoint.DoesNotExist:
+        raise NotFound("Not found.") from None
+    return Response(status=204)
+
+
+@extend_schema(request=None, responses={200: s.WebhookEndpointSecretSerializer} | WRITE_ERRORS)
+@api_view(["POST"])
+@permission_classes([GENERATE])
+def webhook_rotate(request: Request, project_id: int, endpoint_id: int) -> Response:
+    """A new signing secret, shown this once; the previous one signs too until previous_secret_valid_until."""
+    project = _owner(request, project_id, writes=True)
+    try:
+        endpoint = webhooks.endpoint_rotate(project=project, endpoint_id=endpoint_id, actor=request.user)
+    except WebhookEndpoint.DoesNotExist:
+        raise NotFound("Not found.") from None
+    return Response(s.WebhookEndpointSecretSerializer(endpoint).data)
+
+
+@extend_schema(request=None, responses={202: s.WebhookDeliverySerializer} | WRITE_ERRORS)
+@api_view(["POST"])
+@permission_classes([GENERATE])
+def webhook_ping(request: Request, project_id: int, endpoint_id: int) -> Response:
+    """Queue a `webhook.ping` message to the endpoint, whatever events it chose."""
+    project = _owner(request, project_id, writes=True)
+    try:
+        delivery = webhooks.endpoint_ping(project=project, endpoint_id=endpoint_id)
+    except WebhookEndpoint.DoesNotExist:
+        raise NotFound("Not found.") from None
+    return Response(s.WebhookDeliverySerializer(delivery).data, status=202)
+
+
+@extend_schema(responses={200: s.WebhookDeliverySerializer(many=True)} | ERRORS)
+@api_view(["GET"])
+@permission_classes([READ])
+def webhook_deliveries(request: Request, project_id: int, endpoint_id: int) -> Response:
+    """The endpoint's recent messages, newest first, each with its attempts."""
+    project = _owner(request, project_id)
+    try:
+        found = webhooks.endpoint_deliveries(project=project, endpoint_id=endpoint_id)
+    except WebhookEndpoint.DoesNotExist:
+        raise NotFound("Not found.") from None
+    return Response(s.WebhookDeliverySerializer(found, many=True).data)
 
 
 # --- Not found, and the documentation page -------------------------------------------------------
