@@ -116,7 +116,13 @@ def test_a_job_the_broker_refused_is_sent_by_the_next_sweep(cast, project, stand
     _start_worker(processes, concurrency=2)
     processes.beat()
     started = time.monotonic()
-    _wait_for(lambda: _status(job.pk) == "succeeded", timeout=30, what="the sweep to send the job")
+    try:
+        # Generous: under the whole suite a worker and beat take several seconds to start on 2 cores.
+        _wait_for(lambda: _status(job.pk) == "succeeded", timeout=60, what="the sweep to send the job")
+    except AssertionError:
+        for log in sorted(processes.tmp_path.glob("*.log")):  # say why, for whoever reads the failure
+            print(f"--- {log.name}\n{log.read_text(errors='replace')[-4000:]}")
+        raise
     print(f"\nunsent job succeeded {time.monotonic() - started:.1f} s after beat started")
     job.refresh_from_db()
     assert job.attempts == 1
