@@ -8,6 +8,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
@@ -142,14 +143,36 @@ def test_the_sweep_sends_nothing_for_a_backlog_however_long_it_waits(project, ca
 
 
 @pytest.mark.django_db
-def test_the_sweep_wakes_workers_when_messages_were_lost(project, cast, settings, broker):
+def test_the_sweep_wakes_workers_when_messages_were_lost(
+    project, cast, settings, broker, django_capture_on_commit_callbacks
+):
     fresh = waiting_since(create_job(project=project, author=cast.alice), 0)
     assert worker.jobs_sweep()["woken"] == 0  # due only just now: its message may be on its way
     old = waiting_since(create_job(project=project, author=cast.bob), settings.JOB_REQUEUE_AFTER_SECONDS + 1)
 
     # Nothing runs and the broker is empty: one message per due job, each of which drains the rest.
-    assert worker.jobs_sweep()["woken"] == 2
+    with django_capture_on_commit_callbacks(execute=True):
+        assert worker.jobs_sweep()["woken"] == 2
     assert sorted(broker.sent) == sorted([fresh.pk, old.pk])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sweep_sends_an_unsent_job_only_once_its_stamp_is_committed(project, cast, monkeypatch):
+    # Sent inside the sweep's transaction, the message woke a worker whose claim skipped the row the
+    # sweep still held locked: it found nothing, and the job waited for the two-minute lost-message check.
+    job = create_job(project=project, author=cast.alice)
+    Job.objects.unsent(job.pk)
+    sent = []
+
+    def send_job(job_id, countdown=None):
+        sent.append((job_id, connection.in_atomic_block))
+        claimed = Job.objects.claim_next(worker="host:1", calls_per_user=8)
+        sent.append(claimed.pk if claimed else None)
+        return True
+
+    monkeypatch.setattr(queue, "send_job", send_job)
+    assert worker.jobs_sweep()["resent"] == 1
+    assert sent == [(job.pk, False), job.pk]
 
 
 # --- Fair share at submit and on the card -----------------------------------------------------------------

@@ -312,12 +312,15 @@ def test_the_sweep_fails_a_job_interrupted_too_often(project, cast):
     assert "tried 5 times" in job.error_message
 
 
-def test_the_sweep_sends_a_job_whose_message_the_broker_refused(project, cast, monkeypatch):
+def test_the_sweep_sends_a_job_whose_message_the_broker_refused(
+    project, cast, monkeypatch, django_capture_on_commit_callbacks
+):
     sent = []
     monkeypatch.setattr(queue, "send_job", lambda job_id, countdown=None: sent.append(job_id) or True)
     job = create_job(project=project, author=cast.bob)
     Job.objects.unsent(job.pk)
-    assert worker.jobs_sweep()["resent"] == 1
+    with django_capture_on_commit_callbacks(execute=True):  # the sweep sends once its stamp commits
+        assert worker.jobs_sweep()["resent"] == 1
     assert sent == [job.pk]
     # Stamped, so the next sweep does not send it again.
     assert worker.jobs_sweep()["resent"] == 0

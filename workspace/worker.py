@@ -661,7 +661,11 @@ def _sweep() -> dict[str, int]:
         if Job.objects.resend(job_id, now=now):
             # An unsent retry keeps its backoff: the message waits until it is due.
             countdown = (due_at - now).total_seconds() if due_at is not None and due_at > now else None
-            queue.send_job(job_id, countdown=countdown)
+            # After the commit: until then the stamp's row lock hides the job from the claim the message
+            # wakes (SKIP LOCKED), and that worker would find nothing, leaving the job to the slow check.
+            transaction.on_commit(
+                lambda job_id=job_id, countdown=countdown: queue.send_job(job_id, countdown=countdown)
+            )
             counts["resent"] += 1
     counts["woken"] = _wake_if_messages_were_lost(now)
     if any(counts.values()):
@@ -693,5 +697,7 @@ def _wake_if_messages_were_lost(now) -> int:
         return 0
     woken = 0
     for job_id in due.order_by("lane", "enqueued_at", "pk").values_list("pk", flat=True)[:LOST_WAKE_LIMIT]:
-        woken += queue.send_job(job_id)
+        # Sent once the sweep's transaction commits, like every message the sweep sends (see above).
+        transaction.on_commit(lambda job_id=job_id: queue.send_job(job_id))
+        woken += 1
     return woken
