@@ -343,7 +343,8 @@ class Chaos:
         self.beat = self._spawn("beat", [*command, "--schedule", str(self.folder / "beat-schedule")], "beat")
 
     def start_web(self) -> None:
-        command = [sys.executable, "-m", "gunicorn", "config.wsgi", "-b", f"127.0.0.1:{self.web_port}"]
+        command = [sys.executable, "-m", "gunicorn", "config.wsgi", "--config", "config/gunicorn.conf.py"]
+        command += ["-b", f"127.0.0.1:{self.web_port}"]
         command += ["-w", "2", "--threads", "4", "--timeout", "60"]
         self.gunicorn = self._spawn("gunicorn", command, "web")
         wait_port(self.web_port, timeout=60)

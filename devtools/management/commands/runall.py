@@ -25,7 +25,10 @@ def gunicorn_command(python: str, address: str) -> list[str]:
     """The web server of `make run`, `make load` and the burst test: two processes of four threads, so
     a burst waits in gunicorn's backlog (2048) for a free thread instead of being reset, and a request
     that waits on SQLite's write lock does not hold up the others."""
-    return [python, "-m", "gunicorn", "config.wsgi", "--bind", address, "--workers", "2", "--threads", "4"]
+    return [
+        *(python, "-m", "gunicorn", "config.wsgi", "--config", "config/gunicorn.conf.py"),
+        *("--bind", address, "--workers", "2", "--threads", "4"),
+    ]
 
 
 class Command(BaseCommand):
