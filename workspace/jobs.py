@@ -136,8 +136,18 @@ def job_reproduce(*, job: Job, author) -> Job:
 
 
 def job_cancel(*, job: Job) -> bool:
-    """Cancel a job that has not started (or is waiting to retry). False if it was too late."""
-    return Job.objects.cancel(job.pk)
+    """Cancel a job that has not started (or is waiting to retry). False if it was too late.
+
+    A job requeued after its worker died may hold an answer it paid for but never stored: canceled, it
+    will never store it, so those raw files go too.
+    """
+    from workspace.worker import received_discard  # the worker's side owns kept answers
+
+    with transaction.atomic():
+        won = Job.objects.cancel(job.pk)
+        if won:
+            received_discard(job_id=job.pk)
+    return won
 
 
 def job_retry(*, job: Job, actor) -> bool:
