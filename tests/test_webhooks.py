@@ -459,6 +459,50 @@ def test_redeliver_queues_one_new_attempt_of_the_same_message(
     assert delivery.max_attempts == 2
 
 
+def test_the_api_redelivers_a_finished_message_once_to_its_owner(
+    cast, project, receiver, settings, sent, django_capture_on_commit_callbacks
+):
+    from django.test import Client
+
+    from workspace.api.tokens import token_create
+
+    settings.WEBHOOK_RETRY_SCHEDULE = []
+    receiver.status = 500
+    endpoint = WebhookEndpointFactory(project=project, url=receiver.url)
+    other = WebhookEndpointFactory(project=project, url=receiver.url)
+    delivery = deliver(webhooks.endpoint_ping(project=project, endpoint_id=endpoint.pk))
+    assert delivery.status == WebhookDelivery.Status.FAILED
+    secret = token_create(user=cast.alice, name="hooks", scopes=["read", "generate"]).secret
+    headers = {"Authorization": f"Bearer {secret}"}
+
+    def redeliver(endpoint_id: int, delivery_id: int):
+        url = reverse("api:webhook-redeliver", args=[project.pk, endpoint_id, delivery_id])
+        return client.post(url, headers=headers)
+
+    client = Client()
+    sent.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = redeliver(endpoint.pk, delivery.pk)
+    assert response.status_code == 202, response.content
+    assert response.json()["status"] == "pending" and response.json()["max_attempts"] == 2
+    assert sent == [(delivery.pk, None)]
+    receiver.status = 200
+    delivery = deliver(delivery)
+    assert delivery.status == WebhookDelivery.Status.SUCCEEDED
+    assert receiver.requests[0]["headers"]["webhook-id"] == receiver.requests[1]["headers"]["webhook-id"]
+    assert receiver.requests[0]["body"] == receiver.requests[1]["body"]
+
+    # Still in flight: a 409 in the error shape, and nothing changes.
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(status=WebhookDelivery.Status.PENDING)
+    refused = redeliver(endpoint.pk, delivery.pk)
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "still_delivering"
+    # Another endpoint's delivery named under this endpoint: not found.
+    assert redeliver(other.pk, delivery.pk).status_code == 404
+    delivery.refresh_from_db()
+    assert delivery.max_attempts == 2
+
+
 def test_the_sweep_recovers_a_dead_attempt_and_sends_what_is_due(project, sent):
     endpoint = WebhookEndpointFactory(project=project)
     now = timezone.now()

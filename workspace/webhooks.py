@@ -244,11 +244,17 @@ def endpoint_ping(*, project: Project, endpoint_id: int) -> WebhookDelivery:
         return _deliveries_create(endpoints=[endpoint], event_type=WebhookEvent.PING, data=data)[0]
 
 
-def delivery_redeliver(*, project: Project, delivery_id: int) -> WebhookDelivery:
+def delivery_redeliver(
+    *, project: Project, delivery_id: int, endpoint_id: int | None = None
+) -> WebhookDelivery:
     """One more attempt of a finished delivery, same id and body, sent now. Raises
-    WebhookDelivery.DoesNotExist for another project's delivery, WebhookRefused for one still in flight."""
+    WebhookDelivery.DoesNotExist for another project's delivery (or, given `endpoint_id`, another
+    endpoint's: the API names both), WebhookRefused for one still in flight."""
+    mine = {"endpoint_id": endpoint_id} if endpoint_id is not None else {}
     with transaction.atomic():
-        delivery = WebhookDelivery.objects.select_for_update().get(endpoint__project=project, pk=delivery_id)
+        delivery = WebhookDelivery.objects.select_for_update().get(
+            endpoint__project=project, pk=delivery_id, **mine
+        )
         if not WebhookDelivery.objects.redeliver(delivery.pk, now=timezone.now()):
             raise WebhookRefused("That message is still being delivered.")
         transaction.on_commit(lambda: _send(delivery.pk))

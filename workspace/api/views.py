@@ -27,7 +27,7 @@ from workspace.api.tokens import api_job_create, api_job_retry
 from workspace.forms import EditForm, GenerationForm, SpendPeriodForm, WebhookForm
 from workspace.models import Image, Job, Membership, Project, Role
 from workspace.views._common import serve
-from workspace.webhook_models import WebhookEndpoint
+from workspace.webhook_models import WebhookDelivery, WebhookEndpoint
 
 READ, GENERATE, ADMIN = needs("read"), needs("generate"), needs("admin")
 ERRORS = {code: s.ErrorSerializer for code in (400, 401, 403, 404, 429)}
@@ -536,6 +536,24 @@ def webhook_deliveries(request: Request, project_id: int, endpoint_id: int) -> R
     except WebhookEndpoint.DoesNotExist:
         raise NotFound("Not found.") from None
     return Response(s.WebhookDeliverySerializer(found, many=True).data)
+
+
+@extend_schema(request=None, responses={202: s.WebhookDeliverySerializer} | WRITE_ERRORS)
+@api_view(["POST"])
+@permission_classes([GENERATE])
+def webhook_redeliver(request: Request, project_id: int, endpoint_id: int, delivery_id: int) -> Response:
+    """Send a finished message (succeeded or failed) once more, same id and body (the settings page's
+    Redeliver); 409 while it is still being delivered."""
+    project = _owner(request, project_id, writes=True)
+    try:
+        delivery = webhooks.delivery_redeliver(
+            project=project, endpoint_id=endpoint_id, delivery_id=delivery_id
+        )
+    except WebhookDelivery.DoesNotExist:
+        raise NotFound("Not found.") from None
+    except webhooks.WebhookRefused as refusal:
+        raise ApiError(409, "still_delivering", str(refusal)) from None
+    return Response(s.WebhookDeliverySerializer(delivery).data, status=202)
 
 
 # --- Not found, and the documentation page -------------------------------------------------------
