@@ -374,6 +374,9 @@ WEBHOOK_RETRY_SCHEDULE = [
     float(value)
     for value in envlist("WEBHOOK_RETRY_SCHEDULE", ["5", "300", "1800", "7200", "18000", "36000", "36000"])
 ]
+# A PEM file of extra certificate authorities trusted for HTTPS endpoints (an internal CA), on top of the
+# system's; empty: the system's only. The certificate is always verified against the endpoint's name.
+WEBHOOK_CA_FILE = envstr("WEBHOOK_CA_FILE")
 # Where links in a message point (the images' URLs): this site's address, e.g. https://atelier.example.com.
 SITE_URL = envstr("SITE_URL").rstrip("/")
 

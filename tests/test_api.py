@@ -2,6 +2,7 @@
 spend, rate limits and the one error shape. Alice owns the project, bob edits, vera views, charlie is
 a stranger with his own project, sam is staff."""
 
+import base64
 import json
 import threading
 import uuid
@@ -10,14 +11,16 @@ from decimal import Decimal
 from io import StringIO
 
 import pytest
+from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.db import connection
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from PIL import Image as PILImage
 
-from tests.factories import ImageFactory, JobFactory, ReferenceFactory, picture
+from tests.factories import ImageFactory, JobFactory, ReferenceFactory, mask_png, picture
 from tests.helpers import purge_queue
 from workspace.api.models import ApiToken, ApiTokenJob, IdempotencyRecord
 from workspace.api.tokens import token_create
@@ -285,6 +288,66 @@ def test_it_creates_an_edit_from_an_image_and_a_reference(cast, project, bob_api
         bob_api.post(reverse("api:edit-create", args=[project.pk]), body | {"inputs": []}), 400
     )
     assert error["fields"]["inputs"] == ["Choose at least one image to edit."]
+
+
+def test_an_edit_takes_a_mask_held_to_the_edit_forms_rules(cast, project, bob_api):
+    image = ImageFactory(job__project=project, job__author=cast.bob)  # 64 x 48
+    body = {
+        "prompt": "Put a lime in the hole",
+        "quality": "low",
+        "inputs": [f"img:{image.pk}"],
+        "mask": base64.b64encode(mask_png(width=64, height=48)).decode(),
+    }
+    response = bob_api.post(reverse("api:edit-create", args=[project.pk]), body)
+
+    assert response.status_code == 201, response.content
+    job = Job.objects.get(kind=Job.Kind.EDIT)
+    assert job.mask.name == f"{job.folder}/mask.png"
+    with default_storage.open(job.mask.name, "rb") as handle, PILImage.open(handle) as stored:
+        assert stored.format == "PNG" and stored.size == (64, 48)  # re-encoded, the first input's size
+        assert stored.getchannel("A").getextrema()[0] == 0
+
+
+def _jpeg_base64() -> str:
+    return base64.b64encode(picture(width=64, height=48, fmt="jpeg")).decode()
+
+
+@pytest.mark.parametrize(
+    ("mask", "says"),
+    [
+        ("not base64 at all!", "base64"),
+        ("", "empty"),
+        (lambda: _jpeg_base64(), "PNG"),
+        (lambda: base64.b64encode(mask_png(width=32, height=24)).decode(), "must match"),
+        (
+            lambda: base64.b64encode(picture(width=64, height=48, colour=(0, 0, 0, 255))).decode(),
+            "transparent",
+        ),
+        (lambda: base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40).decode(), ""),
+        (7, "Expected a base64-encoded PNG."),
+    ],
+    ids=["not-base64", "empty", "jpeg", "wrong-size", "opaque", "broken-png", "not-a-string"],
+)
+def test_a_bad_mask_is_a_400_naming_the_mask_and_creates_nothing(cast, project, bob_api, mask, says):
+    image = ImageFactory(job__project=project, job__author=cast.bob)
+    jobs_before = Job.objects.count()
+    body = {"prompt": "Put a lime in the hole", "inputs": [f"img:{image.pk}"]}
+    body["mask"] = mask() if callable(mask) else mask
+
+    error = assert_error(bob_api.post(reverse("api:edit-create", args=[project.pk]), body), 400, "invalid")
+
+    assert list(error["fields"]) == ["mask"], error
+    assert says.lower() in " ".join(error["fields"]["mask"]).lower(), error
+    assert Job.objects.count() == jobs_before  # only the image's own job: no edit, so no mask stored
+    assert not Job.objects.filter(kind=Job.Kind.EDIT).exists()
+
+
+def test_a_mask_over_the_body_limit_is_a_400_in_the_error_shape(cast, project, bob_api):
+    image = ImageFactory(job__project=project, job__author=cast.bob)
+    body = {"prompt": "Lime", "inputs": [f"img:{image.pk}"], "mask": "A" * (1024 * 1024 + 4)}
+    error = assert_error(bob_api.post(reverse("api:edit-create", args=[project.pk]), body), 400, "invalid")
+    assert "1024 KB" in error["message"]
+    assert not Job.objects.filter(kind=Job.Kind.EDIT).exists()
 
 
 def test_the_tokens_own_monthly_limit_refuses_a_job_with_402(cast, project):

@@ -10,7 +10,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from tests.factories import ImageFactory, JobFactory, ReferenceFactory
+from tests.factories import ImageFactory, JobFactory, ReferenceFactory, WebhookDeliveryFactory
 from tests.test_access import _walk
 from workspace.api.tokens import token_create
 from workspace.models import Job, Role
@@ -39,6 +39,7 @@ API_ROUTES = {
     "webhook-rotate": ("post", Role.OWNER),
     "webhook-ping": ("post", Role.OWNER),
     "webhook-deliveries": ("get", Role.OWNER),
+    "webhook-redeliver": ("post", Role.OWNER),
 }
 # Routes that answer a second method too: name -> (method, role).
 SECOND_METHODS = {
@@ -86,13 +87,22 @@ def world(cast, project, other_project):
     theirs = WebhookEndpoint.objects.create(
         project=other_project, url="https://example.com/h", events=["job.failed"]
     )
+    sent = WebhookDeliveryFactory(endpoint=hook)  # failed for good: it may be redelivered
+    their_sent = WebhookDeliveryFactory(endpoint=theirs)
     return {
-        "mine": {"project_id": project.pk, "job_id": failed.pk, "image_id": image.pk, "endpoint_id": hook.pk},
+        "mine": {
+            "project_id": project.pk,
+            "job_id": failed.pk,
+            "image_id": image.pk,
+            "endpoint_id": hook.pk,
+            "delivery_id": sent.pk,
+        },
         "theirs": {
             "project_id": other_project.pk,
             "job_id": their_image.job_id,
             "image_id": their_image.pk,
             "endpoint_id": theirs.pk,
+            "delivery_id": their_sent.pk,
         },
         "reference": ReferenceFactory(project=project, uploaded_by=cast.bob),
         "image": image,

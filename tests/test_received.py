@@ -15,14 +15,14 @@ from workspace.models import ApiCall, Job, LedgerEntry
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 
-def _crash_after_the_charge(job: Job) -> list[bytes]:
+def _crash_after_the_charge(job: Job, **meanwhile) -> list[bytes]:
     """Claim, call, record and charge, then die: no finisher, the lease runs out and the sweep requeues.
-    Returns the bytes the API sent."""
+    `meanwhile`: job fields that change while the worker is dead. Returns the bytes the API sent."""
     claimed = Job.objects.claim(job.pk, worker="doomed:1")
     answer = worker._call(claimed)
     worker._record_and_charge(claimed, answer)
     sent = [image.data for image in answer.result.images]
-    Job.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    Job.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1), **meanwhile)
     assert worker.jobs_sweep()["requeued"] == 1
     return sent
 
@@ -142,3 +142,88 @@ def test_a_database_away_while_a_preview_streams_in_loses_neither_the_answer_nor
     assert call.outcome == ApiCall.Outcome.OK and call.request_id
     assert LedgerEntry.objects.filter(job=job).count() == 1
     assert job.preview == ""
+
+
+@pytest.mark.parametrize("out_of", ["attempts", "time"])
+def test_a_last_attempt_killed_after_its_charge_is_stored_not_failed(
+    cast, project, standin, seeded_prices, out_of
+):
+    """The sweep used to fail a job whose last attempt died, although its paid answer was kept."""
+    job = create_job(project=project, author=cast.bob, prompt=f"A quince, out of {out_of}")
+    meanwhile = {}
+    if out_of == "attempts":
+        Job.objects.filter(pk=job.pk).update(max_attempts=1)
+    else:  # the deadline passes while the worker is dead
+        meanwhile["deadline_at"] = timezone.now() - timedelta(seconds=1)
+    sent = _crash_after_the_charge(job, **meanwhile)  # asserts the sweep requeued it, not failed it
+
+    job = run(job)
+
+    assert job.status == Job.Status.SUCCEEDED, job.error_message
+    assert job.attempts == 2
+    assert len(standin.requests) == 1  # the extra attempt stored the answer; it called nothing
+    assert LedgerEntry.objects.filter(job=job).count() == 1
+    assert [image.sha256 for image in job.images.all()] == [hashlib.sha256(data).hexdigest() for data in sent]
+    assert ApiCall.objects.get(job=job).received == []
+
+
+def _kill_running(job: Job) -> None:
+    Job.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+
+
+def test_a_kept_answer_gets_one_extra_attempt_only_and_its_files_go_when_the_job_fails(
+    cast, project, standin, seeded_prices
+):
+    job = create_job(project=project, author=cast.bob, prompt="A medlar")
+    Job.objects.filter(pk=job.pk).update(max_attempts=1)
+    _crash_after_the_charge(job)
+    received = ApiCall.objects.get(job=job).received
+    assert received and all(default_storage.exists(name) for name in received)
+
+    # The extra attempt is claimed and dies too, before it stores anything: no third chance.
+    assert Job.objects.claim(job.pk, worker="doomed:2") is not None
+    _kill_running(job)
+    counts = worker.jobs_sweep()
+
+    assert counts["failed"] == 1 and counts["requeued"] == 0
+    job.refresh_from_db()
+    assert job.status == Job.Status.FAILED and job.error_code == "interrupted"
+    assert ApiCall.objects.get(job=job).received == []
+    assert not any(default_storage.exists(name) for name in received)  # no orphan raw files
+    assert LedgerEntry.objects.filter(job=job).count() == 1  # still paid once
+
+
+def test_canceling_a_requeued_job_removes_its_kept_answer(cast, project, standin, seeded_prices):
+    from workspace import jobs
+
+    job = create_job(project=project, author=cast.bob, prompt="A sloe")
+    _crash_after_the_charge(job)
+    received = ApiCall.objects.get(job=job).received
+    assert received and all(default_storage.exists(name) for name in received)
+
+    assert jobs.job_cancel(job=job)
+
+    job.refresh_from_db()
+    assert job.status == Job.Status.CANCELED
+    assert ApiCall.objects.get(job=job).received == []
+    assert not any(default_storage.exists(name) for name in received)
+    _, files = default_storage.listdir(job.folder)
+    assert not [name for name in files if name.startswith("received-")]
+
+
+def test_a_requeued_job_that_fails_for_good_removes_its_kept_answer(cast, project, standin, seeded_prices):
+    """Any way a job with a kept answer fails (here: a permanent failure recorded by a later attempt's
+    worker) leaves no raw files behind."""
+    job = create_job(project=project, author=cast.bob, prompt="A rowan berry")
+    _crash_after_the_charge(job)
+    received = ApiCall.objects.get(job=job).received
+    claimed = Job.objects.claim(job.pk, worker="w:1")
+
+    worker._record_failure(
+        claimed, worker.imageapi.CallFailure("The request was refused.", transient=False, code="refused")
+    )
+
+    job.refresh_from_db()
+    assert job.status == Job.Status.FAILED
+    assert ApiCall.objects.get(job=job).received == []
+    assert not any(default_storage.exists(name) for name in received)

@@ -459,6 +459,50 @@ def test_redeliver_queues_one_new_attempt_of_the_same_message(
     assert delivery.max_attempts == 2
 
 
+def test_the_api_redelivers_a_finished_message_once_to_its_owner(
+    cast, project, receiver, settings, sent, django_capture_on_commit_callbacks
+):
+    from django.test import Client
+
+    from workspace.api.tokens import token_create
+
+    settings.WEBHOOK_RETRY_SCHEDULE = []
+    receiver.status = 500
+    endpoint = WebhookEndpointFactory(project=project, url=receiver.url)
+    other = WebhookEndpointFactory(project=project, url=receiver.url)
+    delivery = deliver(webhooks.endpoint_ping(project=project, endpoint_id=endpoint.pk))
+    assert delivery.status == WebhookDelivery.Status.FAILED
+    secret = token_create(user=cast.alice, name="hooks", scopes=["read", "generate"]).secret
+    headers = {"Authorization": f"Bearer {secret}"}
+
+    def redeliver(endpoint_id: int, delivery_id: int):
+        url = reverse("api:webhook-redeliver", args=[project.pk, endpoint_id, delivery_id])
+        return client.post(url, headers=headers)
+
+    client = Client()
+    sent.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = redeliver(endpoint.pk, delivery.pk)
+    assert response.status_code == 202, response.content
+    assert response.json()["status"] == "pending" and response.json()["max_attempts"] == 2
+    assert sent == [(delivery.pk, None)]
+    receiver.status = 200
+    delivery = deliver(delivery)
+    assert delivery.status == WebhookDelivery.Status.SUCCEEDED
+    assert receiver.requests[0]["headers"]["webhook-id"] == receiver.requests[1]["headers"]["webhook-id"]
+    assert receiver.requests[0]["body"] == receiver.requests[1]["body"]
+
+    # Still in flight: a 409 in the error shape, and nothing changes.
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(status=WebhookDelivery.Status.PENDING)
+    refused = redeliver(endpoint.pk, delivery.pk)
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "still_delivering"
+    # Another endpoint's delivery named under this endpoint: not found.
+    assert redeliver(other.pk, delivery.pk).status_code == 404
+    delivery.refresh_from_db()
+    assert delivery.max_attempts == 2
+
+
 def test_the_sweep_recovers_a_dead_attempt_and_sends_what_is_due(project, sent):
     endpoint = WebhookEndpointFactory(project=project)
     now = timezone.now()
@@ -491,3 +535,163 @@ def test_the_sweep_recovers_a_dead_attempt_and_sends_what_is_due(project, sent):
     spent.refresh_from_db()
     later.refresh_from_db()
     assert spent.status == "failed" and later.status == "pending"
+
+
+# --- HTTPS: the pinned address, with the name as SNI and for the certificate check ----------------------
+
+
+def _certificates(folder, *, names: list[str], ips: list[str] = ()) -> tuple[str, str, str]:
+    """A test CA and a server certificate it signed for `names` (and `ips`), as PEM files in `folder`.
+    Returns (ca.pem, server.pem, server.key)."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = timezone.now()
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Atelier test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+                key_encipherment=False, data_encipherment=False, key_agreement=False,
+                encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    key = ec.generate_private_key(ec.SECP256R1())
+    alternative = [x509.DNSName(name) for name in names] + [
+        x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips
+    ]
+    server = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, (names or ips)[0])]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(alternative), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = (folder / "ca.pem", folder / "server.pem", folder / "server.key")
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return tuple(str(path) for path in paths)
+
+
+class TlsReceiver(Receiver):
+    """The receiver behind TLS on 127.0.0.1, noting the server name (SNI) each handshake asked for and
+    the address each connection came in on."""
+
+    def __init__(self, *, cert: str, key: str) -> None:
+        import ssl
+
+        super().__init__()
+        self.server_names: list[str | None] = []
+        self.local_addresses: list[str] = []
+        self.handshake_errors: list[str] = []
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        context.sni_callback = lambda sock, name, ctx: self.server_names.append(name)
+        plain_accept = self.server.get_request
+
+        def accept():
+            sock, peer = plain_accept()
+            self.local_addresses.append(sock.getsockname()[0])
+            try:
+                return context.wrap_socket(sock, server_side=True), peer
+            except (ssl.SSLError, OSError) as error:
+                self.handshake_errors.append(str(error))
+                sock.close()
+                raise
+
+        self.server.get_request = accept
+
+
+@pytest.fixture
+def tls(tmp_path, settings, monkeypatch, sent):
+    """A factory: an HTTPS receiver whose certificate names `names`, and an endpoint on
+    https://hooks.example.test:<port>/in that `resolve` answers with 127.0.0.1 only (the .test name is
+    reserved: no DNS server knows it, so the pinned address is the only way there)."""
+    settings.WEBHOOK_ALLOW_PRIVATE = True  # 127.0.0.1 is loopback
+    lookups: list[tuple[str, int]] = []
+    monkeypatch.setattr(webhooks, "resolve", lambda host, port: lookups.append((host, port)) or ["127.0.0.1"])
+    started: list[TlsReceiver] = []
+
+    def make(*, names: list[str], ips: list[str] = (), trusted: bool = True) -> TlsReceiver:
+        ca, cert, key = _certificates(tmp_path, names=names, ips=ips)
+        settings.WEBHOOK_CA_FILE = ca if trusted else ""
+        receiver = TlsReceiver(cert=cert, key=key)
+        receiver.lookups = lookups
+        receiver.url = f"https://hooks.example.test:{receiver.port}/in"
+        started.append(receiver)
+        return receiver
+
+    yield make
+    for receiver in started:
+        receiver.close()
+
+
+def test_https_delivery_connects_to_the_pinned_address_with_the_name_as_sni_and_verified(project, tls):
+    receiver = tls(names=["hooks.example.test"])
+    endpoint = WebhookEndpointFactory(project=project, url=receiver.url)
+
+    delivery = deliver(webhooks.endpoint_ping(project=project, endpoint_id=endpoint.pk))
+
+    assert delivery.status == WebhookDelivery.Status.SUCCEEDED, delivery.attempt_log.get().error
+    assert receiver.lookups == [("hooks.example.test", receiver.port)]  # resolved once, by us
+    assert receiver.local_addresses == ["127.0.0.1"]  # the connection went to the checked address
+    assert receiver.server_names == ["hooks.example.test"]  # the handshake named the host (SNI)
+    [request] = receiver.requests
+    assert request["headers"]["host"] == f"hooks.example.test:{receiver.port}"
+    assert request["path"] == "/in"
+
+
+def test_https_delivery_checks_the_certificate_against_the_name_not_the_pinned_address(project, tls):
+    """A certificate valid for 127.0.0.1 but not for the endpoint's name is refused: the check is the
+    name's, so pinning the address cannot be used to pass off another server as the endpoint."""
+    receiver = tls(names=["elsewhere.example.test"], ips=["127.0.0.1"])
+    endpoint = WebhookEndpointFactory(project=project, url=receiver.url)
+
+    delivery = deliver(webhooks.endpoint_ping(project=project, endpoint_id=endpoint.pk))
+
+    attempt = delivery.attempt_log.get()
+    assert not attempt.ok and delivery.status == WebhookDelivery.Status.PENDING  # retried later
+    assert "certificate" in attempt.error.lower() and "hooks.example.test" in attempt.error, attempt.error
+    assert receiver.server_names == ["hooks.example.test"] and receiver.requests == []
+
+
+def test_https_delivery_refuses_a_certificate_from_an_untrusted_authority(project, tls):
+    receiver = tls(names=["hooks.example.test"], trusted=False)  # WEBHOOK_CA_FILE left empty
+    endpoint = WebhookEndpointFactory(project=project, url=receiver.url)
+
+    delivery = deliver(webhooks.endpoint_ping(project=project, endpoint_id=endpoint.pk))
+
+    attempt = delivery.attempt_log.get()
+    assert not attempt.ok and "certificate verify failed" in attempt.error, attempt.error
+    assert receiver.requests == []

@@ -101,10 +101,13 @@ def edit_submit(
     """
     if not inputs:
         raise EditRefused("Choose at least one image to edit.")
-    mask = None
-    if mask_upload is not None:
-        first = inputs[0]
-        mask = uploads.clean_mask(mask_upload, width=first.width, height=first.height).data
+    mask = mask_check(first=inputs[0], upload=mask_upload) if mask_upload is not None else None
     return jobs.edit_create(
         project=project, author=author, prompt=prompt, params=params, inputs=inputs, mask=mask
     )
+
+
+def mask_check(*, first: Source, upload) -> bytes:
+    """The mask re-encoded, once it is a PNG the size of the first input with some transparent pixels
+    (the browser form and the API share these rules and messages). Raises uploads.UploadRejected."""
+    return uploads.clean_mask(upload, width=first.width, height=first.height).data

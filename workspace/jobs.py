@@ -15,6 +15,7 @@ from django.utils import timezone
 from workspace import outputs, spend
 from workspace.models import Image, Job, JobInput, Project, Reference
 from workspace.queue import send_job as _enqueue  # a name of this module, so tests can replace it
+from workspace.worker import received_discard
 
 ZERO = Decimal(0)
 
@@ -136,8 +137,16 @@ def job_reproduce(*, job: Job, author) -> Job:
 
 
 def job_cancel(*, job: Job) -> bool:
-    """Cancel a job that has not started (or is waiting to retry). False if it was too late."""
-    return Job.objects.cancel(job.pk)
+    """Cancel a job that has not started (or is waiting to retry). False if it was too late.
+
+    A job requeued after its worker died may hold an answer it paid for but never stored: canceled, it
+    will never store it, so those raw files go too.
+    """
+    with transaction.atomic():
+        won = Job.objects.cancel(job.pk)
+        if won:
+            received_discard(job_id=job.pk)  # the worker's side owns kept answers
+    return won
 
 
 def job_retry(*, job: Job, actor) -> bool:

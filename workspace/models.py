@@ -282,15 +282,21 @@ class JobQuerySet(models.QuerySet):
             )
         )
 
-    def requeue(self, job_id: int, *, token, reason: str, lease_expired_by: datetime) -> bool:
+    def requeue(
+        self, job_id: int, *, token, reason: str, lease_expired_by: datetime, extra_attempt: bool = False
+    ) -> bool:
         """running with an expired lease → queued (the sweep, for a killed worker's job).
 
-        The dead attempt's preview goes with its files, which the sweep deletes next.
+        The dead attempt's preview goes with its files, which the sweep deletes next. `extra_attempt`
+        raises max_attempts by one: the dead attempt was the last but had been paid for, and the next
+        one stores that answer rather than calling (the claim refuses a job out of attempts).
         """
+        more = {"max_attempts": models.F("max_attempts") + 1} if extra_attempt else {}
         return bool(
             self._mine(job_id, token)
             .filter(lease_expires_at__lt=lease_expired_by)
             .update(
+                **more,
                 status=Job.Status.QUEUED,
                 enqueued_at=lease_expired_by,
                 retry_reason=reason,

@@ -24,6 +24,7 @@ Imports run one way: worker → webhooks → models, audit; tasks are sent by na
 """
 
 import base64
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -32,6 +33,7 @@ import logging
 import random
 import secrets
 import socket
+import ssl
 import time
 import uuid
 from dataclasses import dataclass
@@ -244,11 +246,17 @@ def endpoint_ping(*, project: Project, endpoint_id: int) -> WebhookDelivery:
         return _deliveries_create(endpoints=[endpoint], event_type=WebhookEvent.PING, data=data)[0]
 
 
-def delivery_redeliver(*, project: Project, delivery_id: int) -> WebhookDelivery:
+def delivery_redeliver(
+    *, project: Project, delivery_id: int, endpoint_id: int | None = None
+) -> WebhookDelivery:
     """One more attempt of a finished delivery, same id and body, sent now. Raises
-    WebhookDelivery.DoesNotExist for another project's delivery, WebhookRefused for one still in flight."""
+    WebhookDelivery.DoesNotExist for another project's delivery (or, given `endpoint_id`, another
+    endpoint's: the API names both), WebhookRefused for one still in flight."""
+    mine = {"endpoint_id": endpoint_id} if endpoint_id is not None else {}
     with transaction.atomic():
-        delivery = WebhookDelivery.objects.select_for_update().get(endpoint__project=project, pk=delivery_id)
+        delivery = WebhookDelivery.objects.select_for_update().get(
+            endpoint__project=project, pk=delivery_id, **mine
+        )
         if not WebhookDelivery.objects.redeliver(delivery.pk, now=timezone.now()):
             raise WebhookRefused("That message is still being delivered.")
         transaction.on_commit(lambda: _send(delivery.pk))
@@ -421,7 +429,12 @@ def _post(*, url: str, headers: dict[str, str], body: bytes) -> Outcome:
     try:
         # trust_env off: a proxy from the environment would resolve the name again, past our check.
         with (
-            httpx2.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client,
+            httpx2.Client(
+                timeout=timeout,
+                follow_redirects=False,
+                trust_env=False,
+                verify=_tls(settings.WEBHOOK_CA_FILE),
+            ) as client,
             client.stream(
                 "POST",
                 pinned,
@@ -435,6 +448,17 @@ def _post(*, url: str, headers: dict[str, str], body: bytes) -> Outcome:
         return Outcome(ok=False, error=f"No answer within {timeout:g} seconds.")
     except httpx2.HTTPError as error:
         return Outcome(ok=False, error=f"Could not connect: {type(error).__name__} {error}"[:300])
+
+
+@functools.lru_cache(maxsize=4)
+def _tls(ca_file: str) -> ssl.SSLContext:
+    """The client's TLS context: the system's authorities, plus WEBHOOK_CA_FILE's. Built once per process
+    (loading the store costs milliseconds); hostname checking stays on, and it checks the endpoint's
+    name, which _post hands over as SNI while the socket goes to the pinned address."""
+    context = httpx2.create_ssl_context(trust_env=False)
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
+    return context
 
 
 def _answer(response: httpx2.Response) -> Outcome:

@@ -131,12 +131,7 @@ class Answer:
 def _received_answer(job: Job) -> Answer | None:
     """An answer an earlier attempt was charged for but never stored (its worker died in between), read
     back from storage, so this attempt stores it instead of paying for the same images again."""
-    call = (
-        ApiCall.objects.filter(job_id=job.pk, outcome=ApiCall.Outcome.OK, received__0__isnull=False)
-        .order_by("-id")
-        .only("pk", "received", "request_id")
-        .first()
-    )
+    call = _kept_answer(job.pk).order_by("-id").only("pk", "received", "request_id").first()
     if call is None:
         return None
     answer = Answer(
@@ -481,7 +476,29 @@ def _fail(job_id: int, **transition) -> bool:
         won = Job.objects.fail(job_id, **transition)
         if won:
             webhooks.job_ended(job_id=job_id)
+            received_discard(job_id=job_id)  # a failed job has no next attempt to store a kept answer
     return won
+
+
+def _kept_answer(job_id: int):
+    """The job's calls whose paid answer is kept in storage, not yet stored as its images."""
+    return ApiCall.objects.filter(job_id=job_id, outcome=ApiCall.Outcome.OK, received__0__isnull=False)
+
+
+def received_discard(*, job_id: int) -> int:
+    """A job that ended without storing its kept answer (failed, canceled) will never read those raw
+    files: clear the calls' claim on them and delete them once that commits. Returns how many files.
+
+    Called inside the transaction that ends the job, so the rows and the state change go together; the
+    files go only after the commit (a rollback leaves rows that name files still there).
+    """
+    names = [
+        name for received in _kept_answer(job_id).values_list("received", flat=True) for name in received
+    ]
+    if names:
+        _kept_answer(job_id).update(received=[])
+        transaction.on_commit(lambda: outputs.delete_files(names))
+    return len(names)
 
 
 # --- Leases and the finisher -------------------------------------------------------------------------
@@ -633,7 +650,12 @@ def _sweep() -> dict[str, int]:
     counts = {"requeued": 0, "failed": 0, "resent": 0, "woken": 0}
     expired = Job.objects.filter(status=Job.Status.RUNNING, lease_expires_at__lt=now)
     for job in expired.only("pk", "project_id", "attempts", "max_attempts", "claim_token", "deadline_at"):
-        if job.attempts >= job.max_attempts or job.deadline_at <= now:
+        out_of_tries = job.attempts >= job.max_attempts or job.deadline_at <= now
+        # The dead attempt was charged for an answer it kept but never stored: failing now would throw
+        # away what was paid for, so one more attempt stores it (it calls nothing; see _received_answer).
+        # Only for the attempt that paid: if that extra attempt dies too, the job fails.
+        paid_for = out_of_tries and _kept_answer(job.pk).filter(attempt=job.attempts).exists()
+        if out_of_tries and not paid_for:
             message = f"{INTERRUPTED_REASON} It was tried {job.attempts} times; retry it when ready."
             won = _fail(
                 job.pk, token=job.claim_token, code="interrupted", message=message, lease_expired_by=now
@@ -646,6 +668,7 @@ def _sweep() -> dict[str, int]:
                     token=job.claim_token,
                     reason=f"{INTERRUPTED_REASON} Trying again.",
                     lease_expired_by=now,
+                    extra_attempt=paid_for,
                 )
                 if won:
                     transaction.on_commit(lambda job_id=job.pk: queue.send_job(job_id))

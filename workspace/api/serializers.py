@@ -130,6 +130,11 @@ class EditRequestSerializer(GenerationRequestSerializer):
         child=serializers.RegexField(r"^(img|ref):[0-9]{1,18}$"),
         help_text="Earlier images (“img:ID”) and references (“ref:ID”), in order; the first is edited.",
     )
+    mask = serializers.CharField(
+        required=False,
+        help_text="Optional: a PNG the size of the first input, base64-encoded; its fully transparent "
+        "pixels are where the edit paints (the edit form's rules).",
+    )
 
 
 class ReferenceSerializer(serializers.ModelSerializer):

@@ -89,9 +89,17 @@ def _hold(token: ApiToken | None, amount: Decimal) -> None:
 
 
 def api_job_create(
-    *, token: ApiToken | None, project: Project, author, prompt: str, params: dict, inputs: list | None = None
+    *,
+    token: ApiToken | None,
+    project: Project,
+    author,
+    prompt: str,
+    params: dict,
+    inputs: list | None = None,
+    mask: bytes | None = None,
 ) -> Job:
-    """jobs.job_create (or edit_create, given inputs) held to the token's limit and linked to it.
+    """jobs.job_create (or edit_create, given inputs and a checked mask) held to the token's limit and
+    linked to it.
 
     Raises TokenLimitExceeded or spend.BudgetExceeded, creating nothing.
     """
@@ -100,7 +108,7 @@ def api_job_create(
         _hold(token, estimate.cost)
         if inputs:
             job = jobs.edit_create(
-                project=project, author=author, prompt=prompt, params=params, inputs=inputs
+                project=project, author=author, prompt=prompt, params=params, inputs=inputs, mask=mask
             )
         else:
             job = jobs.job_create(project=project, author=author, prompt=prompt, params=params)

@@ -26,6 +26,11 @@ urlpatterns = [
     path(f"{P}/webhooks/<int:endpoint_id>/rotate", views.webhook_rotate, name="webhook-rotate"),
     path(f"{P}/webhooks/<int:endpoint_id>/ping", views.webhook_ping, name="webhook-ping"),
     path(f"{P}/webhooks/<int:endpoint_id>/deliveries", views.webhook_deliveries, name="webhook-deliveries"),
+    path(
+        f"{P}/webhooks/<int:endpoint_id>/deliveries/<int:delivery_id>/redeliver",
+        views.webhook_redeliver,
+        name="webhook-redeliver",
+    ),
     path("spend/me", views.my_spend, name="my-spend"),
     path("spend/users", views.user_spend, name="user-spend"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),

@@ -1,8 +1,11 @@
 """The API's views: each parses, calls one service, renders. Access is workspace.access's (another
 project's object is a 404, an archived project's write a 409); validation is the forms'."""
 
+import base64
+import binascii
 import re
 
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -14,7 +17,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from workspace import edits, gallery, jobs, library, lineage, spend, webhooks
+from workspace import edits, gallery, jobs, library, lineage, spend, uploads, webhooks
 from workspace.access import object_access, project_access
 from workspace.api import serializers as s
 from workspace.api.auth import NeedsStaff, needs
@@ -24,7 +27,7 @@ from workspace.api.tokens import api_job_create, api_job_retry
 from workspace.forms import EditForm, GenerationForm, SpendPeriodForm, WebhookForm
 from workspace.models import Image, Job, Membership, Project, Role
 from workspace.views._common import serve
-from workspace.webhook_models import WebhookEndpoint
+from workspace.webhook_models import WebhookDelivery, WebhookEndpoint
 
 READ, GENERATE, ADMIN = needs("read"), needs("generate"), needs("admin")
 ERRORS = {code: s.ErrorSerializer for code in (400, 401, 403, 404, 429)}
@@ -38,7 +41,7 @@ IDEMPOTENCY = OpenApiParameter(
 )
 
 # What JSON type each field of the forms takes (the forms then apply their own rules and messages).
-STRING, INTEGER = "a string", "a whole number"
+STRING, INTEGER, BASE64 = "a string", "a whole number", "a base64-encoded PNG"
 GENERATION_TYPES = {
     "prompt": STRING, "model": STRING, "size": STRING, "width": INTEGER, "height": INTEGER,
     "quality": STRING, "output_format": STRING, "output_compression": INTEGER, "background": STRING,
@@ -47,13 +50,14 @@ GENERATION_TYPES = {
 EDIT_TYPES = {name: kind for name, kind in GENERATION_TYPES.items() if name != "moderation"} | {
     "input_fidelity": STRING,
     "inputs": "a list of “img:ID” and “ref:ID” strings",
+    "mask": BASE64,
 }
 
 
 def _typed(value, kind: str) -> bool:
     if value is None:
         return True
-    if kind == STRING:
+    if kind in (STRING, BASE64):
         return isinstance(value, str)
     if kind == INTEGER:
         return isinstance(value, int) and not isinstance(value, bool)
@@ -201,11 +205,13 @@ def edit_create(request: Request, project_id: int) -> Response:
     access = project_access(request.user, project_id, needs=Role.EDITOR, writes=True)
     data = _body(request, EDIT_TYPES)
     tokens = data.pop("inputs", [])
+    encoded_mask = data.pop("mask", None)
     form = _valid_form(EditForm, data)
     chosen = edits.inputs_resolve(project=access.project, tokens=tokens)
     if chosen.problem or not chosen.chosen:
         reason = chosen.problem or "Choose at least one image to edit."
         raise ApiError(400, "invalid", reason, {"inputs": [reason]})
+    mask = _mask(encoded_mask, first=chosen.chosen[0]) if encoded_mask is not None else None
     job = api_job_create(
         token=request.auth,
         project=access.project,
@@ -213,8 +219,23 @@ def edit_create(request: Request, project_id: int) -> Response:
         prompt=form.cleaned_data["prompt"],
         params=form.job_params(),
         inputs=chosen.chosen,
+        mask=mask,
     )
     return _job_answer(job, 201)
+
+
+def _mask(encoded: str, *, first) -> bytes:
+    """The `mask` field: base64 of a PNG, held to the edit form's rules (edits.mask_check); 400 naming
+    the field otherwise."""
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        reason = "Expected a base64-encoded PNG."
+        raise ApiError(400, "invalid", reason, {"mask": [reason]}) from None
+    try:
+        return edits.mask_check(first=first, upload=SimpleUploadedFile("mask.png", raw))
+    except uploads.UploadRejected as refusal:
+        raise ApiError(400, "invalid", str(refusal), {"mask": [refusal.reason]}) from None
 
 
 @extend_schema(responses={200: s.JobSerializer} | ERRORS)
@@ -515,6 +536,24 @@ def webhook_deliveries(request: Request, project_id: int, endpoint_id: int) -> R
     except WebhookEndpoint.DoesNotExist:
         raise NotFound("Not found.") from None
     return Response(s.WebhookDeliverySerializer(found, many=True).data)
+
+
+@extend_schema(request=None, responses={202: s.WebhookDeliverySerializer} | WRITE_ERRORS)
+@api_view(["POST"])
+@permission_classes([GENERATE])
+def webhook_redeliver(request: Request, project_id: int, endpoint_id: int, delivery_id: int) -> Response:
+    """Send a finished message (succeeded or failed) once more, same id and body (the settings page's
+    Redeliver); 409 while it is still being delivered."""
+    project = _owner(request, project_id, writes=True)
+    try:
+        delivery = webhooks.delivery_redeliver(
+            project=project, endpoint_id=endpoint_id, delivery_id=delivery_id
+        )
+    except WebhookDelivery.DoesNotExist:
+        raise NotFound("Not found.") from None
+    except webhooks.WebhookRefused as refusal:
+        raise ApiError(409, "still_delivering", str(refusal)) from None
+    return Response(s.WebhookDeliverySerializer(delivery).data, status=202)
 
 
 # --- Not found, and the documentation page -------------------------------------------------------

@@ -45,11 +45,22 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
         reason = f"Send at most {settings.DATA_UPLOAD_MAX_NUMBER_FILES} files at a time."
     elif isinstance(exception, RequestDataTooBig):
         reason = "This form is too large; shorten what you typed."
+        if _is_api(request):
+            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE // 1024
+            reason = f"This request body is over {limit} KB (a mask must fit within it, base64 included)."
     elif isinstance(exception, TooManyFieldsSent):
         reason = "This form has too many fields."
     else:
         reason = "This request could not be read."
+    if _is_api(request):  # scripts get the API's one error shape
+        from workspace.api.errors import error_response
+
+        return error_response(400, reason, "invalid")
     return HttpResponse(reason, status=400, content_type="text/plain; charset=utf-8")
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
 
 
 def filters_query(request: HttpRequest) -> str:

@@ -9,7 +9,9 @@ and flips the row. It measures:
 2. throughput of one worker at each concurrency (ideal ``ceil(N/C) * latency`` over actual);
 3. server time of the job-card poll, and its SQL queries;
 4. thumbnail time per image size;
-5. the worker's peak memory (VmHWM) during each throughput run.
+5. the worker's peak memory (VmHWM) during each throughput run;
+6. a burst of form submits through a live gunicorn (submits/s, p95) while two workers and beat run, and
+   the peak of Postgres connections sampled from ``pg_stat_activity`` meanwhile (``devtools/burstkit.py``).
 
 The bench makes its own user and project, sends to its own queue, keeps media in a temporary folder, and
 removes all of it at the end (also after an error or Ctrl+C). It refuses to start when another project has
@@ -72,6 +74,14 @@ from devtools.benchkit import (
     wait_for_quiet,
     write_results,
 )
+from devtools.burstkit import (
+    GUNICORN_THREADS,
+    GUNICORN_WORKERS,
+    ConnectionSampler,
+    Gunicorn,
+    burst,
+    stop_process,
+)
 from workspace import jobs as job_services
 from workspace import outputs
 from workspace import queue as job_queue
@@ -109,6 +119,8 @@ TARGET_OVERHEAD_MEDIAN_MS = 100.0
 TARGET_THROUGHPUT_RATIO = 0.9
 TARGET_POLL_P95_MS = 5.0
 TARGET_DELIVERIES_PER_JOB = 1.02
+TARGET_DB_CONNECTIONS = 50  # two workers at 64 calls in flight, gunicorn and beat, whatever the load
+WEB_BURST_CONCURRENCY = 64  # per worker in the web burst: the issue's "64 calls in flight each"
 FAIR_SHARE_SLACK_S = 2.0  # a teammate's job starts within one call's latency plus this
 
 
@@ -151,6 +163,7 @@ class Run:
     workers: list[Worker] = field(default_factory=list)
     queue: str = ""
     clients: list[Client] = field(default_factory=list)
+    processes: list[subprocess.Popen] = field(default_factory=list)  # gunicorn, beat: stopped at teardown
 
 
 # --------------------------------------------------------------------------------------------------
@@ -172,10 +185,12 @@ class Command(BaseCommand):
         )
         parser.add_argument("--jobs-backlog", type=int, default=None, help="backlog for deliveries (1000)")
         parser.add_argument("--jobs-fairshare", type=int, default=None, help="one person's backlog (300)")
+        parser.add_argument("--submits", type=int, default=None, help="web burst: form submits (300)")
+        parser.add_argument("--submit-clients", type=int, default=50, help="web burst: concurrent clients")
         parser.add_argument(
             "--skip",
             default="",
-            help="phases to skip: overhead,throughput,poll,thumbnail,backlog,fairshare",
+            help="phases to skip: overhead,throughput,poll,thumbnail,backlog,fairshare,web",
         )
         parser.add_argument("--no-warmup", action="store_true", help="do not warm a worker before measuring")
         parser.add_argument("--job-timeout", type=float, default=120.0, help="seconds before giving up")
@@ -221,6 +236,8 @@ class Command(BaseCommand):
             "polls": options["polls"] or (200 if quick else 300),
             "jobs_backlog": options["jobs_backlog"] or (200 if quick else 1000),
             "jobs_fairshare": options["jobs_fairshare"] or (100 if quick else 300),
+            "submits": options["submits"] or (100 if quick else 300),
+            "submit_clients": max(1, options["submit_clients"]),
             "thumbnail_runs": options["thumbnail_runs"],
             "quick": quick,
             "warmup": not options["no_warmup"],
@@ -270,6 +287,7 @@ class Command(BaseCommand):
             phases += [
                 ("backlog", lambda: self.bench_backlog(run)),
                 ("fairshare", lambda: self.bench_fair_share(run)),
+                ("web", lambda: self.bench_web_burst(run)),
             ]
             for name, phase in phases:
                 if name.split()[0] in self.opts["skip"]:
@@ -358,12 +376,6 @@ class Command(BaseCommand):
                     "concurrency "
                     f"{max(self.opts['concurrency'])} needs about {needed}. Raise max_connections."
                 )
-            if needed > 0.8 * (max_connections - machine.get("db_superuser_reserved", 0)):
-                self.notes.append(
-                    f"DB connections: a worker at C={max(self.opts['concurrency'])} holds ~{needed} of "
-                    f"{max_connections} (its connection pool's max_size): "
-                    "little headroom for web processes and a second worker."
-                )
         foreign = Job.objects.filter(status__in=Job.ACTIVE_STATUSES).count()
         if foreign and not self.opts.get("allow_foreign"):
             raise BenchFailure(
@@ -432,6 +444,8 @@ class Command(BaseCommand):
         self.out(f"stand-in at {run.server.base_url}; queue {run.queue}; media in {run.media_root}")
 
     def teardown(self, run: Run) -> None:
+        for process in run.processes:
+            stop_process(process)
         for worker in list(run.workers):
             self.stop_worker(run, worker)
         if run.server is not None:
@@ -489,7 +503,8 @@ class Command(BaseCommand):
     def start_worker(
         self, run: Run, concurrency: int, *, loglevel: str = "WARNING", **extra_env: str
     ) -> Worker:
-        name = f"bench-{uuid.uuid4().hex[:8]}@%h"
+        tag = uuid.uuid4().hex[:8]
+        name = f"bench-{tag}@%h"
         env = os.environ.copy()
         env.update(
             {
@@ -514,7 +529,10 @@ class Command(BaseCommand):
             )
             self.fingerprint = source_fingerprint()
         log_path = (
-            settings.BASE_DIR / "var" / "bench" / f"worker-{run.suffix}-c{concurrency}-{int(time.time())}.log"
+            settings.BASE_DIR
+            / "var"
+            / "bench"
+            / f"worker-{run.suffix}-c{concurrency}-{tag}.log"  # one file per worker
         )
         worker = start_worker(
             name=name, queue=run.queue, concurrency=concurrency, env=env, log_path=log_path, loglevel=loglevel
@@ -810,6 +828,123 @@ class Command(BaseCommand):
                 latency + FAIR_SHARE_SLACK_S,
                 unit="s",
                 note="worst of 3, from submit to running; target one call's latency + 2 s",
+            )
+        )
+
+    # -- web burst and connections peak (issue 13, items 1 and 6)
+
+    def bench_web_burst(self, run: Run) -> None:
+        """Submits through gunicorn while two workers (C=64 each) and beat run; the connection peak is
+        sampled from pg_stat_activity for the whole run, until the last job of the burst has finished."""
+        from devtools.loadkit import Session
+
+        count, clients, latency = self.opts["submits"], self.opts["submit_clients"], 2.0
+        concurrency = WEB_BURST_CONCURRENCY
+        self.out(
+            f"\n## Web burst: {count} form submits by {clients} clients at once through gunicorn "
+            f"({GUNICORN_WORKERS} processes x {GUNICORN_THREADS} threads), two workers at C={concurrency}, "
+            f"beat, stand-in latency {latency} s; Postgres connections sampled every 0.1 s"
+        )
+        password = uuid.uuid4().hex
+        run.user.set_password(password)
+        run.user.save(update_fields=["password"])
+        env = os.environ.copy() | {
+            "DATABASE_URL": settings.DATABASE_URL,
+            "REDIS_URL": settings.REDIS_URL,
+            "CELERY_QUEUE": run.queue,
+            "MEDIA_ROOT": str(run.media_root),
+            "OPENAI_BASE_URL": run.server.base_url,
+            "OPENAI_API_KEY": "bench",
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            # Loopback HTTP: cookies without the Secure flag, as `make run` serves them.
+            "SESSION_COOKIE_SECURE": "false",
+            "CSRF_COOKIE_SECURE": "false",
+            "FAIR_SHARE_QUEUED_PER_USER": str(10**9),  # one bench user measures the web tier, not the cap
+            "LOG_LEVEL": "WARNING",
+        }
+        env.pop("DEMO_MODE", None)
+        logs = settings.BASE_DIR / "var" / "bench"
+        stamp = f"{run.suffix}-{int(time.time())}"
+        workers = [self.start_worker(run, concurrency) for _ in range(2)]
+        beat_log = (logs / f"beat-{stamp}.log").open("w")
+        schedule = str(run.media_root / "beat-schedule")
+        beat = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel", "WARNING", "-s", schedule],
+            env=env | {"ATELIER_PROCESS_ROLE": "beat"},
+            cwd=settings.BASE_DIR,
+            stdout=beat_log,
+            stderr=subprocess.STDOUT,
+        )
+        run.processes.append(beat)
+        web = Gunicorn(env, logs / f"gunicorn-{stamp}.log")
+        run.processes.append(web.process)
+        sampler = ConnectionSampler(settings.DATABASE_URL)
+        try:
+            web.wait_ready()
+            self.warm_up(run, workers, 1)
+            session = Session(web.base_url)
+            session.log_in(run.user.username, password)
+            run.server.latency = latency
+            first_new = Job.objects.filter(project=run.project).order_by("-id").values_list("pk", flat=True)
+            after = first_new.first() or 0
+            sampler.start()
+            path, slots = f"/p/{run.project.pk}/jobs", GUNICORN_WORKERS * GUNICORN_THREADS
+            # Not timed: one submit per web thread first, so each process has imported and compiled
+            # what a submit needs (a restarted server pays that once, not on every burst).
+            warm = burst(session, path, count=slots, clients=slots)
+            result = burst(session, path, count=count, clients=clients)
+            ids = list(Job.objects.filter(project=run.project, pk__gt=after).values_list("pk", flat=True))
+            if warm["failures"] or result["failures"] or len(ids) != count + slots:
+                raise BenchFailure(
+                    f"{warm['failures'] + result['failures']} of {slots + count} submits failed "
+                    f"({len(ids)} jobs created): {warm['failure_examples'] + result['failure_examples']}"
+                )
+            self.wait_for_jobs(ids, workers, timeout=self.opts["job_timeout"] + count * latency / 64)
+        finally:
+            sampler.stop()
+            run.server.latency = 0.0
+            for process in (web.process, beat):
+                stop_process(process)
+            web.stop()
+            beat_log.close()
+            for worker in workers:
+                self.stop_worker(run, worker)
+        roles = ", ".join(f"{role} {n}" for role, n in sorted(sampler.peak_by_role.items()))
+        self.out(
+            f"  submits: {result['per_second']:.1f}/s ({count} in {result['elapsed_s']:.2f} s), "
+            f"p50 {result['p50_ms']:.0f} ms, p95 {result['p95_ms']:.0f} ms, failures {result['failures']}"
+        )
+        self.out(
+            f"  DB connections peak (measured): {sampler.peak} over {len(sampler.samples)} samples [{roles}]"
+        )
+        self.details["web_burst"] = result | {
+            "latency_s": latency,
+            "worker_concurrency": concurrency,
+            "workers": 2,
+            "gunicorn": f"{GUNICORN_WORKERS}x{GUNICORN_THREADS}",
+            "db_connections_peak": sampler.peak,
+            "db_connections_peak_by_role": sampler.peak_by_role,
+            "db_connection_samples": len(sampler.samples),
+        }
+        self.metrics.append(
+            Metric(
+                f"Web burst: submits per second ({clients} clients, gunicorn "
+                f"{GUNICORN_WORKERS}x{GUNICORN_THREADS})",
+                result["per_second"],
+                "/s",
+                note=f"p95 {result['p95_ms']:.0f} ms per submit, through HTTP while the workers run",
+            )
+        )
+        self.metrics.append(Metric("Web burst: submit p95", result["p95_ms"], "ms"))
+        self.metrics.append(
+            Metric.at_most(
+                f"Postgres connections peak, 2 workers at C={concurrency} + gunicorn + beat under load",
+                sampler.peak,
+                TARGET_DB_CONNECTIONS,
+                unit="connections",
+                note="measured: the peak of count(*) from pg_stat_activity for this database, sampled "
+                f"every 0.1 s through the burst until its last job finished; at the peak: {roles} "
+                "(the bench's own connection and its sampler included)",
             )
         )
 
