@@ -86,7 +86,16 @@ class Gunicorn:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log_file = log_path.open("w")
         self.log_path = log_path
-        command = [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{self.port}"]
+        command = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "config.wsgi",
+            "--config",
+            "config/gunicorn.conf.py",
+            "--bind",
+            f"127.0.0.1:{self.port}",
+        ]
         command += ["--workers", str(GUNICORN_WORKERS), "--threads", str(GUNICORN_THREADS), "--timeout", "60"]
         self.process = subprocess.Popen(  # noqa: S603 (our own gunicorn)
             command, env=env, cwd=settings.BASE_DIR, stdout=self.log_file, stderr=subprocess.STDOUT
