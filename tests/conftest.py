@@ -35,6 +35,7 @@ def image_service(standin, settings, tmp_path):
     standin.clear_faults()
     standin.latency = 0.0
     standin.requests.clear()
+    standin.batches.batch_seconds, standin.batches.batch_expire_after = 0.0, None
     imageapi.reset_client()
     yield standin
     standin.clear_faults()
