@@ -35,7 +35,7 @@ def image_service(standin, settings, tmp_path):
     standin.clear_faults()
     standin.latency = 0.0
     standin.requests.clear()
-    standin.batches.batch_seconds, standin.batches.batch_expire_after = 0.0, None
+    standin.batches.reset()  # files, batches and their knobs
     imageapi.reset_client()
     yield standin
     standin.clear_faults()
