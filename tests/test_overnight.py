@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from tests.conftest import job_params
 from tests.factories import ImageFactory, ReferenceFactory, mask_png, picture
-from tests.helpers import create_job, wait_for  # noqa: F401  (the process test below)
+from tests.helpers import create_job, wait_for
 from workspace import imageapi, jobs, overnight, spend, worker
 from workspace.models import ApiCall, Image, Job, LedgerEntry, OvernightBatch, Price
 
@@ -479,3 +479,27 @@ def test_the_job_card_says_it_waits_for_the_overnight_batch(client, cast, projec
     card = client.get(reverse("job_card", args=[project.pk, job.pk])).content.decode()
     assert "Waiting for the overnight batch (ready within 24 h) · batch in progress at OpenAI." in card
     assert "Overnight, half price" in card
+
+
+# --- Through beat and a worker as processes -----------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.worker
+def test_beat_sends_and_collects_overnight_jobs_through_a_worker(cast, project, processes):
+    processes.env |= {"OVERNIGHT_POLL_SECONDS": "1"}
+    night = overnight_job(project, cast.alice, prompt="A pear by moonlight")
+    studio = jobs.job_create(project=project, author=cast.bob, prompt="A pear at noon", params=job_params())
+    processes.worker("night")
+    processes.beat()
+    for job in (night, studio):
+        wait_for(
+            lambda job=job: Job.objects.filter(pk=job.pk, status=Job.Status.SUCCEEDED).exists(),
+            timeout=60,
+            what=f"job {job.pk} to succeed",
+        )
+    night.refresh_from_db()
+    assert night.overnight_batch.collected_at is not None and night.images.count() == 1
+    assert night.worker == ""  # no worker ever claimed it
+    assert LedgerEntry.objects.get(job=night).batch
+    assert not LedgerEntry.objects.get(job=studio).batch
