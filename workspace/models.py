@@ -729,6 +729,57 @@ class ApiCall(models.Model):
         return f"{self.endpoint} for job {self.job_id} attempt {self.attempt}: {self.outcome}"
 
 
+class OvernightBatchQuerySet(models.QuerySet):
+    """An overnight batch's state changes (drawn on OvernightBatch), each one conditional UPDATE."""
+
+    def open(self) -> "OvernightBatchQuerySet":
+        return self.filter(collected_at__isnull=True)
+
+    def sent(self, batch_id: int, *, openai_batch_id: str, status: str) -> bool:
+        """preparing → OpenAI's status: the batch was created there."""
+        return bool(
+            self.open()
+            .filter(pk=batch_id, status=OvernightBatch.PREPARING)
+            .update(openai_batch_id=openai_batch_id, status=status, sent_at=timezone.now())
+        )
+
+    def not_sent(self, batch_id: int, *, errors: str) -> bool:
+        """preparing → not_sent, closed: the upload or the create was refused (its jobs wait again)."""
+        now = timezone.now()
+        return bool(
+            self.open()
+            .filter(pk=batch_id, status=OvernightBatch.PREPARING)
+            .update(status=OvernightBatch.NOT_SENT, errors=errors, finished_at=now, collected_at=now)
+        )
+
+    def polled(self, batch_id: int, *, status: str, completed: int, failed: int, errors: str) -> bool:
+        """open → what OpenAI says now (its status and counts)."""
+        fields = {"status": status, "completed_count": completed, "failed_count": failed}
+        if errors:
+            fields["errors"] = errors
+        return bool(
+            self.open()
+            .exclude(status__in=[OvernightBatch.PREPARING, OvernightBatch.NOT_SENT])
+            .filter(pk=batch_id)
+            .update(polled_at=timezone.now(), **fields)
+        )
+
+    def collected(
+        self, batch_id: int, *, output_file_id: str, error_file_id: str, finished_at: datetime
+    ) -> bool:
+        """ended at OpenAI → collected: every line's result is stored and charged, every job has ended."""
+        return bool(
+            self.open()
+            .filter(pk=batch_id, status__in=OvernightBatch.FINAL_STATUSES)
+            .update(
+                output_file_id=output_file_id,
+                error_file_id=error_file_id,
+                finished_at=finished_at,
+                collected_at=timezone.now(),
+            )
+        )
+
+
 class OvernightBatch(models.Model):
     """One OpenAI batch (the Batch API) carrying overnight-lane jobs of one project to one endpoint.
 
@@ -738,6 +789,7 @@ class OvernightBatch(models.Model):
 
     The row is written, and its jobs linked to it, before anything is uploaded, so a crash never leaves
     jobs in a batch nobody records. `collected_at` is set once every line's result is stored and charged.
+    Each arrow is a method of `OvernightBatch.objects`: sent, not_sent, polled, collected.
     """
 
     PREPARING = "preparing"
@@ -777,6 +829,8 @@ class OvernightBatch(models.Model):
     polled_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     collected_at = models.DateTimeField(null=True, blank=True)
+
+    objects = OvernightBatchQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -185,8 +185,7 @@ def _send_batch(*, project_id: int, endpoint: str, job_ids: list[int]) -> tuple[
         logger.warning("overnight batch %s could not be sent: %r", batch.pk, error)
         _close_unsent(batch, errors=str(error)[:2000])
         raise
-    batch.openai_batch_id, batch.status, batch.sent_at = remote.id, remote.status, timezone.now()
-    batch.save(update_fields=["openai_batch_id", "status", "sent_at"])
+    OvernightBatch.objects.sent(batch.pk, openai_batch_id=remote.id, status=remote.status)
     logger.info("overnight batch %s sent as %s: %s lines, %s bytes", batch.pk, remote.id, lines, size)
     return lines, left
 
@@ -218,16 +217,13 @@ def _close_unsent(batch: OvernightBatch, *, errors: str) -> None:
     """The batch was not (or need not be) sent: its jobs wait for the next one."""
     with transaction.atomic():
         Job.objects.batch_unassign(batch_id=batch.pk)
-        now = timezone.now()
-        OvernightBatch.objects.filter(pk=batch.pk).update(
-            status=OvernightBatch.NOT_SENT, errors=errors, finished_at=now, collected_at=now
-        )
+        OvernightBatch.objects.not_sent(batch.pk, errors=errors)
 
 
 def _recover_unsent() -> None:
     """Batches a dead dispatcher left preparing (this one holds the lock, so no live one owns them):
     adopt the one OpenAI created, found by its metadata, or put the jobs back to wait."""
-    stale = list(OvernightBatch.objects.filter(status=OvernightBatch.PREPARING, collected_at__isnull=True))
+    stale = list(OvernightBatch.objects.open().filter(status=OvernightBatch.PREPARING))
     if not stale:
         return
     found: dict[str, object] = {}
@@ -239,8 +235,7 @@ def _recover_unsent() -> None:
     for batch in stale:
         remote = found.get(str(batch.pk))
         if remote is not None:
-            batch.openai_batch_id, batch.status, batch.sent_at = remote.id, remote.status, timezone.now()
-            batch.save(update_fields=["openai_batch_id", "status", "sent_at"])
+            OvernightBatch.objects.sent(batch.pk, openai_batch_id=remote.id, status=remote.status)
         else:
             _close_unsent(batch, errors="The dispatcher stopped before the batch was sent.")
 
@@ -254,7 +249,7 @@ def overnight_poll() -> int:
         if not mine:
             return 0
         collected = 0
-        open_batches = OvernightBatch.objects.filter(collected_at__isnull=True).exclude(openai_batch_id="")
+        open_batches = OvernightBatch.objects.open().exclude(openai_batch_id="")
         for batch in open_batches.order_by("pk"):
             try:
                 collected += _poll_batch(batch)
@@ -266,13 +261,16 @@ def overnight_poll() -> int:
 def _poll_batch(batch: OvernightBatch) -> int:
     client = _client()
     remote = client.batches.retrieve(batch.openai_batch_id)
-    batch.status, batch.polled_at = remote.status, timezone.now()
     counts = remote.request_counts
-    if counts is not None:
-        batch.completed_count, batch.failed_count = counts.completed, counts.failed
     if remote.errors is not None and remote.errors.data:
         batch.errors = "; ".join(str(error.message or error.code) for error in remote.errors.data)[:2000]
-    batch.save(update_fields=["status", "polled_at", "completed_count", "failed_count", "errors"])
+    OvernightBatch.objects.polled(
+        batch.pk,
+        status=remote.status,
+        completed=counts.completed if counts is not None else batch.completed_count,
+        failed=counts.failed if counts is not None else batch.failed_count,
+        errors=batch.errors,
+    )
     if remote.status not in OvernightBatch.FINAL_STATUSES:
         if remote.status != "cancelling" and not batch.jobs.filter(status=Job.Status.QUEUED).exists():
             _cancel_remote(batch)  # every job of it was canceled from its card
@@ -293,16 +291,13 @@ def _poll_batch(batch: OvernightBatch) -> int:
     finished = _from_epoch(
         remote.completed_at or remote.expired_at or remote.cancelled_at or remote.failed_at
     )
-    batch.output_file_id, batch.error_file_id = remote.output_file_id or "", remote.error_file_id or ""
-    batch.finished_at, batch.collected_at = finished or timezone.now(), timezone.now()
-    batch.save(update_fields=["output_file_id", "error_file_id", "finished_at", "collected_at"])
-    logger.info(
-        "overnight batch %s %s: %s done, %s failed",
+    OvernightBatch.objects.collected(
         batch.pk,
-        remote.status,
-        batch.completed_count,
-        batch.failed_count,
+        output_file_id=remote.output_file_id or "",
+        error_file_id=remote.error_file_id or "",
+        finished_at=finished or timezone.now(),
     )
+    logger.info("overnight batch %s %s: %s", batch.pk, remote.status, counts)
     return 1
 
 
@@ -431,7 +426,7 @@ def overnight_cancel(*, job_ids: list[int]) -> int:
             canceled += 1
             if job.overnight_batch_id is not None:
                 batch_ids.add(job.overnight_batch_id)
-    for batch in OvernightBatch.objects.filter(pk__in=batch_ids, collected_at__isnull=True):
+    for batch in OvernightBatch.objects.open().filter(pk__in=batch_ids):
         if batch.openai_batch_id and not batch.jobs.filter(status=Job.Status.QUEUED).exists():
             try:
                 _cancel_remote(batch)
@@ -443,5 +438,12 @@ def overnight_cancel(*, job_ids: list[int]) -> int:
 
 def _cancel_remote(batch: OvernightBatch) -> None:
     remote = _client().batches.cancel(batch.openai_batch_id)
-    OvernightBatch.objects.filter(pk=batch.pk).update(status=remote.status)
+    counts = remote.request_counts
+    OvernightBatch.objects.polled(
+        batch.pk,
+        status=remote.status,
+        completed=counts.completed if counts is not None else batch.completed_count,
+        failed=counts.failed if counts is not None else batch.failed_count,
+        errors="",
+    )
     logger.info("overnight batch %s: nobody waits for it any more; cancelled at OpenAI", batch.pk)
