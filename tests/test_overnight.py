@@ -133,6 +133,18 @@ def test_it_waits_the_configured_time_then_cancels_and_expires(standin):
     assert late["custom_id"] == "b" and late["error"]["code"] == "batch_expired"
 
 
+def test_the_knobs_can_be_turned_over_http(standin):
+    import urllib.request
+
+    request = urllib.request.Request(
+        standin.base_url.removesuffix("/v1") + "/_standin/batches",
+        data=json.dumps({"seconds": 7, "expire_after": 2}).encode(),
+        method="POST",
+    )
+    assert urllib.request.urlopen(request, timeout=5).status == 200
+    assert (standin.batches.batch_seconds, standin.batches.batch_expire_after) == (7.0, 2)
+
+
 def test_json_edits_take_uploaded_file_ids(standin):
     image = sdk().files.create(file=("in.png", picture()), purpose="vision")
     answer = sdk().post(
@@ -181,6 +193,26 @@ def test_workers_never_claim_an_overnight_job(cast, project):
     worker.job_run(job_id=job.pk)
     job.refresh_from_db()
     assert job.status == Job.Status.QUEUED and job.attempts == 0
+
+
+def test_the_sweep_never_wakes_workers_for_overnight_jobs(cast, project, monkeypatch, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from workspace import queue
+
+    sent = []
+    monkeypatch.setattr(queue, "messages_waiting", lambda: 0)
+    monkeypatch.setattr(queue, "send_job", lambda job_id, countdown=None: sent.append(job_id) or True)
+    settings.JOB_REQUEUE_AFTER_SECONDS = 1
+    night = overnight_job(project, cast.alice)
+    studio = create_job(project=project, author=cast.alice)
+    long_ago = timezone.now() - timedelta(minutes=5)
+    Job.objects.filter(pk__in=[night.pk, studio.pk]).update(enqueued_at=long_ago)
+    assert worker.jobs_sweep()["woken"] == 1 and sent == [studio.pk]
+    Job.objects.filter(pk__in=[night.pk, studio.pk]).update(enqueued_at=None)  # as if unsent
+    assert worker.jobs_sweep()["resent"] == 1 and sent[1:] == [studio.pk]
 
 
 def test_overnight_jobs_are_reserved_at_the_batch_rate_and_not_sent_to_workers(cast, project, monkeypatch):
