@@ -55,6 +55,7 @@ EXPIRED_REASON = "The overnight batch expired before this image was made."
 CANCELLED_REASON = "The overnight batch was cancelled before this image was made."
 NO_RESULT_REASON = "OpenAI's overnight batch ended without a result for this image."
 REFUSED_REASON = "OpenAI refused the overnight batch this image was in: {errors}"
+TOO_LARGE_REASON = "This request is larger than an overnight batch file may be; run it in the Studio."
 LINE_FAILED_REASON = "OpenAI could not make this image: {message}"
 
 
@@ -157,6 +158,9 @@ def _send_batch(*, project_id: int, endpoint: str, job_ids: list[int]) -> tuple[
                     {"custom_id": custom_id(job.pk), "method": "POST", "url": endpoint, "body": body},
                     separators=(",", ":"),
                 ).encode()
+                if len(line) + 1 > MAX_INPUT_BYTES:  # alone too big for any file: never sendable
+                    _fail_job(job, code="too_large", message=TOO_LARGE_REASON)
+                    continue
                 if size + len(line) + 1 > MAX_INPUT_BYTES:
                     left.append(job.pk)
                     continue
