@@ -354,6 +354,9 @@ JOB_REQUEUE_AFTER_SECONDS = envint("JOB_REQUEUE_AFTER_SECONDS", 120, minimum=1)
 # (0: no limit), and jobs they may have waiting before the Studio refuses another.
 FAIR_SHARE_CALLS_PER_USER = envint("FAIR_SHARE_CALLS_PER_USER", 8, minimum=0)
 FAIR_SHARE_QUEUED_PER_USER = envint("FAIR_SHARE_QUEUED_PER_USER", 200, minimum=1)
+# The overnight lane (workspace/overnight.py): how often beat sends waiting overnight jobs to OpenAI's
+# Batch API and asks about the batches it sent (a batch takes up to 24 h; a minute's delay costs nothing).
+OVERNIGHT_POLL_SECONDS = envint("OVERNIGHT_POLL_SECONDS", 60, minimum=1)
 THUMBNAIL_MAX_EDGE = 512
 # Reference uploads are capped here, by us: Django's upload settings only decide memory versus disk.
 REFERENCE_MAX_BYTES = envint("REFERENCE_MAX_BYTES", 50 * 1024 * 1024, minimum=1)
@@ -461,6 +464,9 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULER = "config.celery:Scheduler"
 CELERY_BEAT_SCHEDULE = {
     "sweep-jobs": {"task": "workspace.tasks.sweep_jobs", "schedule": JOB_SWEEP_SECONDS},
+    # The overnight lane: send waiting overnight jobs as batches, then collect the batches that ended.
+    "overnight-dispatch": {"task": "workspace.tasks.overnight_dispatch", "schedule": OVERNIGHT_POLL_SECONDS},
+    "overnight-poll": {"task": "workspace.tasks.overnight_poll", "schedule": OVERNIGHT_POLL_SECONDS},
     # Files of images deleted longer ago than the undo window (review.DELETE_UNDO_MINUTES).
     "purge-deleted-images": {"task": "workspace.tasks.purge_deleted_images", "schedule": 180},
     # Webhook deliveries whose retry is due after a long wait, or whose worker died mid-attempt.

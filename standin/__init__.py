@@ -15,6 +15,8 @@ does not ship it. By concern:
 - ``requests``: multipart and JSON parsing, and what each request recorded;
 - ``validation``: ``resolve_job`` and its checks, into an ``ImageJob``;
 - ``responses``: usage, images, the JSON and SSE payloads;
+- ``batches``: the Files and Batch APIs (upload, content, batches create/retrieve/list/cancel), with
+  knobs for the time a batch takes and its expiry;
 - ``server``: the HTTP handler and ``StandinServer``.
 """
 

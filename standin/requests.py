@@ -5,6 +5,7 @@ import binascii
 import email.parser
 import email.policy
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,7 +71,29 @@ def coerce_form_fields(fields: dict[str, Any]) -> dict[str, Any]:
     return coerced
 
 
-def _decode_data_url(reference: Any, param: str) -> tuple[str, bytes]:
+FileLookup = Callable[[str], bytes | None]
+
+
+def _sniff_type(data: bytes) -> str:
+    if data.startswith(b"\x89PNG"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8"):
+        return "image/jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return "application/octet-stream"
+
+
+def _decode_data_url(reference: Any, param: str, files_by_id: FileLookup | None = None) -> tuple[str, bytes]:
+    file_id = reference.get("file_id") if isinstance(reference, dict) else None
+    if file_id is not None:
+        if isinstance(reference, dict) and reference.get("image_url") is not None:
+            message = f"Invalid '{param}': provide exactly one of 'image_url' or 'file_id'."
+            raise ApiError(message, param, "invalid_value")
+        data = files_by_id(file_id) if files_by_id is not None and isinstance(file_id, str) else None
+        if data is None:
+            raise ApiError(f"No such File object: {file_id}", param, "invalid_value", status=404)
+        return _sniff_type(data), data
     url = reference.get("image_url") if isinstance(reference, dict) else None
     match = re.fullmatch(r"data:([\w/+.-]+);base64,(.*)", url or "", flags=re.DOTALL)
     if not match:
@@ -85,15 +108,18 @@ def _decode_data_url(reference: Any, param: str) -> tuple[str, bytes]:
         raise ApiError(f"Invalid base64 data in '{param}.image_url'.", param, "invalid_value") from None
 
 
-def json_edit_files(fields: dict[str, Any]) -> list[FilePart]:
-    """Moves JSON edit image references (``images``, ``mask``, ``markup``) into file-part shape."""
+def json_edit_files(fields: dict[str, Any], files_by_id: FileLookup | None = None) -> list[FilePart]:
+    """Moves JSON edit image references (``images``, ``mask``, ``markup``) into file-part shape.
+
+    A reference is ``{"image_url": "data:..."}`` or ``{"file_id": "file-..."}``, read through
+    ``files_by_id`` (the stand-in's Files API store)."""
     files: list[FilePart] = []
     images = fields.pop("images", None)
     if images is not None and not isinstance(images, list):
         raise ApiError("Invalid type for 'images': expected an array.", "images", "invalid_type")
     for index, reference in enumerate(images or []):
-        files.append(("images", "", *_decode_data_url(reference, f"images[{index}]")))
+        files.append(("images", "", *_decode_data_url(reference, f"images[{index}]", files_by_id)))
     for name in ("mask", "markup"):
         if fields.get(name) is not None:
-            files.append((name, "", *_decode_data_url(fields.pop(name), name)))
+            files.append((name, "", *_decode_data_url(fields.pop(name), name, files_by_id)))
     return files

@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from standin.batches import BatchService
 from standin.capabilities import MAX_BODY_BYTES
 from standin.errors import ApiError
 from standin.faults import FAULT_PATTERN, LATE_FAULTS, PROMPT_FAULT_PATTERN, fault_error
@@ -95,6 +96,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, [recorded.summary() for recorded in list(standin.requests)])
         elif path == "/_standin/faults":
             self._send_json(200, {"faults": standin.queued_faults(), "latency": standin.latency})
+        elif path.startswith(("/v1/files", "/v1/batches")):
+            self._batch_api("GET", path, b"")
         else:
             self._send_error(ApiError(f"Invalid URL (GET {path})", status=404))
 
@@ -106,6 +109,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._control(path, body)
             elif path in ("/v1/images/generations", "/v1/images/edits"):
                 self._image_request(path, body)
+            elif path.startswith(("/v1/files", "/v1/batches")):
+                self._batch_api("POST", path, body)
             else:
                 self._send_error(ApiError(f"Invalid URL (POST {path})", status=404))
         except ApiError as error:  # only an oversized body gets here; its bytes are still unread
@@ -125,11 +130,66 @@ class _Handler(BaseHTTPRequestHandler):
                 standin.latency_jitter = float(payload.get("latency_jitter", standin.latency_jitter))
             elif path == "/_standin/reset":
                 standin.reset()
+            elif path == "/_standin/batches":
+                # The Batch API's knobs: seconds until a batch is done, and lines made before it expires.
+                standin.batches.batch_seconds = float(payload.get("seconds", standin.batches.batch_seconds))
+                expire_after = payload.get("expire_after", standin.batches.batch_expire_after)
+                standin.batches.batch_expire_after = None if expire_after is None else int(expire_after)
             else:
                 return self._send_error(ApiError(f"Invalid URL (POST {path})", status=404))
         except (ValueError, KeyError, TypeError) as error:
             return self._send_error(ApiError(f"Bad control request: {error!r}"))
         self._send_json(200, {"ok": True, "faults": standin.queued_faults(), "latency": standin.latency})
+
+    def _authorized(self) -> bool:
+        authorization = self.headers.get("authorization", "")
+        if authorization.startswith("Bearer ") and authorization[7:].strip():
+            return True
+        message = (
+            "You didn't provide an API key. You need to provide your API key in an Authorization header "
+            "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+        )
+        self._send_error(ApiError(message, status=401))
+        return False
+
+    def _batch_api(self, method: str, path: str, body: bytes) -> None:
+        """The Files and Batch APIs (standin/batches.py)."""
+        if not self._authorized():
+            return
+        batches = self.server.standin.batches
+        parts = path.strip("/").split("/")[1:]  # after "v1"
+        try:
+            if method == "POST" and parts == ["files"]:
+                content_type = self.headers.get("content-type", "")
+                if not content_type.startswith("multipart/form-data"):
+                    raise ApiError("Uploads must be multipart/form-data with 'file' and 'purpose'.")
+                fields, files = parse_multipart(content_type, body)
+                return self._send_json(200, batches.file_create(fields, files))
+            if method == "GET" and len(parts) == 2 and parts[0] == "files":
+                return self._send_json(200, batches.file_get(parts[1]).as_json())
+            if method == "GET" and len(parts) == 3 and parts[0] == "files" and parts[2] == "content":
+                return self._send(200, batches.file_get(parts[1]).data, "application/octet-stream")
+            if method == "POST" and parts == ["batches"]:
+                try:
+                    payload = json.loads(body or b"{}")
+                except ValueError:
+                    raise ApiError(
+                        "We could not parse the JSON body of your request. Send valid JSON."
+                    ) from None
+                return self._send_json(200, batches.batch_create(payload))
+            if method == "GET" and parts == ["batches"]:
+                query = dict(
+                    pair.partition("=")[::2] for pair in urlsplit(self.path).query.split("&") if pair
+                )
+                limit = int(query["limit"]) if query.get("limit", "").isdigit() else 20
+                return self._send_json(200, batches.batch_list(limit))
+            if method == "GET" and len(parts) == 2 and parts[0] == "batches":
+                return self._send_json(200, batches.batch_get(parts[1]))
+            if method == "POST" and len(parts) == 3 and parts[0] == "batches" and parts[2] == "cancel":
+                return self._send_json(200, batches.batch_cancel(parts[1]))
+            raise ApiError(f"Invalid URL ({method} {path})", status=404)
+        except ApiError as error:
+            self._send_error(error)
 
     def _image_request(self, path: str, body: bytes) -> None:
         standin = self.server.standin
@@ -148,7 +208,7 @@ class _Handler(BaseHTTPRequestHandler):
                     raise ValueError("the body is not a JSON object")
                 record.fields = {k: v for k, v in fields.items() if k not in ("images", "mask", "markup")}
                 if endpoint == "edits":
-                    record.files = json_edit_files(fields)
+                    record.files = json_edit_files(fields, standin.batches.file_bytes)
         except ApiError as error:
             return self._send_error(error, record)
         except ValueError:
@@ -246,6 +306,8 @@ class StandinServer:
         self.log_requests = log_requests
         self.requests: list[RecordedRequest] = []
         self._faults: deque[str] = deque()
+        # The Files and Batch APIs; knobs: batches.batch_seconds, batches.batch_expire_after.
+        self.batches = BatchService(self._next_fault)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._httpd: _HTTPServer | None = None
@@ -328,10 +390,11 @@ class StandinServer:
             return list(self._faults)
 
     def reset(self) -> None:
-        """Forgets queued faults and recorded requests."""
+        """Forgets queued faults, recorded requests, files and batches."""
         with self._lock:
             self._faults.clear()
             self.requests.clear()
+        self.batches.reset()
 
     def _record(self, record: RecordedRequest) -> None:
         with self._lock:
@@ -363,8 +426,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds to wait before each image answer")
     parser.add_argument("--latency-jitter", type=float, default=0.0, help="± seconds added at random")
     parser.add_argument("--quiet", action="store_true", help="do not log each request")
+    parser.add_argument(
+        "--batch-seconds", type=float, default=5.0, help="seconds until a Batch API batch is done"
+    )
     options = parser.parse_args(argv)
     server = StandinServer(options.host, options.port, options.latency, options.latency_jitter)
+    server.batches.batch_seconds = options.batch_seconds
     server.log_requests = not options.quiet
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever(on_ready=lambda url: print(f"Stand-in OpenAI Images API at {url}", flush=True))

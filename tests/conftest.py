@@ -35,6 +35,7 @@ def image_service(standin, settings, tmp_path):
     standin.clear_faults()
     standin.latency = 0.0
     standin.requests.clear()
+    standin.batches.reset()  # files, batches and their knobs
     imageapi.reset_client()
     yield standin
     standin.clear_faults()

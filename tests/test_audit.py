@@ -75,6 +75,7 @@ PRICE = {
     "cached_image_input": "2",
     "image_output": "30",
     "text_output": "10",
+    "batch_factor": "0.5",  # the form's initial value
     "note": "",
 }
 

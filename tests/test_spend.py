@@ -499,6 +499,7 @@ def test_an_admin_cannot_set_a_bad_price(admin_client, value, message):
         "cached_image_input": "2",
         "image_output": value,
         "text_output": "10",
+        "batch_factor": "0.5",  # the form's initial value
     }
     response = admin_client.post(reverse("admin:workspace_price_add"), data)
     assert message in response.content.decode()

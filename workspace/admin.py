@@ -11,6 +11,7 @@ from workspace.models import (
     Job,
     LedgerEntry,
     Membership,
+    OvernightBatch,
     Price,
     Project,
 )
@@ -164,11 +165,11 @@ class ImageAdmin(admin.ModelAdmin):
 
 @admin.register(Price)
 class PriceAdmin(AuditedAdmin):
-    audited_fields = ("model", "effective_from", *Price.RATE_FIELDS, "note")
+    audited_fields = ("model", "effective_from", *Price.RATE_FIELDS, "batch_factor", "note")
     changed_action = audit.Action.PRICE_CHANGED
     deleted_action = audit.Action.PRICE_DELETED
 
-    list_display = ["model", "effective_from", *Price.RATE_FIELDS, "note"]
+    list_display = ["model", "effective_from", *Price.RATE_FIELDS, "batch_factor", "note"]
     list_filter = ["model"]
     search_fields = ["model"]
 
@@ -187,12 +188,33 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
         "cost",
         "priced",
         "simulated",
+        "batch",
         "request_id",
     ]
-    list_filter = ["model", "priced", "simulated", "created_at"]
+    list_filter = ["model", "priced", "simulated", "batch", "created_at"]
     search_fields = ["request_id", "user__username", "project__name"]
     date_hierarchy = "created_at"
     list_select_related = ["user", "project"]
+
+
+@admin.register(OvernightBatch)
+class OvernightBatchAdmin(ReadOnlyAdmin):
+    """Read-only: beat's overnight dispatcher writes these, and OpenAI's answers update them."""
+
+    list_display = [
+        "created_at",
+        "project",
+        "endpoint",
+        "status",
+        "line_count",
+        "completed_count",
+        "failed_count",
+        "openai_batch_id",
+        "collected_at",
+    ]
+    list_filter = ["status", "endpoint", "created_at"]
+    search_fields = ["openai_batch_id", "input_file_id", "project__name"]
+    list_select_related = ["project"]
 
 
 @admin.register(Budget)

@@ -118,6 +118,8 @@ CARD_JOB = Columns(
         *("id", "project", "author", "status", "kind", "prompt", "model", "size", "quality"),
         *("background", "n", "created_at", "attempts", "max_attempts", "retry_reason"),
         *("next_attempt_at", "error_message", "preview", "preview_count"),
+        # An overnight card names its batch's status: one query more, for those cards alone (every 30 s).
+        *("lane", "overnight_batch"),
     ),
 )
 CARD_PROJECT = Columns(Project, "p", ("id", "name", "archived_at", "created_at", "created_by"))

@@ -182,38 +182,44 @@ def classify(error: Exception) -> CallFailure:
     if isinstance(error, openai.APIConnectionError):
         return CallFailure(REASONS["connection"], transient=True, code="connection")
     if isinstance(error, openai.APIStatusError):
-        code = str(error.code or "")
-        status = error.status_code
-        if status == 429:
-            if code == "insufficient_quota":
-                return CallFailure(REASONS["insufficient_quota"], transient=False, code=code)
-            return CallFailure(
-                REASONS["rate_limited"],
-                transient=True,
-                code="rate_limited",
-                retry_after=_retry_after_seconds(error.response.headers),
-            )
-        if status >= 500:
-            return CallFailure(
-                REASONS["server_error"],
-                transient=True,
-                code=f"http_{status}",
-                retry_after=_retry_after_seconds(error.response.headers),
-            )
-        if status == 401:
-            return CallFailure(REASONS["unauthorized"], transient=False, code="unauthorized")
-        if status == 403:
-            return CallFailure(REASONS["forbidden"], transient=False, code="forbidden")
-        if code in ("moderation_blocked", "content_policy_violation"):
-            return CallFailure(REASONS["moderation_blocked"], transient=False, code="moderation_blocked")
-        if status == 408 or status == 409:
-            return CallFailure(REASONS["server_error"], transient=True, code=f"http_{status}")
-        message = _public_message(error)
-        return CallFailure(
-            f"OpenAI could not accept this request: {message}", transient=False, code=code or f"http_{status}"
+        return failure_for_status(
+            status=error.status_code,
+            code=str(error.code or ""),
+            message=_public_message(error),
+            retry_after=_retry_after_seconds(error.response.headers),
         )
     # A 200 with a body that is not JSON, or JSON that is not an images response.
     return CallFailure(REASONS["unreadable"], transient=True, code="unreadable")
+
+
+def failure_for_status(
+    *, status: int, code: str, message: str, retry_after: float | None = None
+) -> CallFailure:
+    """An HTTP error status from the Images API as a CallFailure: from a call (classify), or from a line
+    of an overnight batch's error file, which carries the same status, code and message."""
+    if status == 429:
+        if code == "insufficient_quota":
+            return CallFailure(REASONS["insufficient_quota"], transient=False, code=code)
+        return CallFailure(
+            REASONS["rate_limited"], transient=True, code="rate_limited", retry_after=retry_after
+        )
+    if status >= 500:
+        return CallFailure(
+            REASONS["server_error"], transient=True, code=f"http_{status}", retry_after=retry_after
+        )
+    if status == 401:
+        return CallFailure(REASONS["unauthorized"], transient=False, code="unauthorized")
+    if status == 403:
+        return CallFailure(REASONS["forbidden"], transient=False, code="forbidden")
+    if code in ("moderation_blocked", "content_policy_violation"):
+        return CallFailure(REASONS["moderation_blocked"], transient=False, code="moderation_blocked")
+    if status == 408 or status == 409:
+        return CallFailure(REASONS["server_error"], transient=True, code=f"http_{status}")
+    return CallFailure(
+        f"OpenAI could not accept this request: {message[:300] or 'no reason given'}",
+        transient=False,
+        code=code or f"http_{status}",
+    )
 
 
 def _public_message(error: openai.APIStatusError) -> str:

@@ -28,7 +28,10 @@ class TooManyWaiting(Exception):
         super().__init__(f"You have {waiting} jobs waiting; wait for some to finish.")
 
 
-def job_estimate(*, prompt: str, params: dict, input_images: int = 0) -> spend.Estimate:
+def job_estimate(
+    *, prompt: str, params: dict, input_images: int = 0, lane: int = Job.Lane.INTERACTIVE
+) -> spend.Estimate:
+    """The estimate a job holds back; the overnight lane's at the Batch API's price."""
     return spend.estimate(
         model=params["model"],
         quality=params["quality"],
@@ -36,7 +39,14 @@ def job_estimate(*, prompt: str, params: dict, input_images: int = 0) -> spend.E
         n=params["n"],
         prompt=prompt,
         input_images=input_images,
+        batch=lane == Job.Lane.OVERNIGHT,
     )
+
+
+def _enqueue_on_commit(job: Job) -> None:
+    # An overnight job waits for beat's dispatcher (workspace/overnight.py); no worker may run it.
+    if job.lane != Job.Lane.OVERNIGHT:
+        transaction.on_commit(lambda: _enqueue(job.pk))
 
 
 def job_create(
@@ -45,15 +55,17 @@ def job_create(
     """Reserve the estimate against the budgets, create a queued job, and send it once committed.
 
     `lane`: the Studio's jobs are interactive; bulk or campaign work passes Job.Lane.BULK and waits
-    behind them. Raises spend.BudgetExceeded, creating nothing, when a budget cannot cover the
-    estimate, and TooManyWaiting when the author has FAIR_SHARE_QUEUED_PER_USER jobs waiting.
+    behind them; Job.Lane.OVERNIGHT reserves at the Batch API's price and is sent in beat's next
+    overnight batch instead of to a worker. Raises spend.BudgetExceeded, creating nothing, when a
+    budget cannot cover the estimate, and TooManyWaiting when the author has FAIR_SHARE_QUEUED_PER_USER
+    jobs waiting (overnight jobs are not counted: they wait for a batch, not for workers).
     """
-    estimate = job_estimate(prompt=prompt, params=params)
+    estimate = job_estimate(prompt=prompt, params=params, lane=lane)
     with transaction.atomic():
         job = _reserve_and_create(
             project=project, author=author, prompt=prompt, params=params, cost=estimate.cost, lane=lane
         )
-        transaction.on_commit(lambda: _enqueue(job.pk))
+        _enqueue_on_commit(job)
     return job
 
 
@@ -61,8 +73,13 @@ def _reserve_and_create(*, project: Project, author, prompt: str, params: dict, 
     """Hold the estimate against the budgets and create the queued row; inside the caller's transaction."""
     # One person's thousand jobs would wait in front of nobody (claims take turns), but they would hold
     # their budget and hide everything else they asked for; the limit is a readable refusal instead.
-    waiting = Job.objects.filter(author=author, status__in=Job.WAITING_STATUSES).count()
-    if waiting >= settings.FAIR_SHARE_QUEUED_PER_USER:
+    # Overnight jobs wait for a batch, not for workers, so they do not count against it.
+    waiting = (
+        Job.objects.filter(author=author, status__in=Job.WAITING_STATUSES)
+        .exclude(lane=Job.Lane.OVERNIGHT)
+        .count()
+    )
+    if waiting >= settings.FAIR_SHARE_QUEUED_PER_USER and fields.get("lane") != Job.Lane.OVERNIGHT:
         raise TooManyWaiting(waiting)
     spend.reserve(user=author, project=project, amount=cost)
     return Job.objects.create(
@@ -80,14 +97,23 @@ def _reserve_and_create(*, project: Project, author, prompt: str, params: dict, 
 
 
 def edit_create(
-    *, project: Project, author, prompt: str, params: dict, inputs: list, mask: bytes | None = None
+    *,
+    project: Project,
+    author,
+    prompt: str,
+    params: dict,
+    inputs: list,
+    mask: bytes | None = None,
+    lane: int = Job.Lane.INTERACTIVE,
 ) -> Job:
     """Queue an edit of `inputs` (Images and References, first one edited) with an optional mask.
+
+    `lane` as for job_create (the overnight lane sends the edit in a batch, its inputs by file id).
 
     The caller has checked the inputs belong to the project and the mask fits the first input.
     Raises spend.BudgetExceeded, storing nothing, when a budget cannot cover it.
     """
-    estimate = job_estimate(prompt=prompt, params=params, input_images=len(inputs))
+    estimate = job_estimate(prompt=prompt, params=params, input_images=len(inputs), lane=lane)
     written: list[str] = []
     try:
         with transaction.atomic():
@@ -98,6 +124,7 @@ def edit_create(
                 params=params,
                 cost=estimate.cost,
                 kind=Job.Kind.EDIT,
+                lane=lane,
             )
             JobInput.objects.bulk_create(
                 [
@@ -114,7 +141,7 @@ def edit_create(
                 written.append(default_storage.save(f"{job.folder}/mask.png", ContentFile(mask)))
                 job.mask = written[-1]
                 job.save(update_fields=["mask"])
-            transaction.on_commit(lambda: _enqueue(job.pk))
+            _enqueue_on_commit(job)
     except BaseException:
         outputs.delete_files(written)
         raise
@@ -155,6 +182,7 @@ def job_retry(*, job: Job, actor) -> bool:
     The actor becomes the job's author, so their budget holds the estimate and the ledger charges them,
     not whoever asked first. Moving the author (rather than adding a "charged_to") keeps one owner of a
     job's money: the hold, the charge and the badge all already follow `author`.
+    An overnight job stays in the overnight lane: it goes in the next batch, at the price it reserved.
     Raises spend.BudgetExceeded when a budget cannot cover it any more.
     """
     amount = job.estimated_cost if job.estimated_cost is not None else ZERO
@@ -162,5 +190,5 @@ def job_retry(*, job: Job, actor) -> bool:
         spend.reserve(user=actor, project=job.project, amount=amount)
         won = Job.objects.retry(job.pk, reserve=amount, author_id=actor.pk)
         if won:
-            transaction.on_commit(lambda: _enqueue(job.pk))
+            _enqueue_on_commit(job)
     return won

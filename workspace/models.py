@@ -135,9 +135,10 @@ class JobQuerySet(models.QuerySet):
         waiting = [Job.Status.QUEUED.value, Job.Status.RETRYING.value]
 
         def due(alias: str) -> str:
+            # The overnight lane is never claimed: its jobs wait for the overnight dispatcher.
             return (
-                f"{alias}.{attempts} < {alias}.{max_attempts} AND ({alias}.{status} = %s "
-                f"OR ({alias}.{status} = %s AND {alias}.{next_attempt_at} <= %s))"
+                f"{alias}.{attempts} < {alias}.{max_attempts} AND {alias}.{lane} < {Job.Lane.OVERNIGHT:d} "
+                f"AND ({alias}.{status} = %s OR ({alias}.{status} = %s AND {alias}.{next_attempt_at} <= %s))"
             )
 
         def running(alias: str) -> str:
@@ -189,6 +190,7 @@ class JobQuerySet(models.QuerySet):
             f"{column('started_at')} = %s, {column('worker')} = %s, {column('next_attempt_at')} = NULL, "
             f"{column('preview')} = '', {column('preview_count')} = 0 "
             f"WHERE {column('id')} = {target} AND {attempts} < {column('max_attempts')} "
+            f"AND {column('lane')} < {Job.Lane.OVERNIGHT:d} "
             f"AND ({status} = %s OR ({status} = %s AND {column('next_attempt_at')} <= %s)) RETURNING *"
         )
         params = [
@@ -354,12 +356,69 @@ class JobQuerySet(models.QuerySet):
                 deadline_at=Job.new_deadline(),
                 enqueued_at=now,
                 finished_at=None,
+                overnight_batch=None,
                 next_attempt_at=None,
                 retry_reason="",
                 error_code="",
                 error_message="",
                 **NO_PREVIEW,
                 **NO_CLAIM,
+            )
+        )
+
+    # --- The overnight lane (workspace/overnight.py): its jobs stay queued, never claimed, until their
+    # batch's results are collected; a batch, not a worker's claim token, is what owns them meanwhile.
+
+    def overnight_waiting(self) -> "JobQuerySet":
+        """Overnight-lane jobs not yet in a batch: what the dispatcher gathers."""
+        return self.filter(lane=Job.Lane.OVERNIGHT, status=Job.Status.QUEUED, overnight_batch__isnull=True)
+
+    def batch_assign(self, job_ids: list[int], *, batch_id: int) -> int:
+        """queued (overnight, in no batch) → queued in batch `batch_id`, attempts + 1 (the batch line is
+        the attempt: its files go under that attempt's prefix). Returns how many it took."""
+        return (
+            self.overnight_waiting()
+            .filter(pk__in=job_ids)
+            .update(overnight_batch_id=batch_id, attempts=models.F("attempts") + 1, started_at=timezone.now())
+        )
+
+    def batch_unassign(self, *, batch_id: int, job_ids: list[int] | None = None) -> int:
+        """queued in batch `batch_id` → queued in no batch: the batch could not be sent (or these jobs
+        did not fit its input file), so they wait for the next one."""
+        jobs = self.filter(status=Job.Status.QUEUED, overnight_batch_id=batch_id)
+        if job_ids is not None:
+            jobs = jobs.filter(pk__in=job_ids)
+        return jobs.update(overnight_batch=None, attempts=models.F("attempts") - 1, started_at=None)
+
+    def _in_batch(self, job_id: int, batch_id: int) -> "JobQuerySet":
+        return self.filter(pk=job_id, status=Job.Status.QUEUED, overnight_batch_id=batch_id)
+
+    def batch_finish(self, job_id: int, *, batch_id: int, now: datetime) -> bool:
+        """queued in batch `batch_id` → succeeded, when its line came back with images. The caller adds
+        the images, the call and its charge in the same transaction; the batch stays named."""
+        return bool(
+            self._in_batch(job_id, batch_id).update(
+                status=Job.Status.SUCCEEDED,
+                finished_at=now,
+                reserved_cost=0,
+                retry_reason="",
+                error_code="",
+                error_message="",
+                next_attempt_at=None,
+            )
+        )
+
+    def batch_fail(self, job_id: int, *, batch_id: int, code: str, message: str) -> bool:
+        """queued in batch `batch_id` → failed: its line failed, or the batch ended without it."""
+        return bool(
+            self._in_batch(job_id, batch_id).update(
+                status=Job.Status.FAILED,
+                finished_at=timezone.now(),
+                reserved_cost=0,
+                error_code=code,
+                error_message=message,
+                retry_reason="",
+                next_attempt_at=None,
             )
         )
 
@@ -389,6 +448,16 @@ class Job(models.Model):
       resend          queued / retrying, unsent → same          sweep: stamps enqueued_at, then sends
       cancel          queued / retrying → canceled              by a person
       retry           failed / canceled → queued                by a person: attempts, deadline, reserve
+                                                                (an overnight job goes to the next batch)
+
+    The overnight lane (Lane.OVERNIGHT) is never claimed: its jobs stay queued until beat's dispatcher
+    puts them in an OpenAI batch, and leave from there by the batch's results (workspace/overnight.py):
+
+      batch_assign    queued, in no batch → queued in a batch   attempts + 1
+      batch_unassign  queued in a batch → queued, in no batch   the batch could not be sent
+      batch_finish    queued in a batch → succeeded             its line's images, call and charge
+      batch_fail      queued in a batch → failed                its line failed, or the batch ended
+      cancel          as above                                  the batch is cancelled once none waits
 
     Each names its source state(s), and the claim token for a worker's own arrows, and returns whether it
     won, so two workers, a duplicate message or a sweep racing a worker never both win. The row is the
@@ -416,6 +485,8 @@ class Job(models.Model):
         # Claimed in this order; a person waiting at the Studio goes before work nobody watches.
         INTERACTIVE = 0, "Studio"
         BULK = 1, "Bulk"
+        # Never claimed by a worker: sent to OpenAI's Batch API at half price (workspace/overnight.py).
+        OVERNIGHT = 2, "Overnight (Batch API)"
 
     ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING, Status.RETRYING)
     WAITING_STATUSES = (Status.QUEUED, Status.RETRYING)
@@ -440,6 +511,10 @@ class Job(models.Model):
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="jobs")
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.GENERATE)
     lane = models.PositiveSmallIntegerField(choices=Lane.choices, default=Lane.INTERACTIVE)
+    # The overnight lane's batch this job was sent in (it stays named once the job ends).
+    overnight_batch = models.ForeignKey(
+        "OvernightBatch", null=True, blank=True, on_delete=models.PROTECT, related_name="jobs"
+    )
     prompt = models.TextField()
 
     # What was asked for: exactly the parameters sent to the API ('' means "not sent").
@@ -547,6 +622,10 @@ class Job(models.Model):
         return self.kind == self.Kind.EDIT
 
     @property
+    def is_overnight(self) -> bool:
+        return self.lane == self.Lane.OVERNIGHT
+
+    @property
     def streams_previews(self) -> bool:
         """Single-image jobs stream a partial image to show while the final one is drawn."""
         return self.n == 1
@@ -635,13 +714,142 @@ class ApiCall(models.Model):
     # once the job's images are stored: an attempt that finds them here stores them instead of paying for
     # another call (its worker died between the charge and the store).
     received = models.JSONField(default=list, blank=True)
+    # A line of this overnight batch rather than a call of our own: one row per job and batch, so
+    # collecting the batch's results again (a poll that died halfway) never records or charges twice.
+    overnight_batch = models.ForeignKey(
+        "OvernightBatch", null=True, blank=True, on_delete=models.PROTECT, related_name="calls"
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["job", "attempt", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["job", "overnight_batch"],
+                condition=Q(overnight_batch__isnull=False),
+                name="one_call_per_batch_line",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.endpoint} for job {self.job_id} attempt {self.attempt}: {self.outcome}"
+
+
+class OvernightBatchQuerySet(models.QuerySet):
+    """An overnight batch's state changes (drawn on OvernightBatch), each one conditional UPDATE."""
+
+    def open(self) -> "OvernightBatchQuerySet":
+        return self.filter(collected_at__isnull=True)
+
+    def sent(self, batch_id: int, *, openai_batch_id: str, status: str) -> bool:
+        """preparing → OpenAI's status: the batch was created there."""
+        return bool(
+            self.open()
+            .filter(pk=batch_id, status=OvernightBatch.PREPARING)
+            .update(openai_batch_id=openai_batch_id, status=status, sent_at=timezone.now())
+        )
+
+    def not_sent(self, batch_id: int, *, errors: str) -> bool:
+        """preparing → not_sent, closed: the upload or the create was refused (its jobs wait again)."""
+        now = timezone.now()
+        return bool(
+            self.open()
+            .filter(pk=batch_id, status=OvernightBatch.PREPARING)
+            .update(status=OvernightBatch.NOT_SENT, errors=errors, finished_at=now, collected_at=now)
+        )
+
+    def polled(self, batch_id: int, *, status: str, completed: int, failed: int, errors: str) -> bool:
+        """open → what OpenAI says now (its status and counts)."""
+        fields = {"status": status, "completed_count": completed, "failed_count": failed}
+        if errors:
+            fields["errors"] = errors
+        return bool(
+            self.open()
+            .exclude(status__in=[OvernightBatch.PREPARING, OvernightBatch.NOT_SENT])
+            .filter(pk=batch_id)
+            .update(polled_at=timezone.now(), **fields)
+        )
+
+    def collected(
+        self, batch_id: int, *, output_file_id: str, error_file_id: str, finished_at: datetime
+    ) -> bool:
+        """ended at OpenAI → collected: every line's result is stored and charged, every job has ended."""
+        return bool(
+            self.open()
+            .filter(pk=batch_id, status__in=OvernightBatch.FINAL_STATUSES)
+            .update(
+                output_file_id=output_file_id,
+                error_file_id=error_file_id,
+                finished_at=finished_at,
+                collected_at=timezone.now(),
+            )
+        )
+
+
+class OvernightBatch(models.Model):
+    """One OpenAI batch (the Batch API) carrying overnight-lane jobs of one project to one endpoint.
+
+    preparing ──sent──▶ validating / in_progress / finalizing / cancelling (OpenAI's words, polled)
+        │                   └──▶ completed / expired / cancelled / failed ──collected──▶ (collected_at)
+        └──▶ not_sent (the upload or the create was refused; its jobs went back to wait)
+
+    The row is written, and its jobs linked to it, before anything is uploaded, so a crash never leaves
+    jobs in a batch nobody records. `collected_at` is set once every line's result is stored and charged.
+    Each arrow is a method of `OvernightBatch.objects`: sent, not_sent, polled, collected.
+    """
+
+    PREPARING = "preparing"
+    NOT_SENT = "not_sent"
+    # OpenAI's final statuses: the output and error files are ready to collect.
+    FINAL_STATUSES = ("completed", "expired", "cancelled", "failed")
+    STATUS_LABELS = {
+        "preparing": "being sent",
+        "not_sent": "not sent",
+        "validating": "checked by OpenAI",
+        "in_progress": "in progress at OpenAI",
+        "finalizing": "finishing at OpenAI",
+        "cancelling": "being cancelled",
+        "completed": "done",
+        "expired": "expired",
+        "cancelled": "cancelled",
+        "failed": "refused by OpenAI",
+    }
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="overnight_batches")
+    endpoint = models.CharField(max_length=40)
+    status = models.CharField(max_length=20, default=PREPARING)
+    openai_batch_id = models.CharField(max_length=100, blank=True)
+    input_file_id = models.CharField(max_length=100, blank=True)
+    output_file_id = models.CharField(max_length=100, blank=True)
+    error_file_id = models.CharField(max_length=100, blank=True)
+    # Files uploaded for edit lines' input images and masks (the lines name them by file_id).
+    image_file_ids = models.JSONField(default=list, blank=True)
+    line_count = models.PositiveIntegerField(default=0)
+    input_bytes = models.PositiveBigIntegerField(default=0)
+    completed_count = models.PositiveIntegerField(default=0)
+    failed_count = models.PositiveIntegerField(default=0)
+    # Why OpenAI refused or could not run the batch as a whole, in its words (operators read this).
+    errors = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    polled_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    collected_at = models.DateTimeField(null=True, blank=True)
+
+    objects = OvernightBatchQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["created_at"], name="overnight_open", condition=Q(collected_at__isnull=True))
+        ]
+
+    def __str__(self) -> str:
+        return f"Overnight batch {self.pk} ({self.status})"
+
+    @property
+    def status_label(self) -> str:
+        return self.STATUS_LABELS.get(self.status, self.status.replace("_", " "))
 
 
 # Columns the database keeps but no model declares, so the ORM never selects or inserts them; the
@@ -749,6 +957,18 @@ class Price(models.Model):
     cached_image_input = models.DecimalField(**RATE)
     image_output = models.DecimalField(**RATE)
     text_output = models.DecimalField(**RATE)
+    # OpenAI's Batch API charges a fixed share of these rates (half, since it launched) for every model:
+    # one factor per price row rather than six more rates that must always be half of the six above.
+    batch_factor = models.DecimalField(
+        max_digits=4,
+        decimal_places=3,
+        default=Decimal("0.5"),
+        validators=[
+            MinValueValidator(0, "A share cannot be negative."),
+            MaxValueValidator(1, "The batch price is a share of the price, at most 1."),
+        ],
+        help_text="What the Batch API (the overnight lane) charges, as a share of these rates: 0.5 is half.",
+    )
     note = models.CharField(max_length=200, blank=True)
 
     class Meta:
@@ -769,8 +989,12 @@ class Price(models.Model):
         "text_output",
     )
 
-    def rates(self) -> dict[str, str]:
-        return {name: str(getattr(self, name)) for name in self.RATE_FIELDS}
+    def rates(self, *, batch: bool = False) -> dict[str, str]:
+        """The rates as charged: with `batch`, the Batch API's share of each, and the share itself."""
+        if not batch:
+            return {name: str(getattr(self, name)) for name in self.RATE_FIELDS}
+        rates = {name: str(getattr(self, name) * self.batch_factor) for name in self.RATE_FIELDS}
+        return rates | {"batch_factor": str(self.batch_factor)}
 
 
 class LedgerEntry(models.Model):
@@ -796,6 +1020,8 @@ class LedgerEntry(models.Model):
     priced = models.BooleanField(default=True)
     # True: made in demo mode by the local stand-in, so no one paid OpenAI; kept apart from real money.
     simulated = models.BooleanField(default=False)
+    # True: a line of an overnight batch, charged at the price's batch_factor (rates holds what applied).
+    batch = models.BooleanField(default=False)
     cost = models.DecimalField(**MONEY)
     created_at = models.DateTimeField(default=timezone.now)
 

@@ -70,11 +70,17 @@ class Tokens:
         )
 
 
-def cost(tokens: Tokens, price: Price) -> Decimal:
+def cost(tokens: Tokens, price: Price, *, batch: bool = False) -> Decimal:
+    """Dollars for these tokens at this price; with `batch`, at the Batch API's share of it.
+
+    Rounded once, at the end: a batch line costs exactly the synchronous amount times the share,
+    rounded to the micro-dollar, never a sum of rounded halves."""
     total = sum(
         (Decimal(getattr(tokens, kind)) * getattr(price, kind) for kind in Price.RATE_FIELDS),
         start=ZERO,
     )
+    if batch:
+        total *= price.batch_factor
     return money(total / MILLION)
 
 
@@ -127,11 +133,12 @@ def simulated_now() -> bool:
     return bool(settings.DEMO_MODE)
 
 
-def charge(*, api_call: ApiCall, job: Job) -> None:
+def charge(*, api_call: ApiCall, job: Job, batch: bool = False) -> None:
     """Write the charge for a call that returned usage. Calling it again for the same call changes nothing.
 
     One INSERT … ON CONFLICT DO NOTHING on the ledger's unique call: idempotent without a SELECT and a
-    savepoint first, which every finished image would otherwise pay for.
+    savepoint first, which every finished image would otherwise pay for. `batch`: the call is a line of
+    an overnight batch (one ApiCall per line), charged from its own usage at the price's batch share.
     """
     if not api_call.usage:
         return
@@ -155,10 +162,11 @@ def charge(*, api_call: ApiCall, job: Job) -> None:
         text_output_tokens=tokens.text_output,
         image_count=job.n if api_call.outcome == ApiCall.Outcome.OK else 0,
         price=price,
-        rates=price.rates() if price else {},
+        rates=price.rates(batch=batch) if price else {},
         priced=priced,
         simulated=simulated_now(),
-        cost=cost(tokens, price) if price else ZERO,
+        batch=batch,
+        cost=cost(tokens, price, batch=batch) if price else ZERO,
         created_at=api_call.created_at,
     )
     LedgerEntry.objects.bulk_create([entry], ignore_conflicts=True)
@@ -199,9 +207,19 @@ def _output_tokens_per_image(model: str, quality: str, width: int, height: int) 
 
 
 def estimate(
-    *, model: str, quality: str, size: str, n: int, prompt: str = "", input_images: int = 0
+    *,
+    model: str,
+    quality: str,
+    size: str,
+    n: int,
+    prompt: str = "",
+    input_images: int = 0,
+    batch: bool = False,
 ) -> Estimate:
-    """What a job will probably cost: the budget holds this much back until the job ends."""
+    """What a job will probably cost: the budget holds this much back until the job ends.
+
+    `batch`: the job goes through the overnight lane (OpenAI's Batch API), at the price's batch share.
+    """
     # "auto" follows the first input for edits; budget for the largest standard size.
     width, height = imagemodels.parse_size(size) if size != "auto" else (1536, 1024)
     per_image = _output_tokens_per_image(model, quality, width, height)
@@ -218,7 +236,9 @@ def estimate(
         note = f"No price is set for {model}; estimated at {imagemodels.DEFAULT_MODEL} rates."
     if price is None:
         return Estimate(cost=ZERO, priced=False, output_tokens=tokens.image_output, note="No prices are set.")
-    return Estimate(cost=cost(tokens, price), priced=not note, output_tokens=tokens.image_output, note=note)
+    return Estimate(
+        cost=cost(tokens, price, batch=batch), priced=not note, output_tokens=tokens.image_output, note=note
+    )
 
 
 # --- Budgets -------------------------------------------------------------------------------------------

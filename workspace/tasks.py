@@ -7,7 +7,7 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 from psycopg_pool import PoolTimeout
 
-from workspace import review, webhooks, worker
+from workspace import overnight, review, webhooks, worker
 
 # A database restarting, out of reach or with its pool exhausted: worth trying again shortly, where
 # acknowledging the message would leave the job queued until the sweep's lost-message check.
@@ -30,6 +30,18 @@ def run_job(job_id: int) -> None:
 @shared_task(ignore_result=True)
 def sweep_jobs() -> dict[str, int]:
     return worker.jobs_sweep()
+
+
+# The overnight lane. No ids: each run takes whatever is waiting or open, under a lock of its own, so
+# ticks that overlap (a slow upload, two beats) skip rather than send or collect a batch twice.
+@shared_task(ignore_result=True)
+def overnight_dispatch() -> int:
+    return overnight.overnight_dispatch()
+
+
+@shared_task(ignore_result=True)
+def overnight_poll() -> int:
+    return overnight.overnight_poll()
 
 
 @shared_task(ignore_result=True)

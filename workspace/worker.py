@@ -143,7 +143,7 @@ def _received_answer(job: Job) -> Answer | None:
             with default_storage.open(name, "rb") as handle:
                 images.append(imageapi.GeneratedImage(data=handle.read(), index=index))
         if job.is_edit and job.mask:  # a masked edit is pasted back onto its first input
-            inputs, answer.mask = _edit_files(job)
+            inputs, answer.mask = edit_files(job)
             answer.first_input = inputs[0][1] if answer.mask else None
     except (FileNotFoundError, MissingInput) as error:
         # Nothing left to store from: forget it, and this attempt calls again.
@@ -178,7 +178,7 @@ def _call(job: Job) -> Answer:
     previews = PreviewSaver(job)
     answer = Answer(attempt=job.attempts, previews=previews)
     try:
-        inputs, answer.mask = _edit_files(job) if job.is_edit else ([], None)
+        inputs, answer.mask = edit_files(job) if job.is_edit else ([], None)
         release_connection()  # the call is seconds to minutes of waiting on OpenAI, not on the database
         answer.result = imageapi.call(
             params=job.api_params(),
@@ -216,7 +216,7 @@ def _call_timeout(job: Job) -> float:
     return max(1.0, min(settings.OPENAI_CALL_TIMEOUT, remaining - 5))
 
 
-def _edit_files(job: Job) -> tuple[list[imageapi.FileTuple], bytes | None]:
+def edit_files(job: Job) -> tuple[list[imageapi.FileTuple], bytes | None]:
     """The edit's inputs in their chosen order, and its mask, read from storage."""
     files: list[imageapi.FileTuple] = []
     for item in job.inputs.select_related("image", "reference").order_by("position"):
@@ -294,7 +294,7 @@ def _record_and_charge(job: Job, answer: Answer) -> None:
         response_quality=facts.quality,
         response_background=facts.background,
         response_format=facts.output_format,
-        **_token_columns(facts.usage),
+        **token_columns(facts.usage),
     )
     if answer.failure is not None:
         record = _save_call(job, record)  # a refused call returns no usage: nothing to charge
@@ -351,7 +351,7 @@ def _save_call(job: Job, record: ApiCall, *, charge: bool = False) -> ApiCall:
             time.sleep(0.5)
 
 
-def _token_columns(usage: dict | None) -> dict:
+def token_columns(usage: dict | None) -> dict:
     if usage is None:
         return {}
     input_details = usage.get("input_tokens_details") or {}
@@ -405,35 +405,41 @@ def _finish(job: Job, stored: list[outputs.StoredFile], answer: Answer | None = 
         if won:
             if answer is not None and answer.api_call_id is not None:
                 ApiCall.objects.filter(pk=answer.api_call_id).update(received=[])
-            Image.objects.bulk_create(
-                [
-                    Image(
-                        job_id=job.pk,
-                        project_id=job.project_id,
-                        index=item.index,
-                        file=item.name,
-                        thumbnail=item.thumbnail_name,
-                        width=item.width,
-                        height=item.height,
-                        format=item.format,
-                        bytes=item.bytes,
-                        sha256=item.sha256,
-                        composite=item.composite_name,
-                        composite_thumbnail=item.composite_thumbnail_name,
-                        created_at=now,
-                        author_id=job.author_id,
-                        model=job.model,
-                        kind=job.kind,
-                    )
-                    for item in stored
-                ]
-            )
+            images_add(job=job, stored=stored, now=now)
             webhooks.job_ended(job_id=job.pk)  # the event commits with the transition
     if not won:
         # The lease was lost (the sweep gave the job to another worker, or it was canceled meanwhile).
         logger.warning("job %s: finished after losing its claim; discarding this attempt's files", job.pk)
         outputs.delete_files([name for item in stored for name in outputs.stored_names(item)])
     return won
+
+
+def images_add(*, job: Job, stored: list[outputs.StoredFile], now) -> None:
+    """The Image rows of a job's stored outputs; inside the transaction that marks it succeeded (the
+    worker's finish, and the overnight lane's batch_finish)."""
+    Image.objects.bulk_create(
+        [
+            Image(
+                job_id=job.pk,
+                project_id=job.project_id,
+                index=item.index,
+                file=item.name,
+                thumbnail=item.thumbnail_name,
+                width=item.width,
+                height=item.height,
+                format=item.format,
+                bytes=item.bytes,
+                sha256=item.sha256,
+                composite=item.composite_name,
+                composite_thumbnail=item.composite_thumbnail_name,
+                created_at=now,
+                author_id=job.author_id,
+                model=job.model,
+                kind=job.kind,
+            )
+            for item in stored
+        ]
+    )
 
 
 def backoff_seconds(*, attempt: int, retry_after: float | None) -> float:
@@ -678,7 +684,9 @@ def _sweep() -> dict[str, int]:
             outputs.delete_prefixed(prefix=job.attempt_prefix(job.attempts))
 
     # Messages the broker refused (unsent): one each, at once.
-    unsent = Job.objects.filter(status__in=Job.WAITING_STATUSES, enqueued_at__isnull=True)
+    unsent = Job.objects.filter(status__in=Job.WAITING_STATUSES, enqueued_at__isnull=True).exclude(
+        lane=Job.Lane.OVERNIGHT
+    )
     for job_id, due_at in unsent.values_list("pk", "next_attempt_at")[:LOST_WAKE_LIMIT]:
         # Stamped first, so the next sweep does not send it yet again while this message is on its way.
         if Job.objects.resend(job_id, now=now):
@@ -709,7 +717,7 @@ def _wake_if_messages_were_lost(now) -> int:
     stale = now - timedelta(seconds=settings.JOB_REQUEUE_AFTER_SECONDS)
     due = Job.objects.filter(
         Q(status=Job.Status.QUEUED) | Q(status=Job.Status.RETRYING, next_attempt_at__lte=now)
-    )
+    ).exclude(lane=Job.Lane.OVERNIGHT)  # those wait for the overnight batch, not for a worker
     overdue = due.filter(
         Q(status=Job.Status.QUEUED, enqueued_at__lt=stale)
         | Q(status=Job.Status.RETRYING, next_attempt_at__lt=stale)
