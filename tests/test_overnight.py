@@ -195,7 +195,9 @@ def test_workers_never_claim_an_overnight_job(cast, project):
     assert job.status == Job.Status.QUEUED and job.attempts == 0
 
 
-def test_the_sweep_never_wakes_workers_for_overnight_jobs(cast, project, monkeypatch, settings):
+def test_the_sweep_never_wakes_workers_for_overnight_jobs(
+    cast, project, monkeypatch, settings, django_capture_on_commit_callbacks
+):
     from datetime import timedelta
 
     from django.utils import timezone
@@ -210,9 +212,13 @@ def test_the_sweep_never_wakes_workers_for_overnight_jobs(cast, project, monkeyp
     studio = create_job(project=project, author=cast.alice)
     long_ago = timezone.now() - timedelta(minutes=5)
     Job.objects.filter(pk__in=[night.pk, studio.pk]).update(enqueued_at=long_ago)
-    assert worker.jobs_sweep()["woken"] == 1 and sent == [studio.pk]
+    with django_capture_on_commit_callbacks(execute=True):  # the sweep sends once it commits
+        assert worker.jobs_sweep()["woken"] == 1
+    assert sent == [studio.pk]
     Job.objects.filter(pk__in=[night.pk, studio.pk]).update(enqueued_at=None)  # as if unsent
-    assert worker.jobs_sweep()["resent"] == 1 and sent[1:] == [studio.pk]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert worker.jobs_sweep()["resent"] == 1
+    assert sent[1:] == [studio.pk]
 
 
 def test_overnight_jobs_are_reserved_at_the_batch_rate_and_not_sent_to_workers(cast, project, monkeypatch):
