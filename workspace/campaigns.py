@@ -263,3 +263,10 @@ def template_job_create(
         campaign_row=campaign_row,
         cell=cell,
     )
+
+
+def form_initial(params: dict) -> dict:
+    """Job parameters (e.g. defaults_for's) as the Studio form's initial values."""
+    data = _form_data(params, prompt="")
+    del data["prompt"]
+    return data

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from workspace import export, gallery, history, limits, review
 from workspace.access import ProjectAccess, project_access, project_access_with_members
+from workspace.campaign_models import Campaign, PromptTemplate
 from workspace.forms import PROMPT_SEARCH_MAX_CHARS, PromptSearchForm
 from workspace.gallery import GalleryFilterForm
 from workspace.models import Image, Job, Project
@@ -27,7 +28,12 @@ from workspace.views._common import filters_query, parse_id
 def gallery_view(request: HttpRequest, project_id: int) -> HttpResponse:
     access, members = project_access_with_members(request.user, project_id)
     authors = [(m.user_id, m.user.get_username()) for m in members]
-    form = GalleryFilterForm(request.GET, authors=authors)
+    form = GalleryFilterForm(
+        request.GET,
+        authors=authors,
+        templates=list(PromptTemplate.objects.filter(project=access.project).values_list("pk", "name")),
+        campaigns=list(Campaign.objects.filter(project=access.project).values_list("pk", "name")),
+    )
     problem = ""
     status = 200
     result = gallery.Page(items=[], next_cursor="")
