@@ -364,3 +364,36 @@ def test_a_job_from_a_template_runs_and_its_image_says_so_after_the_template_cha
         "campaign": None,
     }
     assert campaigns.inputs_for(template_version=version) == []
+
+
+# --- The API ------------------------------------------------------------------------------------------
+
+
+def test_the_api_lists_templates_and_an_image_says_what_made_it(client, cast, project):
+    from workspace.api.tokens import token_create
+
+    kit = brand_kit_version(project=project)
+    ref = ReferenceFactory(project=project)
+    version = template_version(project=project, brand_kit_version=kit, references=[ref])
+    template_version(project=project, template=version.template, text="A {product} v2", brand_kit_version=kit)
+    image = _bound_image(project, template_version=version)
+    secret = token_create(user=cast.vera, name="read", scopes=["read"]).secret
+    auth = {"Authorization": f"Bearer {secret}"}
+
+    listed = client.get(reverse("api:template-list", args=[project.pk]), headers=auth)
+    assert listed.status_code == 200
+    [template] = listed.json()
+    assert template["name"] == "Product shot"
+    assert template["latest"]["number"] == 2
+    assert template["latest"]["text"] == "A {product} v2"
+    assert template["latest"]["variables"] == ["product"]
+    assert template["latest"]["brand_kit"] == {"id": kit.kit_id, "name": "House style", "version": 1}
+
+    detail = client.get(reverse("api:image-detail", args=[project.pk, image.pk]), headers=auth).json()
+    assert detail["made_with"]["template"] == {
+        "id": version.template_id,
+        "name": "Product shot",
+        "version": 1,
+        "text": "A {product} on oak",
+    }
+    assert detail["made_with"]["variables"] == {"product": "mug"}

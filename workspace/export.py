@@ -141,7 +141,7 @@ def made_with(job) -> dict:
             "version": template.number,
             "text": template.text,
         },
-        "variables": dict(job.variables or {}),
+        "variables": dict(job.variable_items()),
         "brand_kit": None if kit is None else {"id": kit.kit_id, "name": kit.kit.name, "version": kit.number},
         "campaign": None
         if campaign is None

@@ -572,6 +572,15 @@ class Job(models.Model):
         """Single-image jobs stream a partial image to show while the final one is drawn."""
         return self.n == 1
 
+    def variable_items(self) -> list[tuple[str, str]]:
+        """The template's variables and their values, in the template's order (JSONB keeps keys in its
+        own order, not the order they were written)."""
+        names = self.template_version.variables if self.template_version_id else []
+        values = self.variables or {}
+        return [(name, values[name]) for name in names if name in values] + [
+            (name, value) for name, value in values.items() if name not in names
+        ]
+
     def request_fields(self) -> dict:
         """This job's REQUEST_FIELDS and their values, as a form's job_params() gives them."""
         return {name: getattr(self, name) for name in self.REQUEST_FIELDS}
