@@ -397,3 +397,20 @@ def test_the_api_lists_templates_and_an_image_says_what_made_it(client, cast, pr
         "text": "A {product} on oak",
     }
     assert detail["made_with"]["variables"] == {"product": "mug"}
+
+
+def test_the_gallery_with_a_template_or_campaign_filter_stays_within_four_queries(
+    client, cast, project, django_assert_max_num_queries
+):
+    version = template_version(project=project)
+    campaign = Campaign.objects.create(project=project, author=cast.alice, kind="batch", name="SKUs")
+    for _ in range(3):
+        _bound_image(project, template_version=version, campaign=campaign)
+    client.force_login(cast.alice)
+    url = reverse("gallery", args=[project.pk])
+    client.get(url)  # the session lands in the cache
+    for query in ({}, {"template": version.template.pk}, {"campaign": campaign.pk}):
+        with django_assert_max_num_queries(4):
+            response = client.get(url, query)
+        assert response.status_code == 200
+        assert len(response.context["page"].items) == 3
