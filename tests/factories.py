@@ -345,3 +345,37 @@ class WebhookDeliveryFactory(DjangoModelFactory):
     status = WebhookDelivery.Status.FAILED
     attempts = 1
     max_attempts = 1
+
+
+def brand_kit_version(*, project, author=None, name="House style", **content):
+    """A brand kit's newest version, saved as the kit form saves it (workspace.kits.kit_save).
+
+    `kit=` gives an existing kit its next version; the rest is the version's content.
+    """
+    from workspace import kits
+
+    content = {"style_words": "warm, editorial", "palette": ["#aabbcc"]} | content
+    return kits.kit_save(
+        project=project,
+        author=author or project.created_by,
+        kit=content.pop("kit", None),
+        name=name,
+        **content,
+    )
+
+
+def template_version(*, project, author=None, name="Product shot", text="A {product} on oak", **content):
+    """A prompt template's newest version, saved as the template form saves it (kits.template_save).
+
+    `template=` gives an existing template its next version.
+    """
+    from workspace import kits
+
+    return kits.template_save(
+        project=project,
+        author=author or project.created_by,
+        template=content.pop("template", None),
+        name=name,
+        text=text,
+        **content,
+    )

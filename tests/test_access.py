@@ -32,8 +32,11 @@ from tests.factories import (
     UserFactory,
     WebhookDeliveryFactory,
     WebhookEndpointFactory,
+    brand_kit_version,
     picture,
+    template_version,
 )
+from workspace.campaign_models import BrandKit, BrandKitVersion, PromptTemplate, TemplateVersion
 from workspace.models import (
     ROLE_RANK,
     Comment,
@@ -195,6 +198,26 @@ ROUTES: dict[str, Route] = {
     "gallery": Route(),
     "compare": Route(data=lambda world: {"ids": [world.source.pk, world.image.pk]}),
     "project_prompts": Route(),
+    "prompt_preview": write(Role.EDITOR, lambda world: dict(GENERATION_POST)),
+    # Brand kits and prompt templates: members read, editors save new versions.
+    "kit_list": Route(),
+    "kit_create": Route(get=Role.EDITOR, post=Role.EDITOR, data=lambda world: {"name": "Autumn kit"}),
+    "kit_preview": write(Role.EDITOR, lambda world: {"name": "x", "style_words": "bold"}),
+    "kit_detail": Route(),
+    "kit_version": Route(),
+    "kit_edit": Route(get=Role.EDITOR, post=Role.EDITOR, data=lambda world: {"name": "House style"}),
+    "kit_archive": write(Role.EDITOR),
+    "template_list": Route(),
+    "template_create": Route(
+        get=Role.EDITOR, post=Role.EDITOR, data=lambda world: {"name": "Shot", "text": "A {product}"}
+    ),
+    "template_preview": write(Role.EDITOR, lambda world: {"text": "A {product}"}),
+    "template_detail": Route(),
+    "template_version": Route(),
+    "template_edit": Route(
+        get=Role.EDITOR, post=Role.EDITOR, data=lambda world: {"name": "Shot", "text": "A {product} v2"}
+    ),
+    "template_archive": write(Role.EDITOR),
 }
 
 # --- The objects a URL names ---------------------------------------------------------------------------
@@ -219,6 +242,10 @@ class World:
     delivery: WebhookDelivery  # a failed one, so it may be redelivered
     their_endpoint: WebhookEndpoint
     their_delivery: WebhookDelivery
+    kit: BrandKit
+    their_kit: BrandKit
+    template: PromptTemplate
+    their_template: PromptTemplate
 
 
 @dataclass(frozen=True)
@@ -236,6 +263,9 @@ KWARGS: dict[str, Kwarg] = {
     "membership_id": Kwarg(lambda w: w.membership.pk, lambda w: w.their_membership.pk),
     "endpoint_id": Kwarg(lambda w: w.endpoint.pk, lambda w: w.their_endpoint.pk),
     "delivery_id": Kwarg(lambda w: w.delivery.pk, lambda w: w.their_delivery.pk),
+    "kit_id": Kwarg(lambda w: w.kit.pk, lambda w: w.their_kit.pk),
+    "template_id": Kwarg(lambda w: w.template.pk, lambda w: w.their_template.pk),
+    "number": Kwarg(lambda w: 1),  # kit_version, template_version: the first version
     "variant": Kwarg(lambda w: "file"),  # reference_file, image_composite
     "target": Kwarg(lambda w: "webp"),  # image_convert
 }
@@ -273,6 +303,10 @@ def world(cast, project, other_project) -> World:
         delivery=WebhookDeliveryFactory(endpoint=endpoint),
         their_endpoint=their_endpoint,
         their_delivery=WebhookDeliveryFactory(endpoint=their_endpoint),
+        kit=brand_kit_version(project=project, references=[reference]).kit,
+        their_kit=brand_kit_version(project=other_project).kit,
+        template=template_version(project=project).template,
+        their_template=template_version(project=other_project).template,
     )
 
 
@@ -317,6 +351,10 @@ def state() -> dict:
         "deliveries": list(
             WebhookDelivery.objects.order_by("pk").values_list("pk", "status", "max_attempts")
         ),
+        "kits": list(BrandKit.objects.order_by("pk").values_list("pk", "name", "archived_at")),
+        "kit_versions": BrandKitVersion.objects.count(),
+        "templates": list(PromptTemplate.objects.order_by("pk").values_list("pk", "name", "archived_at")),
+        "template_versions": TemplateVersion.objects.count(),
     }
 
 

@@ -31,6 +31,7 @@ API_ROUTES = {
     "image-detail": ("get", Role.VIEWER),
     "image-download": ("get", Role.VIEWER),
     "reference-upload": ("post", Role.EDITOR),
+    "template-list": ("get", Role.VIEWER),
     "my-spend": ("get", None),
     "user-spend": ("get", None),  # staff with an admin token: test_api.py
     # Owners only, like the settings page (an owner's answers: test_api.py).

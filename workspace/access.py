@@ -113,13 +113,19 @@ def job_card_access(user, *, project_id: int, job_id: int) -> tuple[ProjectAcces
     return _grant(user, job.project, role, Role.VIEWER), job, images
 
 
-def project_access_with_members(user, project_id: int) -> tuple[ProjectAccess, list[Membership]]:
-    """Like project_access, and the project's members from the same query (for author filters)."""
+def project_access_with_members(
+    user, project_id: int, *, annotations: dict | None = None
+) -> tuple[ProjectAccess, list[Membership]]:
+    """Like project_access, and the project's members from the same query (for author filters).
+
+    `annotations` ride on each member row (the gallery's filter choices, which then cost no query).
+    """
     if not user.is_authenticated:
         raise Http404
     members = list(
         Membership.objects.select_related("project", "user")
         .filter(project_id=project_id)
+        .annotate(**(annotations or {}))
         .order_by("user__username")
     )
     mine = next((m for m in members if m.user_id == user.pk), None)

@@ -41,7 +41,15 @@ def prefetch_for_export(queryset: QuerySet) -> list[Image]:
     Keeps the queryset's order and filters; the caller chooses which images (visible ones, this project).
     """
     return list(
-        queryset.select_related("job", "job__author", "author", "reviewed_by").prefetch_related(
+        queryset.select_related(
+            "job",
+            "job__author",
+            "author",
+            "reviewed_by",
+            "job__template_version__template",
+            "job__brand_kit_version__kit",
+            "job__campaign",
+        ).prefetch_related(
             Prefetch(
                 "job__inputs", queryset=JobInput.objects.select_related("reference").order_by("position")
             ),
@@ -116,6 +124,34 @@ def _record(image: Image, file: str | None) -> dict:
             "mask": bool(job.mask),
         },
         "pasted_back": bool(image.composite),
+        "made_with": made_with(job),
+    }
+
+
+def made_with(job) -> dict:
+    """The template and kit versions, the variable values and the campaign a job was made from: read
+    from the immutable versions it points at, so an edited template never changes what this says."""
+    template, kit, campaign = job.template_version, job.brand_kit_version, job.campaign
+    return {
+        "template": None
+        if template is None
+        else {
+            "id": template.template_id,
+            "name": template.template.name,
+            "version": template.number,
+            "text": template.text,
+        },
+        "variables": dict(job.variable_items()),
+        "brand_kit": None if kit is None else {"id": kit.kit_id, "name": kit.kit.name, "version": kit.number},
+        "campaign": None
+        if campaign is None
+        else {
+            "id": campaign.pk,
+            "name": campaign.name,
+            "kind": campaign.kind,
+            "row": job.campaign_row,
+            "cell": dict(job.cell or {}),
+        },
     }
 
 

@@ -54,12 +54,31 @@ class GalleryFilterForm(forms.Form):
             ("landscape", "Landscape"),
         ],
     )
+    template = forms.TypedChoiceField(label="Template", required=False, coerce=int, empty_value=None)
+    campaign = forms.TypedChoiceField(label="Campaign", required=False, coerce=int, empty_value=None)
     since = forms.DateField(label="From", required=False, widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(label="To", required=False, widget=forms.DateInput(attrs={"type": "date"}))
 
-    def __init__(self, *args, authors: list[tuple[int, str]], **kwargs) -> None:
+    def __init__(
+        self,
+        *args,
+        authors: list[tuple[int, str]],
+        templates: list[tuple[int, str]] | None = None,
+        campaigns: list[tuple[int, str]] | None = None,
+        **kwargs,
+    ) -> None:
+        """`templates` and `campaigns`: the project's, as (id, name); None accepts any id given (for
+        pages that only follow the gallery's filters: the query is within the project either way)."""
         super().__init__(*args, **kwargs)
         self.fields["author"].choices = [("", "Anyone"), *authors]
+        for name, choices, anything in (
+            ("template", templates, "Any template"),
+            ("campaign", campaigns, "Any campaign"),
+        ):
+            if choices is None:
+                given = self.data.get(name) if self.is_bound else None
+                choices = [(given, given)] if given else []
+            self.fields[name].choices = [("", anything), *choices]
 
     def clean_q(self) -> str:
         query = " ".join(self.cleaned_data["q"].split())
@@ -103,6 +122,11 @@ def filtered(*, project: Project, user, data: dict) -> QuerySet:
         images = images.filter(review_state=data["review"])
     if data.get("kind"):
         images = images.filter(kind=data["kind"])
+    # Through the job (one join on its primary key): any version of the template, the whole campaign.
+    if data.get("template"):
+        images = images.filter(job__template_version__template_id=data["template"])
+    if data.get("campaign"):
+        images = images.filter(job__campaign_id=data["campaign"])
     if data.get("since"):
         images = images.filter(sort_at__gte=_day_start(data["since"]))
     if data.get("until"):

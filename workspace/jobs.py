@@ -50,23 +50,44 @@ def _enqueue_on_commit(job: Job) -> None:
 
 
 def job_create(
-    *, project: Project, author, prompt: str, params: dict, lane: int = Job.Lane.INTERACTIVE
+    *,
+    project: Project,
+    author,
+    prompt: str,
+    params: dict,
+    lane: int = Job.Lane.INTERACTIVE,
+    origin: dict | None = None,
 ) -> Job:
     """Reserve the estimate against the budgets, create a queued job, and send it once committed.
 
     `lane`: the Studio's jobs are interactive; bulk or campaign work passes Job.Lane.BULK and waits
     behind them; Job.Lane.OVERNIGHT reserves at the Batch API's price and is sent in beat's next
-    overnight batch instead of to a worker. Raises spend.BudgetExceeded, creating nothing, when a
-    budget cannot cover the estimate, and TooManyWaiting when the author has FAIR_SHARE_QUEUED_PER_USER
-    jobs waiting (overnight jobs are not counted: they wait for a batch, not for workers).
+    overnight batch instead of to a worker. `origin`: what made the job (Job.ORIGIN_FIELDS: template
+    and kit versions, variables, campaign, row, cell), recorded on it. Raises spend.BudgetExceeded,
+    creating nothing, when a budget cannot cover the estimate, and TooManyWaiting when the author has
+    FAIR_SHARE_QUEUED_PER_USER jobs waiting (overnight jobs are not counted: they wait for a batch,
+    not for workers).
     """
     estimate = job_estimate(prompt=prompt, params=params, lane=lane)
     with transaction.atomic():
         job = _reserve_and_create(
-            project=project, author=author, prompt=prompt, params=params, cost=estimate.cost, lane=lane
+            project=project,
+            author=author,
+            prompt=prompt,
+            params=params,
+            cost=estimate.cost,
+            lane=lane,
+            **_origin(origin),
         )
         _enqueue_on_commit(job)
     return job
+
+
+def _origin(origin: dict | None) -> dict:
+    unknown = set(origin or {}) - set(Job.ORIGIN_FIELDS)
+    if unknown:
+        raise TypeError(f"Not a field that records what made a job: {', '.join(sorted(unknown))}")
+    return dict(origin or {})
 
 
 def _reserve_and_create(*, project: Project, author, prompt: str, params: dict, cost, **fields) -> Job:
@@ -105,10 +126,12 @@ def edit_create(
     inputs: list,
     mask: bytes | None = None,
     lane: int = Job.Lane.INTERACTIVE,
+    origin: dict | None = None,
 ) -> Job:
     """Queue an edit of `inputs` (Images and References, first one edited) with an optional mask.
 
-    `lane` as for job_create (the overnight lane sends the edit in a batch, its inputs by file id).
+    `lane` and `origin` as for job_create (the overnight lane sends the edit in a batch, its inputs by
+    file id).
 
     The caller has checked the inputs belong to the project and the mask fits the first input.
     Raises spend.BudgetExceeded, storing nothing, when a budget cannot cover it.
@@ -125,6 +148,7 @@ def edit_create(
                 cost=estimate.cost,
                 kind=Job.Kind.EDIT,
                 lane=lane,
+                **_origin(origin),
             )
             JobInput.objects.bulk_create(
                 [
@@ -149,17 +173,32 @@ def edit_create(
 
 
 def job_reproduce(*, job: Job, author) -> Job:
-    """The same request again: same prompt, parameters, inputs and mask, as a new job."""
+    """The same request again: same prompt, parameters, inputs and mask, as a new job.
+
+    It was made from the same template and kit versions with the same values, so it says so too; it
+    is not part of the original's campaign (it was asked for one at a time).
+    """
     params = job.request_fields()
+    origin = {
+        "template_version": job.template_version,
+        "brand_kit_version": job.brand_kit_version,
+        "variables": job.variables,
+    }
     if not job.is_edit:
-        return job_create(project=job.project, author=author, prompt=job.prompt, params=params)
+        return job_create(project=job.project, author=author, prompt=job.prompt, params=params, origin=origin)
     inputs = [item.image or item.reference for item in job.inputs.select_related("image", "reference")]
     mask = None
     if job.mask:
         with default_storage.open(job.mask.name, "rb") as handle:
             mask = handle.read()
     return edit_create(
-        project=job.project, author=author, prompt=job.prompt, params=params, inputs=inputs, mask=mask
+        project=job.project,
+        author=author,
+        prompt=job.prompt,
+        params=params,
+        inputs=inputs,
+        mask=mask,
+        origin=origin,
     )
 
 

@@ -558,12 +558,39 @@ class Job(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
+    # What made it (workspace/campaign_models.py), kept so an output can say so for ever: the template
+    # version and the values of its variables, the brand kit version, and for bulk work the campaign
+    # with the CSV row (1-based) or the grid cell ({axis: value}) this job is.
+    template_version = models.ForeignKey(
+        "workspace.TemplateVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="jobs"
+    )
+    brand_kit_version = models.ForeignKey(
+        "workspace.BrandKitVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="jobs"
+    )
+    variables = models.JSONField(default=dict, blank=True)
+    campaign = models.ForeignKey(
+        "workspace.Campaign", null=True, blank=True, on_delete=models.PROTECT, related_name="jobs"
+    )
+    campaign_row = models.PositiveIntegerField(null=True, blank=True)
+    cell = models.JSONField(default=dict, blank=True)
+
     objects = JobQuerySet.as_manager()
+
+    # The fields that record what made a job, which job_create and edit_create accept as `origin`.
+    ORIGIN_FIELDS = (
+        "template_version",
+        "brand_kit_version",
+        "variables",
+        "campaign",
+        "campaign_row",
+        "cell",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["project", "-created_at", "-id"], name="job_project_recent"),
+            models.Index(fields=["campaign", "status"], name="job_campaign_status"),
             models.Index(
                 fields=["status", "lease_expires_at"],
                 name="job_unfinished",
@@ -629,6 +656,15 @@ class Job(models.Model):
     def streams_previews(self) -> bool:
         """Single-image jobs stream a partial image to show while the final one is drawn."""
         return self.n == 1
+
+    def variable_items(self) -> list[tuple[str, str]]:
+        """The template's variables and their values, in the template's order (JSONB keeps keys in its
+        own order, not the order they were written)."""
+        names = self.template_version.variables if self.template_version_id else []
+        values = self.variables or {}
+        return [(name, values[name]) for name in names if name in values] + [
+            (name, value) for name, value in values.items() if name not in names
+        ]
 
     def request_fields(self) -> dict:
         """This job's REQUEST_FIELDS and their values, as a form's job_params() gives them."""
@@ -1281,6 +1317,14 @@ class AuditEvent(models.Model):
 
 
 # Webhook endpoints, deliveries and attempts live in their own module; imported here so Django finds them.
+# So do brand kits, prompt templates and campaigns (campaign_models).
 # The API's rows live with the API (workspace/api/models.py); imported here so the app registers them.
 from workspace.api.models import ApiToken, ApiTokenJob, IdempotencyRecord  # noqa: E402, F401
+from workspace.campaign_models import (  # noqa: E402, F401
+    BrandKit,
+    BrandKitVersion,
+    Campaign,
+    PromptTemplate,
+    TemplateVersion,
+)
 from workspace.webhook_models import WebhookAttempt, WebhookDelivery, WebhookEndpoint  # noqa: E402, F401

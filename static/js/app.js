@@ -51,6 +51,10 @@
     var counter = document.querySelector('[data-counter-for="' + textarea.id + '"]');
     if (counter) counter.textContent = textarea.value.length.toLocaleString();
   }
+  // Counted fields outside the Studio's form (a template's text) keep their count as they are typed.
+  document.addEventListener("input", function (event) {
+    if (event.target.tagName === "TEXTAREA") countCharacters(event.target);
+  });
 
   function init(root) {
     var scope = root || document;

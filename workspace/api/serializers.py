@@ -169,6 +169,48 @@ class LineageInputSerializer(serializers.Serializer):
     input = serializers.CharField()
 
 
+class VersionRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField(help_text="The template's or kit's id (not the version's).")
+    name = serializers.CharField()
+    version = serializers.IntegerField()
+
+
+class TemplateRefSerializer(VersionRefSerializer):
+    text = serializers.CharField(help_text="That version's text, as it was: versions never change.")
+
+
+class CampaignRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    row = serializers.IntegerField(allow_null=True)
+    cell = serializers.DictField(child=serializers.CharField())
+
+
+class MadeWithSerializer(serializers.Serializer):
+    template = TemplateRefSerializer(allow_null=True)
+    variables = serializers.DictField(child=serializers.CharField())
+    brand_kit = VersionRefSerializer(allow_null=True)
+    campaign = CampaignRefSerializer(allow_null=True)
+
+
+class TemplateVersionSerializer(serializers.Serializer):
+    number = serializers.IntegerField()
+    text = serializers.CharField()
+    variables = serializers.ListField(child=serializers.CharField(), help_text="In order of appearance.")
+    brand_kit = VersionRefSerializer(allow_null=True)
+    references = serializers.ListField(child=serializers.IntegerField(), help_text="Library reference ids.")
+    defaults = serializers.DictField(child=serializers.CharField())
+    created_at = serializers.DateTimeField()
+
+
+class TemplateSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    archived = serializers.BooleanField()
+    latest = TemplateVersionSerializer(help_text="The newest version, which the Studio uses.")
+
+
 class ImageDetailSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     project = serializers.IntegerField(source="project_id")
@@ -184,6 +226,7 @@ class ImageDetailSerializer(serializers.Serializer):
     children = serializers.ListField(child=serializers.IntegerField(), help_text="Images made from it.")
     ancestors = serializers.ListField(child=serializers.IntegerField(), help_text="Every earlier image.")
     links = serializers.DictField(child=serializers.CharField())
+    made_with = MadeWithSerializer(help_text="The template and kit versions, values and campaign.")
 
 
 class SpendSerializer(serializers.Serializer):

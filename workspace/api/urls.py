@@ -21,6 +21,7 @@ urlpatterns = [
     path(f"{P}/images/<int:image_id>", views.image_detail, name="image-detail"),
     path(f"{P}/images/<int:image_id>/download", views.image_download, name="image-download"),
     path(f"{P}/references", views.reference_upload, name="reference-upload"),
+    path(f"{P}/templates", views.template_list, name="template-list"),
     path(f"{P}/webhooks", views.webhook_list, name="webhook-list"),
     path(f"{P}/webhooks/<int:endpoint_id>", views.webhook_detail, name="webhook-detail"),
     path(f"{P}/webhooks/<int:endpoint_id>/rotate", views.webhook_rotate, name="webhook-rotate"),

@@ -17,13 +17,14 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from workspace import edits, gallery, jobs, library, lineage, spend, uploads, webhooks
+from workspace import edits, export, gallery, jobs, library, lineage, spend, uploads, webhooks
 from workspace.access import object_access, project_access
 from workspace.api import serializers as s
 from workspace.api.auth import NeedsStaff, needs
 from workspace.api.errors import ApiError
 from workspace.api.idempotency import HEADER, idempotent
 from workspace.api.tokens import api_job_create, api_job_retry
+from workspace.campaign_models import PromptTemplate
 from workspace.forms import EditForm, GenerationForm, SpendPeriodForm, WebhookForm
 from workspace.models import Image, Job, Membership, Project, Role
 from workspace.views._common import serve
@@ -120,6 +121,41 @@ def project_detail(request: Request, project_id: int) -> Response:
     project = access.project
     project.role = access.role.value if access.is_member else None
     return Response(s.ProjectSerializer(project).data)
+
+
+# --- Templates ----------------------------------------------------------------------------------------
+
+
+@extend_schema(responses={200: s.TemplateSerializer(many=True)} | ERRORS)
+@api_view(["GET"])
+@permission_classes([READ])
+def template_list(request: Request, project_id: int) -> Response:
+    """The project's prompt templates (read-only), each with its newest version."""
+    access = project_access(request.user, project_id)
+    templates = PromptTemplate.objects.filter(project=access.project).order_by("name", "id")
+    answer = []
+    for template in templates:
+        latest = template.latest
+        kit = latest.brand_kit_version
+        answer.append(
+            {
+                "id": template.pk,
+                "name": template.name,
+                "archived": template.archived_at is not None,
+                "latest": {
+                    "number": latest.number,
+                    "text": latest.text,
+                    "variables": latest.variables,
+                    "brand_kit": None
+                    if kit is None
+                    else {"id": kit.kit_id, "name": kit.kit.name, "version": kit.number},
+                    "references": [ref.pk for ref in latest.references.order_by("id")],
+                    "defaults": latest.defaults,
+                    "created_at": latest.created_at,
+                },
+            }
+        )
+    return Response(s.TemplateSerializer(answer, many=True).data)
 
 
 # --- Jobs ---------------------------------------------------------------------------------------------
@@ -349,6 +385,7 @@ def image_detail(request: Request, project_id: int, image_id: int) -> Response:
         "children": [child.pk for child in lineage.children(image)],
         "ancestors": [earlier.pk for earlier in lineage.ancestors(image)],
         "links": s._image_links(image),
+        "made_with": export.made_with(image.job),
     }
     return Response(s.ImageDetailSerializer(answer).data)
 

@@ -11,7 +11,19 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from workspace import outputs
 
-FILTER_KEYS = ("q", "author", "model", "review", "favourites", "kind", "aspect", "since", "until")
+FILTER_KEYS = (
+    "q",
+    "author",
+    "model",
+    "review",
+    "favourites",
+    "kind",
+    "template",
+    "campaign",
+    "aspect",
+    "since",
+    "until",
+)
 
 
 def parse_id(value: str | None) -> int | None:

@@ -20,12 +20,12 @@ from workspace.views._common import filters_query, parse_id, serve
 
 
 def _image_for(
-    request: HttpRequest, project_id: int, image_id: int, *, writes: bool = False
+    request: HttpRequest, project_id: int, image_id: int, *, writes: bool = False, related: tuple = ()
 ) -> tuple[ProjectAccess, Image]:
     """A visible image: a deleted one (and so a purged one) is a 404 here, its page and its files."""
     return object_access(
         request.user,
-        Image.objects.visible().select_related("job", "job__author"),
+        Image.objects.visible().select_related("job", "job__author", *related),
         project_id=project_id,
         pk=image_id,
         writes=writes,
@@ -35,7 +35,9 @@ def _image_for(
 @login_required
 @require_GET
 def image_detail(request: HttpRequest, project_id: int, image_id: int) -> HttpResponse:
-    access, image = _image_for(request, project_id, image_id)
+    # What made it, for "Made with" (the file views, hit per thumbnail, do not need these joins).
+    made_with = ("job__template_version__template", "job__brand_kit_version__kit", "job__campaign")
+    access, image = _image_for(request, project_id, image_id, related=made_with)
     reported = image.job.api_calls.filter(outcome="ok").order_by("-id").first()
     siblings = image.job.images.visible().order_by("index")
     inputs = lineage.parents(image)

@@ -8,8 +8,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HTMX_STOP_POLLING, trigger_client_event
 
-from workspace import formats, imagemodels, jobs, spend
+from workspace import campaigns, edits, formats, imagemodels, jobs, spend
 from workspace.access import ProjectAccess, job_card_access, object_access, project_access
+from workspace.campaign_forms import StudioForm
+from workspace.campaign_models import BrandKit, BrandKitVersion, PromptTemplate, TemplateVersion
 from workspace.forms import EditForm, GenerationForm
 from workspace.models import Image, Job, Project, Role
 from workspace.views._common import parse_id, safe_next, serve
@@ -39,7 +41,50 @@ def _project_context(access: ProjectAccess, form, jobs_page, next_before) -> dic
         "next_before": next_before,
         "capabilities": imagemodels.capabilities(),
         "models": imagemodels.MODELS.values(),
+        # For "Use a template" and "Apply a brand kit" (only names and ids: two small queries).
+        "template_choices": PromptTemplate.objects.filter(project=access.project, archived_at__isnull=True),
+        "kit_choices": BrandKit.objects.filter(project=access.project, archived_at__isnull=True),
     }
+
+
+def _binding(access: ProjectAccess, data) -> tuple[TemplateVersion | None, BrandKitVersion | None]:
+    """The template and kit versions a Studio form is bound to (hidden fields naming version ids, so a
+    job uses the version whose prompt was previewed even if someone saves a newer one meanwhile).
+    Another project's version is a 404, like every object of a project one may not see."""
+    template_version = kit_version = None
+    if raw := data.get("template_version"):
+        template_version = get_object_or_404(
+            TemplateVersion.objects.select_related("template", "brand_kit_version__kit"),
+            template__project=access.project,
+            pk=parse_id(raw) or 0,
+        )
+    if raw := data.get("brand_kit_version"):
+        kit_version = get_object_or_404(
+            BrandKitVersion.objects.select_related("kit"), kit__project=access.project, pk=parse_id(raw) or 0
+        )
+    return template_version, kit_version
+
+
+def _chosen(
+    access: ProjectAccess, request: HttpRequest
+) -> tuple[TemplateVersion | None, BrandKitVersion | None]:
+    """?template=<id> and ?kit=<id> on the Studio page: the newest version of each."""
+    template = kit = None
+    if raw := request.GET.get("template"):
+        template = get_object_or_404(PromptTemplate, project=access.project, pk=parse_id(raw) or 0).latest
+    if raw := request.GET.get("kit"):
+        kit = get_object_or_404(BrandKit, project=access.project, pk=parse_id(raw) or 0).latest
+    return template, kit
+
+
+def _studio_form(data, *, template_version, kit_version, initial=None, for_estimate=False):
+    return StudioForm(
+        data,
+        initial=initial,
+        template_version=template_version,
+        kit_version=kit_version,
+        for_estimate=for_estimate,
+    )
 
 
 def _job_for(access: ProjectAccess, job_id: int) -> Job:
@@ -71,11 +116,15 @@ def project(request: HttpRequest, project_id: int) -> HttpResponse:
             {"jobs": jobs_page, "next_before": next_before, "project": access.project, "access": access},
         )
     initial = {}
+    template_version, kit_version = _chosen(access, request)
     if again:
         source = Job.objects.filter(project=access.project, pk=parse_id(again)).first()
         if source is not None:
             initial = GenerationForm.initial_from_job(source)
-    form = GenerationForm(initial=initial)
+    elif template_version or kit_version:
+        defaults = campaigns.defaults_for(template_version=template_version, brand_kit_version=kit_version)
+        initial = campaigns.form_initial(defaults)
+    form = _studio_form(None, template_version=template_version, kit_version=kit_version, initial=initial)
     return render(request, "workspace/project.html", _project_context(access, form, jobs_page, next_before))
 
 
@@ -83,7 +132,8 @@ def project(request: HttpRequest, project_id: int) -> HttpResponse:
 @require_POST
 def job_create(request: HttpRequest, project_id: int) -> HttpResponse:
     access = project_access(request.user, project_id, needs=Role.EDITOR, writes=True)
-    form = GenerationForm(request.POST)
+    template_version, kit_version = _binding(access, request.POST)
+    form = _studio_form(request.POST, template_version=template_version, kit_version=kit_version)
     if not form.is_valid():
         if request.htmx:
             context = _project_context(access, form, [], None)
@@ -92,26 +142,41 @@ def job_create(request: HttpRequest, project_id: int) -> HttpResponse:
         context = _project_context(access, form, jobs_page, next_before)
         return render(request, "workspace/project.html", context, status=400)
     try:
-        job = jobs.job_create(
-            project=access.project,
-            author=request.user,
-            prompt=form.cleaned_data["prompt"],
-            params=form.job_params(),
-        )
-    except (spend.BudgetExceeded, jobs.TooManyWaiting) as refusal:
+        if form.kit_version is None and template_version is None:
+            job = jobs.job_create(
+                project=access.project,
+                author=request.user,
+                prompt=form.cleaned_data["prompt"],
+                params=form.job_params(),
+            )
+        else:
+            job = campaigns.bound_job_create(
+                project=access.project,
+                author=request.user,
+                prompt=form.final_prompt,
+                params=form.job_params(),
+                template_version=template_version,
+                brand_kit_version=kit_version,
+                variables=form.values(),
+            )
+    except (spend.BudgetExceeded, jobs.TooManyWaiting, edits.EditRefused) as refusal:
         form.add_error(None, str(refusal))
         template = "workspace/project.html#generate-form" if request.htmx else "workspace/project.html"
         jobs_page, next_before = ([], None) if request.htmx else _feed(access.project, None)
-        status = 429 if isinstance(refusal, jobs.TooManyWaiting) else 402
+        status = {jobs.TooManyWaiting: 429, edits.EditRefused: 400}.get(type(refusal), 402)
         return render(
             request, template, _project_context(access, form, jobs_page, next_before), status=status
         )
     if not request.htmx:
         return redirect(access.project)
     # The form keeps what was typed (people iterate on a prompt); the new card goes on top of the feed.
-    context = _project_context(
-        access, GenerationForm(initial=form.cleaned_data | {"size": form.cleaned_data["size"]}), [], None
+    again = _studio_form(
+        None,
+        template_version=template_version,
+        kit_version=kit_version,
+        initial=form.cleaned_data | {"size": form.cleaned_data["size"]},
     )
+    context = _project_context(access, again, [], None)
     context["new_job"] = job
     return render(request, "workspace/project.html#job-created", context)
 
@@ -138,17 +203,47 @@ def estimate(request: HttpRequest, project_id: int) -> HttpResponse:
     """The expected cost of the form as it stands; the form refreshes it as fields change."""
     access = project_access(request.user, project_id)
     is_edit = request.GET.get("kind") == "edit"
-    form = (EditForm if is_edit else GenerationForm)(request.GET)
+    template_version, kit_version = _binding(access, request.GET)
+    if is_edit:
+        form = EditForm(request.GET)
+    else:
+        form = _studio_form(
+            request.GET, template_version=template_version, kit_version=kit_version, for_estimate=True
+        )
     form.fields["prompt"].required = False  # the cost does not wait for the words
     context = {"project": access.project, "estimate": False, "estimate_problem": ""}
     if form.is_valid():
-        inputs = len(request.GET.getlist("inputs")) if is_edit else 0
-        context["estimate"] = jobs.job_estimate(
-            prompt=form.cleaned_data["prompt"], params=form.job_params(), input_images=inputs
-        )
+        if is_edit:
+            inputs, prompt = len(request.GET.getlist("inputs")), form.cleaned_data["prompt"]
+        else:
+            try:
+                inputs = len(
+                    campaigns.inputs_for(template_version=template_version, brand_kit_version=kit_version)
+                )
+            except edits.EditRefused:
+                inputs = 0
+            prompt = form.final_prompt
+        context["estimate"] = jobs.job_estimate(prompt=prompt, params=form.job_params(), input_images=inputs)
     else:
         context["estimate_problem"] = next(iter(form.errors.values()))[0]
     return render(request, "workspace/project.html#estimate", context)
+
+
+@login_required
+@require_POST
+def prompt_preview(request: HttpRequest, project_id: int) -> HttpResponse:
+    """The exact prompt the Studio form would send (a template filled in, a kit composed): refreshed
+    as the form changes, or the whole page with it from the form's Preview button."""
+    access = project_access(
+        request.user, project_id, needs=Role.EDITOR, writes=True
+    )  # POST: refused when archived
+    template_version, kit_version = _binding(access, request.POST)
+    form = _studio_form(request.POST, template_version=template_version, kit_version=kit_version)
+    form.is_valid()
+    if request.htmx:
+        return render(request, "workspace/project.html#prompt-preview", {"form": form})
+    jobs_page, next_before = _feed(access.project, None)
+    return render(request, "workspace/project.html", _project_context(access, form, jobs_page, next_before))
 
 
 @login_required

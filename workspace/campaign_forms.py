@@ -1,0 +1,307 @@
+"""Forms for brand kits and prompt templates, and the Studio form that uses them.
+
+Django forms stay the single source of validation: the kit and template forms check what the services
+would refuse (a bad palette, a template that does not parse, too many references) and say where.
+"""
+
+import re
+
+from django import forms
+from django.conf import settings
+
+from workspace import campaigns, formats, prompting
+from workspace import imagemodels as im
+from workspace.campaign_models import BrandKit, BrandKitVersion, TemplateVersion
+from workspace.forms import QUALITY_LABELS, GenerationForm
+from workspace.models import Project, Reference
+
+SAMPLE_PROMPT = "A ceramic mug on a wooden table"
+VARIABLE_MAX_CHARS = 2000
+
+
+class ReferencePicker(forms.CheckboxSelectMultiple):
+    """Library references as checkboxes; the template draws each with its thumbnail."""
+
+    option_template_name = "django/forms/widgets/checkbox_option.html"
+
+
+def _default_fields(form: forms.Form) -> None:
+    form.fields["default_size"] = forms.ChoiceField(
+        label="Default size",
+        required=False,
+        choices=[("", "No default"), *[(p.key, f"{p.label} · {p.size}") for p in im.SIZE_PRESETS.values()]],
+    )
+    form.fields["default_quality"] = forms.ChoiceField(
+        label="Default quality", required=False, choices=[("", "No default"), *QUALITY_LABELS.items()]
+    )
+    form.fields["default_format"] = forms.ChoiceField(
+        label="Default format", required=False, choices=[("", "No default"), *formats.CHOICES]
+    )
+
+
+def defaults_from(data: dict) -> dict:
+    """The form's default_* fields as a kit's or template's `defaults` (campaign_models.DEFAULT_FIELDS)."""
+    defaults: dict = {}
+    if data.get("default_size"):
+        preset = im.SIZE_PRESETS[data["default_size"]]
+        defaults |= {"size_preset": preset.key, "size": preset.size}
+    if data.get("default_quality"):
+        defaults["quality"] = data["default_quality"]
+    if data.get("default_format"):
+        defaults["output_format"] = data["default_format"]
+    return defaults
+
+
+def initial_defaults(defaults: dict) -> dict:
+    return {
+        "default_size": defaults.get("size_preset", "")
+        if defaults.get("size_preset") in im.SIZE_PRESETS
+        else "",
+        "default_quality": defaults.get("quality", ""),
+        "default_format": defaults.get("output_format", ""),
+    }
+
+
+def _references_field(project: Project) -> forms.ModelMultipleChoiceField:
+    return forms.ModelMultipleChoiceField(
+        label="References from the library",
+        required=False,
+        queryset=Reference.objects.in_library().filter(project=project),
+        widget=ReferencePicker,
+        help_text="Sent as inputs with every prompt, which makes each job an edit.",
+    )
+
+
+def _check_reference_count(form: forms.Form, references) -> None:
+    if references is not None and len(references) > settings.MAX_EDIT_INPUTS:
+        form.add_error("references", f"Choose at most {settings.MAX_EDIT_INPUTS} references.")
+
+
+class BrandKitForm(forms.Form):
+    name = forms.CharField(max_length=120)
+    style_words = forms.CharField(
+        label="Style words",
+        max_length=500,
+        required=False,
+        help_text="For example: warm, editorial, natural light.",
+    )
+    art_direction = forms.CharField(
+        label="Art direction", max_length=2000, required=False, widget=forms.Textarea(attrs={"rows": 3})
+    )
+    palette = forms.CharField(
+        label="Palette",
+        max_length=400,
+        required=False,
+        help_text="Hex colours separated by spaces or commas, for example #1f3a5f #f2e8d5.",
+    )
+    avoid = forms.CharField(
+        label="Things to avoid", max_length=1000, required=False, widget=forms.Textarea(attrs={"rows": 2})
+    )
+    sample_prompt = forms.CharField(
+        label="Sample prompt for the preview",
+        max_length=2000,
+        required=False,
+        initial=SAMPLE_PROMPT,
+        help_text="Not saved: only shows how the kit is added to a prompt.",
+    )
+
+    def __init__(self, *args, project: Project, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["references"] = _references_field(project)
+        _default_fields(self)
+
+    def clean_palette(self) -> list[str]:
+        colours = [c.lower() for c in re.split(r"[\s,]+", self.cleaned_data["palette"].strip()) if c]
+        if problem := prompting.palette_problem(colours):
+            raise forms.ValidationError(problem)
+        if len(colours) > 12:
+            raise forms.ValidationError("Up to 12 colours.")
+        return colours
+
+    def clean(self) -> dict:
+        data = super().clean()
+        _check_reference_count(self, data.get("references"))
+        return data
+
+    def preview_kit(self) -> BrandKitVersion:
+        """An unsaved version with what the form holds, for the preview (valid parts only)."""
+        data = getattr(self, "cleaned_data", {})
+        return BrandKitVersion(
+            style_words=data.get("style_words", ""),
+            art_direction=data.get("art_direction", ""),
+            palette=data.get("palette", []) if "palette" not in self.errors else [],
+            avoid=data.get("avoid", ""),
+        )
+
+    @classmethod
+    def initial_from(cls, version: BrandKitVersion) -> dict:
+        return {
+            "name": version.kit.name,
+            "style_words": version.style_words,
+            "art_direction": version.art_direction,
+            "palette": " ".join(version.palette),
+            "avoid": version.avoid,
+            "references": list(version.references.all()),
+        } | initial_defaults(version.defaults)
+
+
+def parse_samples(text: str) -> dict[str, str]:
+    """ "name = value" lines into a dict (lines without "=" are skipped)."""
+    values = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name.strip():
+            values[name.strip()] = value.strip()
+    return values
+
+
+class TemplateForm(forms.Form):
+    name = forms.CharField(max_length=120)
+    text = forms.CharField(
+        label="Template",
+        max_length=im.MAX_PROMPT_CHARS,
+        widget=forms.Textarea(attrs={"rows": 5, "spellcheck": "true"}),
+        help_text="Name variables in braces: {product}, {season}. Write {{ or }} for a brace in the prompt.",
+    )
+    brand_kit = forms.ModelChoiceField(
+        label="Brand kit",
+        required=False,
+        queryset=BrandKit.objects.none(),
+        empty_label="No brand kit",
+        help_text="Its newest version is used, and stays with this template version.",
+    )
+    samples = forms.CharField(
+        label="Sample values for the preview",
+        required=False,
+        max_length=4000,
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "product = linen shirt\nseason = spring"}),
+        help_text="One per line, name = value. Not saved.",
+    )
+
+    def __init__(self, *args, project: Project, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["brand_kit"].queryset = BrandKit.objects.filter(project=project, archived_at__isnull=True)
+        self.fields["references"] = _references_field(project)
+        _default_fields(self)
+
+    def clean_text(self) -> str:
+        text = self.cleaned_data["text"]
+        try:
+            self.parsed = prompting.parse_template(text)
+        except prompting.TemplateProblem as problem:
+            raise forms.ValidationError(problem.message) from None
+        return text
+
+    def clean(self) -> dict:
+        data = super().clean()
+        _check_reference_count(self, data.get("references"))
+        kit = data.get("brand_kit")
+        if kit is not None and kit.latest is None:
+            self.add_error("brand_kit", "That brand kit has no version yet.")
+        return data
+
+    def kit_version(self) -> BrandKitVersion | None:
+        kit = self.cleaned_data.get("brand_kit")
+        return kit.latest if kit is not None else None
+
+    @classmethod
+    def initial_from(cls, version: TemplateVersion) -> dict:
+        kit = version.brand_kit_version
+        return {
+            "name": version.template.name,
+            "text": version.text,
+            "brand_kit": kit.kit_id if kit is not None else None,
+            "references": list(version.references.all()),
+            "samples": "\n".join(f"{name} = " for name in version.variables),
+        } | initial_defaults(version.defaults)
+
+
+def template_preview(form: TemplateForm) -> dict:
+    """What the template form's preview shows: the variables and the exact prompt for the sample values
+    (a variable without a sample shows as [name]), or the problem with the template."""
+    text = form.data.get("text", "") if form.is_bound else form.initial.get("text", "")
+    try:
+        parsed = prompting.parse_template(text)
+    except prompting.TemplateProblem as problem:
+        return {"problem": problem.message, "position": problem.position}
+    if not text.strip():
+        return {"problem": "Write the template to see the prompt it makes."}
+    samples = parse_samples(
+        form.data.get("samples", "") if form.is_bound else form.initial.get("samples", "")
+    )
+    values = {name: samples.get(name) or f"[{name}]" for name in parsed.variables}
+    kit = None
+    kit_id = form.data.get("brand_kit") if form.is_bound else form.initial.get("brand_kit")
+    if kit_id:
+        found = form.fields["brand_kit"].queryset.filter(pk=kit_id if str(kit_id).isdigit() else 0).first()
+        kit = found.latest if found is not None else None
+    prompt = prompting.compose_with_kit(prompting.render(text, values), kit)
+    return {
+        "variables": parsed.variables,
+        "prompt": prompt,
+        "kit": kit,
+        "too_long": len(prompt) > im.MAX_PROMPT_CHARS,
+    }
+
+
+def variable_field_name(name: str) -> str:
+    return f"var_{name}"
+
+
+class StudioForm(GenerationForm):
+    """The Studio's form, optionally from a template version (one field per variable, the prompt made
+    from them) and/or with a brand kit; `final_prompt` is then exactly what is sent."""
+
+    def __init__(
+        self,
+        *args,
+        template_version: TemplateVersion | None = None,
+        kit_version: BrandKitVersion | None = None,
+        for_estimate: bool = False,
+        **kwargs,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.template_version = template_version
+        self.kit_version = campaigns.kit_for(template_version=template_version, brand_kit_version=kit_version)
+        self.chosen_kit = kit_version
+        self.for_estimate = for_estimate
+        self.final_prompt = ""
+        if template_version is not None:
+            self.fields["prompt"].required = False
+            for name in template_version.variables:
+                self.fields[variable_field_name(name)] = forms.CharField(
+                    label=name.replace("_", " ").capitalize(),
+                    max_length=VARIABLE_MAX_CHARS,
+                    required=not for_estimate,
+                    error_messages={"required": f"Fill in {{{name}}}."},
+                )
+
+    def variable_fields(self) -> list:
+        names = self.template_version.variables if self.template_version is not None else []
+        return [self[variable_field_name(name)] for name in names]
+
+    def values(self) -> dict[str, str]:
+        data = getattr(self, "cleaned_data", {})
+        names = self.template_version.variables if self.template_version is not None else []
+        return {name: data.get(variable_field_name(name)) or "" for name in names}
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if self.template_version is None and self.kit_version is None:
+            self.final_prompt = data.get("prompt", "")
+            return data
+        values = self.values()
+        if self.for_estimate and self.template_version is not None:
+            # The cost does not wait for every value; a blank one counts as its name.
+            values = {name: value or name for name, value in values.items()}
+        try:
+            self.final_prompt = campaigns.final_prompt(
+                template_version=self.template_version,
+                values=values,
+                brand_kit_version=self.chosen_kit,
+                prompt=data.get("prompt", ""),
+            )
+        except prompting.TemplateProblem as problem:
+            if not any(variable_field_name(n) in self.errors for n in values):
+                self.add_error(None, problem.message)
+        return data

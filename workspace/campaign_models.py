@@ -1,0 +1,182 @@
+"""Brand kits, prompt templates and campaigns: what a job can be made from, kept so every output can say
+exactly which version of which made it.
+
+A kit and a template are a name plus numbered versions. A version is never changed once saved (its
+`save` refuses an update): editing makes the next number, so an image made from version 3 still says
+version 3, with version 3's words, after anyone edits the template. The references of a version are
+set once, by `workspace.kits` in the transaction that creates it.
+
+The job side of the binding (`Job.template_version`, `brand_kit_version`, `variables`, `campaign`,
+`campaign_row`, `cell`) is declared on `Job` in models.py; jobs are made by `workspace.campaigns`.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+from workspace.models import Project, Reference
+
+# The request fields a kit or a template may set a default for (a subset of Job.REQUEST_FIELDS; the
+# size is stored as the form gives it: a preset's key and the WIDTHxHEIGHT it resolves to).
+DEFAULT_FIELDS = ("size_preset", "size", "output_format", "quality")
+
+
+class Immutable(models.Model):
+    """A version: written once, read forever. Updating one would rewrite what old images say."""
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs) -> None:
+        if self.pk is not None:
+            raise ValueError(f"{type(self).__name__} rows are never changed; save a new version instead.")
+        super().save(*args, **kwargs)
+
+
+class Versioned(models.Model):
+    """The named, archivable thing whose content lives in numbered versions."""
+
+    name = models.CharField(max_length=120)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    archived_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def latest(self):
+        """The newest version (what "use" means); None only inside the transaction that creates it."""
+        if "_latest" not in self.__dict__:
+            self.__dict__["_latest"] = self.versions.order_by("-number").first()
+        return self.__dict__["_latest"]
+
+
+class BrandKit(Versioned):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="brand_kits")
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def get_absolute_url(self) -> str:
+        return reverse("kit_detail", args=[self.project_id, self.pk])
+
+
+class BrandKitVersion(Immutable):
+    """One version of a kit: how it styles a prompt (see prompting.compose_with_kit), the references it
+    adds as inputs, and the defaults it fills."""
+
+    kit = models.ForeignKey(BrandKit, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    style_words = models.CharField(max_length=500, blank=True)
+    art_direction = models.TextField(max_length=2000, blank=True)
+    # "#rrggbb" strings, lower case, in the order chosen.
+    palette = models.JSONField(default=list, blank=True)
+    avoid = models.TextField(max_length=1000, blank=True)
+    # DEFAULT_FIELDS only.
+    defaults = models.JSONField(default=dict, blank=True)
+    references = models.ManyToManyField(Reference, blank=True, related_name="brand_kit_versions")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["kit", "-number"]
+        constraints = [models.UniqueConstraint(fields=["kit", "number"], name="one_kit_version_number")]
+
+    def __str__(self) -> str:
+        return f"{self.kit.name} v{self.number}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("kit_version", args=[self.kit.project_id, self.kit_id, self.number])
+
+
+class PromptTemplate(Versioned):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompt_templates")
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def get_absolute_url(self) -> str:
+        return reverse("template_detail", args=[self.project_id, self.pk])
+
+
+class TemplateVersion(Immutable):
+    """One version of a template: its text with `{variables}`, an optional kit version, references
+    (which make its jobs edits) and defaults."""
+
+    template = models.ForeignKey(PromptTemplate, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    text = models.TextField()
+    # The variable names in order of first appearance, as prompting.parse_template found them.
+    variables = models.JSONField(default=list)
+    brand_kit_version = models.ForeignKey(
+        BrandKitVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="template_versions"
+    )
+    references = models.ManyToManyField(Reference, blank=True, related_name="template_versions")
+    # DEFAULT_FIELDS only.
+    defaults = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["template", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["template", "number"], name="one_template_version_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.template.name} v{self.number}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("template_version", args=[self.template.project_id, self.template_id, self.number])
+
+
+class Campaign(models.Model):
+    """Bulk work made from one template (or prompt) and kit: a variant grid or a catalog batch.
+
+    Its jobs point at it (`Job.campaign`) and carry their row or grid cell; the campaign keeps what
+    they share. Minimal here; the grid and batch pages build on it.
+    """
+
+    class Kind(models.TextChoices):
+        GRID = "grid", "Variant grid"
+        BATCH = "batch", "Catalog batch"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Running"
+        PAUSED = "paused", "Paused"
+        CANCELED = "canceled", "Canceled"
+        FINISHED = "finished", "Finished"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="campaigns")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    name = models.CharField(max_length=120)
+    template_version = models.ForeignKey(
+        TemplateVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="campaigns"
+    )
+    brand_kit_version = models.ForeignKey(
+        BrandKitVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="campaigns"
+    )
+    # A grid from a plain prompt (no template) keeps its prompt here.
+    prompt = models.TextField(blank=True)
+    # Job.REQUEST_FIELDS every job shares before its axes or row change them.
+    base_params = models.JSONField(default=dict, blank=True)
+    # A grid's axes: [{"name": "quality", "values": ["low", "high"]}, ...]; empty for a batch.
+    axes = models.JSONField(default=list, blank=True)
+    # A batch's CSV column that names each row's files in the ZIP (for example "sku").
+    key_column = models.CharField(max_length=100, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["project", "-created_at", "-id"], name="campaign_project_recent")]
+
+    def __str__(self) -> str:
+        return self.name
