@@ -330,6 +330,13 @@ if not _budget_ok:
         f"not {_default_project_budget!r}."
     )
 
+# Conversations (workspace.conversations): the Responses API model that reads each message and drives the
+# image_generation tool. The image model is the thread's own and is always named in the request.
+CONVERSATION_MODEL = envstr("CONVERSATION_MODEL", "gpt-5.5")
+# A content provenance check that fails is tried again later (backoff), at most this many times.
+PROVENANCE_MAX_ATTEMPTS = envint("PROVENANCE_MAX_ATTEMPTS", 6, minimum=1)
+PROVENANCE_RETRY_BASE_SECONDS = envfloat("PROVENANCE_RETRY_BASE_SECONDS", 30.0)
+
 # One API call may take this long before we give up on it (the SDK's own default is 600 s).
 OPENAI_CALL_TIMEOUT = envfloat("OPENAI_CALL_TIMEOUT", 300.0)
 # A job's whole life, retries included; each call's timeout is cut to fit what remains.

@@ -41,7 +41,9 @@ def prefetch_for_export(queryset: QuerySet) -> list[Image]:
     Keeps the queryset's order and filters; the caller chooses which images (visible ones, this project).
     """
     return list(
-        queryset.select_related("job", "job__author", "author", "reviewed_by").prefetch_related(
+        queryset.select_related(
+            "job", "job__author", "author", "reviewed_by", "content_credential"
+        ).prefetch_related(
             Prefetch(
                 "job__inputs", queryset=JobInput.objects.select_related("reference").order_by("position")
             ),
@@ -116,6 +118,18 @@ def _record(image: Image, file: str | None) -> dict:
             "mask": bool(job.mask),
         },
         "pasted_back": bool(image.composite),
+        # The credential is the original's (the file in this archive, byte for byte as OpenAI sent it).
+        "content_credentials": image.credential.as_metadata() if image.credential else {"verdict": "pending"},
+        # Re-encoded files carry no credential: each says it is derived from the checked original.
+        "derived_files": [
+            {"kind": kind, "derived_from": "file", "carries_credential": False}
+            for kind, present in (
+                ("thumbnail", bool(image.thumbnail)),
+                ("pasted_back_png", bool(image.composite)),
+                ("format_conversions", True),
+            )
+            if present
+        ],
     }
 
 

@@ -9,6 +9,7 @@ from workspace.views import (
     metrics,
     projects,
     spend,
+    conversations,
     studio,
     webhooks,
 )
@@ -83,6 +84,28 @@ urlpatterns = [
         name="reference_file",
     ),
     path("p/<int:project_id>/edit", library.edit, name="edit"),
+    path("p/<int:project_id>/references/credential", conversations.credential_check, name="credential_check"),
+    # Conversations about an image (views/conversations.py).
+    path(
+        "p/<int:project_id>/images/<int:image_id>/converse",
+        conversations.conversation_start,
+        name="conversation_start",
+    ),
+    path(
+        "p/<int:project_id>/conversations/<int:conversation_id>/",
+        conversations.conversation,
+        name="conversation",
+    ),
+    path(
+        "p/<int:project_id>/conversations/<int:conversation_id>/turns",
+        conversations.turn_send,
+        name="turn_send",
+    ),
+    path(
+        "p/<int:project_id>/conversations/<int:conversation_id>/turns/<int:turn_id>/branch",
+        conversations.turn_branch,
+        name="turn_branch",
+    ),
     # The gallery, bulk actions, comparison and prompt history (views/gallery.py).
     path("p/<int:project_id>/gallery", gallery.gallery_view, name="gallery"),
     path("p/<int:project_id>/bulk", gallery.bulk, name="bulk"),
