@@ -37,6 +37,7 @@ from tests.factories import (
 from workspace.models import (
     ROLE_RANK,
     Comment,
+    Conversation,
     Favourite,
     Image,
     Job,
@@ -44,6 +45,7 @@ from workspace.models import (
     Project,
     Reference,
     Role,
+    Turn,
     WebhookDelivery,
     WebhookEndpoint,
 )
@@ -195,6 +197,14 @@ ROUTES: dict[str, Route] = {
     "gallery": Route(),
     "compare": Route(data=lambda world: {"ids": [world.source.pk, world.image.pk]}),
     "project_prompts": Route(),
+    # Conversations and content credentials.
+    "conversation_start": write(Role.EDITOR),
+    "conversation": Route(),
+    "turn_send": write(Role.EDITOR, lambda world: {"message": "Make the lemon a lime"}),
+    "turn_branch": write(Role.EDITOR),
+    "credential_check": write(
+        Role.EDITOR, lambda world: _upload(world) | {"file": _upload(world)["files"][0]}
+    ),
 }
 
 # --- The objects a URL names ---------------------------------------------------------------------------
@@ -219,6 +229,10 @@ class World:
     delivery: WebhookDelivery  # a failed one, so it may be redelivered
     their_endpoint: WebhookEndpoint
     their_delivery: WebhookDelivery
+    conversation: Conversation  # about source, with one finished turn
+    turn: Turn
+    their_conversation: Conversation
+    their_turn: Turn
 
 
 @dataclass(frozen=True)
@@ -238,7 +252,27 @@ KWARGS: dict[str, Kwarg] = {
     "delivery_id": Kwarg(lambda w: w.delivery.pk, lambda w: w.their_delivery.pk),
     "variant": Kwarg(lambda w: "file"),  # reference_file, image_composite
     "target": Kwarg(lambda w: "webp"),  # image_convert
+    "conversation_id": Kwarg(lambda w: w.conversation.pk, lambda w: w.their_conversation.pk),
+    "turn_id": Kwarg(lambda w: w.turn.pk, lambda w: w.their_turn.pk),
 }
+
+
+def _thread(project, author, root: Image) -> tuple[Conversation, Turn]:
+    conversation = Conversation.objects.create(
+        project=project, author=author, root_image=root, mainline_model="gpt-5.5", image_model="gpt-image-2"
+    )
+    job = JobFactory(project=project, author=author, succeeded=True, kind=Job.Kind.CONVERSE)
+    image = ImageFactory(job=job)
+    turn = Turn.objects.create(
+        conversation=conversation,
+        index=0,
+        message="Make it brighter",
+        job=job,
+        source_image=root,
+        response_id="resp_earlier",
+        image=image,
+    )
+    return conversation, turn
 
 
 @pytest.fixture
@@ -257,6 +291,8 @@ def world(cast, project, other_project) -> World:
     their_image = ImageFactory(job__project=other_project, job__author=cast.charlie)
     endpoint = WebhookEndpointFactory(project=project)
     their_endpoint = WebhookEndpointFactory(project=other_project)
+    conversation, turn = _thread(project, cast.bob, source)
+    their_conversation, their_turn = _thread(other_project, cast.charlie, their_image)
     return World(
         project=project,
         other_project=other_project,
@@ -273,6 +309,10 @@ def world(cast, project, other_project) -> World:
         delivery=WebhookDeliveryFactory(endpoint=endpoint),
         their_endpoint=their_endpoint,
         their_delivery=WebhookDeliveryFactory(endpoint=their_endpoint),
+        conversation=conversation,
+        turn=turn,
+        their_conversation=their_conversation,
+        their_turn=their_turn,
     )
 
 

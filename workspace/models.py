@@ -3,9 +3,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.core.exceptions import ObjectDoesNotExist
 from django.db import connection, models
 from django.db.models import Q
 from django.urls import reverse
@@ -718,19 +718,19 @@ class Image(models.Model):
     def __str__(self) -> str:
         return f"Image {self.pk} of job {self.job_id}"
 
-    @property
-    def credential(self) -> "ContentCredential | None":
-        try:
-            return self.content_credential
-        except ObjectDoesNotExist:
-            return None
-
     def get_absolute_url(self) -> str:
         return reverse("image_detail", args=[self.project_id, self.pk])
 
     @property
     def content_type(self) -> str:
         return formats.content_type(self.format)
+
+    @property
+    def credential(self) -> "ContentCredential | None":
+        try:
+            return self.content_credential
+        except ObjectDoesNotExist:
+            return None
 
     @property
     def download_name(self) -> str:
@@ -1164,7 +1164,8 @@ class ContentCredential(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"credential of {'image ' + str(self.image_id) if self.image_id else 'upload ' + str(self.reference_id)}"
+        owner = f"image {self.image_id}" if self.image_id else f"upload {self.reference_id}"
+        return f"credential of {owner}"
 
     @property
     def verdict(self) -> str:

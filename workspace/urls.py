@@ -3,13 +3,13 @@ from django.urls import path
 from workspace.views import (
     account,
     audit,
+    conversations,
     gallery,
     images,
     library,
     metrics,
     projects,
     spend,
-    conversations,
     studio,
     webhooks,
 )

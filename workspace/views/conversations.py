@@ -4,7 +4,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from workspace import conversations, jobs, provenance, spend
 from workspace.access import object_access, project_access
@@ -64,6 +64,7 @@ def conversation_start(request: HttpRequest, project_id: int, image_id: int) -> 
 
 
 @login_required
+@require_GET
 def conversation(request: HttpRequest, project_id: int, conversation_id: int) -> HttpResponse:
     access, thread = _thread(request, project_id, conversation_id)
     context = _context(access, thread)
@@ -93,7 +94,7 @@ def turn_send(request: HttpRequest, project_id: int, conversation_id: int) -> Ht
 @login_required
 @require_POST
 def turn_branch(request: HttpRequest, project_id: int, conversation_id: int, turn_id: int) -> HttpResponse:
-    access, thread = _thread(request, project_id, conversation_id, writes=True)
+    _, thread = _thread(request, project_id, conversation_id, writes=True)
     turn = get_object_or_404(Turn.objects.select_related("conversation"), conversation=thread, pk=turn_id)
     try:
         branch = conversations.conversation_branch(turn=turn, author=request.user)
