@@ -112,15 +112,14 @@ def test_three_turns_chain_responses_form_a_lineage_and_are_costed_from_usage(
     # Credentials: every output checked once after it was stored; the failed first check was retried.
     images = [root.pk, *(turn.image_id for turn in turns)]
     wait_for(
-        lambda: ContentCredential.objects.filter(image_id__in=images[1:], state="checked").count() == 3,
+        lambda: ContentCredential.objects.filter(image_id__in=images, state="checked").count() == 4,
         timeout=30,
         what="the provenance checks",
     )
-    for credential in ContentCredential.objects.filter(image_id__in=images[1:]):
+    for credential in ContentCredential.objects.filter(image_id__in=images):
         assert credential.verdict == "verified" and credential.model == "gpt-image-2"
     assert (
-        sum(credential.attempts for credential in ContentCredential.objects.filter(image_id__in=images[1:]))
-        == 4
+        sum(credential.attempts for credential in ContentCredential.objects.filter(image_id__in=images)) == 5
     )
     assert all(Job.objects.get(pk=turn.job_id).status == "succeeded" for turn in turns)
 
@@ -198,7 +197,7 @@ def test_a_retired_model_and_another_projects_image_are_refused(cast, project, o
         conversations.turn_send(conversation=thread, author=cast.bob, message="Brighter")
     client.force_login(cast.bob)
     response = client.post(reverse("turn_send", args=[project.pk, thread.pk]), {"message": "Brighter"})
-    assert response.status_code == 200 and "retired" in response.content.decode()
+    assert response.status_code == 400 and "retired" in response.content.decode()
     assert not Job.objects.filter(kind=Job.Kind.CONVERSE).exists()
     theirs = _root(other_project, cast.charlie)
     response = client.post(reverse("conversation_start", args=[project.pk, theirs.pk]))
