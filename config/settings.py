@@ -12,6 +12,7 @@ from pathlib import Path
 import dj_database_url
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 from config.env import envbool, envfloat, envint, envlist, envstr
 
@@ -440,6 +441,14 @@ else:
         "store_processed": False,
     }
 CELERY_TASK_DEFAULT_QUEUE = envstr("CELERY_QUEUE", "atelier")
+# Content credential checks (workspace.provenance) have a queue of their own, which every worker also
+# consumes: their retries wait as delayed messages, and the sweep reads "messages waiting in the work
+# queue" as "job messages on their way", so they must never sit in it.
+CELERY_CHECKS_QUEUE = f"{CELERY_TASK_DEFAULT_QUEUE}-checks"
+CELERY_TASK_QUEUES = (
+    Queue(CELERY_TASK_DEFAULT_QUEUE, routing_key=CELERY_TASK_DEFAULT_QUEUE),
+    Queue(CELERY_CHECKS_QUEUE, routing_key=CELERY_CHECKS_QUEUE),
+)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True

@@ -566,7 +566,14 @@ def test_it_reproduces_an_edit_with_its_inputs_and_mask_as_a_new_job(
     client.force_login(cast.bob)
     with django_capture_on_commit_callbacks() as callbacks:
         response = client.post(reverse("job_reproduce", args=[world.project.pk, world.job.pk]))
-    again = Job.objects.exclude(pk__in=[world.job.pk, world.source.job.pk, world.their_job.pk]).get()
+    earlier = [
+        world.job.pk,
+        world.source.job.pk,
+        world.their_job.pk,
+        world.turn.job_id,
+        world.their_turn.job_id,
+    ]
+    again = Job.objects.exclude(pk__in=earlier).get()
     assert response["Location"] == f"{world.project.get_absolute_url()}#job-{again.pk}"
     assert (again.status, again.kind, again.author, again.prompt) == (
         Job.Status.QUEUED,

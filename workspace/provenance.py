@@ -27,7 +27,13 @@ CHECK_CREDENTIAL = "workspace.tasks.check_credential"
 
 def _send(credential_id: int, *, countdown: float | None = None) -> None:
     try:
-        current_app.send_task(CHECK_CREDENTIAL, args=(credential_id,), countdown=countdown)
+        current_app.send_task(
+            CHECK_CREDENTIAL,
+            args=(credential_id,),
+            countdown=countdown,
+            queue=settings.CELERY_CHECKS_QUEUE,
+            routing_key=settings.CELERY_CHECKS_QUEUE,
+        )
     except BROKER_ERRORS:
         # The row stays pending: the check is a courtesy, and the image is already safe.
         logger.warning("credential %s: the broker refused its message", credential_id, exc_info=True)

@@ -15,14 +15,17 @@ PAGE = "workspace/conversation.html"
 
 
 def _thread(request: HttpRequest, project_id: int, conversation_id: int, *, writes: bool = False):
-    needs = Role.EDITOR if writes else Role.VIEWER
+    if writes:
+        # The role first, as every write does: staff outside the project are refused (403) before
+        # anyone looks for the thread.
+        access = project_access(request.user, project_id, needs=Role.EDITOR, writes=True)
+        queryset = Conversation.objects.select_related("root_image", "branched_from")
+        return access, get_object_or_404(queryset, project=access.project, pk=conversation_id)
     return object_access(
         request.user,
         Conversation.objects.select_related("root_image", "branched_from"),
         project_id=project_id,
         pk=conversation_id,
-        needs=needs,
-        writes=writes,
     )
 
 
@@ -45,14 +48,8 @@ def _context(access, conversation: Conversation, form: TurnForm | None = None, p
 @login_required
 @require_POST
 def conversation_start(request: HttpRequest, project_id: int, image_id: int) -> HttpResponse:
-    access, image = object_access(
-        request.user,
-        Image.objects.visible(),
-        project_id=project_id,
-        pk=image_id,
-        needs=Role.EDITOR,
-        writes=True,
-    )
+    access = project_access(request.user, project_id, needs=Role.EDITOR, writes=True)
+    image = get_object_or_404(Image.objects.visible(), project=access.project, pk=image_id)
     try:
         conversation = conversations.conversation_start(
             project=access.project, author=request.user, image=image
@@ -108,7 +105,8 @@ def turn_branch(request: HttpRequest, project_id: int, conversation_id: int, tur
 @require_POST
 def credential_check(request: HttpRequest, project_id: int) -> HttpResponse:
     """Check a photo someone has (not stored): does it carry an OpenAI content credential?"""
-    access = project_access(request.user, project_id, needs=Role.EDITOR)
+    # writes: an archived project refuses it like any action on it, though nothing is stored.
+    access = project_access(request.user, project_id, needs=Role.EDITOR, writes=True)
     form = CredentialCheckForm(request.POST, request.FILES)
     verdict = None
     status = 400
