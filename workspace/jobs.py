@@ -123,7 +123,9 @@ def edit_create(
 def job_reproduce(*, job: Job, author) -> Job:
     """The same request again: same prompt, parameters, inputs and mask, as a new job."""
     params = job.request_fields()
-    if not job.is_edit:
+    # A conversation turn is reproduced as a one-shot edit of the image it edited, with its message:
+    # the conversation's context lives in OpenAI's stored response, which a new thread would not share.
+    if not job.is_edit and not job.is_turn:
         return job_create(project=job.project, author=author, prompt=job.prompt, params=params)
     inputs = [item.image or item.reference for item in job.inputs.select_related("image", "reference")]
     mask = None
