@@ -248,3 +248,39 @@ def test_the_stand_in_refuses_what_the_service_refuses(standin):
     )
     assert check.results[0].validation_state == "not_present"
     assert imageapi  # the workspace's own client is the same SDK
+
+
+@pytest.mark.django_db
+def test_a_turn_continuing_a_response_openai_no_longer_has_fails_in_words(cast, project, standin):
+    root = _root(project, cast.bob)
+    thread = conversations.conversation_start(project=project, author=cast.bob, image=root)
+    first = conversations.turn_send(conversation=thread, author=cast.bob, message="Make it a lime")
+    first.job = run(first.job)
+    assert first.job.status == Job.Status.SUCCEEDED, first.job.error_message
+    first.refresh_from_db()
+    first.response_id = "resp_forgotten"  # as if the stored response had expired at OpenAI
+    first.save()
+    branch = conversations.conversation_branch(turn=first, author=cast.bob)
+    turn = conversations.turn_send(conversation=branch, author=cast.bob, message="Bluer")
+    job = run(turn.job)
+    assert job.status == Job.Status.FAILED
+    assert "Previous response with id 'resp_forgotten' not found" in job.error_message
+    assert _responses(standin)[-1].fields["previous_response_id"] == "resp_forgotten"
+    assert not LedgerEntry.objects.filter(job=job).exists()  # a refused call costs nothing
+    assert job.reserved_cost == 0
+
+
+@pytest.mark.django_db
+def test_the_zip_metadata_carries_the_credential_and_names_derived_files(cast, project):
+    from workspace import export
+
+    root = _root(project, cast.bob)
+    credential = ContentCredential.objects.create(image=root)
+    provenance.credential_check(credential_id=credential.pk)
+    images = export.prefetch_for_export(Image.objects.filter(pk=root.pk))
+    record = export.export_metadata(images)["images"][0]
+    assert record["content_credentials"]["verdict"] == "verified"
+    assert record["content_credentials"]["model"] == "gpt-image-2"
+    assert {"kind": "thumbnail", "derived_from": "file", "carries_credential": False} in record[
+        "derived_files"
+    ]
