@@ -12,6 +12,7 @@ from pathlib import Path
 import dj_database_url
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 from config.env import envbool, envfloat, envint, envlist, envstr
 
@@ -330,6 +331,13 @@ if not _budget_ok:
         f"not {_default_project_budget!r}."
     )
 
+# Conversations (workspace.conversations): the Responses API model that reads each message and drives the
+# image_generation tool. The image model is the thread's own and is always named in the request.
+CONVERSATION_MODEL = envstr("CONVERSATION_MODEL", "gpt-5.5")
+# A content provenance check that fails is tried again later (backoff), at most this many times.
+PROVENANCE_MAX_ATTEMPTS = envint("PROVENANCE_MAX_ATTEMPTS", 6, minimum=1)
+PROVENANCE_RETRY_BASE_SECONDS = envfloat("PROVENANCE_RETRY_BASE_SECONDS", 30.0)
+
 # One API call may take this long before we give up on it (the SDK's own default is 600 s).
 OPENAI_CALL_TIMEOUT = envfloat("OPENAI_CALL_TIMEOUT", 300.0)
 # A job's whole life, retries included; each call's timeout is cut to fit what remains.
@@ -439,6 +447,14 @@ else:
         "store_processed": False,
     }
 CELERY_TASK_DEFAULT_QUEUE = envstr("CELERY_QUEUE", "atelier")
+# Content credential checks (workspace.provenance) have a queue of their own, which every worker also
+# consumes: their retries wait as delayed messages, and the sweep reads "messages waiting in the work
+# queue" as "job messages on their way", so they must never sit in it.
+CELERY_CHECKS_QUEUE = f"{CELERY_TASK_DEFAULT_QUEUE}-checks"
+CELERY_TASK_QUEUES = (
+    Queue(CELERY_TASK_DEFAULT_QUEUE, routing_key=CELERY_TASK_DEFAULT_QUEUE),
+    Queue(CELERY_CHECKS_QUEUE, routing_key=CELERY_CHECKS_QUEUE),
+)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True

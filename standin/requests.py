@@ -29,6 +29,7 @@ class RecordedRequest:
     completed: bool = False
     completed_at: float = 0.0  # time.time() when the last byte was written
     request_id: str = ""
+    response_id: str = ""  # /v1/responses: the id of the response answered
 
     def summary(self) -> dict[str, Any]:
         """JSON-friendly view without file bytes or the API key."""

@@ -12,6 +12,7 @@ from typing import Any
 
 from PIL import Image, ImageChops, ImageDraw, ImageFont, ImageOps
 
+from standin import provenance
 from standin.capabilities import OUTPUT_TOKENS_AT_1024
 from standin.faults import PROMPT_FAULT_PATTERN
 from standin.validation import ImageJob
@@ -126,7 +127,8 @@ def render_image(job: ImageJob, index: int) -> Image.Image:
     return picture
 
 
-def encode_image(image: Image.Image, output_format: str, compression: int) -> bytes:
+def encode_image(image: Image.Image, output_format: str, compression: int, model: str = "") -> bytes:
+    """The encoded image; with `model`, carrying the stand-in's signed credential (standin.provenance)."""
     buffer = io.BytesIO()
     if output_format == "png":
         image.save(buffer, "PNG", compress_level=1)
@@ -134,7 +136,7 @@ def encode_image(image: Image.Image, output_format: str, compression: int) -> by
         image.convert("RGB").save(buffer, "JPEG", quality=max(1, compression))
     else:
         image.save(buffer, "WEBP", quality=compression, method=0)
-    return buffer.getvalue()
+    return provenance.sign(buffer.getvalue(), output_format, model) if model else buffer.getvalue()
 
 
 def partial_image(final: Image.Image, partial_index: int, partial_count: int) -> Image.Image:
@@ -151,7 +153,7 @@ def _b64(data: bytes) -> str:
 @functools.lru_cache(maxsize=32)
 def _generated_b64(job_key: tuple[Any, ...], index: int) -> str:
     job = ImageJob(*job_key)
-    return _b64(encode_image(render_image(job, index), job.output_format, job.compression))
+    return _b64(encode_image(render_image(job, index), job.output_format, job.compression, job.model))
 
 
 @functools.lru_cache(maxsize=32)
@@ -162,7 +164,7 @@ def _stream_payloads(job_key: tuple[Any, ...], partials: int) -> tuple[list[str]
         _b64(encode_image(partial_image(final, index, partials), job.output_format, 80))
         for index in range(partials)
     ]
-    return previews, _b64(encode_image(final, job.output_format, job.compression))
+    return previews, _b64(encode_image(final, job.output_format, job.compression, job.model))
 
 
 def stream_payloads(job: ImageJob) -> tuple[list[str], str]:
@@ -176,7 +178,7 @@ def final_image_b64(job: ImageJob, index: int) -> str:
     if job.source is None:  # generations are pure functions of their parameters: cache repeated prompts
         key = (job.model, job.prompt, job.n, job.width, job.height, job.quality, job.background)
         return _generated_b64((*key, job.output_format, job.compression), index)
-    return _b64(encode_image(render_image(job, index), job.output_format, job.compression))
+    return _b64(encode_image(render_image(job, index), job.output_format, job.compression, job.model))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import random
+import re
 import secrets
 import socket
 import sys
@@ -22,8 +23,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from standin import provenance
 from standin.batches import BatchService
 from standin.capabilities import MAX_BODY_BYTES
+from standin.conversation import Conversations, TurnRun, resolve_turn
 from standin.errors import ApiError
 from standin.faults import FAULT_PATTERN, LATE_FAULTS, PROMPT_FAULT_PATTERN, fault_error
 from standin.requests import RecordedRequest, coerce_form_fields, json_edit_files, parse_multipart
@@ -111,6 +114,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._image_request(path, body)
             elif path.startswith(("/v1/files", "/v1/batches")):
                 self._batch_api("POST", path, body)
+            elif path == "/v1/responses":
+                self._responses_request(path, body)
+            elif path == "/v1/content_provenance_checks":
+                self._provenance_request(path, body)
             else:
                 self._send_error(ApiError(f"Invalid URL (POST {path})", status=404))
         except ApiError as error:  # only an oversized body gets here; its bytes are still unread
@@ -253,6 +260,92 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(200, body)
         record.completed, record.completed_at = True, time.time()
 
+    def _authorised(self, record: RecordedRequest) -> bool:
+        authorization = self.headers.get("authorization", "")
+        if authorization.startswith("Bearer ") and authorization[7:].strip():
+            return True
+        self._send_error(ApiError("You didn't provide an API key.", status=401), record)
+        return False
+
+    def _responses_request(self, path: str, body: bytes) -> None:
+        standin = self.server.standin
+        record = RecordedRequest(path=path, headers={k.lower(): v for k, v in self.headers.items()})
+        record.request_id = self.request_id
+        standin._record(record)
+        try:
+            fields = json.loads(body or b"{}")
+            if not isinstance(fields, dict):
+                raise ValueError("the body is not a JSON object")
+        except ValueError:
+            return self._send_error(ApiError("We could not parse the JSON body of your request."), record)
+        # Kept without the images' base64, which tests do not need to read back.
+        record.fields = json.loads(re.sub(r'"data:image/[^"]*"', '"data:…"', json.dumps(fields)))
+        if not self._authorised(record):
+            return None
+        record.fault = fault = standin._next_fault(None)
+        if fault is not None:
+            model = fields.get("model") if isinstance(fields.get("model"), str) else "gpt-5.5"
+            return self._send_error(fault_error(fault, model, self.request_id), record)
+        try:
+            turn = resolve_turn(fields, standin.conversations)
+        except ApiError as error:
+            return self._send_error(error, record)
+        run = TurnRun(turn, standin.conversations)
+        record.status = 200
+        record.sent_sha256 = [_sha256_of_b64(run.result_b64)]
+        record.response_id = run.id
+        if not turn.stream:
+            standin._sleep(standin._latency_sample())
+            self._send_json(200, run.response())
+        else:
+            events = run.events()
+            pause = standin._latency_sample() / max(1, len(run.partials) + 1)
+            self._send_headers(
+                200,
+                "text/event-stream; charset=utf-8",
+                {"cache-control": "no-cache", "transfer-encoding": "chunked"},
+            )
+            for event in events:
+                if event["type"].endswith((".partial_image", ".completed")):
+                    standin._sleep(pause)
+                self._write_event(event)
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        record.completed, record.completed_at = True, time.time()
+        return None
+
+    def _provenance_request(self, path: str, body: bytes) -> None:
+        standin = self.server.standin
+        record = RecordedRequest(path=path, headers={k.lower(): v for k, v in self.headers.items()})
+        record.request_id = self.request_id
+        standin._record(record)
+        content_type = self.headers.get("content-type", "")
+        if not content_type.startswith("multipart/form-data"):
+            return self._send_error(ApiError("Send the file as multipart/form-data."), record)
+        try:
+            _fields, record.files = parse_multipart(content_type, body)
+        except ApiError as error:
+            return self._send_error(error, record)
+        if not self._authorised(record):
+            return None
+        with standin._lock:
+            failing = standin.provenance_failures > 0
+            standin.provenance_failures -= failing
+        if failing:
+            return self._send_error(
+                ApiError("The server had an error processing your request.", status=500, type="server_error"),
+                record,
+            )
+        files = [part for part in record.files if part[0] == "file"]
+        if len(files) != 1 or not files[0][3]:
+            return self._send_error(
+                ApiError("Missing required parameter: 'file'.", "file", "missing_required_parameter"), record
+            )
+        record.status = 200
+        self._send_json(200, provenance.check(files[0][3]))
+        record.completed, record.completed_at = True, time.time()
+        return None
+
     def _stream(self, job: ImageJob, event_prefix: str, record: RecordedRequest) -> None:
         standin = self.server.standin
         pause = standin._latency_sample() / (job.partial_images + 1)  # spread the latency over the events
@@ -305,6 +398,8 @@ class StandinServer:
         self.latency, self.latency_jitter = latency, latency_jitter
         self.log_requests = log_requests
         self.requests: list[RecordedRequest] = []
+        self.conversations = Conversations()  # stored responses, for previous_response_id
+        self.provenance_failures = 0  # the next this many provenance checks answer 500
         self._faults: deque[str] = deque()
         # The Files and Batch APIs; knobs: batches.batch_seconds, batches.batch_expire_after.
         self.batches = BatchService(self._next_fault)
@@ -394,6 +489,7 @@ class StandinServer:
         with self._lock:
             self._faults.clear()
             self.requests.clear()
+            self.provenance_failures = 0
         self.batches.reset()
 
     def _record(self, record: RecordedRequest) -> None:

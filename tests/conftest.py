@@ -114,7 +114,7 @@ def _seed_prices() -> None:
 
     from django.apps import apps
 
-    for migration in ("0003_seed_prices", "0009_spend_controls"):
+    for migration in ("0003_seed_prices", "0009_spend_controls", "0018_seed_mainline_price"):
         importlib.import_module(f"workspace.migrations.{migration}").seed(apps, None)
 
 

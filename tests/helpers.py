@@ -112,6 +112,7 @@ def ladder(*, project, author, steps: int) -> list:
 def purge_queue() -> None:
     with app.connection_for_write() as conn:
         conn.default_channel.queue_purge(settings.CELERY_TASK_DEFAULT_QUEUE)
+        conn.default_channel.queue_purge(settings.CELERY_CHECKS_QUEUE)
 
 
 def wait_for(predicate, *, timeout: float, interval: float = 0.1, what: str = "condition"):

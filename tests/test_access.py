@@ -40,6 +40,7 @@ from workspace.campaign_models import BrandKit, BrandKitVersion, PromptTemplate,
 from workspace.models import (
     ROLE_RANK,
     Comment,
+    Conversation,
     Favourite,
     Image,
     Job,
@@ -47,6 +48,7 @@ from workspace.models import (
     Project,
     Reference,
     Role,
+    Turn,
     WebhookDelivery,
     WebhookEndpoint,
 )
@@ -218,6 +220,14 @@ ROUTES: dict[str, Route] = {
         get=Role.EDITOR, post=Role.EDITOR, data=lambda world: {"name": "Shot", "text": "A {product} v2"}
     ),
     "template_archive": write(Role.EDITOR),
+    # Conversations and content credentials.
+    "conversation_start": write(Role.EDITOR),
+    "conversation": Route(),
+    "turn_send": write(Role.EDITOR, lambda world: {"message": "Make the lemon a lime"}),
+    "turn_branch": write(Role.EDITOR),
+    "credential_check": write(
+        Role.EDITOR, lambda world: _upload(world) | {"file": _upload(world)["files"][0]}
+    ),
 }
 
 # --- The objects a URL names ---------------------------------------------------------------------------
@@ -246,6 +256,10 @@ class World:
     their_kit: BrandKit
     template: PromptTemplate
     their_template: PromptTemplate
+    conversation: Conversation  # about source, with one finished turn
+    turn: Turn
+    their_conversation: Conversation
+    their_turn: Turn
 
 
 @dataclass(frozen=True)
@@ -268,7 +282,27 @@ KWARGS: dict[str, Kwarg] = {
     "number": Kwarg(lambda w: 1),  # kit_version, template_version: the first version
     "variant": Kwarg(lambda w: "file"),  # reference_file, image_composite
     "target": Kwarg(lambda w: "webp"),  # image_convert
+    "conversation_id": Kwarg(lambda w: w.conversation.pk, lambda w: w.their_conversation.pk),
+    "turn_id": Kwarg(lambda w: w.turn.pk, lambda w: w.their_turn.pk),
 }
+
+
+def _thread(project, author, root: Image) -> tuple[Conversation, Turn]:
+    conversation = Conversation.objects.create(
+        project=project, author=author, root_image=root, mainline_model="gpt-5.5", image_model="gpt-image-2"
+    )
+    job = JobFactory(project=project, author=author, succeeded=True, kind=Job.Kind.CONVERSE)
+    image = ImageFactory(job=job)
+    turn = Turn.objects.create(
+        conversation=conversation,
+        index=0,
+        message="Make it brighter",
+        job=job,
+        source_image=root,
+        response_id="resp_earlier",
+        image=image,
+    )
+    return conversation, turn
 
 
 @pytest.fixture
@@ -287,6 +321,8 @@ def world(cast, project, other_project) -> World:
     their_image = ImageFactory(job__project=other_project, job__author=cast.charlie)
     endpoint = WebhookEndpointFactory(project=project)
     their_endpoint = WebhookEndpointFactory(project=other_project)
+    conversation, turn = _thread(project, cast.bob, source)
+    their_conversation, their_turn = _thread(other_project, cast.charlie, their_image)
     return World(
         project=project,
         other_project=other_project,
@@ -307,6 +343,10 @@ def world(cast, project, other_project) -> World:
         their_kit=brand_kit_version(project=other_project).kit,
         template=template_version(project=project).template,
         their_template=template_version(project=other_project).template,
+        conversation=conversation,
+        turn=turn,
+        their_conversation=their_conversation,
+        their_turn=their_turn,
     )
 
 
@@ -564,7 +604,14 @@ def test_it_reproduces_an_edit_with_its_inputs_and_mask_as_a_new_job(
     client.force_login(cast.bob)
     with django_capture_on_commit_callbacks() as callbacks:
         response = client.post(reverse("job_reproduce", args=[world.project.pk, world.job.pk]))
-    again = Job.objects.exclude(pk__in=[world.job.pk, world.source.job.pk, world.their_job.pk]).get()
+    earlier = [
+        world.job.pk,
+        world.source.job.pk,
+        world.their_job.pk,
+        world.turn.job_id,
+        world.their_turn.job_id,
+    ]
+    again = Job.objects.exclude(pk__in=earlier).get()
     assert response["Location"] == f"{world.project.get_absolute_url()}#job-{again.pk}"
     assert (again.status, again.kind, again.author, again.prompt) == (
         Job.Status.QUEUED,

@@ -211,7 +211,7 @@ def test_an_editor_makes_two_custom_size_images_and_downloads_one(page, make_use
     job = wait_until_finished(Job.objects.get(project=project).pk)
     assert job.status == Job.Status.SUCCEEDED and job.attempts == 1
     assert (job.size, job.n) == ("1536x864", 2)
-    sent = standin.requests[-1].fields
+    sent = [record for record in standin.requests if record.path.startswith("/v1/images/")][-1].fields
     assert (sent["size"], sent["n"], sent["model"]) == ("1536x864", 2, "gpt-image-2")
 
     # 5. The image page, and a download that is the original PNG.
@@ -591,3 +591,61 @@ def test_no_page_breaks_the_content_security_policy(page, make_user, standin, tm
     assert not violations, violations
     # The admin's pages name no icon, so Chromium asks for /favicon.ico: not ours to answer.
     assert not [line for line in console if "/favicon.ico'" not in line], console
+
+
+def test_refine_an_image_over_two_turns_then_branch_the_first(page, make_user, standin):
+    from workspace.models import ContentCredential, Conversation, Turn
+
+    maya = make_user("maya")
+    project = project_for(maya)
+    root = run(create_job(project=project, author=maya, prompt="A lemon on a blue table")).images.get()
+    log_in(page, "maya")
+
+    # 1. From the image page, open a conversation about it.
+    page.goto(root.get_absolute_url())
+    page.get_by_role("button", name="Refine in conversation").click()
+    expect(page.get_by_role("heading", name="Refine in conversation", level=1)).to_be_visible(timeout=NOW)
+    thread = Conversation.objects.get(root_image=root)
+
+    # 2. Two turns, each from the keyboard-usable form; the answer arrives through polling.
+    standin.latency = 1.0
+    for number, message in enumerate(("Make the lemon a lime", "Now put it on a red plate"), start=1):
+        page.get_by_label("Your message").fill(message)
+        page.get_by_role("button", name="Send").click()
+        turns = page.locator("#turns > li.turn")
+        expect(turns).to_have_count(number, timeout=NOW)
+        expect(turns.nth(number - 1).get_by_role("img", name=re.compile(f"Turn {number}:"))).to_be_visible()
+        expect(turns.nth(number - 1)).to_contain_text("gpt-5.5")  # its ledger lines, mainline included
+    first, second = Turn.objects.filter(conversation=thread).order_by("index")
+    assert second.parent_id == first.pk and second.source_image_id == first.image_id
+    for width, height, name in ((1280, 900, "desktop"), (390, 844, "phone")):
+        page.set_viewport_size({"width": width, "height": height})
+        page.screenshot(path=f"/tmp/atelier-conversation-{name}.png", full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+    # 3. Branch the first turn: a new thread starting from its image and response.
+    page.get_by_role("button", name="Branch a new thread from turn 1").click()
+    expect(page.get_by_text("Branched from")).to_be_visible(timeout=NOW)
+    branch = Conversation.objects.exclude(pk=thread.pk).get()
+    assert branch.branched_from_id == first.pk and branch.root_image_id == first.image_id
+    page.get_by_label("Your message").fill("Make it a blood orange instead")
+    page.get_by_role("button", name="Send").click()
+    expect(
+        page.locator("#turns > li.turn").first.get_by_role("img", name=re.compile("Turn 1:"))
+    ).to_be_visible()
+    branched = Turn.objects.get(conversation=branch)
+    sent = [record for record in standin.requests if record.path == "/v1/responses"]
+    assert sent[-1].fields["previous_response_id"] == first.response_id
+
+    # 4. The branched turn's image page shows its credential once the worker has checked it.
+    for _ in range(100):
+        if ContentCredential.objects.filter(image_id=branched.image_id, state="checked").exists():
+            break
+        page.wait_for_timeout(100)
+    page.goto(branched.image.get_absolute_url())
+    expect(page.locator("#credentials")).to_contain_text("verified", timeout=NOW)
+    for width, height, name in ((1280, 900, "desktop"), (390, 844, "phone")):
+        page.set_viewport_size({"width": width, "height": height})
+        page.screenshot(path=f"/tmp/atelier-image-credentials-{name}.png", full_page=True)
+    standin.latency = 0.0
+    wait_until_finished(branched.job_id)

@@ -145,7 +145,7 @@ def test_a_retried_call_that_failed_before_usage_costs_nothing_and_says_so(clien
     client.force_login(cast.bob)
     page = client.get(reverse("job_detail", args=[project.pk, job.pk])).content.decode()
     assert "nothing charged" in page
-    assert f"${succeeded.charge.cost.quantize(Decimal('0.001'))}" in page
+    assert f"${succeeded.charges.get().cost.quantize(Decimal('0.001'))}" in page
 
 
 def test_a_max_quality_sunburst_job_is_charged_real_money(project, cast, standin, client):

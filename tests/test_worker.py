@@ -83,14 +83,14 @@ def test_a_submitted_job_goes_through_redis_and_a_worker(
     job = Job.objects.get()
     _wait_for(lambda: _status(job.pk) == "succeeded", timeout=20, what="the job to succeed")
     assert job.images.count() == 2
-    assert len(standin.requests) == 1
+    assert len(_image_calls(standin)) == 1
 
     # Duplicate deliveries of the same message find the job done and call nothing.
     runs.wait_for(job.pk)
     run_job.delay(job.pk)
     run_job.delay(job.pk)
     runs.wait_for(job.pk, times=3)
-    assert len(standin.requests) == 1
+    assert len(_image_calls(standin)) == 1
     assert job.images.count() == 2
 
 
@@ -151,3 +151,8 @@ def test_a_job_whose_message_was_lost_is_sent_again(team, standin, processes):
     _wait_for(lambda: _status(job.pk) == "succeeded", timeout=40, what="the sweep to resend the lost job")
     job.refresh_from_db()
     assert job.attempts == 1
+
+
+def _image_calls(standin) -> list:
+    """The image calls the stand-in received (each output's provenance check is a request too)."""
+    return [record for record in standin.requests if record.path.startswith("/v1/images/")]

@@ -49,6 +49,7 @@ def prefetch_for_export(queryset: QuerySet) -> list[Image]:
             "job__template_version__template",
             "job__brand_kit_version__kit",
             "job__campaign",
+            "content_credential",
         ).prefetch_related(
             Prefetch(
                 "job__inputs", queryset=JobInput.objects.select_related("reference").order_by("position")
@@ -124,6 +125,18 @@ def _record(image: Image, file: str | None) -> dict:
             "mask": bool(job.mask),
         },
         "pasted_back": bool(image.composite),
+        # The credential is the original's (the file in this archive, byte for byte as OpenAI sent it).
+        "content_credentials": image.credential.as_metadata() if image.credential else {"verdict": "pending"},
+        # Re-encoded files carry no credential: each says it is derived from the checked original.
+        "derived_files": [
+            {"kind": kind, "derived_from": "file", "carries_credential": False}
+            for kind, present in (
+                ("thumbnail", bool(image.thumbnail)),
+                ("pasted_back_png", bool(image.composite)),
+                ("format_conversions", True),
+            )
+            if present
+        ],
         "made_with": made_with(job),
     }
 

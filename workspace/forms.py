@@ -475,3 +475,19 @@ class WebhookForm(forms.Form):
         initial=[event.value for event in SUBSCRIBABLE[:2]],
         error_messages={"required": "Choose at least one event."},
     )
+
+
+class TurnForm(forms.Form):
+    message = forms.CharField(
+        label="Your message",
+        max_length=4000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Say what to change; everything else is kept. For example: make the jacket red.",
+    )
+
+
+class CredentialCheckForm(forms.Form):
+    file = forms.FileField(
+        label="Photo to check",
+        help_text="PNG, JPEG, WebP or GIF. It is sent to OpenAI's provenance check and not stored.",
+    )

@@ -110,6 +110,8 @@ class CallFacts:
     quality: str = ""
     background: str = ""
     output_format: str = ""
+    # Responses API calls: the response's id, which the next turn continues from.
+    response_id: str = ""
 
 
 @dataclass
@@ -407,3 +409,194 @@ def call(
     facts.output_format = outcome.output_format
     facts.usage = _usage_json(outcome.usage)
     return CallResult(images=outcome.images, facts=facts)
+
+
+# --- The Responses API, for conversation turns ------------------------------------------------------------
+
+
+def _data_url(data: bytes, content_type: str) -> str:
+    return f"data:{content_type};base64,{pybase64.b64encode(data).decode('ascii')}"
+
+
+def turn_request(
+    *,
+    mainline_model: str,
+    image_model: str,
+    message: str,
+    previous_response_id: str,
+    first_image: FileTuple | None,
+) -> dict:
+    """The Responses API request of one conversation turn, exactly as sent.
+
+    The image model is always named: the tool's default has changed between SDK versions (a retired
+    model once), and the workspace must say what it pays for. The first turn of a thread shows the
+    image; later ones continue the stored response, which already holds it.
+    """
+    content: list[dict] = [{"type": "input_text", "text": message}]
+    if first_image is not None:
+        _name, data, content_type = first_image
+        content.append({"type": "input_image", "image_url": _data_url(data, content_type)})
+    params: dict = {
+        "model": mainline_model,
+        "input": [{"role": "user", "content": content}],
+        "tools": [
+            {
+                "type": "image_generation",
+                "model": image_model,
+                "action": "edit",
+                "partial_images": PARTIAL_IMAGES,
+            }
+        ],
+        "tool_choice": {"type": "image_generation"},
+    }
+    if previous_response_id:
+        params["previous_response_id"] = previous_response_id
+    return params
+
+
+def _dump(value) -> dict | None:
+    if value is None:
+        return None
+    return value if isinstance(value, dict) else value.model_dump(mode="json")
+
+
+def _read_response_stream(response, on_partial: PartialHandler | None) -> dict:
+    """The final Response (as JSON) of a streamed Responses API call, handing partial images over."""
+    final = None
+    for event in _sse_events(response):
+        kind = event.get("type") or ""
+        if kind == "response.image_generation_call.partial_image":
+            if on_partial is not None:
+                index = int(event.get("partial_image_index") or 0)
+                on_partial(index, _b64decode(event["partial_image_b64"]))
+        elif kind in ("response.completed", "response.failed", "response.incomplete"):
+            final = event.get("response") or {}
+    if final is None:
+        raise ValueError("the stream ended without a final response")
+    return final
+
+
+class ResponseFailed(Exception):
+    """The response finished without an image (failed, incomplete, or the tool's call failed)."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _turn_outcome(final: dict) -> tuple[Outcome, str]:
+    """The image of a finished response, and the response id; ResponseFailed when there is none."""
+    if final.get("status") not in (None, "completed"):
+        error = final.get("error") or {}
+        raise ResponseFailed(
+            str(error.get("message") or f"the response is {final.get('status')}"),
+            str(error.get("code") or ""),
+        )
+    calls = [item for item in final.get("output") or [] if item.get("type") == "image_generation_call"]
+    done = [item for item in calls if item.get("result")]
+    if not done:
+        error = next((item.get("error") for item in calls if item.get("error")), None) or {}
+        raise ResponseFailed(
+            str(error.get("message") or "the response has no image"), str(error.get("code") or "")
+        )
+    item = done[-1]
+    return (
+        Outcome(
+            images=[GeneratedImage(data=_b64decode(item["result"]), index=0)],
+            size=item.get("size") or "",
+            quality=item.get("quality") or "",
+            background=item.get("background") or "",
+            output_format=item.get("output_format") or "",
+        ),
+        str(final.get("id") or ""),
+    )
+
+
+def respond(
+    *,
+    mainline_model: str,
+    image_model: str,
+    message: str,
+    previous_response_id: str,
+    first_image: FileTuple | None,
+    timeout: float,
+    on_partial: PartialHandler | None = None,
+) -> CallResult:
+    """One conversation turn: client.responses.create with the image_generation tool, streamed.
+
+    Returns the image and the facts of the call, whose usage holds both priced parts (the mainline's
+    `usage` and the tool's `tool_usage.image_gen`) and the response id; raises CallFailure like `call`.
+    """
+    client = get_client()
+    started = time.monotonic()
+    facts = CallFacts(endpoint="responses.create")
+    params = turn_request(
+        mainline_model=mainline_model,
+        image_model=image_model,
+        message=message,
+        previous_response_id=previous_response_id,
+        first_image=first_image,
+    )
+    try:
+        raw = client.responses.with_raw_response.create(**params, stream=True, timeout=timeout)
+        facts.http_status = raw.status_code
+        facts.request_id = raw.headers.get("x-request-id", "")
+        try:
+            final = _read_response_stream(raw.http_response, on_partial)
+        finally:
+            raw.http_response.close()
+        facts.response_id = str(final.get("id") or "")
+        # Usage first: a response that ran but made no image is still billed for what it used.
+        facts.usage = {
+            "model": mainline_model,
+            "image_model": image_model,
+            "response_id": facts.response_id,
+            "response": _dump(final.get("usage")),
+            "image_gen": _dump((final.get("tool_usage") or {}).get("image_gen")),
+        }
+        outcome, _ = _turn_outcome(final)
+    except ResponseFailed as error:
+        facts.latency_ms = int((time.monotonic() - started) * 1000)
+        facts.error_type = "ResponseFailed"
+        facts.error_detail = str(error)[:2000]
+        if error.code in ("moderation_blocked", "content_policy_violation"):
+            failure = CallFailure(REASONS["moderation_blocked"], transient=False, code="moderation_blocked")
+        else:
+            failure = CallFailure(
+                f"OpenAI answered without an image: {str(error)[:300]}",
+                transient=False,
+                code=error.code or "no_image",
+            )
+        failure.facts = facts
+        raise failure from error
+    except (openai.APIError, ValueError, binascii.Error, TypeError, KeyError, AttributeError) as error:
+        failure = classify(error)
+        facts.usage = None  # nothing finished, nothing billed
+        facts.latency_ms = int((time.monotonic() - started) * 1000)
+        facts.error_type = type(error).__name__
+        facts.error_detail = str(error)[:2000]
+        if isinstance(error, openai.APIStatusError):
+            facts.http_status = error.status_code
+            facts.request_id = error.request_id or ""
+        failure.facts = facts
+        raise failure from error
+    facts.latency_ms = int((time.monotonic() - started) * 1000)
+    facts.size = outcome.size
+    facts.quality = outcome.quality
+    facts.background = outcome.background
+    facts.output_format = outcome.output_format
+    return CallResult(images=outcome.images, facts=facts)
+
+
+def check_provenance(*, data: bytes, filename: str, content_type: str, timeout: float = 60.0) -> dict:
+    """OpenAI's content provenance check of one file: its C2PA and SynthID results, as JSON.
+
+    Raises CallFailure (transient or not), like an image call, so the caller decides when to try again.
+    """
+    try:
+        result = get_client().content_provenance_checks.create(
+            file=(filename, data, content_type), timeout=timeout
+        )
+    except (openai.APIError, ValueError, TypeError) as error:
+        raise classify(error) from error
+    return result.model_dump(mode="json")

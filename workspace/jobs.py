@@ -184,7 +184,9 @@ def job_reproduce(*, job: Job, author) -> Job:
         "brand_kit_version": job.brand_kit_version,
         "variables": job.variables,
     }
-    if not job.is_edit:
+    # A conversation turn is reproduced as a one-shot edit of the image it edited, with its message:
+    # the conversation's context lives in OpenAI's stored response, which a new thread would not share.
+    if not job.is_edit and not job.is_turn:
         return job_create(project=job.project, author=author, prompt=job.prompt, params=params, origin=origin)
     inputs = [item.image or item.reference for item in job.inputs.select_related("image", "reference")]
     mask = None

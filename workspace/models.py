@@ -3,6 +3,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import connection, models
@@ -480,6 +481,9 @@ class Job(models.Model):
     class Kind(models.TextChoices):
         GENERATE = "generate", "Generation"
         EDIT = "edit", "Edit"
+        # One message of a conversation (workspace.conversations): a Responses API call with the
+        # image_generation tool, editing the previous turn's image.
+        CONVERSE = "converse", "Conversation turn"
 
     class Lane(models.IntegerChoices):
         # Claimed in this order; a person waiting at the Studio goes before work nobody watches.
@@ -651,6 +655,9 @@ class Job(models.Model):
     @property
     def is_overnight(self) -> bool:
         return self.lane == self.Lane.OVERNIGHT
+
+    def is_turn(self) -> bool:
+        return self.kind == self.Kind.CONVERSE
 
     @property
     def streams_previews(self) -> bool:
@@ -968,6 +975,13 @@ class Image(models.Model):
         return formats.content_type(self.format)
 
     @property
+    def credential(self) -> "ContentCredential | None":
+        try:
+            return self.content_credential
+        except ObjectDoesNotExist:
+            return None
+
+    @property
     def download_name(self) -> str:
         return f"atelier-{self.project_id}-{self.job_id}-{self.index + 1}.{formats.extension(self.format)}"
 
@@ -1036,7 +1050,14 @@ class Price(models.Model):
 class LedgerEntry(models.Model):
     """One charge: an API call that returned usage. Append-only; unique per call, so never charged twice."""
 
-    api_call = models.OneToOneField(ApiCall, on_delete=models.PROTECT, related_name="charge")
+    class Part(models.TextChoices):
+        # A call is priced in parts: an Images API call has one; a Responses API call has the image
+        # tool's tokens at the image model's rates and the mainline model's tokens at its own.
+        IMAGE = "image", "Image model"
+        MAINLINE = "mainline", "Mainline model"
+
+    api_call = models.ForeignKey(ApiCall, on_delete=models.PROTECT, related_name="charges")
+    part = models.CharField(max_length=10, choices=Part.choices, default=Part.IMAGE)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="charges")
     project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="charges")
     job = models.ForeignKey(Job, on_delete=models.PROTECT, related_name="charges")
@@ -1064,6 +1085,8 @@ class LedgerEntry(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         verbose_name_plural = "ledger entries"
+        # Never charged twice: one line per part of a call, whoever writes it how often.
+        constraints = [models.UniqueConstraint(fields=["api_call", "part"], name="one_charge_per_call_part")]
         indexes = [
             models.Index(fields=["user", "created_at"], name="ledger_user_time"),
             models.Index(fields=["project", "created_at"], name="ledger_project_time"),
@@ -1314,6 +1337,127 @@ class AuditEvent(models.Model):
         return [
             (name, before.get(name, "–"), after.get(name, "–")) for name in dict.fromkeys([*before, *after])
         ]
+
+
+class Conversation(models.Model):
+    """A thread of directed edits of one image through the Responses API (workspace.conversations).
+
+    Each turn is a job; the thread names the mainline model that reads the messages and the image model
+    the image_generation tool is told to use (always explicit: the tool's default has changed under
+    people before). A thread branched from a turn of another starts from that turn's image and response.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="conversations")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    root_image = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="conversations")
+    branched_from = models.ForeignKey(
+        "Turn", null=True, blank=True, on_delete=models.SET_NULL, related_name="branches"
+    )
+    mainline_model = models.CharField(max_length=64)
+    image_model = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Conversation {self.pk} on image {self.root_image_id}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("conversation", args=[self.project_id, self.pk])
+
+
+class Turn(models.Model):
+    """One message of a conversation and what came back: its job, its response id and its image.
+
+    `parent` is the turn whose response this one continues (previous_response_id) and whose image it
+    edits; the first turn of a fresh thread has none and sends `source_image` itself.
+    """
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="turns")
+    index = models.PositiveSmallIntegerField()
+    message = models.TextField(max_length=4000)
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="turn")
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    source_image = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="+")
+    response_id = models.CharField(max_length=100, blank=True)
+    image = models.ForeignKey(Image, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["conversation", "index"]
+        constraints = [models.UniqueConstraint(fields=["conversation", "index"], name="one_turn_per_index")]
+
+    def __str__(self) -> str:
+        return f"turn {self.index} of conversation {self.conversation_id}"
+
+
+class ContentCredential(models.Model):
+    """What OpenAI's content provenance check said about one original (an output or an upload).
+
+    Checked once, after the file is stored, by its own task (workspace.provenance): a failed check is
+    retried with backoff and never touches the job. `checked_at` empty means not (yet) answered.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Not checked yet"
+        CHECKED = "checked", "Checked"
+        FAILED = "failed", "Could not be checked"
+
+    image = models.OneToOneField(
+        Image, null=True, blank=True, on_delete=models.CASCADE, related_name="content_credential"
+    )
+    reference = models.OneToOneField(
+        "Reference", null=True, blank=True, on_delete=models.CASCADE, related_name="content_credential"
+    )
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    c2pa_outcome = models.CharField(max_length=20, blank=True)
+    validation_state = models.CharField(max_length=20, blank=True)
+    issuer = models.CharField(max_length=200, blank=True)
+    model = models.CharField(max_length=64, blank=True)
+    generated_at = models.CharField(max_length=40, blank=True)
+    synthid_outcome = models.CharField(max_length=20, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.CharField(max_length=300, blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(image__isnull=False, reference__isnull=True)
+                | Q(image__isnull=True, reference__isnull=False),
+                name="credential_of_image_or_reference",
+            )
+        ]
+
+    def __str__(self) -> str:
+        owner = f"image {self.image_id}" if self.image_id else f"upload {self.reference_id}"
+        return f"credential of {owner}"
+
+    @property
+    def verdict(self) -> str:
+        """verified, invalid, missing, pending or unknown: what a person is told first."""
+        if self.state == self.State.PENDING:
+            return "pending"
+        if self.state == self.State.FAILED:
+            return "unknown"
+        if self.validation_state in ("trusted", "valid"):
+            return "verified"
+        if self.validation_state == "invalid":
+            return "invalid"
+        return "missing"
+
+    def as_metadata(self) -> dict:
+        return {
+            "verdict": self.verdict,
+            "c2pa_outcome": self.c2pa_outcome,
+            "validation_state": self.validation_state,
+            "issuer": self.issuer,
+            "model": self.model,
+            "generated_at": self.generated_at,
+            "synthid_outcome": self.synthid_outcome,
+            "checked_at": self.checked_at.isoformat() if self.checked_at else None,
+        }
 
 
 # Webhook endpoints, deliveries and attempts live in their own module; imported here so Django finds them.

@@ -34,7 +34,7 @@ import pybase64
 from django.db import connection, transaction
 from django.utils import timezone
 
-from workspace import imageapi, jobs, outputs, spend, webhooks, worker
+from workspace import imageapi, jobs, outputs, provenance, spend, webhooks, worker
 from workspace.models import ApiCall, Job, OvernightBatch
 
 logger = logging.getLogger(__name__)
@@ -374,6 +374,8 @@ def _collect_images(batch: OvernightBatch, job: Job, record: ApiCall, body: dict
         if stored is not None and Job.objects.batch_finish(job.pk, batch_id=batch.pk, now=now):
             worker.images_add(job=job, stored=stored, now=now)
             webhooks.job_ended(job_id=job.pk)
+            # Checked like any output once stored (workspace/provenance.py); a failed check never fails it.
+            transaction.on_commit(lambda job_id=job.pk: provenance.checks_queue(job_id=job_id))
             stored = None  # kept
         elif live and record.error_code:
             _fail_job(job, code="unreadable", message=imageapi.REASONS["unreadable"])

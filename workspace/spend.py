@@ -136,41 +136,84 @@ def simulated_now() -> bool:
 def charge(*, api_call: ApiCall, job: Job, batch: bool = False) -> None:
     """Write the charge for a call that returned usage. Calling it again for the same call changes nothing.
 
-    One INSERT … ON CONFLICT DO NOTHING on the ledger's unique call: idempotent without a SELECT and a
-    savepoint first, which every finished image would otherwise pay for. `batch`: the call is a line of
-    an overnight batch (one ApiCall per line), charged from its own usage at the price's batch share.
+    One INSERT … ON CONFLICT DO NOTHING on the ledger's unique (call, part): idempotent without a SELECT
+    and a savepoint first, which every finished image would otherwise pay for. A conversation turn's
+    Responses API call is two lines: the image tool's tokens at the image model's rates, the mainline
+    model's tokens at its own (see `turn_usage_parts`). `batch`: the call is a line of an overnight batch
+    (one ApiCall per line), charged from its own usage at the price's batch share.
     """
     if not api_call.usage:
         return
-    tokens = Tokens.from_usage(api_call.usage)
-    price, priced = _charge_price(job.model, api_call.created_at.date())
-    if price is None:
-        # No price at all (the table is empty): keep the tokens, but say so loudly.
-        logger.error("no price for %s: call %s recorded in tokens at $0", job.model, api_call.pk)
-    entry = LedgerEntry(
-        api_call=api_call,
-        user_id=job.author_id,
-        project_id=job.project_id,
-        job=job,
-        model=job.model,
-        request_id=api_call.request_id,
-        text_input_tokens=tokens.text_input,
-        cached_text_input_tokens=tokens.cached_text_input,
-        image_input_tokens=tokens.image_input,
-        cached_image_input_tokens=tokens.cached_image_input,
-        image_output_tokens=tokens.image_output,
-        text_output_tokens=tokens.text_output,
-        image_count=job.n if api_call.outcome == ApiCall.Outcome.OK else 0,
-        price=price,
-        rates=price.rates(batch=batch) if price else {},
-        priced=priced,
-        simulated=simulated_now(),
-        batch=batch,
-        cost=cost(tokens, price, batch=batch) if price else ZERO,
-        created_at=api_call.created_at,
-    )
-    LedgerEntry.objects.bulk_create([entry], ignore_conflicts=True)
-    observability.observe_charge(cost=entry.cost, simulated=entry.simulated)
+    if job.is_turn:
+        parts = turn_usage_parts(api_call.usage)
+    else:
+        parts = [(LedgerEntry.Part.IMAGE, job.model, Tokens.from_usage(api_call.usage))]
+    entries = []
+    for part, model, tokens in parts:
+        price, priced = _charge_price(model, api_call.created_at.date())
+        if price is None:
+            # No price at all (the table is empty): keep the tokens, but say so loudly.
+            logger.error("no price for %s: call %s recorded in tokens at $0", model, api_call.pk)
+        entries.append(
+            LedgerEntry(
+                api_call=api_call,
+                part=part,
+                user_id=job.author_id,
+                project_id=job.project_id,
+                job=job,
+                model=model,
+                request_id=api_call.request_id,
+                text_input_tokens=tokens.text_input,
+                cached_text_input_tokens=tokens.cached_text_input,
+                image_input_tokens=tokens.image_input,
+                cached_image_input_tokens=tokens.cached_image_input,
+                image_output_tokens=tokens.image_output,
+                text_output_tokens=tokens.text_output,
+                image_count=(
+                    job.n if api_call.outcome == ApiCall.Outcome.OK and part == LedgerEntry.Part.IMAGE else 0
+                ),
+                price=price,
+                rates=price.rates(batch=batch) if price else {},
+                priced=priced,
+                simulated=simulated_now(),
+                batch=batch,
+                cost=cost(tokens, price, batch=batch) if price else ZERO,
+                created_at=api_call.created_at,
+            )
+        )
+    LedgerEntry.objects.bulk_create(entries, ignore_conflicts=True)
+    for entry in entries:
+        observability.observe_charge(cost=entry.cost, simulated=entry.simulated)
+
+
+def turn_usage_parts(usage: dict) -> list[tuple[str, str, Tokens]]:
+    """A Responses API call's usage as priced parts: (part, model, tokens).
+
+    The worker stores {"model": mainline, "image_model": …, "response": <Response.usage>,
+    "image_gen": <Response.tool_usage.image_gen>}. The mainline's input is one count with the cached
+    share beside it (its images are inside the input tokens, so they are priced as input); its output,
+    reasoning included, is text output. The tool's usage has the Images API's breakdown.
+    """
+    parts: list[tuple[str, str, Tokens]] = []
+    image_gen = usage.get("image_gen")
+    if image_gen:
+        cached = image_gen.get("cached_tokens_details") or {}
+        details = dict(image_gen.get("input_tokens_details") or {})
+        details["cached_text_tokens"] = cached.get("cached_text_tokens") or 0
+        details["cached_image_tokens"] = cached.get("cached_image_tokens") or 0
+        tokens = Tokens.from_usage({**image_gen, "input_tokens_details": details})
+        parts.append((LedgerEntry.Part.IMAGE, usage.get("image_model") or "", tokens))
+    response = usage.get("response")
+    if response:
+        total_in = int(response.get("input_tokens") or 0)
+        cached = min(total_in, int((response.get("input_tokens_details") or {}).get("cached_tokens") or 0))
+        tokens = Tokens(
+            text_input=max(0, total_in - cached),
+            cached_text_input=max(0, cached),
+            text_output=max(0, int(response.get("output_tokens") or 0)),
+        )
+        parts.append((LedgerEntry.Part.MAINLINE, usage.get("model") or "", tokens))
+    return parts
 
 
 # --- Estimates ---------------------------------------------------------------------------------------
@@ -204,6 +247,36 @@ def _output_tokens_per_image(model: str, quality: str, width: int, height: int) 
         base, base_pixels = oblong, 1536 * 1024
     tokens = Decimal(base) * Decimal(width * height) / Decimal(base_pixels)
     return math.ceil(tokens * QUALITY_FACTOR.get(quality, Decimal(1)))
+
+
+# What a conversation turn's mainline model reads and writes, for the estimate: the thread so far and
+# the image it is shown, then a short reply and its reasoning. Settled from usage as always.
+TURN_MAINLINE_INPUT_TOKENS = 3_000
+TURN_MAINLINE_OUTPUT_TOKENS = 1_000
+
+
+def turn_estimate(*, mainline_model: str, image_model: str, message: str, size: str) -> Estimate:
+    """A conversation turn: one edited image at the image model's rates plus the mainline's tokens."""
+    image = estimate(model=image_model, quality="auto", size=size, n=1, prompt=message, input_images=1)
+    tokens = Tokens(
+        text_input=TURN_MAINLINE_INPUT_TOKENS + max(1, math.ceil(len(message) / 4)),
+        text_output=TURN_MAINLINE_OUTPUT_TOKENS,
+    )
+    price = price_for(mainline_model)
+    if price is None:
+        # The image part still holds budget back; the mainline's is unknown and said so.
+        return Estimate(
+            cost=image.cost,
+            priced=False,
+            output_tokens=image.output_tokens,
+            note=f"No price is set for {mainline_model}; its tokens are not in this estimate.",
+        )
+    return Estimate(
+        cost=image.cost + cost(tokens, price),
+        priced=image.priced,
+        output_tokens=image.output_tokens,
+        note=image.note,
+    )
 
 
 def estimate(

@@ -7,7 +7,7 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 from psycopg_pool import PoolTimeout
 
-from workspace import overnight, review, webhooks, worker
+from workspace import overnight, provenance, review, webhooks, worker
 
 # A database restarting, out of reach or with its pool exhausted: worth trying again shortly, where
 # acknowledging the message would leave the job queued until the sweep's lost-message check.
@@ -64,3 +64,9 @@ def purge_idempotency_keys() -> int:
     from workspace.api import idempotency
 
     return idempotency.records_purge()
+
+
+@shared_task(ignore_result=True, autoretry_for=INFRASTRUCTURE_ERRORS, retry_backoff=True, max_retries=10)
+def check_credential(credential_id: int) -> None:
+    # The service schedules its own retries (with backoff) when OpenAI's check fails.
+    provenance.credential_check(credential_id=credential_id)

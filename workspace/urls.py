@@ -3,6 +3,7 @@ from django.urls import path
 from workspace.views import (
     account,
     audit,
+    conversations,
     gallery,
     images,
     kits,
@@ -107,6 +108,28 @@ urlpatterns = [
         "p/<int:project_id>/templates/<int:template_id>/v<int:number>",
         kits.template_version,
         name="template_version",
+    ),
+    path("p/<int:project_id>/references/credential", conversations.credential_check, name="credential_check"),
+    # Conversations about an image (views/conversations.py).
+    path(
+        "p/<int:project_id>/images/<int:image_id>/converse",
+        conversations.conversation_start,
+        name="conversation_start",
+    ),
+    path(
+        "p/<int:project_id>/conversations/<int:conversation_id>/",
+        conversations.conversation,
+        name="conversation",
+    ),
+    path(
+        "p/<int:project_id>/conversations/<int:conversation_id>/turns",
+        conversations.turn_send,
+        name="turn_send",
+    ),
+    path(
+        "p/<int:project_id>/conversations/<int:conversation_id>/turns/<int:turn_id>/branch",
+        conversations.turn_branch,
+        name="turn_branch",
     ),
     # The gallery, bulk actions, comparison and prompt history (views/gallery.py).
     path("p/<int:project_id>/gallery", gallery.gallery_view, name="gallery"),

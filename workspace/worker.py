@@ -24,8 +24,8 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 from django.db.models import Q
 from django.utils import timezone
 
-from workspace import formats, imageapi, observability, outputs, queue, spend, webhooks
-from workspace.models import ApiCall, Image, Job
+from workspace import formats, imageapi, observability, outputs, provenance, queue, spend, webhooks
+from workspace.models import ApiCall, Image, Job, Turn
 
 logger = logging.getLogger(__name__)
 
@@ -178,17 +178,20 @@ def _call(job: Job) -> Answer:
     previews = PreviewSaver(job)
     answer = Answer(attempt=job.attempts, previews=previews)
     try:
-        inputs, answer.mask = edit_files(job) if job.is_edit else ([], None)
+        inputs, answer.mask = edit_files(job) if job.is_edit or job.is_turn else ([], None)
         release_connection()  # the call is seconds to minutes of waiting on OpenAI, not on the database
-        answer.result = imageapi.call(
-            params=job.api_params(),
-            edit=job.is_edit,
-            stream=job.streams_previews,
-            timeout=_call_timeout(job),
-            inputs=inputs,
-            mask=answer.mask,
-            on_partial=previews,
-        )
+        if job.is_turn:
+            answer.result = _call_turn(job, inputs, previews)
+        else:
+            answer.result = imageapi.call(
+                params=job.api_params(),
+                edit=job.is_edit,
+                stream=job.streams_previews,
+                timeout=_call_timeout(job),
+                inputs=inputs,
+                mask=answer.mask,
+                on_partial=previews,
+            )
     except MissingInput:
         answer.failure = imageapi.CallFailure(MISSING_INPUT_REASON, transient=False, code="missing_input")
     except imageapi.CallFailure as failure:
@@ -198,6 +201,25 @@ def _call(job: Job) -> Answer:
         # A masked edit's output is pasted back onto the first input when it is stored.
         answer.first_input = inputs[0][1] if answer.mask else None
     return answer
+
+
+def _call_turn(job: Job, inputs: list[imageapi.FileTuple], previews: "PreviewSaver") -> imageapi.CallResult:
+    """A conversation turn's Responses API call: continue the parent turn's response, or show the image.
+
+    The turn's row says which response it continues; the parent finished before this turn could be
+    sent (workspace.conversations), so its response id is there.
+    """
+    turn = Turn.objects.select_related("conversation", "parent").get(job_id=job.pk)
+    previous = turn.parent.response_id if turn.parent is not None else ""
+    return imageapi.respond(
+        mainline_model=turn.conversation.mainline_model,
+        image_model=job.model,
+        message=job.prompt,
+        previous_response_id=previous,
+        first_image=None if previous else inputs[0],
+        timeout=_call_timeout(job),
+        on_partial=previews,
+    )
 
 
 def release_connection() -> None:
@@ -297,7 +319,9 @@ def _record_and_charge(job: Job, answer: Answer) -> None:
         **token_columns(facts.usage),
     )
     if answer.failure is not None:
-        record = _save_call(job, record)  # a refused call returns no usage: nothing to charge
+        # A refused call returns no usage: nothing to charge. A response that ran and made no image
+        # still reports (and is billed for) what it used.
+        record = _save_call(job, record, charge=bool(facts.usage))
         logger.info(
             "image call failed job=%s attempt=%s code=%s transient=%s request_id=%s",
             job.pk,
@@ -354,6 +378,10 @@ def _save_call(job: Job, record: ApiCall, *, charge: bool = False) -> ApiCall:
 def token_columns(usage: dict | None) -> dict:
     if usage is None:
         return {}
+    if "image_gen" in usage:
+        # A conversation turn: the columns show the image tool's tokens; the whole usage (the
+        # mainline's too) is kept in `usage` and priced in parts by spend.charge.
+        return {**token_columns(usage.get("image_gen") or {}), "usage": usage}
     input_details = usage.get("input_tokens_details") or {}
     output_details = usage.get("output_tokens_details") or {}
     output_image_tokens = output_details.get("image_tokens")
@@ -406,7 +434,10 @@ def _finish(job: Job, stored: list[outputs.StoredFile], answer: Answer | None = 
             if answer is not None and answer.api_call_id is not None:
                 ApiCall.objects.filter(pk=answer.api_call_id).update(received=[])
             images_add(job=job, stored=stored, now=now)
+            if job.is_turn:
+                _finish_turn(job)
             webhooks.job_ended(job_id=job.pk)  # the event commits with the transition
+            transaction.on_commit(lambda: provenance.checks_queue(job_id=job.pk))
     if not won:
         # The lease was lost (the sweep gave the job to another worker, or it was canceled meanwhile).
         logger.warning("job %s: finished after losing its claim; discarding this attempt's files", job.pk)
@@ -440,6 +471,14 @@ def images_add(*, job: Job, stored: list[outputs.StoredFile], now) -> None:
             for item in stored
         ]
     )
+
+
+def _finish_turn(job: Job) -> None:
+    """The turn's response id (from its answered call) and image, with the job's transition."""
+    call = ApiCall.objects.filter(job_id=job.pk, outcome=ApiCall.Outcome.OK).order_by("-id").first()
+    response_id = ((call.usage if call is not None else None) or {}).get("response_id") or ""
+    image = Image.objects.filter(job_id=job.pk).order_by("index").first()
+    Turn.objects.filter(job_id=job.pk).update(response_id=response_id, image=image)
 
 
 def backoff_seconds(*, attempt: int, retry_after: float | None) -> float:

@@ -6,6 +6,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.files.storage import default_storage
+from django.db.models import Q
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -15,7 +16,7 @@ from workspace import formats, gallery, lineage, outputs, review
 from workspace.access import ProjectAccess, object_access, project_access
 from workspace.forms import CommentForm
 from workspace.gallery import GalleryFilterForm
-from workspace.models import Favourite, Image, Role
+from workspace.models import Conversation, Favourite, Image, Role
 from workspace.views._common import filters_query, parse_id, serve
 
 
@@ -70,6 +71,10 @@ def image_detail(request: HttpRequest, project_id: int, image_id: int) -> HttpRe
             "siblings": siblings,
             "inputs": inputs,
             "children": lineage.children(image),
+            # Threads that start from this image or made it, so a turn's image leads back to its thread.
+            "threads": Conversation.objects.filter(Q(root_image=image) | Q(turns__image=image))
+            .distinct()
+            .order_by("pk"),
             "diff": diff,
             "show_raw": request.GET.get("view") == "raw",
             "is_favourite": Favourite.objects.filter(user=request.user, image=image).exists(),

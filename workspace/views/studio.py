@@ -251,8 +251,8 @@ def prompt_preview(request: HttpRequest, project_id: int) -> HttpResponse:
 def job_detail(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
     access = project_access(request.user, project_id)
     job = _job_for(access, job_id)
-    calls = list(job.api_calls.select_related("charge"))
-    actual = sum((call.charge.cost for call in calls if hasattr(call, "charge")), start=spend.ZERO)
+    calls = list(job.api_calls.prefetch_related("charges"))
+    actual = sum((charge.cost for call in calls for charge in call.charges.all()), start=spend.ZERO)
     return render(
         request,
         "workspace/job_detail.html",
