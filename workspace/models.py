@@ -656,6 +656,7 @@ class Job(models.Model):
     def is_overnight(self) -> bool:
         return self.lane == self.Lane.OVERNIGHT
 
+    @property
     def is_turn(self) -> bool:
         return self.kind == self.Kind.CONVERSE
 
