@@ -139,7 +139,9 @@ class Campaign(models.Model):
     """Bulk work made from one template (or prompt) and kit: a variant grid or a catalog batch.
 
     Its jobs point at it (`Job.campaign`) and carry their row or grid cell; the campaign keeps what
-    they share. Minimal here; the grid and batch pages build on it.
+    they share. A catalog batch starts as a draft holding its validated rows (workspace.batches), so the
+    preview and the confirm use what the server parsed, never a re-posted form; confirming queues the
+    jobs and the campaign runs (workspace.campaign_runs: pause, resume, cancel, retry, finish).
     """
 
     class Kind(models.TextChoices):
@@ -147,6 +149,7 @@ class Campaign(models.Model):
         BATCH = "batch", "Catalog batch"
 
     class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
         ACTIVE = "active", "Running"
         PAUSED = "paused", "Paused"
         CANCELED = "canceled", "Canceled"
@@ -173,6 +176,16 @@ class Campaign(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     created_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # "Run overnight (half price, ready within 24 h)": the lane and the estimate follow
+    # campaigns.campaign_lane, the one place that reads it.
+    overnight = models.BooleanField(default=False)
+    # A batch: the CSV's columns (in file order) and, while a draft, its validated rows
+    # ([{"row": 2, "values": {...}, "reference_id": 7 | None}, ...]); the jobs carry them once queued.
+    columns = models.JSONField(default=list, blank=True)
+    rows = models.JSONField(default=list, blank=True)
+    source_name = models.CharField(max_length=255, blank=True)
+    # What was held back from the budgets when it was queued (the sum of its jobs' estimates).
+    estimated_cost = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -180,3 +193,11 @@ class Campaign(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("campaign_detail", args=[self.project_id, self.pk])
+
+    @property
+    def is_running(self) -> bool:
+        """Work may still happen: its page keeps polling."""
+        return self.status in (self.Status.ACTIVE, self.Status.PAUSED)

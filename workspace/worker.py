@@ -24,7 +24,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 from django.db.models import Q
 from django.utils import timezone
 
-from workspace import formats, imageapi, observability, outputs, queue, spend, webhooks
+from workspace import campaign_runs, formats, imageapi, observability, outputs, queue, spend, webhooks
 from workspace.models import ApiCall, Image, Job
 
 logger = logging.getLogger(__name__)
@@ -434,6 +434,11 @@ def _finish(job: Job, stored: list[outputs.StoredFile], answer: Answer | None = 
                 ]
             )
             webhooks.job_ended(job_id=job.pk)  # the event commits with the transition
+            if job.campaign_id is not None:
+                # After the commit, so the last of a campaign's jobs to end sees all of them ended.
+                transaction.on_commit(
+                    lambda: campaign_runs.job_ended(job_id=job.pk, campaign_id=job.campaign_id)
+                )
     if not won:
         # The lease was lost (the sweep gave the job to another worker, or it was canceled meanwhile).
         logger.warning("job %s: finished after losing its claim; discarding this attempt's files", job.pk)
@@ -481,6 +486,7 @@ def _fail(job_id: int, **transition) -> bool:
         won = Job.objects.fail(job_id, **transition)
         if won:
             webhooks.job_ended(job_id=job_id)
+            transaction.on_commit(lambda: campaign_runs.job_ended(job_id=job_id))
     return won
 
 
