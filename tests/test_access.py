@@ -33,7 +33,9 @@ from tests.factories import (
     WebhookDeliveryFactory,
     WebhookEndpointFactory,
     picture,
+    template_version,
 )
+from workspace.campaign_models import Campaign
 from workspace.models import (
     ROLE_RANK,
     Comment,
@@ -132,6 +134,13 @@ def _edit(world: "World") -> dict:
     }
 
 
+def _batch(world: "World") -> dict:
+    return {
+        "template": world.campaign.template_version.template_id,
+        "file": SimpleUploadedFile("items.csv", b"product\nmug\n", content_type="text/csv"),
+    }
+
+
 ROUTES: dict[str, Route] = {
     # Outside a project.
     "healthz": Route(get=ANYONE),
@@ -195,6 +204,23 @@ ROUTES: dict[str, Route] = {
     "gallery": Route(),
     "compare": Route(data=lambda world: {"ids": [world.source.pk, world.image.pk]}),
     "project_prompts": Route(),
+    # Campaigns: members read; editors set up, queue and steer; anyone who may star stars a cell.
+    "campaigns": Route(),
+    "campaign_grid_new": Route(
+        get=Role.EDITOR,
+        post=Role.EDITOR,
+        data=lambda world: {"prompt": "A lemon", "axis1": "quality", "values1": "low, high"},
+    ),
+    "campaign_batch_new": Route(get=Role.EDITOR, post=Role.EDITOR, data=_batch),
+    "campaign_detail": Route(),
+    "campaign_progress": Route(),
+    "campaign_confirm": write(Role.EDITOR),
+    "campaign_control": write(Role.EDITOR, lambda world: {"action": "pause"}),
+    "campaign_zip": Route(),
+    "campaign_cell": Route(),
+    "campaign_cell_star": write(Role.VIEWER, lambda world: {"on": "1"}),
+    "campaign_cell_review": write(Role.EDITOR, lambda world: {"state": "approved"}),
+    "campaign_cell_default": write(Role.EDITOR),
 }
 
 # --- The objects a URL names ---------------------------------------------------------------------------
@@ -219,6 +245,8 @@ class World:
     delivery: WebhookDelivery  # a failed one, so it may be redelivered
     their_endpoint: WebhookEndpoint
     their_delivery: WebhookDelivery
+    campaign: Campaign  # a grid the job above is the one cell of
+    their_campaign: Campaign
 
 
 @dataclass(frozen=True)
@@ -236,6 +264,7 @@ KWARGS: dict[str, Kwarg] = {
     "membership_id": Kwarg(lambda w: w.membership.pk, lambda w: w.their_membership.pk),
     "endpoint_id": Kwarg(lambda w: w.endpoint.pk, lambda w: w.their_endpoint.pk),
     "delivery_id": Kwarg(lambda w: w.delivery.pk, lambda w: w.their_delivery.pk),
+    "campaign_id": Kwarg(lambda w: w.campaign.pk, lambda w: w.their_campaign.pk),
     "variant": Kwarg(lambda w: "file"),  # reference_file, image_composite
     "target": Kwarg(lambda w: "webp"),  # image_convert
 }
@@ -257,6 +286,19 @@ def world(cast, project, other_project) -> World:
     their_image = ImageFactory(job__project=other_project, job__author=cast.charlie)
     endpoint = WebhookEndpointFactory(project=project)
     their_endpoint = WebhookEndpointFactory(project=other_project)
+    version = template_version(project=project)
+    campaign = Campaign.objects.create(
+        project=project,
+        author=cast.bob,
+        kind=Campaign.Kind.GRID,
+        name="Grid",
+        template_version=version,
+        axes=[{"name": "quality", "values": ["low"]}],
+    )
+    Job.objects.filter(pk=job.pk).update(campaign=campaign, cell={"quality": "low"}, template_version=version)
+    their_campaign = Campaign.objects.create(
+        project=other_project, author=cast.charlie, kind=Campaign.Kind.GRID, name="Theirs"
+    )
     return World(
         project=project,
         other_project=other_project,
@@ -273,6 +315,8 @@ def world(cast, project, other_project) -> World:
         delivery=WebhookDeliveryFactory(endpoint=endpoint),
         their_endpoint=their_endpoint,
         their_delivery=WebhookDeliveryFactory(endpoint=their_endpoint),
+        campaign=campaign,
+        their_campaign=their_campaign,
     )
 
 
