@@ -26,7 +26,10 @@ CELLS_PER_PAGE = 24
 
 def _campaign(access: ProjectAccess, campaign_id: int) -> Campaign:
     return get_object_or_404(
-        Campaign.objects.select_related("template_version__template", "brand_kit_version__kit", "author"),
+        # A draft's rows can be megabytes; only the draft's own page reads them.
+        Campaign.objects.select_related(
+            "template_version__template", "brand_kit_version__kit", "author"
+        ).defer("rows"),
         project=access.project,
         pk=campaign_id,
     )
@@ -52,7 +55,14 @@ def _jobs(campaign: Campaign):
             "n",
             "created_at",
         )
-        .prefetch_related(Prefetch("images", queryset=Image.objects.visible().order_by("index")))
+        .prefetch_related(
+            Prefetch(
+                "images",
+                queryset=Image.objects.visible()
+                .only("id", "job_id", "project_id", "width", "height", "composite", "review_state", "format")
+                .order_by("index"),
+            )
+        )
     )
 
 
@@ -214,7 +224,9 @@ def campaign_detail(request: HttpRequest, project_id: int, campaign_id: int) -> 
     access = project_access(request.user, project_id)
     campaign = _campaign(access, campaign_id)
     context = {"project": access.project, "access": access, "campaign": campaign, "tab": "campaigns"}
+    context["cell_base"] = reverse("campaign_detail", args=[project_id, campaign_id]) + "jobs/"
     if campaign.status == Campaign.Status.DRAFT:
+        campaign.refresh_from_db(fields=["rows"])
         context["preview"] = batches.preview(campaign)
         context["row_count"] = len(campaign.rows)
         return render(request, PAGE, context)
@@ -224,6 +236,7 @@ def campaign_detail(request: HttpRequest, project_id: int, campaign_id: int) -> 
         context["grid"] = _grid_rows(campaign, jobs)
     else:
         paginator = Paginator(_jobs(campaign).order_by("campaign_row", "id"), CELLS_PER_PAGE)
+        paginator.__dict__["count"] = context["progress"].total  # counted already; no second COUNT
         page = paginator.get_page(request.GET.get("page"))
         jobs = list(page.object_list)
         context["page"] = page
@@ -284,6 +297,7 @@ def campaign_cell(request: HttpRequest, project_id: int, campaign_id: int, job_i
         "campaign": campaign,
         "job": job,
         "starred": _starred(request.user, [job]),
+        "cell_base": reverse("campaign_detail", args=[project_id, campaign_id]) + "jobs/",
     }
     response = render(request, f"{PAGE}#cell", context)
     if request.htmx and job.status in Job.FINAL_STATUSES:
@@ -338,6 +352,7 @@ def _after_cell(request, access, campaign, job_id) -> HttpResponse:
             "campaign": campaign,
             "job": job,
             "starred": _starred(request.user, [job]),
+            "cell_base": campaign.get_absolute_url() + "jobs/",
         }
         return render(request, f"{PAGE}#cell", context)
     return redirect(_back(campaign, job_id))
