@@ -135,6 +135,51 @@ class TemplateVersion(Immutable):
         return reverse("template_version", args=[self.template.project_id, self.template_id, self.number])
 
 
+class CampaignQuerySet(models.QuerySet):
+    """A campaign's own state changes, one method per arrow, each one conditional UPDATE naming the
+    state(s) it leaves, returning whether it won (as JobQuerySet does for jobs):
+
+      start     draft → active              its jobs were queued in the same transaction
+      pause     active → paused             its waiting jobs are not claimed (models._not_paused)
+      resume    paused → active
+      cancel    active / paused → canceled  its waiting jobs are canceled in the same transaction
+      reopen    finished / canceled → active  failed jobs queued again
+      finish    active / paused / canceled, nothing left to run → finished (or stays canceled),
+                stamped finished_at
+    """
+
+    def _move(self, campaign_id: int, sources: list[str], **fields) -> bool:
+        return bool(self.filter(pk=campaign_id, status__in=sources).update(**fields))
+
+    def start(self, campaign_id: int, **fields) -> bool:
+        return self._move(campaign_id, [Campaign.Status.DRAFT], status=Campaign.Status.ACTIVE, **fields)
+
+    def pause(self, campaign_id: int) -> bool:
+        return self._move(campaign_id, [Campaign.Status.ACTIVE], status=Campaign.Status.PAUSED)
+
+    def resume(self, campaign_id: int) -> bool:
+        return self._move(campaign_id, [Campaign.Status.PAUSED], status=Campaign.Status.ACTIVE)
+
+    def cancel(self, campaign_id: int) -> bool:
+        running = [Campaign.Status.ACTIVE, Campaign.Status.PAUSED]
+        return self._move(campaign_id, running, status=Campaign.Status.CANCELED)
+
+    def reopen(self, campaign_id: int) -> bool:
+        ended = [Campaign.Status.FINISHED, Campaign.Status.CANCELED]
+        return self._move(campaign_id, ended, status=Campaign.Status.ACTIVE, finished_at=None)
+
+    def finish(self, campaign_id: int, *, unfinished_jobs, canceled: bool) -> bool:
+        """No job left to run (`unfinished_jobs`: an Exists of its active jobs) → finished, or for a
+        canceled campaign, canceled and stamped. Of two callers at once, one wins."""
+        leaving = [Campaign.Status.ACTIVE, Campaign.Status.PAUSED, Campaign.Status.CANCELED]
+        ending = Campaign.Status.CANCELED if canceled else Campaign.Status.FINISHED
+        return bool(
+            self.filter(pk=campaign_id, status__in=leaving, finished_at__isnull=True)
+            .exclude(unfinished_jobs)
+            .update(status=ending, finished_at=timezone.now())
+        )
+
+
 class Campaign(models.Model):
     """Bulk work made from one template (or prompt) and kit: a variant grid or a catalog batch.
 
@@ -186,6 +231,8 @@ class Campaign(models.Model):
     source_name = models.CharField(max_length=255, blank=True)
     # What was held back from the budgets when it was queued (the sum of its jobs' estimates).
     estimated_cost = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+
+    objects = CampaignQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

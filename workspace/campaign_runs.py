@@ -15,7 +15,6 @@ from decimal import Decimal
 from django.db import transaction
 from django.db.models import Count, Exists, Q, Sum
 from django.db.models.functions import Coalesce
-from django.utils import timezone
 
 from workspace import jobs, queue, webhooks
 from workspace.campaign_models import Campaign
@@ -72,19 +71,13 @@ def _wake(campaign: Campaign) -> None:
 
 def campaign_pause(*, campaign: Campaign) -> bool:
     """active → paused: no waiting job of it is claimed until it resumes; running ones finish."""
-    return bool(
-        Campaign.objects.filter(pk=campaign.pk, status=Campaign.Status.ACTIVE).update(
-            status=Campaign.Status.PAUSED
-        )
-    )
+    return Campaign.objects.pause(campaign.pk)
 
 
 def campaign_resume(*, campaign: Campaign) -> bool:
     """paused → active, and wake the workers for its waiting jobs."""
     with transaction.atomic():
-        won = Campaign.objects.filter(pk=campaign.pk, status=Campaign.Status.PAUSED).update(
-            status=Campaign.Status.ACTIVE
-        )
+        won = Campaign.objects.resume(campaign.pk)
         if won:
             _wake(campaign)
     if won:
@@ -96,11 +89,9 @@ def campaign_cancel(*, campaign: Campaign) -> int:
     """Cancel every job not yet started (their reservations go back to the budgets); running ones
     finish. Returns how many were canceled. The campaign ends as canceled once nothing runs."""
     with transaction.atomic():
-        Campaign.objects.filter(
-            pk=campaign.pk, status__in=[Campaign.Status.ACTIVE, Campaign.Status.PAUSED]
-        ).update(status=Campaign.Status.CANCELED)
+        Campaign.objects.cancel(campaign.pk)
         canceled = Job.objects.cancel_campaign(campaign.pk)
-    _finish_if_done(campaign.pk, status=Campaign.Status.CANCELED)
+    _finish_if_done(campaign.pk, canceled=True)
     return canceled
 
 
@@ -113,9 +104,7 @@ def campaign_retry_failed(*, campaign: Campaign, actor) -> int:
     )
     if not failed:
         return 0
-    Campaign.objects.filter(
-        pk=campaign.pk, status__in=[Campaign.Status.FINISHED, Campaign.Status.CANCELED]
-    ).update(status=Campaign.Status.ACTIVE, finished_at=None)
+    Campaign.objects.reopen(campaign.pk)
     retried = 0
     try:
         for job in failed:
@@ -129,21 +118,17 @@ def _unfinished(campaign_id: int) -> Exists:
     return Exists(Job.objects.filter(campaign_id=campaign_id, status__in=Job.ACTIVE_STATUSES))
 
 
-def _finish_if_done(campaign_id: int, *, status: str) -> bool:
-    """running or paused (or canceled, still draining), with no job left to run → `status`, with the
-    campaign.finished event in the same transaction. The UPDATE decides: of two callers at once (the
-    last two jobs ending together), one wins."""
+def _finish_if_done(campaign_id: int, *, canceled: bool) -> bool:
+    """With no job left to run, the campaign ends (Campaign.objects.finish), with the
+    campaign.finished event in the same transaction."""
     with transaction.atomic():
-        leaving = [Campaign.Status.ACTIVE, Campaign.Status.PAUSED, Campaign.Status.CANCELED]
-        won = (
-            Campaign.objects.filter(pk=campaign_id, status__in=leaving, finished_at__isnull=True)
-            .exclude(_unfinished(campaign_id))
-            .update(status=status, finished_at=timezone.now())
+        won = Campaign.objects.finish(
+            campaign_id, unfinished_jobs=_unfinished(campaign_id), canceled=canceled
         )
         if won:
             campaign = Campaign.objects.get(pk=campaign_id)
             webhooks.campaign_finished(campaign=campaign, progress=progress(campaign))
-    return bool(won)
+    return won
 
 
 def campaign_settle(*, campaign_id: int) -> bool:
@@ -153,8 +138,7 @@ def campaign_settle(*, campaign_id: int) -> bool:
     current = Campaign.objects.filter(pk=campaign_id).values_list("status", flat=True).first()
     if current is None:
         return False
-    status = Campaign.Status.CANCELED if current == Campaign.Status.CANCELED else Campaign.Status.FINISHED
-    return _finish_if_done(campaign_id, status=status)
+    return _finish_if_done(campaign_id, canceled=current == Campaign.Status.CANCELED)
 
 
 def job_ended(*, job_id: int, campaign_id: int | None = None) -> None:

@@ -363,9 +363,7 @@ def campaign_jobs_create(*, campaign: Campaign, author, specs: list[JobSpec]) ->
             campaign.estimated_cost = total
             campaign.save()
         else:
-            started = Campaign.objects.filter(pk=campaign.pk, status=Campaign.Status.DRAFT).update(
-                status=Campaign.Status.ACTIVE, estimated_cost=total, rows=[], created_at=now
-            )
+            started = Campaign.objects.start(campaign.pk, estimated_cost=total, rows=[], created_at=now)
             if not started:
                 raise ValueError("This batch has already been queued or discarded.")
             campaign.status, campaign.estimated_cost, campaign.rows = Campaign.Status.ACTIVE, total, []

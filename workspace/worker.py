@@ -25,7 +25,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from workspace import campaign_runs, formats, imageapi, observability, outputs, queue, spend, webhooks
-from workspace.models import ApiCall, Image, Job
+from workspace.models import PAUSED, ApiCall, Image, Job
 
 logger = logging.getLogger(__name__)
 
@@ -688,7 +688,7 @@ def _wake_if_messages_were_lost(now) -> int:
     stale = now - timedelta(seconds=settings.JOB_REQUEUE_AFTER_SECONDS)
     due = Job.objects.filter(
         Q(status=Job.Status.QUEUED) | Q(status=Job.Status.RETRYING, next_attempt_at__lte=now)
-    )
+    ).exclude(campaign__status=PAUSED)  # waiting on a person, not on a message
     overdue = due.filter(
         Q(status=Job.Status.QUEUED, enqueued_at__lt=stale)
         | Q(status=Job.Status.RETRYING, next_attempt_at__lt=stale)
