@@ -66,6 +66,13 @@ def _jobs(campaign: Campaign):
     )
 
 
+def _labelled(campaign: Campaign, jobs: list[Job]) -> list[Job]:
+    """Each batch row's key column value (its SKU, say) for its card's title."""
+    for job in jobs:
+        job.key_value = job.variables.get(campaign.key_column, "") if campaign.key_column else ""
+    return jobs
+
+
 def _starred(user, jobs: list[Job]) -> set[int]:
     ids = [image.pk for job in jobs for image in job.images.all()]
     if not ids:
@@ -238,7 +245,7 @@ def campaign_detail(request: HttpRequest, project_id: int, campaign_id: int) -> 
         paginator = Paginator(_jobs(campaign).order_by("campaign_row", "id"), CELLS_PER_PAGE)
         paginator.__dict__["count"] = context["progress"].total  # counted already; no second COUNT
         page = paginator.get_page(request.GET.get("page"))
-        jobs = list(page.object_list)
+        jobs = _labelled(campaign, list(page.object_list))
         context["page"] = page
         context["cells"] = jobs
     context["starred"] = _starred(request.user, jobs)
@@ -281,7 +288,7 @@ def campaign_progress(request: HttpRequest, project_id: int, campaign_id: int) -
 
 
 def _cell_job(access: ProjectAccess, campaign: Campaign, job_id: int) -> Job:
-    return get_object_or_404(_jobs(campaign), pk=job_id)
+    return _labelled(campaign, [get_object_or_404(_jobs(campaign), pk=job_id)])[0]
 
 
 @login_required
