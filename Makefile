@@ -50,6 +50,7 @@ bench: $(STAMP) services
 	$(BENCH_ENV) $(BIN)/python manage.py bench $(BENCH_ARGS)
 	$(BENCH_ENV) $(BIN)/python manage.py bench_gallery --reuse $(GALLERY_ARGS)
 	$(BENCH_ENV) $(BIN)/python manage.py bench_api $(API_BENCH_ARGS)
+	$(BENCH_ENV) $(BIN)/python manage.py bench_campaign $(CAMPAIGN_BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -342,6 +342,9 @@ PROVENANCE_RETRY_BASE_SECONDS = envfloat("PROVENANCE_RETRY_BASE_SECONDS", 30.0)
 OPENAI_CALL_TIMEOUT = envfloat("OPENAI_CALL_TIMEOUT", 300.0)
 # A job's whole life, retries included; each call's timeout is cut to fit what remains.
 JOB_DEADLINE_SECONDS = envint("JOB_DEADLINE_SECONDS", 900, minimum=10)
+# A campaign's job waits its turn behind the Studio's and the rest of its batch: a day, the same bound
+# the overnight lane promises (a 2,000-row batch at 8 calls in flight takes hours, not 15 minutes).
+CAMPAIGN_JOB_DEADLINE_SECONDS = envint("CAMPAIGN_JOB_DEADLINE_SECONDS", 86_400, minimum=10)
 JOB_MAX_ATTEMPTS = envint("JOB_MAX_ATTEMPTS", 5, minimum=1)
 JOB_RETRY_BASE_SECONDS = envfloat("JOB_RETRY_BASE_SECONDS", 2.0)
 JOB_RETRY_MAX_SECONDS = envfloat("JOB_RETRY_MAX_SECONDS", 60.0)

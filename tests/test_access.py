@@ -36,7 +36,7 @@ from tests.factories import (
     picture,
     template_version,
 )
-from workspace.campaign_models import BrandKit, BrandKitVersion, PromptTemplate, TemplateVersion
+from workspace.campaign_models import BrandKit, BrandKitVersion, Campaign, PromptTemplate, TemplateVersion
 from workspace.models import (
     ROLE_RANK,
     Comment,
@@ -137,6 +137,13 @@ def _edit(world: "World") -> dict:
     }
 
 
+def _batch(world: "World") -> dict:
+    return {
+        "template": world.campaign.template_version.template_id,
+        "file": SimpleUploadedFile("items.csv", b"product\nmug\n", content_type="text/csv"),
+    }
+
+
 ROUTES: dict[str, Route] = {
     # Outside a project.
     "healthz": Route(get=ANYONE),
@@ -228,6 +235,23 @@ ROUTES: dict[str, Route] = {
     "credential_check": write(
         Role.EDITOR, lambda world: _upload(world) | {"file": _upload(world)["files"][0]}
     ),
+    # Campaigns: members read; editors set up, queue and steer; anyone who may star stars a cell.
+    "campaigns": Route(),
+    "campaign_grid_new": Route(
+        get=Role.EDITOR,
+        post=Role.EDITOR,
+        data=lambda world: {"prompt": "A lemon", "axis1": "quality", "values1": "low, high"},
+    ),
+    "campaign_batch_new": Route(get=Role.EDITOR, post=Role.EDITOR, data=_batch),
+    "campaign_detail": Route(),
+    "campaign_progress": Route(),
+    "campaign_confirm": write(Role.EDITOR),
+    "campaign_control": write(Role.EDITOR, lambda world: {"action": "pause"}),
+    "campaign_zip": Route(),
+    "campaign_cell": Route(),
+    "campaign_cell_star": write(Role.VIEWER, lambda world: {"on": "1"}),
+    "campaign_cell_review": write(Role.EDITOR, lambda world: {"state": "approved"}),
+    "campaign_cell_default": write(Role.EDITOR),
 }
 
 # --- The objects a URL names ---------------------------------------------------------------------------
@@ -260,6 +284,8 @@ class World:
     turn: Turn
     their_conversation: Conversation
     their_turn: Turn
+    campaign: Campaign  # a grid the job above is the one cell of
+    their_campaign: Campaign
 
 
 @dataclass(frozen=True)
@@ -280,6 +306,7 @@ KWARGS: dict[str, Kwarg] = {
     "kit_id": Kwarg(lambda w: w.kit.pk, lambda w: w.their_kit.pk),
     "template_id": Kwarg(lambda w: w.template.pk, lambda w: w.their_template.pk),
     "number": Kwarg(lambda w: 1),  # kit_version, template_version: the first version
+    "campaign_id": Kwarg(lambda w: w.campaign.pk, lambda w: w.their_campaign.pk),
     "variant": Kwarg(lambda w: "file"),  # reference_file, image_composite
     "target": Kwarg(lambda w: "webp"),  # image_convert
     "conversation_id": Kwarg(lambda w: w.conversation.pk, lambda w: w.their_conversation.pk),
@@ -323,6 +350,19 @@ def world(cast, project, other_project) -> World:
     their_endpoint = WebhookEndpointFactory(project=other_project)
     conversation, turn = _thread(project, cast.bob, source)
     their_conversation, their_turn = _thread(other_project, cast.charlie, their_image)
+    version = template_version(project=project)
+    campaign = Campaign.objects.create(
+        project=project,
+        author=cast.bob,
+        kind=Campaign.Kind.GRID,
+        name="Grid",
+        template_version=version,
+        axes=[{"name": "quality", "values": ["low"]}],
+    )
+    Job.objects.filter(pk=job.pk).update(campaign=campaign, cell={"quality": "low"}, template_version=version)
+    their_campaign = Campaign.objects.create(
+        project=other_project, author=cast.charlie, kind=Campaign.Kind.GRID, name="Theirs"
+    )
     return World(
         project=project,
         other_project=other_project,
@@ -347,6 +387,8 @@ def world(cast, project, other_project) -> World:
         turn=turn,
         their_conversation=their_conversation,
         their_turn=their_turn,
+        campaign=campaign,
+        their_campaign=their_campaign,
     )
 
 

@@ -135,11 +135,58 @@ class TemplateVersion(Immutable):
         return reverse("template_version", args=[self.template.project_id, self.template_id, self.number])
 
 
+class CampaignQuerySet(models.QuerySet):
+    """A campaign's own state changes, one method per arrow, each one conditional UPDATE naming the
+    state(s) it leaves, returning whether it won (as JobQuerySet does for jobs):
+
+      start     draft → active              its jobs were queued in the same transaction
+      pause     active → paused             its waiting jobs are not claimed (models._not_paused)
+      resume    paused → active
+      cancel    active / paused → canceled  its waiting jobs are canceled in the same transaction
+      reopen    finished / canceled → active  failed jobs queued again
+      finish    active / paused / canceled, nothing left to run → finished (or stays canceled),
+                stamped finished_at
+    """
+
+    def _move(self, campaign_id: int, sources: list[str], **fields) -> bool:
+        return bool(self.filter(pk=campaign_id, status__in=sources).update(**fields))
+
+    def start(self, campaign_id: int, **fields) -> bool:
+        return self._move(campaign_id, [Campaign.Status.DRAFT], status=Campaign.Status.ACTIVE, **fields)
+
+    def pause(self, campaign_id: int) -> bool:
+        return self._move(campaign_id, [Campaign.Status.ACTIVE], status=Campaign.Status.PAUSED)
+
+    def resume(self, campaign_id: int) -> bool:
+        return self._move(campaign_id, [Campaign.Status.PAUSED], status=Campaign.Status.ACTIVE)
+
+    def cancel(self, campaign_id: int) -> bool:
+        running = [Campaign.Status.ACTIVE, Campaign.Status.PAUSED]
+        return self._move(campaign_id, running, status=Campaign.Status.CANCELED)
+
+    def reopen(self, campaign_id: int) -> bool:
+        ended = [Campaign.Status.FINISHED, Campaign.Status.CANCELED]
+        return self._move(campaign_id, ended, status=Campaign.Status.ACTIVE, finished_at=None)
+
+    def finish(self, campaign_id: int, *, unfinished_jobs, canceled: bool) -> bool:
+        """No job left to run (`unfinished_jobs`: an Exists of its active jobs) → finished, or for a
+        canceled campaign, canceled and stamped. Of two callers at once, one wins."""
+        leaving = [Campaign.Status.ACTIVE, Campaign.Status.PAUSED, Campaign.Status.CANCELED]
+        ending = Campaign.Status.CANCELED if canceled else Campaign.Status.FINISHED
+        return bool(
+            self.filter(pk=campaign_id, status__in=leaving, finished_at__isnull=True)
+            .exclude(unfinished_jobs)
+            .update(status=ending, finished_at=timezone.now())
+        )
+
+
 class Campaign(models.Model):
     """Bulk work made from one template (or prompt) and kit: a variant grid or a catalog batch.
 
     Its jobs point at it (`Job.campaign`) and carry their row or grid cell; the campaign keeps what
-    they share. Minimal here; the grid and batch pages build on it.
+    they share. A catalog batch starts as a draft holding its validated rows (workspace.batches), so the
+    preview and the confirm use what the server parsed, never a re-posted form; confirming queues the
+    jobs and the campaign runs (workspace.campaign_runs: pause, resume, cancel, retry, finish).
     """
 
     class Kind(models.TextChoices):
@@ -147,6 +194,7 @@ class Campaign(models.Model):
         BATCH = "batch", "Catalog batch"
 
     class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
         ACTIVE = "active", "Running"
         PAUSED = "paused", "Paused"
         CANCELED = "canceled", "Canceled"
@@ -173,6 +221,18 @@ class Campaign(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     created_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # "Run overnight (half price, ready within 24 h)": the lane and the estimate follow
+    # campaigns.campaign_lane, the one place that reads it.
+    overnight = models.BooleanField(default=False)
+    # A batch: the CSV's columns (in file order) and, while a draft, its validated rows
+    # ([{"row": 2, "values": {...}, "reference_id": 7 | None}, ...]); the jobs carry them once queued.
+    columns = models.JSONField(default=list, blank=True)
+    rows = models.JSONField(default=list, blank=True)
+    source_name = models.CharField(max_length=255, blank=True)
+    # What was held back from the budgets when it was queued (the sum of its jobs' estimates).
+    estimated_cost = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+
+    objects = CampaignQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -180,3 +240,11 @@ class Campaign(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("campaign_detail", args=[self.project_id, self.pk])
+
+    @property
+    def is_running(self) -> bool:
+        """Work may still happen: its page keeps polling."""
+        return self.status in (self.Status.ACTIVE, self.Status.PAUSED)

@@ -11,15 +11,21 @@ The rules, in one place:
   subject goes first and the kit's style references after), each once. Any input makes the job an edit.
 """
 
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+
 from django.conf import settings
 from django.core.files.storage import default_storage
+from django.db import transaction
+from django.utils import timezone
 
 from workspace import imagemodels as im
-from workspace import jobs, prompting
+from workspace import jobs, prompting, queue, spend
 from workspace.campaign_models import DEFAULT_FIELDS, BrandKitVersion, Campaign, TemplateVersion
 from workspace.edits import EditRefused
 from workspace.forms import EditForm, GenerationForm
-from workspace.models import Job, Project, Reference
+from workspace.models import Job, JobInput, Project, Reference
 
 # What the Studio's form starts with, as job parameters (the bottom layer of every merge).
 FORM_DEFAULTS = {
@@ -145,6 +151,7 @@ def job_params_for(
     overrides: dict,
     brand_kit_version: BrandKitVersion | None = None,
     prompt: str = "",
+    extra_inputs: int = 0,
 ) -> dict:
     """Job.REQUEST_FIELDS for a job from this template (or plain `prompt`) and kit: the form's defaults,
     the kit's and template's defaults, then `overrides` (job parameters, e.g. {"quality": "high"} or
@@ -161,7 +168,10 @@ def job_params_for(
         overrides,
     ):
         merged = _overlay(merged, layer)
-    has_inputs = bool(inputs_for(template_version=template_version, brand_kit_version=brand_kit_version))
+    # `extra_inputs`: a catalog row's own reference, which makes the job an edit as the template's do.
+    has_inputs = extra_inputs > 0 or bool(
+        inputs_for(template_version=template_version, brand_kit_version=brand_kit_version)
+    )
     form = (EditForm if has_inputs else GenerationForm)(_form_data(merged, prompt=text))
     if not form.is_valid():
         raise ParamsProblem({name: list(messages) for name, messages in form.errors.items()})
@@ -270,3 +280,132 @@ def form_initial(params: dict) -> dict:
     data = _form_data(params, prompt="")
     del data["prompt"]
     return data
+
+
+# --- Campaigns: many jobs at once ----------------------------------------------------------------------
+
+
+def campaign_lane(campaign: Campaign) -> tuple[int, bool]:
+    """Where a campaign's jobs wait, and whether they are priced at the Batch API's rate: the one
+    place the lane and the estimate of campaign work are decided (cell_estimate asks it too).
+
+    Campaign work is bulk, behind the Studio. "Run overnight" sends it through OpenAI's Batch API
+    instead (workspace/overnight.py), reserved and charged at the batch share of the price.
+    """
+    return (Job.Lane.OVERNIGHT, True) if campaign.overnight else (Job.Lane.BULK, False)
+
+
+def cell_estimate(*, campaign: Campaign, prompt: str, params: dict, input_images: int) -> spend.Estimate:
+    """What one of the campaign's jobs will probably cost, in its lane (see campaign_lane)."""
+    _lane, batch = campaign_lane(campaign)
+    return spend.estimate(
+        model=params["model"],
+        quality=params["quality"],
+        size=params["size"],
+        n=params["n"],
+        prompt=prompt,
+        input_images=input_images,
+        batch=batch,
+    )
+
+
+class EstimateCache:
+    """cell_estimate for many jobs that share their parameters: an estimate depends on the prompt
+    only through its length (its text tokens), so a 2,000-row batch asks the price table a handful
+    of times rather than once a row."""
+
+    def __init__(self, campaign: Campaign) -> None:
+        self.campaign = campaign
+        self._known: dict[tuple, Decimal] = {}
+
+    def cost(self, *, prompt: str, params: dict, input_images: int) -> Decimal:
+        key = (
+            tuple(params[name] for name in ("model", "quality", "size", "n")),
+            (len(prompt) + 3) // 4,
+            input_images,
+        )
+        if key not in self._known:
+            self._known[key] = cell_estimate(
+                campaign=self.campaign, prompt=prompt, params=params, input_images=input_images
+            ).cost
+        return self._known[key]
+
+
+@dataclass
+class JobSpec:
+    """One job of a campaign, ready to queue: its final prompt, checked parameters, inputs (References,
+    the first one edited), estimate, and its place (a CSV row or a grid cell)."""
+
+    prompt: str
+    params: dict
+    cost: Decimal
+    inputs: list[Reference] = field(default_factory=list)
+    variables: dict[str, str] = field(default_factory=dict)
+    row: int | None = None
+    cell: dict = field(default_factory=dict)
+
+
+def campaign_jobs_create(*, campaign: Campaign, author, specs: list[JobSpec]) -> list[Job]:
+    """Queue every job of a campaign in one transaction, the whole estimate reserved in one step.
+
+    The budgets are locked, checked for the total and held by the jobs' reserved_cost before the
+    transaction commits (spend.reserve), so two campaigns racing for the same budget cannot both
+    pass. A draft campaign becomes active in the same transaction, conditionally, so confirming twice
+    queues once. Rows are written with bulk_create (a 2,000-row batch in a few statements).
+
+    Raises spend.BudgetExceeded (nothing created), ValueError if the campaign is no longer a draft.
+    """
+    lane, _batch = campaign_lane(campaign)
+    total = sum((spec.cost for spec in specs), start=Decimal(0))
+    now = timezone.now()
+    deadline = now + timedelta(seconds=settings.CAMPAIGN_JOB_DEADLINE_SECONDS)
+    with transaction.atomic():
+        if campaign.pk is None:
+            campaign.estimated_cost = total
+            campaign.save()
+        else:
+            started = Campaign.objects.start(campaign.pk, estimated_cost=total, rows=[], created_at=now)
+            if not started:
+                raise ValueError("This batch has already been queued or discarded.")
+            campaign.status, campaign.estimated_cost, campaign.rows = Campaign.Status.ACTIVE, total, []
+        spend.reserve(user=author, project=campaign.project, amount=total)
+        made = Job.objects.bulk_create(
+            [
+                Job(
+                    project=campaign.project,
+                    author=author,
+                    kind=Job.Kind.EDIT if spec.inputs else Job.Kind.GENERATE,
+                    lane=lane,
+                    prompt=spec.prompt,
+                    max_attempts=settings.JOB_MAX_ATTEMPTS,
+                    deadline_at=deadline,
+                    # Sent: queue.WAKE_MESSAGES messages wake the workers, whose threads then take the rest.
+                    enqueued_at=now,
+                    created_at=now,
+                    estimated_cost=spec.cost,
+                    reserved_cost=spec.cost,
+                    template_version=campaign.template_version,
+                    brand_kit_version=kit_for(
+                        template_version=campaign.template_version,
+                        brand_kit_version=campaign.brand_kit_version,
+                    ),
+                    variables=spec.variables,
+                    campaign=campaign,
+                    campaign_row=spec.row,
+                    cell=spec.cell,
+                    **spec.params,
+                )
+                for spec in specs
+            ]
+        )
+        JobInput.objects.bulk_create(
+            [
+                JobInput(job=job, position=position, reference=reference)
+                for job, spec in zip(made, specs, strict=True)
+                for position, reference in enumerate(spec.inputs)
+            ]
+        )
+        # Overnight work waits for beat's dispatcher (workspace/overnight.py): no worker may take it.
+        wake = [] if lane == Job.Lane.OVERNIGHT else [job.pk for job in made[: queue.WAKE_MESSAGES]]
+        transaction.on_commit(lambda: [queue.send_job(job_id) for job_id in wake])
+    return made

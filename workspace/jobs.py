@@ -94,9 +94,11 @@ def _reserve_and_create(*, project: Project, author, prompt: str, params: dict, 
     """Hold the estimate against the budgets and create the queued row; inside the caller's transaction."""
     # One person's thousand jobs would wait in front of nobody (claims take turns), but they would hold
     # their budget and hide everything else they asked for; the limit is a readable refusal instead.
-    # Overnight jobs wait for a batch, not for workers, so they do not count against it.
+    # Overnight jobs wait for a batch, not for workers, so they do not count against it; a campaign's
+    # jobs are reserved and limited as a whole (workspace.campaigns.campaign_jobs_create) and wait in
+    # the bulk lane: a queued batch must not shut its author out of the Studio.
     waiting = (
-        Job.objects.filter(author=author, status__in=Job.WAITING_STATUSES)
+        Job.objects.filter(author=author, status__in=Job.WAITING_STATUSES, campaign__isnull=True)
         .exclude(lane=Job.Lane.OVERNIGHT)
         .count()
     )

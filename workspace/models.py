@@ -2,6 +2,7 @@ import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.serializers.json import DjangoJSONEncoder
@@ -86,6 +87,24 @@ NO_PREVIEW = {"preview": "", "preview_count": 0}
 NO_CLAIM = {"claim_token": None, "lease_expires_at": None}
 
 
+# Campaign.Status.PAUSED (campaign_models imports this module, so the value is repeated here).
+PAUSED = "paused"
+
+
+def _not_paused(alias: str) -> str:
+    """SQL: the job (table alias `alias`) is in no paused campaign. A paused campaign's jobs stay
+    queued, holding their reservation, but no claim takes them; resuming makes them due again. One
+    condition in the claims, rather than another status every reader of `status` would have to know.
+    Takes one parameter, PAUSED."""
+    campaign = apps.get_model("workspace", "Campaign")._meta.db_table
+    column = connection.ops.quote_name(Job._meta.get_field("campaign").column)
+    # Names come from the models; the status is a parameter.
+    return (
+        f"({alias}.{column} IS NULL OR NOT EXISTS (SELECT 1 FROM {connection.ops.quote_name(campaign)} c "  # noqa: S608
+        f"WHERE c.id = {alias}.{column} AND c.status = %s))"
+    )
+
+
 class JobQuerySet(models.QuerySet):
     """The job's state changes, one method per arrow of the state machine drawn on `Job`.
 
@@ -139,7 +158,8 @@ class JobQuerySet(models.QuerySet):
             # The overnight lane is never claimed: its jobs wait for the overnight dispatcher.
             return (
                 f"{alias}.{attempts} < {alias}.{max_attempts} AND {alias}.{lane} < {Job.Lane.OVERNIGHT:d} "
-                f"AND ({alias}.{status} = %s OR ({alias}.{status} = %s AND {alias}.{next_attempt_at} <= %s))"
+                f"AND ({alias}.{status} = %s OR ({alias}.{status} = %s AND {alias}.{next_attempt_at} <= %s)) "
+                f"AND {_not_paused(alias)}"
             )
 
         def running(alias: str) -> str:
@@ -161,7 +181,7 @@ class JobQuerySet(models.QuerySet):
                 f"WHERE people.id IS NOT NULL AND busy.n < %s "
                 f"ORDER BY nxt.{lane}, busy.n, nxt.{enqueued_at}, nxt.{pk} LIMIT 1"
             )
-            params = [*waiting, *waiting, Job.Status.RUNNING.value, *waiting, due_at, limit]
+            params = [*waiting, *waiting, Job.Status.RUNNING.value, *waiting, due_at, PAUSED, limit]
         else:
             # SQLite runs one writer at a time: no locks to skip, and a laptop's few rows.
             pick = (
@@ -169,7 +189,7 @@ class JobQuerySet(models.QuerySet):
                 f"AND {running('w.' + author)} < %s "
                 f"ORDER BY w.{lane}, {running('w.' + author)}, w.{enqueued_at}, w.{pk} LIMIT 1"
             )
-            params = [*waiting, due_at, Job.Status.RUNNING.value, limit, Job.Status.RUNNING.value]
+            params = [*waiting, due_at, PAUSED, Job.Status.RUNNING.value, limit, Job.Status.RUNNING.value]
         return self._claim(f"({pick})", params, worker=worker)
 
     def _claim(self, target: str, target_params: list, *, worker: str) -> "Job | None":
@@ -192,7 +212,8 @@ class JobQuerySet(models.QuerySet):
             f"{column('preview')} = '', {column('preview_count')} = 0 "
             f"WHERE {column('id')} = {target} AND {attempts} < {column('max_attempts')} "
             f"AND {column('lane')} < {Job.Lane.OVERNIGHT:d} "
-            f"AND ({status} = %s OR ({status} = %s AND {column('next_attempt_at')} <= %s)) RETURNING *"
+            f"AND ({status} = %s OR ({status} = %s AND {column('next_attempt_at')} <= %s)) "
+            f"AND {_not_paused(connection.ops.quote_name(Job._meta.db_table))} RETURNING *"
         )
         params = [
             Job.Status.RUNNING.value,
@@ -205,6 +226,7 @@ class JobQuerySet(models.QuerySet):
             Job.Status.RETRYING.value,
             # A message may arrive a moment before the time it was sent for.
             value("next_attempt_at", now + timedelta(seconds=1)),
+            PAUSED,
         ]
         claimed = list(self.raw(sql, params))
         return claimed[0] if claimed else None
@@ -327,18 +349,24 @@ class JobQuerySet(models.QuerySet):
 
     def cancel(self, job_id: int) -> bool:
         """queued or retrying → canceled, by a person. No worker holds it, and it holds nothing back."""
-        return bool(
-            self.filter(pk=job_id, status__in=[Job.Status.QUEUED, Job.Status.RETRYING]).update(
-                status=Job.Status.CANCELED,
-                finished_at=timezone.now(),
-                reserved_cost=0,
-                next_attempt_at=None,
-                retry_reason="",
-                error_code="",
-                error_message="",
-                **NO_PREVIEW,
-                **NO_CLAIM,
-            )
+        return bool(self.filter(pk=job_id)._cancel_waiting())
+
+    def cancel_campaign(self, campaign_id: int) -> int:
+        """queued or retrying → canceled, for every waiting job of a campaign ("cancel the rest"): the
+        same arrow as `cancel`, many rows in one UPDATE. Returns how many; running ones finish."""
+        return self.filter(campaign_id=campaign_id)._cancel_waiting()
+
+    def _cancel_waiting(self) -> int:
+        return self.filter(status__in=[Job.Status.QUEUED, Job.Status.RETRYING]).update(
+            status=Job.Status.CANCELED,
+            finished_at=timezone.now(),
+            reserved_cost=0,
+            next_attempt_at=None,
+            retry_reason="",
+            error_code="",
+            error_message="",
+            **NO_PREVIEW,
+            **NO_CLAIM,
         )
 
     def retry(self, job_id: int, *, reserve: Decimal, author_id: int) -> bool:
@@ -371,8 +399,10 @@ class JobQuerySet(models.QuerySet):
     # batch's results are collected; a batch, not a worker's claim token, is what owns them meanwhile.
 
     def overnight_waiting(self) -> "JobQuerySet":
-        """Overnight-lane jobs not yet in a batch: what the dispatcher gathers."""
-        return self.filter(lane=Job.Lane.OVERNIGHT, status=Job.Status.QUEUED, overnight_batch__isnull=True)
+        """Overnight-lane jobs not yet in a batch: what the dispatcher gathers (not a paused campaign's)."""
+        return self.filter(
+            lane=Job.Lane.OVERNIGHT, status=Job.Status.QUEUED, overnight_batch__isnull=True
+        ).exclude(campaign__status=PAUSED)
 
     def batch_assign(self, job_ids: list[int], *, batch_id: int) -> int:
         """queued (overnight, in no batch) → queued in batch `batch_id`, attempts + 1 (the batch line is

@@ -17,6 +17,10 @@ logger = logging.getLogger(__name__)
 
 RUN_JOB = "workspace.tasks.run_job"
 
+# How many workers a newly queued (or resumed) campaign wakes: each thread that finishes a job takes the
+# next one without a message (worker.jobs_run_next), so a message a row would only fill the broker.
+WAKE_MESSAGES = 32
+
 # What a broker that is restarting or out of reach raises from a publish (the file-system broker: OSError).
 BROKER_ERRORS = (KombuError, RedisError, OSError)
 

@@ -3,6 +3,7 @@ from django.urls import path
 from workspace.views import (
     account,
     audit,
+    campaigns,
     conversations,
     gallery,
     images,
@@ -137,6 +138,49 @@ urlpatterns = [
     path("p/<int:project_id>/compare", gallery.compare, name="compare"),
     path("p/<int:project_id>/prompts", gallery.prompt_history, name="project_prompts"),
     path("prompts/", gallery.prompt_history, name="my_prompts"),
+    # Campaigns: variant grids and catalog batches (views/campaigns.py).
+    path("p/<int:project_id>/campaigns/", campaigns.campaign_list, name="campaigns"),
+    path("p/<int:project_id>/campaigns/grid", campaigns.campaign_grid_new, name="campaign_grid_new"),
+    path("p/<int:project_id>/campaigns/batch", campaigns.campaign_batch_new, name="campaign_batch_new"),
+    path(
+        "p/<int:project_id>/campaigns/<int:campaign_id>/", campaigns.campaign_detail, name="campaign_detail"
+    ),
+    path(
+        "p/<int:project_id>/campaigns/<int:campaign_id>/progress",
+        campaigns.campaign_progress,
+        name="campaign_progress",
+    ),
+    path(
+        "p/<int:project_id>/campaigns/<int:campaign_id>/confirm",
+        campaigns.campaign_confirm,
+        name="campaign_confirm",
+    ),
+    path(
+        "p/<int:project_id>/campaigns/<int:campaign_id>/control",
+        campaigns.campaign_control,
+        name="campaign_control",
+    ),
+    path("p/<int:project_id>/campaigns/<int:campaign_id>/zip", campaigns.campaign_zip, name="campaign_zip"),
+    path(
+        "p/<int:project_id>/campaigns/<int:campaign_id>/jobs/<int:job_id>",
+        campaigns.campaign_cell,
+        name="campaign_cell",
+    ),
+    path(
+        "p/<int:project_id>/campaigns/<int:campaign_id>/jobs/<int:job_id>/star",
+        campaigns.campaign_cell_star,
+        name="campaign_cell_star",
+    ),
+    path(
+        "p/<int:project_id>/campaigns/<int:campaign_id>/jobs/<int:job_id>/review",
+        campaigns.campaign_cell_review,
+        name="campaign_cell_review",
+    ),
+    path(
+        "p/<int:project_id>/campaigns/<int:campaign_id>/jobs/<int:job_id>/default",
+        campaigns.campaign_cell_default,
+        name="campaign_cell_default",
+    ),
     # Spend (views/spend.py).
     path("spend/", spend.my_spend, name="my_spend"),
     path("spend/badge", spend.spend_badge, name="spend_badge"),

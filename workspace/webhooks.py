@@ -383,6 +383,29 @@ def job_ended(*, job_id: int) -> list[WebhookDelivery]:
     return _deliveries_create(endpoints=endpoints, event_type=event_type, data=job_payload(job=job))
 
 
+def campaign_finished(*, campaign, progress) -> list[WebhookDelivery]:
+    """The campaign's last job ended (or it was canceled and nothing runs): queue campaign.finished.
+    Called in the transaction that marks it finished (workspace.campaign_runs), as job_ended is."""
+    return event_emit(
+        project_id=campaign.project_id,
+        event_type=WebhookEvent.CAMPAIGN_FINISHED,
+        data={
+            "campaign_id": campaign.pk,
+            "project_id": campaign.project_id,
+            "kind": campaign.kind,
+            "name": campaign.name,
+            "status": campaign.status,
+            "jobs": {
+                "total": progress.total,
+                "succeeded": progress.done,
+                "failed": progress.failed,
+                "canceled": progress.canceled,
+            },
+            "cost": str(progress.cost),
+        },
+    )
+
+
 # --- Delivering (the Celery task) ----------------------------------------------------------------------
 
 

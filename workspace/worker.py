@@ -24,8 +24,18 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 from django.db.models import Q
 from django.utils import timezone
 
-from workspace import formats, imageapi, observability, outputs, provenance, queue, spend, webhooks
-from workspace.models import ApiCall, Image, Job, Turn
+from workspace import (
+    campaign_runs,
+    formats,
+    imageapi,
+    observability,
+    outputs,
+    provenance,
+    queue,
+    spend,
+    webhooks,
+)
+from workspace.models import PAUSED, ApiCall, Image, Job, Turn
 
 logger = logging.getLogger(__name__)
 
@@ -438,6 +448,11 @@ def _finish(job: Job, stored: list[outputs.StoredFile], answer: Answer | None = 
                 _finish_turn(job)
             webhooks.job_ended(job_id=job.pk)  # the event commits with the transition
             transaction.on_commit(lambda: provenance.checks_queue(job_id=job.pk))
+            if job.campaign_id is not None:
+                # After the commit, so the last of a campaign's jobs to end sees all of them ended.
+                transaction.on_commit(
+                    lambda: campaign_runs.job_ended(job_id=job.pk, campaign_id=job.campaign_id)
+                )
     if not won:
         # The lease was lost (the sweep gave the job to another worker, or it was canceled meanwhile).
         logger.warning("job %s: finished after losing its claim; discarding this attempt's files", job.pk)
@@ -522,6 +537,7 @@ def _fail(job_id: int, **transition) -> bool:
         if won:
             webhooks.job_ended(job_id=job_id)
             received_discard(job_id=job_id)  # a failed job has no next attempt to store a kept answer
+            transaction.on_commit(lambda: campaign_runs.job_ended(job_id=job_id))
     return won
 
 
@@ -754,9 +770,13 @@ def _wake_if_messages_were_lost(now) -> int:
     all running jobs. Each message sent then claims one job and drains the rest.
     """
     stale = now - timedelta(seconds=settings.JOB_REQUEUE_AFTER_SECONDS)
-    due = Job.objects.filter(
-        Q(status=Job.Status.QUEUED) | Q(status=Job.Status.RETRYING, next_attempt_at__lte=now)
-    ).exclude(lane=Job.Lane.OVERNIGHT)  # those wait for the overnight batch, not for a worker
+    due = (
+        Job.objects.filter(
+            Q(status=Job.Status.QUEUED) | Q(status=Job.Status.RETRYING, next_attempt_at__lte=now)
+        )
+        .exclude(lane=Job.Lane.OVERNIGHT)
+        .exclude(campaign__status=PAUSED)
+    )  # a batch's or a person's to wake
     overdue = due.filter(
         Q(status=Job.Status.QUEUED, enqueued_at__lt=stale)
         | Q(status=Job.Status.RETRYING, next_attempt_at__lt=stale)

@@ -1,0 +1,520 @@
+"""Variant grids, catalog batches and the campaign page: requests that differ only on their axes (on
+what the stand-in received, through a real worker), every bad CSV refused with its row and column and
+nothing queued or held, whole-batch reservations under concurrency, pause/resume/cancel/retry, the ZIP
+named by a column, and the finish hook."""
+
+import io
+import threading
+import zipfile
+from decimal import Decimal
+from itertools import combinations
+
+import pytest
+from django.db import connection
+from django.urls import reverse
+
+from tests.factories import ImageFactory, ReferenceFactory, WebhookEndpointFactory, template_version
+from tests.helpers import wait_for
+from workspace import batches, campaign_runs, campaigns, grids, spend
+from workspace.campaign_models import Campaign
+from workspace.models import Budget, Job, WebhookDelivery
+
+S = Job.Status
+
+
+def _grid(project, author, *, version, axes, base=None, prompt="", values=None):
+    plan = grids.grid_plan(
+        project=project,
+        template_version=version,
+        brand_kit_version=None,
+        prompt=prompt,
+        values=values or {},
+        base=base or {"quality": "low"},
+        axes=axes,
+    )
+    return grids.grid_create(
+        project=project,
+        author=author,
+        name="Grid",
+        template_version=version,
+        brand_kit_version=None,
+        prompt=prompt,
+        plan=plan,
+        base=base or {"quality": "low"},
+    )
+
+
+def _csv(*lines: str) -> bytes:
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def _draft(project, author, data: bytes, *, version=None, key_column=""):
+    version = version or template_version(project=project, text="A {product} in {season} light")
+    campaign, _ = batches.batch_draft(
+        project=project,
+        author=author,
+        name="Batch",
+        source_name="items.csv",
+        template_version=version,
+        brand_kit_version=None,
+        data=data,
+        base={"quality": "low"},
+        key_column=key_column,
+    )
+    return campaign
+
+
+# --- Grids: one controlled change, checked on the wire ----------------------------------------------
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_grids_requests_differ_only_on_their_axes(cast, project, standin, processes, seeded_prices):
+    WebhookEndpointFactory(project=project, url="https://93.184.215.14/hook", events=["campaign.finished"])
+    version = template_version(project=project, text="A {product} on oak, soft light")
+    campaign = _grid(
+        project,
+        cast.bob,
+        version=version,
+        axes=[("quality", "low, medium, high"), ("var:product", "mug, vase")],
+    )
+    cells = list(Job.objects.filter(campaign=campaign))
+    assert len(cells) == 6 and {job.lane for job in cells} == {Job.Lane.BULK}
+    processes.worker("grid")
+    wait_for(
+        lambda: Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.FINISHED,
+        timeout=60,
+        what="the grid to finish",
+    )
+
+    received = [
+        request.fields for request in standin.requests if request.path.endswith("/images/generations")
+    ]
+    assert len(received) == 6
+    by_cell = {}
+    for fields in received:
+        product = "mug" if " mug " in fields["prompt"] else "vase"
+        by_cell[(fields["quality"], product)] = fields
+    assert set(by_cell) == {(q, p) for q in ("low", "medium", "high") for p in ("mug", "vase")}
+    for (cell_a, a), (cell_b, b) in combinations(by_cell.items(), 2):
+        differ = {key for key in a.keys() | b.keys() if a.get(key) != b.get(key)}
+        expected = set()
+        if cell_a[0] != cell_b[0]:
+            expected.add("quality")
+        if cell_a[1] != cell_b[1]:
+            expected.add("prompt")
+        assert differ == expected, (cell_a, cell_b, differ)
+    assert by_cell[("low", "mug")]["prompt"] == "A mug on oak, soft light"
+    # The last job to end finished the campaign and queued campaign.finished.
+    delivery = WebhookDelivery.objects.get(event_type="campaign.finished")
+    assert f'"campaign_id":{campaign.pk}' in delivery.body and '"succeeded":6' in delivery.body
+
+
+@pytest.mark.django_db
+def test_a_grid_is_planned_with_its_total_and_reserved_in_one_step(cast, project):
+    version = template_version(project=project)
+    plan = grids.grid_plan(
+        project=project,
+        template_version=version,
+        brand_kit_version=None,
+        prompt="",
+        values={"product": "teapot"},
+        base={},
+        axes=[("size", "square, portrait"), ("complexity", "low, high")],
+    )
+    assert len(plan.cells) == 4 and plan.total == sum(cell.spec.cost for cell in plan.cells)
+    assert [row["value"] for row in plan.rows] == ["square", "portrait"]
+    Budget.objects.create(project=project, monthly_limit=plan.total - Decimal("0.000001"))
+    with pytest.raises(spend.BudgetExceeded):
+        grids.grid_create(
+            project=project,
+            author=cast.bob,
+            name="g",
+            template_version=version,
+            brand_kit_version=None,
+            prompt="",
+            plan=plan,
+            base={},
+        )
+    assert not Job.objects.exists() and not Campaign.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("axes", "message"),
+    [
+        ([("quality", "low, ultra")], "“ultra” is not one of"),
+        ([("quality", "low"), ("quality", "high")], "must differ"),
+        ([("var:colour", "red")], "not an axis"),
+        ([("model", ", ".join(["gpt-image-2"] * 1 + [f"m{i}" for i in range(9)]))], "at most 8"),
+    ],
+)
+def test_a_grid_that_cannot_be_made_says_why(project, axes, message):
+    version = template_version(project=project)
+    with pytest.raises(grids.GridProblem, match=message):
+        grids.grid_plan(
+            project=project,
+            template_version=version,
+            brand_kit_version=None,
+            prompt="",
+            values={"product": "mug"},
+            base={},
+            axes=axes,
+        )
+
+
+@pytest.mark.django_db
+def test_use_as_default_saves_a_template_version_with_the_cells_quality(client, cast, project):
+    version = template_version(project=project, defaults={"quality": "low"})
+    campaign = _grid(
+        project,
+        cast.bob,
+        version=version,
+        axes=[("quality", "medium, high")],
+        base={},
+        values={"product": "mug"},
+    )
+    job = Job.objects.get(campaign=campaign, quality="high")
+    client.force_login(cast.bob)
+    client.post(reverse("campaign_cell_default", args=[project.pk, campaign.pk, job.pk]))
+    newest = version.template.versions.order_by("-number").first()
+    assert newest.number == 2 and newest.defaults["quality"] == "high" and newest.text == version.text
+
+
+@pytest.mark.django_db
+def test_use_as_default_of_a_plain_prompt_grid_fills_the_studio(client, cast, project):
+    campaign = _grid(project, cast.bob, version=None, prompt="A lemon", axes=[("quality", "low, high")])
+    job = Job.objects.filter(campaign=campaign).first()
+    client.force_login(cast.bob)
+    response = client.post(reverse("campaign_cell_default", args=[project.pk, campaign.pk, job.pk]))
+    assert response["Location"] == f"{reverse('project', args=[project.pk])}?again={job.pk}#generate"
+
+
+# --- Batches: every bad input refused by row and column, nothing queued or held -------------------
+
+
+def _refused(client, cast, project, data: bytes, *, version=None) -> str:
+    version = version or template_version(project=project, text="A {product} in {season} light")
+    client.force_login(cast.bob)
+    upload = io.BytesIO(data)
+    upload.name = "items.csv"
+    response = client.post(
+        reverse("campaign_batch_new", args=[project.pk]),
+        {"template": version.template.pk, "file": upload, "quality": "low"},
+    )
+    assert response.status_code == 400, response.content[:500]
+    assert not Campaign.objects.exists() and not Job.objects.exists()
+    assert spend.used(project=project) == 0
+    page = response.content.decode()
+    assert "Nothing was queued and no budget was held" in page
+    return page
+
+
+def _problem_row(page: str, row: str, column: str, words: str) -> None:
+    table = page.split('class="problems-table"')[1].split("</table>")[0]
+    rows = [chunk for chunk in table.split("<tr>")[2:]]
+    cells = [r.replace("<code>", "").replace("</code>", "") for r in rows]
+    assert any(f"<td>{row}</td><td>{column}</td>" in r and words in r for r in cells), (
+        row,
+        column,
+        words,
+        table,
+    )
+
+
+@pytest.mark.django_db
+def test_a_csv_that_is_not_utf8_is_refused(client, cast, project):
+    page = _refused(client, cast, project, b"product,season\nmug,winter\ncaf\xe9,summer\n")
+    _problem_row(page, "3", "—", "not UTF-8")
+
+
+@pytest.mark.django_db
+def test_a_csv_without_a_header_is_refused(client, cast, project):
+    page = _refused(client, cast, project, _csv("mug,winter", "vase,summer"))
+    _problem_row(page, "1", "—", "no header")
+
+
+@pytest.mark.django_db
+def test_a_csv_of_more_than_100000_rows_is_refused(client, cast, project):
+    lines = ["product,season", *(f"item {i},winter" for i in range(100_001))]
+    page = _refused(client, cast, project, _csv(*lines))
+    _problem_row(page, "100002", "—", "more than 100,000 rows")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("lead", ["=", "+", "-", "@"])
+def test_a_formula_leading_cell_is_refused(client, cast, project, lead):
+    page = _refused(
+        client, cast, project, _csv("product,season", "mug,winter", f'{lead}HYPERLINK("x"),summer')
+    )
+    _problem_row(page, "3", "product", "formula")
+
+
+@pytest.mark.django_db
+def test_a_column_the_template_does_not_have_is_refused(client, cast, project):
+    page = _refused(client, cast, project, _csv("product,season,colour", "mug,winter,red"))
+    _problem_row(page, "1", "colour", "no variable “colour”")
+
+
+@pytest.mark.django_db
+def test_missing_variables_are_refused(client, cast, project):
+    page = _refused(client, cast, project, _csv("product", "mug"))
+    _problem_row(page, "1", "season", "is missing")
+    page = _refused(client, cast, project, _csv("product,season", "mug,winter", "vase,"))
+    _problem_row(page, "3", "season", "has no value")
+
+
+@pytest.mark.django_db
+def test_an_unknown_reference_is_refused(client, cast, project):
+    ReferenceFactory(project=project, name="mug.png")
+    page = _refused(
+        client, cast, project, _csv("product,season,reference", "mug,winter,mug.png", "vase,summer,vase.png")
+    )
+    _problem_row(page, "3", "reference", "no reference named “vase.png”")
+
+
+@pytest.mark.django_db
+def test_another_projects_reference_is_refused(client, cast, project, other_project):
+    ReferenceFactory(project=other_project, name="their-vase.png")
+    page = _refused(client, cast, project, _csv("product,season,reference", "vase,summer,their-vase.png"))
+    _problem_row(page, "2", "reference", "references cannot be used")
+
+
+@pytest.mark.django_db
+def test_duplicate_rows_are_refused(client, cast, project):
+    page = _refused(client, cast, project, _csv("product,season", "mug,winter", "vase,summer", "mug,winter"))
+    _problem_row(page, "4", "—", "repeats row 2")
+
+
+@pytest.mark.django_db
+def test_a_prompt_over_the_limit_after_substitution_is_refused(client, cast, project):
+    page = _refused(client, cast, project, _csv("product,season", "mug,winter", f"{'x' * 40_000},summer"))
+    _problem_row(page, "3", "product", "40,0")
+
+
+@pytest.mark.django_db
+def test_a_good_csv_becomes_a_draft_then_one_reservation_in_the_bulk_lane(client, cast, project):
+    ref = ReferenceFactory(project=project, name="mug.png")
+    version = template_version(project=project, text="A {product} in {season} light")
+    client.force_login(cast.bob)
+    upload = io.BytesIO(_csv("product,season,reference", "mug,winter,mug.png", "vase,summer,"))
+    upload.name = "items.csv"
+    response = client.post(
+        reverse("campaign_batch_new", args=[project.pk]),
+        {"template": version.template.pk, "file": upload, "quality": "low", "key_column": "product"},
+    )
+    campaign = Campaign.objects.get()
+    assert response["Location"] == campaign.get_absolute_url()
+    assert campaign.status == Campaign.Status.DRAFT and not Job.objects.exists()
+    page = client.get(campaign.get_absolute_url()).content.decode()
+    assert "A mug in winter light" in page and "Queue 2 jobs" in page
+    # A re-posted form cannot change what is queued: the rows come from the draft.
+    client.post(
+        reverse("campaign_confirm", args=[project.pk, campaign.pk]), {"key_column": "product", "rows": "evil"}
+    )
+    made = list(Job.objects.filter(campaign=campaign).order_by("campaign_row"))
+    assert [(job.campaign_row, job.prompt, job.kind) for job in made] == [
+        (2, "A mug in winter light", Job.Kind.EDIT),
+        (3, "A vase in summer light", Job.Kind.GENERATE),
+    ]
+    assert made[0].inputs.get().reference == ref
+    assert {job.lane for job in made} == {Job.Lane.BULK}
+    assert sum(job.reserved_cost for job in made) == Campaign.objects.get().estimated_cost
+    # Confirming twice queues once.
+    client.post(reverse("campaign_confirm", args=[project.pk, campaign.pk]))
+    assert Job.objects.filter(campaign=campaign).count() == 2
+
+
+@pytest.mark.django_db
+def test_two_thousand_rows_are_checked_and_queued_in_a_fixed_number_of_queries(
+    cast, project, django_assert_max_num_queries
+):
+    version = template_version(project=project, text="A {product} in {season} light")
+    ReferenceFactory(project=project, name="mug.png")
+    data = _csv("sku,product,season,reference", *(f"SKU-{i},item {i},winter,mug.png" for i in range(2000)))
+    version = template_version(
+        project=project, template=version.template, text="{sku}: a {product} in {season}"
+    )
+    with django_assert_max_num_queries(40):
+        campaign = _draft(project, cast.bob, data, version=version, key_column="sku")
+        batches.batch_confirm(campaign=campaign, author=cast.bob)
+    assert Job.objects.filter(campaign=campaign).count() == 2000
+
+
+# --- Whole-batch reservations under concurrency -------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_batches_racing_for_one_budget_cannot_both_pass(cast, project, seeded_prices):
+    first = _draft(project, cast.bob, _csv("product,season", *(f"p{i},winter" for i in range(10))))
+    second = _draft(
+        project,
+        cast.alice,
+        _csv("product,season", *(f"q{i},summer" for i in range(10))),
+        version=first.template_version,
+    )
+    # Room for one batch, not two.
+    Budget.objects.create(project=project, monthly_limit=first.estimated_cost * Decimal("1.5"))
+    start = threading.Barrier(2)
+    outcomes = []
+
+    def confirm(campaign, author):
+        try:
+            start.wait()
+            batches.batch_confirm(campaign=campaign, author=author)
+            outcomes.append("queued")
+        except spend.BudgetExceeded:
+            outcomes.append("refused")
+        except Exception as error:
+            outcomes.append(f"error: {error!r}")
+        finally:
+            connection.close()
+
+    threads = [
+        threading.Thread(target=confirm, args=pair) for pair in ((first, cast.bob), (second, cast.alice))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(outcomes) == ["queued", "refused"]
+    assert Job.objects.count() == 10
+    assert Campaign.objects.filter(status=Campaign.Status.DRAFT).count() == 1
+    assert spend.used(project=project) <= Budget.objects.get().monthly_limit
+
+
+# --- Pause, resume, cancel, retry, finish -----------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_pause_keeps_jobs_waiting_and_resume_lets_them_run(cast, project):
+    campaign = _grid(project, cast.bob, version=None, prompt="A lemon", axes=[("quality", "low, medium")])
+    assert campaign_runs.campaign_pause(campaign=campaign)
+    assert Job.objects.claim_next(worker="w", calls_per_user=0) is None
+    only = Job.objects.filter(campaign=campaign).first()
+    assert Job.objects.claim(only.pk, worker="w") is None  # a stray message does not start one either
+    assert set(Job.objects.filter(campaign=campaign).values_list("status", flat=True)) == {S.QUEUED}
+    assert campaign_runs.campaign_resume(campaign=campaign)
+    claimed = Job.objects.claim_next(worker="w", calls_per_user=0)
+    assert claimed is not None and claimed.campaign_id == campaign.pk
+
+
+@pytest.mark.django_db
+def test_cancel_the_rest_releases_their_reservations_and_ends_the_campaign(cast, project):
+    campaign = _grid(
+        project, cast.bob, version=None, prompt="A lemon", axes=[("quality", "low, medium, high")]
+    )
+    running = Job.objects.claim_next(worker="w", calls_per_user=0)
+    assert campaign_runs.campaign_cancel(campaign=campaign) == 2
+    assert Job.objects.filter(campaign=campaign, status=S.CANCELED, reserved_cost=0).count() == 2
+    assert Campaign.objects.get().status == Campaign.Status.CANCELED
+    assert Campaign.objects.get().finished_at is None  # one still runs
+    Job.objects.fail(running.pk, token=running.claim_token, code="x", message="Broke.")
+    campaign_runs.job_ended(job_id=running.pk)
+    assert Campaign.objects.get().finished_at is not None
+    assert spend.used(project=project) == 0
+
+
+@pytest.mark.django_db
+def test_retry_the_failed_rows_queues_them_again_and_the_campaign_runs(cast, project):
+    campaign = _grid(project, cast.bob, version=None, prompt="A lemon", axes=[("quality", "low, medium")])
+    for _ in range(2):
+        job = Job.objects.claim_next(worker="w", calls_per_user=0)
+        Job.objects.fail(job.pk, token=job.claim_token, code="x", message="Broke.")
+        campaign_runs.job_ended(job_id=job.pk)
+    assert Campaign.objects.get().status == Campaign.Status.FINISHED
+    assert campaign_runs.campaign_retry_failed(campaign=campaign, actor=cast.alice) == 2
+    assert Campaign.objects.get().status == Campaign.Status.ACTIVE
+    assert set(Job.objects.filter(campaign=campaign).values_list("status", "author_id")) == {
+        (S.QUEUED, cast.alice.pk)
+    }
+
+
+@pytest.mark.django_db
+def test_the_controls_through_the_page(client, cast, project):
+    campaign = _grid(project, cast.bob, version=None, prompt="A lemon", axes=[("quality", "low, medium")])
+    url = reverse("campaign_control", args=[project.pk, campaign.pk])
+    client.force_login(cast.bob)
+    client.post(url, {"action": "pause"})
+    assert Campaign.objects.get().status == Campaign.Status.PAUSED
+    assert "not started until you resume" in client.get(campaign.get_absolute_url()).content.decode()
+    client.post(url, {"action": "resume"})
+    assert Campaign.objects.get().status == Campaign.Status.ACTIVE
+    client.post(url, {"action": "cancel"})
+    assert Campaign.objects.get().status == Campaign.Status.CANCELED
+    assert client.post(url, {"action": "explode"}).status_code == 400
+
+
+@pytest.mark.django_db
+def test_campaign_jobs_do_not_count_against_the_studios_waiting_limit(
+    cast, project, settings, generation_post
+):
+    settings.FAIR_SHARE_QUEUED_PER_USER = 2
+    _grid(project, cast.bob, version=None, prompt="A lemon", axes=[("quality", "low, medium, high")])
+    from tests.conftest import job_params
+    from workspace import jobs
+
+    jobs.job_create(project=project, author=cast.bob, prompt="A pear", params=job_params())
+
+
+# --- The page, and the ZIP ------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_campaign_page_shows_progress_and_a_grid_labelled_by_its_values(client, cast, project):
+    campaign = _grid(
+        project,
+        cast.bob,
+        version=None,
+        prompt="A lemon",
+        axes=[("quality", "low, high"), ("size", "square, portrait")],
+    )
+    client.force_login(cast.vera)
+    page = client.get(campaign.get_absolute_url()).content.decode()
+    assert 'id="count-waiting">4<' in page
+    for label in ("Quality ↓ · Size →", ">square<", ">portrait<", ">low<", ">high<"):
+        assert label in page
+    assert client.get(reverse("campaigns", args=[project.pk])).content.decode().count(campaign.name) == 1
+
+
+@pytest.mark.django_db
+def test_the_zip_names_files_by_the_chosen_column_sanitized_and_deduped(client, cast, project):
+    campaign = _draft(
+        project,
+        cast.bob,
+        _csv(
+            "sku,product,season", "AB/12,mug,winter", "AB 12,vase,summer", "Cé-9,cup,spring", "..,bowl,autumn"
+        ),
+        version=template_version(project=project, text="{sku} {product} {season}"),
+        key_column="sku",
+    )
+    batches.batch_confirm(campaign=campaign, author=cast.bob)
+    for job in Job.objects.filter(campaign=campaign):
+        Job.objects.filter(pk=job.pk).update(status=S.SUCCEEDED, reserved_cost=0)
+        ImageFactory(job=job, project=project, format="png")
+    client.force_login(cast.vera)
+    response = client.get(reverse("campaign_zip", args=[project.pk, campaign.pk]), {"column": "sku"})
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
+    assert archive.namelist() == ["AB-12.png", "AB-12-2.png", "Ce-9.png", "row.png", "metadata.json"]
+    assert '"file": "AB-12-2.png"' in archive.read("metadata.json").decode()
+    response = client.get(reverse("campaign_zip", args=[project.pk, campaign.pk]), {"column": "nope"})
+    assert response.status_code == 400
+
+
+@pytest.mark.django_db
+def test_another_projects_campaign_is_a_404(client, cast, project, other_project):
+    campaign = _grid(other_project, cast.charlie, version=None, prompt="A lemon", axes=[("quality", "low")])
+    client.force_login(cast.alice)
+    assert client.get(reverse("campaign_detail", args=[project.pk, campaign.pk])).status_code == 404
+    assert client.get(reverse("campaign_detail", args=[other_project.pk, campaign.pk])).status_code == 404
+
+
+def test_campaign_lane_is_bulk_for_now_even_overnight():
+    assert campaigns.campaign_lane(Campaign(overnight=True)) == (Job.Lane.BULK, False)
+    assert campaigns.campaign_lane(Campaign(overnight=False)) == (Job.Lane.BULK, False)
+
+
+def test_safe_names():
+    assert campaign_runs.safe_name("../../etc/passwd") == "etc-passwd"
+    assert campaign_runs.safe_name("Ünïcode SKU 7") == "Unicode-SKU-7"
+    assert campaign_runs.safe_name("") == "row"

@@ -1,0 +1,409 @@
+"""Catalog batches: one job per CSV row, every row checked before anything is queued.
+
+A CSV has a header naming its columns: the template's variables, and optionally `reference`, a
+library reference's name (this project's) whose image the row's job edits. Checked, all of it, before
+anything is written: the file is UTF-8 text with a header and at most MAX_ROWS rows; no cell starts
+with a formula character (=, +, -, @, a tab or a carriage return: spreadsheets would run it when the
+file is opened again); every column is a variable of the template or `reference`, every variable has
+a column and every row a value for each; every reference is in this project's library; no row
+repeats another; no prompt is too long once filled in. Each problem is reported by row number (the
+header is row 1, as a spreadsheet counts) and column, and nothing is queued or reserved.
+
+A valid file becomes a draft campaign holding its rows (`batch_draft`): the preview and the confirm
+read them from the database, so what is queued is what was checked, whatever the browser re-posts.
+`batch_confirm` then reserves the whole batch in one step and queues it (campaigns.campaign_jobs_create).
+"""
+
+import csv
+import io
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.conf import settings
+
+from workspace import campaigns, prompting
+from workspace.campaign_models import BrandKitVersion, Campaign, TemplateVersion
+from workspace.edits import EditRefused
+from workspace.models import Project, Reference
+
+MAX_ROWS = 100_000
+REFERENCE_COLUMN = "reference"
+FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
+# A page of problems is enough to fix a file; the rest are counted.
+MAX_PROBLEMS_SHOWN = 200
+PREVIEW_ROWS = 5
+
+
+@dataclass(frozen=True)
+class Problem:
+    row: int | None  # 1 is the header; None: the whole file
+    column: str  # "" when it is not one column's
+    message: str
+
+
+class BatchRefused(ValueError):
+    """The file has problems: `problems` (the first MAX_PROBLEMS_SHOWN) and how many in all."""
+
+    def __init__(self, problems: list[Problem], total: int | None = None) -> None:
+        self.problems = problems[:MAX_PROBLEMS_SHOWN]
+        self.total = total if total is not None else len(problems)
+        first = problems[0]
+        where = f"Row {first.row}" if first.row else "The file"
+        where += f", column “{first.column}”" if first.column else ""
+        super().__init__(f"{where}: {first.message}")
+
+
+@dataclass
+class Row:
+    number: int  # as a spreadsheet counts: the header is 1, the first item 2
+    values: dict[str, str]
+    reference_id: int | None = None
+
+
+@dataclass
+class Checked:
+    """A file that passed: its columns and rows, and the jobs they make (prompt, parameters, cost)."""
+
+    columns: list[str]
+    rows: list[Row]
+    specs: list[campaigns.JobSpec] = field(default_factory=list)
+
+    @property
+    def total(self) -> Decimal:
+        return sum((spec.cost for spec in self.specs), start=Decimal(0))
+
+
+def _decode(data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        row = data[: error.start].count(b"\n") + 1
+        raise BatchRefused(
+            [
+                Problem(
+                    row,
+                    "",
+                    f"this is not UTF-8 text (byte {error.start + 1} cannot be read). Save the file as "
+                    "“CSV UTF-8” and upload it again.",
+                )
+            ]
+        ) from None
+
+
+def read_rows(*, data: bytes, variables: list[str]) -> tuple[list[str], list[Row], list[Problem]]:
+    """The header and rows of a CSV, and the problems of its shape and cells (no database)."""
+    text = _decode(data)
+    if "\x00" in text:
+        raise BatchRefused([Problem(None, "", "this is not a CSV file (it holds binary data).")])
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+    except csv.Error as error:
+        raise BatchRefused([Problem(1, "", f"the header cannot be read ({error}).")]) from None
+    known = set(variables) | {REFERENCE_COLUMN}
+    header = [cell.strip() for cell in header or []]
+    expected = ", ".join([*variables, f"{REFERENCE_COLUMN} (optional)"])
+    if not any(header) or not known & set(header):
+        raise BatchRefused(
+            [
+                Problem(
+                    1,
+                    "",
+                    f"the file has no header. Its first line must name the columns: {expected}.",
+                )
+            ]
+        )
+    problems: list[Problem] = []
+    seen_columns: set[str] = set()
+    for cell in header:
+        if cell not in known:
+            problems.append(
+                Problem(1, cell, f"the template has no variable “{cell}”. The columns are: {expected}.")
+            )
+        elif cell in seen_columns:
+            problems.append(Problem(1, cell, "this column appears twice."))
+        seen_columns.add(cell)
+    for name in variables:
+        if name not in header:
+            problems.append(Problem(1, name, f"the column for the variable {{{name}}} is missing."))
+    if problems:
+        raise BatchRefused(problems)
+    rows: list[Row] = []
+    try:
+        for number, cells in enumerate(reader, start=2):
+            if number - 1 > MAX_ROWS:
+                raise BatchRefused(
+                    [
+                        Problem(
+                            number,
+                            "",
+                            f"the file has more than {MAX_ROWS:,} rows; split it into batches of at most "
+                            f"{MAX_ROWS:,}.",
+                        )
+                    ]
+                )
+            if not any(cell.strip() for cell in cells):
+                continue  # a blank line (spreadsheets often end with one)
+            if len(cells) != len(header):
+                problems.append(
+                    Problem(number, "", f"this row has {len(cells)} cells; the header has {len(header)}.")
+                )
+                continue
+            values = {}
+            for column, cell in zip(header, cells, strict=True):
+                if cell.startswith(FORMULA_LEADS):
+                    problems.append(
+                        Problem(
+                            number,
+                            column,
+                            f"“{cell[:40]}” starts with “{cell[0]!s}”, which a spreadsheet would run as a "
+                            "formula. Remove that first character (or put the text in words).",
+                        )
+                    )
+                values[column] = cell.strip()
+            for name in variables:
+                if not values.get(name):
+                    problems.append(Problem(number, name, f"{{{name}}} has no value."))
+            rows.append(Row(number=number, values=values))
+    except csv.Error as error:
+        problems.append(Problem(reader.line_num, "", f"this line cannot be read ({error})."))
+        raise BatchRefused(problems) from None
+    if not rows and not problems:
+        raise BatchRefused([Problem(2, "", "the file has a header but no rows.")])
+    return header, rows, problems
+
+
+def _references(project: Project, rows: list[Row], problems: list[Problem]) -> None:
+    """Resolve each row's reference by name within this project's library, in one query."""
+    names = {row.values.get(REFERENCE_COLUMN) for row in rows} - {None, ""}
+    if not names:
+        return
+    found: dict[str, int] = {}
+    # Newest first: of two references with one name, a row means the one uploaded last.
+    for pk, name in (
+        Reference.objects.in_library()
+        .filter(project=project, name__in=names)
+        .order_by("created_at", "id")
+        .values_list("pk", "name")
+    ):
+        found[name] = pk
+    for row in rows:
+        name = row.values.get(REFERENCE_COLUMN)
+        if not name:
+            continue
+        if name not in found:
+            # The same words whether the name exists elsewhere or nowhere: another project's library
+            # is not ours to confirm.
+            problems.append(
+                Problem(
+                    row.number,
+                    REFERENCE_COLUMN,
+                    f"there is no reference named “{name[:80]}” in this project's library (upload it to "
+                    "the Library first; other projects' references cannot be used).",
+                )
+            )
+        else:
+            row.reference_id = found[name]
+
+
+def _duplicates(rows: list[Row], problems: list[Problem]) -> None:
+    first: dict[tuple, int] = {}
+    for row in rows:
+        key = tuple(sorted(row.values.items()))
+        if key in first:
+            problems.append(Problem(row.number, "", f"this row repeats row {first[key]}."))
+        else:
+            first[key] = row.number
+
+
+def batch_check(
+    *,
+    project: Project,
+    template_version: TemplateVersion,
+    brand_kit_version: BrandKitVersion | None,
+    data: bytes,
+    base: dict,
+    overnight: bool = False,
+) -> Checked:
+    """Every row checked and turned into a job spec, or BatchRefused listing the problems.
+
+    A fixed number of queries however many rows: the references in one, the parameters checked by
+    the Studio's form once per kind (generation, or edit when a row has a reference), the price
+    table once per prompt length (campaigns.EstimateCache).
+    """
+    variables = list(template_version.variables)
+    header, rows, problems = read_rows(data=data, variables=variables)
+    _references(project, rows, problems)
+    _duplicates(rows, problems)
+    try:
+        shared = campaigns.inputs_for(template_version=template_version, brand_kit_version=brand_kit_version)
+    except EditRefused as refusal:
+        raise BatchRefused([Problem(None, "", str(refusal))]) from refusal
+    kit = campaigns.kit_for(template_version=template_version, brand_kit_version=brand_kit_version)
+    estimates = campaigns.EstimateCache(
+        Campaign(project=project, kind=Campaign.Kind.BATCH, overnight=overnight)
+    )
+    references = {
+        ref.pk: ref for ref in Reference.objects.filter(pk__in={row.reference_id for row in rows} - {None})
+    }
+    params_by_kind: dict[bool, dict] = {}
+    specs = []
+    failed = {problem.row for problem in problems}
+    for row in rows:
+        if row.number in failed:
+            continue
+        values = {name: row.values[name] for name in variables}
+        try:
+            prompt = prompting.prompt_for(template_version=template_version, values=values, kit_version=kit)
+        except prompting.TemplateProblem as problem:
+            longest = max(variables, key=lambda name: len(values[name])) if variables else ""
+            problems.append(
+                Problem(row.number, longest, f"{problem.message} The longest value is this column's.")
+            )
+            continue
+        own = references.get(row.reference_id) if row.reference_id else None
+        inputs = ([own] if own else []) + [ref for ref in shared if ref != own]
+        if len(inputs) > settings.MAX_EDIT_INPUTS:
+            problems.append(
+                Problem(
+                    row.number,
+                    REFERENCE_COLUMN,
+                    f"with the template's references this row has {len(inputs)} inputs; at most "
+                    f"{settings.MAX_EDIT_INPUTS}.",
+                )
+            )
+            continue
+        is_edit = bool(inputs)
+        if is_edit not in params_by_kind:
+            try:
+                params_by_kind[is_edit] = campaigns.job_params_for(
+                    template_version=template_version,
+                    values=values,
+                    overrides=base,
+                    brand_kit_version=brand_kit_version,
+                    extra_inputs=1 if own else 0,
+                )
+            except campaigns.ParamsProblem as problem:
+                raise BatchRefused([Problem(None, "", f"The batch's settings: {problem}")]) from problem
+        params = params_by_kind[is_edit]
+        specs.append(
+            campaigns.JobSpec(
+                prompt=prompt,
+                params=params,
+                cost=estimates.cost(prompt=prompt, params=params, input_images=len(inputs)),
+                inputs=inputs,
+                variables=values,
+                row=row.number,
+            )
+        )
+    if problems:
+        problems.sort(key=lambda problem: (problem.row or 0, problem.column))
+        raise BatchRefused(problems)
+    return Checked(columns=header, rows=rows, specs=specs)
+
+
+def batch_draft(
+    *,
+    project: Project,
+    author,
+    name: str,
+    source_name: str,
+    template_version: TemplateVersion,
+    brand_kit_version: BrandKitVersion | None,
+    data: bytes,
+    base: dict,
+    key_column: str = "",
+    overnight: bool = False,
+) -> tuple[Campaign, Checked]:
+    """Check the file and keep it as a draft campaign (nothing queued, nothing reserved).
+
+    Raises BatchRefused.
+    """
+    checked = batch_check(
+        project=project,
+        template_version=template_version,
+        brand_kit_version=brand_kit_version,
+        data=data,
+        base=base,
+        overnight=overnight,
+    )
+    if key_column and key_column not in checked.columns:
+        raise BatchRefused([Problem(1, key_column, "the file has no such column to name the files by.")])
+    campaign = Campaign.objects.create(
+        project=project,
+        author=author,
+        kind=Campaign.Kind.BATCH,
+        name=name,
+        status=Campaign.Status.DRAFT,
+        template_version=template_version,
+        brand_kit_version=campaigns.kit_for(
+            template_version=template_version, brand_kit_version=brand_kit_version
+        ),
+        base_params=base,
+        key_column=key_column,
+        overnight=overnight,
+        columns=checked.columns,
+        source_name=source_name[:255],
+        estimated_cost=checked.total,
+        rows=[
+            {"row": row.number, "values": row.values, "reference_id": row.reference_id}
+            for row in checked.rows
+        ],
+    )
+    return campaign, checked
+
+
+def draft_specs(campaign: Campaign) -> list[campaigns.JobSpec]:
+    """The draft's rows as jobs again, checked again against what the database holds now (a
+    reference removed, a price changed since the preview). Raises BatchRefused."""
+    rows = [Row(number=row["row"], values=row["values"]) for row in campaign.rows]
+    problems: list[Problem] = []
+    _references(campaign.project, rows, problems)
+    if problems:
+        raise BatchRefused(problems)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(campaign.columns)
+    writer.writerows([[row.values.get(column, "") for column in campaign.columns] for row in rows])
+    return batch_check(
+        project=campaign.project,
+        template_version=campaign.template_version,
+        brand_kit_version=campaign.brand_kit_version,
+        data=buffer.getvalue().encode("utf-8"),
+        base=campaign.base_params,
+        overnight=campaign.overnight,
+    ).specs
+
+
+def batch_confirm(*, campaign: Campaign, author, key_column: str | None = None) -> Campaign:
+    """Queue a draft: every row a job in the bulk lane, the whole estimate reserved in one step.
+
+    Raises spend.BudgetExceeded (the draft stays a draft, nothing queued), BatchRefused, ValueError
+    (no longer a draft).
+    """
+    if key_column is not None:
+        if key_column and key_column not in campaign.columns:
+            raise BatchRefused([Problem(1, key_column, "the file has no such column to name the files by.")])
+        campaign.key_column = key_column
+        Campaign.objects.filter(pk=campaign.pk).update(key_column=key_column)
+    specs = draft_specs(campaign)
+    campaigns.campaign_jobs_create(campaign=campaign, author=author, specs=specs)
+    return campaign
+
+
+def preview(campaign: Campaign, checked: Checked | None = None) -> list[dict]:
+    """The first rows' exact prompts, for the draft's page."""
+    kit = campaign.brand_kit_version
+    shown = []
+    for row in campaign.rows[:PREVIEW_ROWS]:
+        values = {name: row["values"].get(name, "") for name in campaign.template_version.variables}
+        shown.append(
+            {
+                "row": row["row"],
+                "values": row["values"],
+                "prompt": prompting.prompt_for(
+                    template_version=campaign.template_version, values=values, kit_version=kit
+                ),
+            }
+        )
+    return shown
