@@ -12,10 +12,13 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
-from workspace import outputs, spend
+from workspace import (
+    outputs,
+    spend,
+    worker,
+)  # a module, not its names: worker imports campaign_runs, which imports this
 from workspace.models import Image, Job, JobInput, Project, Reference
 from workspace.queue import send_job as _enqueue  # a name of this module, so tests can replace it
-from workspace.worker import received_discard
 
 ZERO = Decimal(0)
 
@@ -215,7 +218,7 @@ def job_cancel(*, job: Job) -> bool:
     with transaction.atomic():
         won = Job.objects.cancel(job.pk)
         if won:
-            received_discard(job_id=job.pk)  # the worker's side owns kept answers
+            worker.received_discard(job_id=job.pk)  # the worker's side owns kept answers
     return won
 
 
