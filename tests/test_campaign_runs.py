@@ -15,9 +15,9 @@ from django.urls import reverse
 
 from tests.factories import ImageFactory, ReferenceFactory, WebhookEndpointFactory, template_version
 from tests.helpers import wait_for
-from workspace import batches, campaign_runs, campaigns, grids, spend
+from workspace import batches, campaign_runs, campaigns, grids, overnight, queue, spend
 from workspace.campaign_models import Campaign
-from workspace.models import Budget, Job, WebhookDelivery
+from workspace.models import Budget, Job, LedgerEntry, Price, WebhookDelivery
 
 S = Job.Status
 
@@ -509,9 +509,48 @@ def test_another_projects_campaign_is_a_404(client, cast, project, other_project
     assert client.get(reverse("campaign_detail", args=[other_project.pk, campaign.pk])).status_code == 404
 
 
-def test_campaign_lane_is_bulk_for_now_even_overnight():
-    assert campaigns.campaign_lane(Campaign(overnight=True)) == (Job.Lane.BULK, False)
+def test_campaign_lane_is_bulk_unless_overnight():
+    assert campaigns.campaign_lane(Campaign(overnight=True)) == (Job.Lane.OVERNIGHT, True)
     assert campaigns.campaign_lane(Campaign(overnight=False)) == (Job.Lane.BULK, False)
+
+
+@pytest.mark.django_db
+def test_an_overnight_batch_is_reserved_at_half_price_and_made_by_the_batch_api(
+    cast, project, standin, monkeypatch, django_capture_on_commit_callbacks
+):
+    sent = []
+    monkeypatch.setattr(queue, "send_job", lambda job_id, countdown=None: sent.append(job_id) or True)
+    data = _csv("product,season", "mug,winter", "vase,summer", "jug,spring")
+    synchronous = _draft(project, cast.bob, data)
+    night = _draft(project, cast.bob, data, version=synchronous.template_version)
+    Campaign.objects.filter(pk=night.pk).update(overnight=True)
+    night.refresh_from_db()
+    batches.batch_confirm(campaign=synchronous, author=cast.bob)
+    batches.batch_confirm(campaign=night, author=cast.bob)
+    synchronous.refresh_from_db()
+    night.refresh_from_db()
+
+    # The same rows, reserved at the Batch API's half, in the overnight lane; no worker is woken for them.
+    # Each job's estimate is rounded to the micro-dollar on its own: half, to within a micro-dollar a job.
+    assert abs(night.estimated_cost - synchronous.estimated_cost / 2) <= Decimal("0.000001") * 3
+    made = list(Job.objects.filter(campaign=night).order_by("campaign_row"))
+    assert {job.lane for job in made} == {Job.Lane.OVERNIGHT}
+    assert not set(sent) & {job.pk for job in made}
+
+    assert overnight.overnight_dispatch() == 3
+    [remote] = standin.batches.batches.values()
+    remote.ready_at = 0
+    with django_capture_on_commit_callbacks(execute=True):  # the campaign settles once each line commits
+        assert overnight.overnight_poll() == 1
+    for job in made:
+        job.refresh_from_db()
+        assert job.status == S.SUCCEEDED and job.reserved_cost == 0
+        [line] = LedgerEntry.objects.filter(job=job)
+        tokens = spend.Tokens.from_usage(line.api_call.usage)
+        full = sum(Decimal(getattr(tokens, kind)) * getattr(line.price, kind) for kind in Price.RATE_FIELDS)
+        assert line.batch and line.cost == spend.money(full / 2 / 1_000_000)
+    assert campaign_runs.progress(night).done == 3
+    assert Campaign.objects.get(pk=night.pk).status == Campaign.Status.FINISHED
 
 
 def test_safe_names():

@@ -34,7 +34,7 @@ import pybase64
 from django.db import connection, transaction
 from django.utils import timezone
 
-from workspace import imageapi, jobs, outputs, provenance, spend, webhooks, worker
+from workspace import campaign_runs, imageapi, jobs, outputs, provenance, spend, webhooks, worker
 from workspace.models import ApiCall, Job, OvernightBatch
 
 logger = logging.getLogger(__name__)
@@ -376,6 +376,7 @@ def _collect_images(batch: OvernightBatch, job: Job, record: ApiCall, body: dict
             webhooks.job_ended(job_id=job.pk)
             # Checked like any output once stored (workspace/provenance.py); a failed check never fails it.
             transaction.on_commit(lambda job_id=job.pk: provenance.checks_queue(job_id=job_id))
+            _campaign_hook(job)
             stored = None  # kept
         elif live and record.error_code:
             _fail_job(job, code="unreadable", message=imageapi.REASONS["unreadable"])
@@ -413,7 +414,14 @@ def _fail_job(job: Job, *, code: str, message: str) -> bool:
         won = Job.objects.batch_fail(job.pk, batch_id=job.overnight_batch_id, code=code[:64], message=message)
         if won:
             webhooks.job_ended(job_id=job.pk)
+            _campaign_hook(job)
     return won
+
+
+def _campaign_hook(job: Job) -> None:
+    # After the commit, as the worker does, so the last of a campaign's jobs sees all of them ended.
+    if job.campaign_id is not None:
+        transaction.on_commit(lambda: campaign_runs.job_ended(job_id=job.pk, campaign_id=job.campaign_id))
 
 
 # --- Cancel -----------------------------------------------------------------------------------------------
