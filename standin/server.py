@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from standin.capabilities import MAX_BODY_BYTES
+from standin.capabilities import MAX_BODY_BYTES, MODELS, RETIRED_MODELS, models_from
 from standin.errors import ApiError
 from standin.faults import FAULT_PATTERN, LATE_FAULTS, PROMPT_FAULT_PATTERN, fault_error
 from standin.requests import RecordedRequest, coerce_form_fields, json_edit_files, parse_multipart
@@ -181,7 +181,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send_error(fault_error(fault, model, self.request_id), record)
 
         try:
-            job = resolve_job(endpoint, fields, record.files)
+            job = resolve_job(endpoint, fields, record.files, standin.models, standin.retired)
         except ApiError as error:
             return self._send_error(error, record)
         record.status = 200
@@ -240,7 +240,11 @@ class StandinServer:
         latency: float = 0.0,
         latency_jitter: float = 0.0,
         log_requests: bool = False,
+        models: dict | None = None,
     ) -> None:
+        """`models`: name -> capabilities (ModelCapabilities, or the workspace's rows as plain dicts, a
+        "retired" note marking retired ones); the built-in tables when None."""
+        self.use_models(models)
         self.host, self.port = host, port
         self.latency, self.latency_jitter = latency, latency_jitter
         self.log_requests = log_requests
@@ -310,6 +314,10 @@ class StandinServer:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
+    def use_models(self, models: dict | None) -> None:
+        """Check requests against these models from now on (see __init__); None: the built-in tables."""
+        self.models, self.retired = (MODELS, RETIRED_MODELS) if models is None else models_from(models)
+
     # -- faults and records
 
     def inject(self, *faults: str) -> None:
@@ -363,8 +371,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds to wait before each image answer")
     parser.add_argument("--latency-jitter", type=float, default=0.0, help="± seconds added at random")
     parser.add_argument("--quiet", action="store_true", help="do not log each request")
+    parser.add_argument(
+        "--models", help="a JSON file of model name -> capabilities (the workspace's registry)"
+    )
     options = parser.parse_args(argv)
-    server = StandinServer(options.host, options.port, options.latency, options.latency_jitter)
+    models = None
+    if options.models:
+        with open(options.models, encoding="utf-8") as handle:
+            models = json.load(handle)
+    server = StandinServer(options.host, options.port, options.latency, options.latency_jitter, models=models)
     server.log_requests = not options.quiet
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever(on_ready=lambda url: print(f"Stand-in OpenAI Images API at {url}", flush=True))

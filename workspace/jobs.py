@@ -35,6 +35,8 @@ def job_estimate(*, prompt: str, params: dict, input_images: int = 0) -> spend.E
         n=params["n"],
         prompt=prompt,
         input_images=input_images,
+        output_format=params.get("output_format") or "png",
+        frame_count=params.get("frame_count"),
     )
 
 
@@ -79,7 +81,14 @@ def _reserve_and_create(*, project: Project, author, prompt: str, params: dict, 
 
 
 def edit_create(
-    *, project: Project, author, prompt: str, params: dict, inputs: list, mask: bytes | None = None
+    *,
+    project: Project,
+    author,
+    prompt: str,
+    params: dict,
+    inputs: list,
+    mask: bytes | None = None,
+    markup: bytes | None = None,
 ) -> Job:
     """Queue an edit of `inputs` (Images and References, first one edited) with an optional mask.
 
@@ -113,6 +122,10 @@ def edit_create(
                 written.append(default_storage.save(f"{job.folder}/mask.png", ContentFile(mask)))
                 job.mask = written[-1]
                 job.save(update_fields=["mask"])
+            if markup is not None:
+                written.append(default_storage.save(f"{job.folder}/markup.png", ContentFile(markup)))
+                job.markup = written[-1]
+                job.save(update_fields=["markup"])
             transaction.on_commit(lambda: _enqueue(job.pk))
     except BaseException:
         outputs.delete_files(written)
@@ -126,12 +139,14 @@ def job_reproduce(*, job: Job, author) -> Job:
     if not job.is_edit:
         return job_create(project=job.project, author=author, prompt=job.prompt, params=params)
     inputs = [item.image or item.reference for item in job.inputs.select_related("image", "reference")]
-    mask = None
-    if job.mask:
-        with default_storage.open(job.mask.name, "rb") as handle:
-            mask = handle.read()
+    overlays: dict[str, bytes | None] = {"mask": None, "markup": None}
+    for name in overlays:
+        stored = getattr(job, name)
+        if stored:
+            with default_storage.open(stored.name, "rb") as handle:
+                overlays[name] = handle.read()
     return edit_create(
-        project=job.project, author=author, prompt=job.prompt, params=params, inputs=inputs, mask=mask
+        project=job.project, author=author, prompt=job.prompt, params=params, inputs=inputs, **overlays
     )
 
 

@@ -192,6 +192,7 @@ def _call(job: Job) -> Answer:
             timeout=_call_timeout(job),
             inputs=inputs,
             mask=answer.mask,
+            markup=_stored_bytes(job.markup.name) if job.is_edit and job.markup else None,
             on_partial=previews,
         )
     except MissingInput:
@@ -240,6 +241,14 @@ def _edit_files(job: Job) -> tuple[list[imageapi.FileTuple], bytes | None]:
         with default_storage.open(job.mask.name, "rb") as handle:
             mask = handle.read()
     return files, mask
+
+
+def _stored_bytes(name: str) -> bytes:
+    try:
+        with default_storage.open(name, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError as error:
+        raise MissingInput(name) from error
 
 
 class PreviewSaver:

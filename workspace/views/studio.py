@@ -156,8 +156,9 @@ def estimate(request: HttpRequest, project_id: int) -> HttpResponse:
 def job_detail(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
     access = project_access(request.user, project_id)
     job = _job_for(access, job_id)
-    calls = list(job.api_calls.select_related("charge"))
-    actual = sum((call.charge.cost for call in calls if hasattr(call, "charge")), start=spend.ZERO)
+    calls = list(job.api_calls.prefetch_related("ledger_lines"))
+    # Every ledger line of every call: an SVG answer's author model is a line of its own.
+    actual = sum((entry.cost for call in calls for entry in call.ledger_lines.all()), start=spend.ZERO)
     return render(
         request,
         "workspace/job_detail.html",
