@@ -7,7 +7,16 @@ from django.utils import timezone
 
 from workspace import formats, spend
 from workspace import imagemodels as im
-from workspace.models import MAX_MONTHLY_BUDGET, AuditEvent, Budget, Job, Membership, Project, Role
+from workspace.models import (
+    MAX_MONTHLY_BUDGET,
+    AuditEvent,
+    Budget,
+    ImageModelSpec,
+    Job,
+    Membership,
+    Project,
+    Role,
+)
 from workspace.review import COMMENT_MAX_CHARS
 from workspace.webhook_models import SUBSCRIBABLE
 
@@ -559,6 +568,58 @@ class BudgetAdminForm(forms.ModelForm):
         _check_budget_target(
             self, scope=data.get("scope") or "user", user=data.get("user"), project=data.get("project")
         )
+        return data
+
+
+class ImageModelSpecAdminForm(forms.ModelForm):
+    """The registry row as an admin edits it: the lists checked value by value, in words."""
+
+    LISTS = {
+        "qualities": ("auto", "low", "medium", "high", "xhigh", "max"),
+        "input_fidelity": ("low", "high"),
+        "complexity": im.COMPLEXITY_LEVELS,
+    }
+
+    class Meta:
+        model = ImageModelSpec
+        fields = [field.name for field in ImageModelSpec._meta.fields if field.name != "id"]
+
+    def _list(self, name: str) -> list:
+        value = self.cleaned_data.get(name)
+        if value in (None, ""):
+            return []
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise forms.ValidationError('Give a list of names, e.g. ["low", "high"].')
+        return value
+
+    def clean_sizes(self) -> list:
+        sizes = self._list("sizes")
+        for size in sizes:
+            width, _, height = size.partition("x")
+            if not (width.isdigit() and height.isdigit()):
+                raise forms.ValidationError(f"“{size}” is not WIDTHxHEIGHT (for example 1024x1536).")
+        if not sizes:
+            raise forms.ValidationError("List at least one standard size.")
+        return sizes
+
+    def clean_svg_authors(self) -> list:
+        return self._list("svg_authors")
+
+    def clean(self) -> dict:
+        data = super().clean()
+        for name, allowed in self.LISTS.items():
+            if name in self.errors:
+                continue
+            try:
+                values = self._list(name)
+            except forms.ValidationError as error:
+                self.add_error(name, error)
+                continue
+            unknown = [value for value in values if value not in allowed]
+            if unknown:
+                self.add_error(name, f"Unknown: {', '.join(unknown)}. Allowed: {', '.join(allowed)}.")
+        if "qualities" not in self.errors and not data.get("qualities"):
+            self.add_error("qualities", "List at least one quality.")
         return data
 
 

@@ -126,6 +126,8 @@ class Node:
     image: Image
     children: list["Node"] = field(default_factory=list)
     also_from: list[int] = field(default_factory=list)
+    # The edit that made it was guided by a markup (circles, arrows, labels), shown beside it.
+    markup: bool = False
 
 
 @dataclass
@@ -168,7 +170,9 @@ def family(image: Image) -> Family:
             image_inputs.setdefault(job_id, []).append(image_id)
         else:
             reference_ids.add(reference_id)
-    nodes = {pk: Node(img) for pk, img in sorted(members.items())}
+    job_ids = {img.job_id for img in members.values()}
+    marked = set(Job.objects.filter(pk__in=job_ids).exclude(markup="").values_list("pk", flat=True))
+    nodes = {pk: Node(img, markup=img.job_id in marked) for pk, img in sorted(members.items())}
     roots: list[Node] = []
     for node in nodes.values():
         inputs = [parent for parent in image_inputs.get(node.image.job_id, []) if parent in nodes]
@@ -215,7 +219,8 @@ def parameter_changes(parent_job: Job, child_job: Job) -> list[Change]:
     changes = []
     for name in COMPARED:
         before, after = getattr(parent_job, name), getattr(child_job, name)
-        if before != after:
+        if before in (None, "") and after in (None, ""):
+            continue  # GIF and SVG settings neither job sent
             changes.append(
                 Change(name, str(before) if before != "" else "–", str(after) if after != "" else "–")
             )
@@ -223,4 +228,6 @@ def parameter_changes(parent_job: Job, child_job: Job) -> list[Change]:
         changes.append(Change("kind", parent_job.get_kind_display(), child_job.get_kind_display()))
     if child_job.mask and not parent_job.mask:
         changes.append(Change("mask", "none", "painted area"))
+    if child_job.markup and not parent_job.markup:
+        changes.append(Change("markup", "none", "drawn guides"))
     return changes

@@ -666,13 +666,19 @@ class ApiCall(models.Model):
     def __str__(self) -> str:
         return f"{self.endpoint} for job {self.job_id} attempt {self.attempt}: {self.outcome}"
 
+    def _line(self, line: str) -> "LedgerEntry | None":
+        # Through .all(), so a prefetch_related("ledger_lines") serves every call's lines in one query.
+        return next((entry for entry in self.ledger_lines.all() if entry.line == line), None)
+
     @property
-    def charge(self) -> "LedgerEntry":
-        """The call's image-model ledger line; AttributeError when it has none (so hasattr() reads well)."""
-        for entry in self.ledger_lines.all():
-            if entry.line == LedgerEntry.Line.IMAGE:
-                return entry
-        raise AttributeError("charge")
+    def charge(self) -> "LedgerEntry | None":
+        """The call's image-model ledger line; None when nothing was charged."""
+        return self._line(LedgerEntry.Line.IMAGE)
+
+    @property
+    def svg_charge(self) -> "LedgerEntry | None":
+        """The SVG author's own line, for an SVG answer."""
+        return self._line(LedgerEntry.Line.SVG_AUTHOR)
 
 
 # Columns the database keeps but no model declares, so the ORM never selects or inserts them; the
