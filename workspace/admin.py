@@ -180,8 +180,9 @@ class ImageModelSpecAdmin(admin.ModelAdmin):
 
     form = ImageModelSpecAdminForm
     list_display = [
-        "name", "label", "position", "custom_sizes", "gif", "svg", "markup", "streaming", "retired_on", "priced",
-    ]  # fmt: skip
+        *("name", "label", "position", "custom_sizes", "gif", "svg"),
+        *("markup", "streaming", "retired_on", "priced"),
+    ]
     list_editable = ["position"]
     list_filter = ["gif", "svg", "markup", "custom_sizes"]
     search_fields = ["name", "label", "family"]
