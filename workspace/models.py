@@ -764,6 +764,11 @@ class Image(models.Model):
     def download_name(self) -> str:
         return f"atelier-{self.project_id}-{self.job_id}-{self.index + 1}.{formats.extension(self.format)}"
 
+    @property
+    def editable(self) -> bool:
+        """Only still raster images can be an edit's input: a GIF or SVG is what a model makes, not takes."""
+        return self.format in formats.RASTER
+
 
 class ImageModelSpec(models.Model):
     """One image model the workspace can call: what it accepts, as rows an admin adds and edits.
