@@ -91,7 +91,7 @@ class GenerationForm(forms.Form):
     )
     # Only models a person may choose now (retired ones are refused in clean_model with a reason);
     # a callable, so a row an admin adds appears without a restart.
-    model = forms.ChoiceField(
+    model = RegistryModelField(
         choices=lambda: [(m.id, m.label) for m in im.selectable()],
         initial=im.DEFAULT_MODEL,
         widget=ModelSelect,
