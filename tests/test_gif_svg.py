@@ -14,7 +14,7 @@ from config.celery import app
 from tests.conftest import GENERATION_POST
 from tests.helpers import purge_queue, status_of, wait_for
 from workspace import svgsafe
-from workspace.models import Image, Job, LedgerEntry, Membership, Project, Role
+from workspace.models import Job, LedgerEntry, Membership, Project, Role
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
@@ -226,7 +226,7 @@ def test_frame_settings_are_not_sent_for_a_png(client, team, standin):
         b'<svg xmlns="http://www.w3.org/2000/svg"><rect style="fill:url(https://evil.example/p)"/></svg>',
         b'<svg xmlns="http://www.w3.org/2000/svg"><image href="data:image/svg+xml;base64,PHN2Zz4="/></svg>',
         b'<svg xmlns="http://www.w3.org/2000/svg"><a href="javascript:alert(1)"><rect/></a></svg>',
-        b'<svg xmlns="http://www.w3.org/2000/svg"><animate attributeName="href" to="javascript:alert(1)"/></svg>',
+        b'<svg xmlns="http://www.w3.org/2000/svg"><animate attributeName="href" to="javascript:x()"/></svg>',
         b'<svg xmlns="http://www.w3.org/2000/svg"><set attributeName="onmouseover" to="alert(1)"/></svg>',
     ],
 )

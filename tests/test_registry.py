@@ -9,9 +9,9 @@ from django.urls import reverse
 from openai.types.image_model import ImageModel as SdkImageModel
 
 from tests.conftest import GENERATION_POST
-from tests.test_api import Api, assert_error, jobs_url, secret_for
 from tests.factories import ImageFactory, JobFactory
 from tests.helpers import run
+from tests.test_api import Api, assert_error, jobs_url, secret_for
 from workspace import imagemodels, spend
 from workspace.models import ImageModelSpec, Job
 
