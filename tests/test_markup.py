@@ -9,11 +9,22 @@ from PIL import Image as PILImage
 from PIL import ImageDraw
 
 from tests.helpers import run
-from tests.test_edits import edit_post, mask_png, png, refs, upload  # noqa: F401 - refs is a fixture
-from workspace import lineage
+from tests.test_edits import edit_post, jpeg, mask_png, png, upload
+from workspace import library, lineage
 from workspace.models import Job
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def refs(project, cast):
+    stored, rejected = library.references_upload(
+        project=project,
+        user=cast.bob,
+        files=[upload("product.png", png()), upload("logo.jpg", jpeg(), "image/jpeg")],
+    )
+    assert rejected == []
+    return stored
 
 
 def markup_png(size=(640, 480)) -> bytes:
