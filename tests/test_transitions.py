@@ -135,7 +135,8 @@ def test_claim_takes_a_queued_or_due_job_with_a_fresh_claim(dirty, settings, sou
     ("status", "overrides"),
     [
         (S.RUNNING, {}),
-        (S.RETRYING, {"next_attempt_at": timezone.now() + timedelta(minutes=5)}),  # not due yet
+        # not due yet; a day ahead, as this is evaluated when the module is collected, long before it runs
+        (S.RETRYING, {"next_attempt_at": timezone.now() + timedelta(days=1)}),
         (S.QUEUED, {"attempts": 5}),  # out of attempts
         (S.SUCCEEDED, {}),
         (S.FAILED, {}),

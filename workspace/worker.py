@@ -184,15 +184,17 @@ def _call(job: Job) -> Answer:
     answer = Answer(attempt=job.attempts, previews=previews)
     try:
         inputs, answer.mask = _edit_files(job) if job.is_edit else ([], None)
+        markup = _stored_bytes(job.markup.name) if job.is_edit and job.markup else None
+        stream = job.streams_previews  # may read the model registry: before the connection goes back
         release_connection()  # the call is seconds to minutes of waiting on OpenAI, not on the database
         answer.result = imageapi.call(
             params=job.api_params(),
             edit=job.is_edit,
-            stream=job.streams_previews,
+            stream=stream,
             timeout=_call_timeout(job),
             inputs=inputs,
             mask=answer.mask,
-            markup=_stored_bytes(job.markup.name) if job.is_edit and job.markup else None,
+            markup=markup,
             on_partial=previews,
         )
     except MissingInput:
