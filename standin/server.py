@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from standin import provenance
 from standin.batches import BatchService
-from standin.capabilities import MAX_BODY_BYTES
+from standin.capabilities import MAX_BODY_BYTES, MODELS, RETIRED_MODELS, models_from
 from standin.conversation import Conversations, TurnRun, resolve_turn
 from standin.errors import ApiError
 from standin.faults import FAULT_PATTERN, LATE_FAULTS, PROMPT_FAULT_PATTERN, fault_error
@@ -248,7 +248,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send_error(fault_error(fault, model, self.request_id), record)
 
         try:
-            job = resolve_job(endpoint, fields, record.files)
+            job = resolve_job(endpoint, fields, record.files, standin.models, standin.retired)
         except ApiError as error:
             return self._send_error(error, record)
         record.status = 200
@@ -393,7 +393,11 @@ class StandinServer:
         latency: float = 0.0,
         latency_jitter: float = 0.0,
         log_requests: bool = False,
+        models: dict | None = None,
     ) -> None:
+        """`models`: name -> capabilities (ModelCapabilities, or the workspace's rows as plain dicts, a
+        "retired" note marking retired ones); the built-in tables when None."""
+        self.use_models(models)
         self.host, self.port = host, port
         self.latency, self.latency_jitter = latency, latency_jitter
         self.log_requests = log_requests
@@ -467,6 +471,10 @@ class StandinServer:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
+    def use_models(self, models: dict | None) -> None:
+        """Check requests against these models from now on (see __init__); None: the built-in tables."""
+        self.models, self.retired = (MODELS, RETIRED_MODELS) if models is None else models_from(models)
+
     # -- faults and records
 
     def inject(self, *faults: str) -> None:
@@ -525,8 +533,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--batch-seconds", type=float, default=5.0, help="seconds until a Batch API batch is done"
     )
+    parser.add_argument(
+        "--models", help="a JSON file of model name -> capabilities (the workspace's registry)"
+    )
     options = parser.parse_args(argv)
-    server = StandinServer(options.host, options.port, options.latency, options.latency_jitter)
+    models = None
+    if options.models:
+        with open(options.models, encoding="utf-8") as handle:
+            models = json.load(handle)
+    server = StandinServer(options.host, options.port, options.latency, options.latency_jitter, models=models)
     server.batches.batch_seconds = options.batch_seconds
     server.log_requests = not options.quiet
     with contextlib.suppress(KeyboardInterrupt):

@@ -14,6 +14,7 @@ from standin.capabilities import (
     DEFAULT_EDIT_MODEL,
     EDIT_PARAMS,
     GENERATION_PARAMS,
+    HOSTILE_SVG_MARKER,
     MAX_CUSTOM_EDGE,
     MAX_CUSTOM_PIXELS,
     MAX_IMAGE_BYTES,
@@ -23,7 +24,7 @@ from standin.capabilities import (
     MIN_CUSTOM_PIXELS,
     MODELS,
     RETIRED_MODELS,
-    STANDARD_SIZES,
+    SVG_EFFORTS,
     ModelCapabilities,
 )
 from standin.errors import ApiError
@@ -48,6 +49,11 @@ class ImageJob:
     mask_alpha: Image.Image | None = None
     markup: Image.Image | None = None
     input_image_tokens: int = 0
+    frame_count: int = 0  # GIF only
+    frame_duration_ms: int = 0
+    svg_model: str = ""  # SVG only
+    svg_effort: str = ""
+    hostile_svg: bool = False
 
     @property
     def size(self) -> str:
@@ -92,7 +98,9 @@ def _integer(fields: dict[str, Any], name: str, default: int, low: int, high: in
     return value
 
 
-def _resolve_model(fields: dict[str, Any], is_edit: bool) -> tuple[str, ModelCapabilities]:
+def _resolve_model(
+    fields: dict[str, Any], is_edit: bool, models: dict, retired: dict
+) -> tuple[str, ModelCapabilities]:
     model = _string(fields, "model") or (DEFAULT_EDIT_MODEL if is_edit else None)
     if model is None:
         message = (
@@ -100,12 +108,12 @@ def _resolve_model(fields: dict[str, Any], is_edit: bool) -> tuple[str, ModelCap
             "Specify a GPT image model such as 'gpt-image-2'."
         )
         raise ApiError(message, "model", "model_not_found")
-    if model in RETIRED_MODELS:
-        raise ApiError(f"The model '{model}' {RETIRED_MODELS[model]}", "model", "model_not_found")
-    if model not in MODELS:
+    if model in retired:
+        raise ApiError(f"The model '{model}' {retired[model]}", "model", "model_not_found")
+    if model not in models:
         message = f"The model '{model}' does not exist or you do not have access to it."
         raise ApiError(message, "model", "model_not_found")
-    return model, MODELS[model]
+    return model, models[model]
 
 
 def _resolve_size(value: str | None, model: str, capabilities: ModelCapabilities) -> tuple[int, int] | None:
@@ -113,10 +121,9 @@ def _resolve_size(value: str | None, model: str, capabilities: ModelCapabilities
     if value is None or value == "auto":
         return None
     match = re.fullmatch(r"(\d{1,5})x(\d{1,5})", value)
-    if value not in STANDARD_SIZES and not capabilities.custom_sizes:
-        message = (
-            f"Invalid size '{value}'. Supported sizes for {model} are {_quoted([*STANDARD_SIZES, 'auto'])}."
-        )
+    if value not in capabilities.sizes and not capabilities.custom_sizes:
+        supported = _quoted([*capabilities.sizes, "auto"])
+        message = f"Invalid size '{value}'. Supported sizes for {model} are {supported}."
         raise ApiError(message, "size", "invalid_value")
     if not match:
         message = f"Invalid size '{value}'. Use 'auto' or WIDTHxHEIGHT, for example '1536x864'."
@@ -212,14 +219,91 @@ def _validate_inputs(job: ImageJob, files: list[FilePart], capabilities: ModelCa
             job.markup = overlay.convert("RGBA")
 
 
-def resolve_job(endpoint: str, fields: dict[str, Any], files: list[FilePart]) -> ImageJob:
-    """Checks a request the way the real endpoint does and resolves every ``auto``; raises ApiError."""
+def _svg_settings(fields: dict[str, Any]) -> tuple[str, str] | None:
+    """(author, effort) from JSON's ``svg`` object or multipart's ``svg[model]`` fields; None if absent."""
+    svg = fields.get("svg")
+    flat = {name: value for name, value in fields.items() if name.startswith("svg[")}
+    if svg is None and not flat:
+        return None
+    if svg is None:
+        svg = {"model": flat.get("svg[model]"), "reasoning": {"effort": flat.get("svg[reasoning][effort]")}}
+    if not isinstance(svg, dict):
+        raise ApiError("Invalid type for 'svg': expected an object.", "svg", "invalid_type")
+    author = svg.get("model")
+    if not isinstance(author, str) or not author:
+        raise ApiError("Missing required parameter: 'svg.model'.", "svg.model", "missing_required_parameter")
+    reasoning = svg.get("reasoning") or {}
+    effort = reasoning.get("effort") if isinstance(reasoning, dict) else None
+    if effort is not None and effort not in SVG_EFFORTS:
+        message = f"Invalid value: '{effort}'. Supported values are: {_quoted(SVG_EFFORTS)}."
+        raise ApiError(message, "svg.reasoning.effort", "invalid_value")
+    return author, effort or ""
+
+
+def _check_animated_and_vector(
+    fields: dict[str, Any], files: list[FilePart], model: str, capabilities: ModelCapabilities, job_n: int
+) -> tuple[int, int, tuple[str, str] | None]:
+    """GIF and SVG rules (image_generate_params: frame_count, frame_duration_ms, svg): model support,
+    no streaming, partial images, masks or compression. Returns (frames, frame ms, svg settings)."""
+    output_format = fields.get("output_format")
+    svg = _svg_settings(fields)
+    if output_format not in ("gif", "svg"):
+        for gif_only in ("frame_count", "frame_duration_ms"):
+            if fields.get(gif_only) is not None:
+                raise ApiError(
+                    f"'{gif_only}' is only supported with output_format=gif.", gif_only, "invalid_value"
+                )
+        if svg is not None:
+            raise ApiError("'svg' is only supported with output_format=svg.", "svg", "invalid_value")
+        return 0, 0, None
+    name = output_format.upper()
+    if not getattr(capabilities, output_format):
+        message = f"The model '{model}' does not support output_format '{output_format}'."
+        raise ApiError(message, "output_format", "unsupported_value")
+    if fields.get("stream") or fields.get("partial_images"):
+        raise ApiError(
+            f"{name} output does not support streaming or partial images.", "stream", "invalid_value"
+        )
+    if fields.get("output_compression") is not None:
+        message = f"{name} output does not support output_compression."
+        raise ApiError(message, "output_compression", "invalid_value")
+    if output_format == "gif":
+        if any(part[0] == "mask" for part in files):
+            raise ApiError("GIF output does not support masks.", "mask", "invalid_value")
+        if svg is not None:
+            raise ApiError("'svg' is only supported with output_format=svg.", "svg", "invalid_value")
+        frames = _integer(fields, "frame_count", 9, 2, 16)
+        duration = _integer(fields, "frame_duration_ms", 200, 1, 10**9)
+        # "GIF output rounds to the nearest 10 ms and caps the encoded delay at 655,350 ms per frame."
+        return frames, min(655_350, max(10, round(duration / 10) * 10)), None
+    for gif_only in ("frame_count", "frame_duration_ms"):
+        if fields.get(gif_only) is not None:
+            raise ApiError(
+                f"'{gif_only}' is only supported with output_format=gif.", gif_only, "invalid_value"
+            )
+    if job_n != 1:
+        raise ApiError("SVG output requires n=1.", "n", "invalid_value")
+    return 0, 0, svg
+
+
+def resolve_job(
+    endpoint: str,
+    fields: dict[str, Any],
+    files: list[FilePart],
+    models: dict[str, ModelCapabilities] | None = None,
+    retired: dict[str, str] | None = None,
+) -> ImageJob:
+    """Checks a request the way the real endpoint does and resolves every ``auto``; raises ApiError.
+
+    `models` and `retired`: what the server was started with; the built-in tables otherwise."""
     is_edit = endpoint == "edits"
     allowed = EDIT_PARAMS if is_edit else GENERATION_PARAMS
     for name in [*fields, *(part[0] for part in files)]:
         if name not in allowed and not name.startswith("svg["):
             raise ApiError(f"Unknown parameter: '{name}'.", name, "unknown_parameter")
-    model, capabilities = _resolve_model(fields, is_edit)
+    models = MODELS if models is None else models
+    retired = RETIRED_MODELS if retired is None else retired
+    model, capabilities = _resolve_model(fields, is_edit, models, retired)
 
     prompt = _string(fields, "prompt")
     if prompt is None:
@@ -237,6 +321,8 @@ def resolve_job(endpoint: str, fields: dict[str, Any], files: list[FilePart]) ->
     stream = fields.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise ApiError("Invalid type for 'stream': expected a boolean.", "stream", "invalid_type")
+    if stream and not capabilities.streaming:
+        raise ApiError(f"The model '{model}' does not support streaming.", "stream", "unsupported_value")
     if stream and n != 1:
         raise ApiError("Streaming is only supported with n=1.", "n", "invalid_value")
     for legacy in ("response_format", "style"):
@@ -253,16 +339,7 @@ def resolve_job(endpoint: str, fields: dict[str, Any], files: list[FilePart]) ->
         raise ApiError(message, "quality", "unsupported_value")
     quality = _choice(fields, "quality", (*BASE_QUALITIES, *capabilities.extra_qualities), "auto")
     output_format = _choice(fields, "output_format", ("png", "jpeg", "webp", "gif", "svg"), "png")
-    if output_format in ("gif", "svg"):
-        message = f"output_format '{output_format}' requires access to the {output_format.upper()} preview."
-        raise ApiError(message, "output_format", "unsupported_value")
-    for gif_only in ("frame_count", "frame_duration_ms"):
-        if fields.get(gif_only) is not None:
-            raise ApiError(
-                f"'{gif_only}' is only supported with output_format=gif.", gif_only, "invalid_value"
-            )
-    if fields.get("svg") is not None or any(name.startswith("svg[") for name in fields):
-        raise ApiError("'svg' is only supported with output_format=svg.", "svg", "invalid_value")
+    frames, frame_ms, svg = _check_animated_and_vector(fields, files, model, capabilities, n)
     background = _choice(fields, "background", ("transparent", "opaque", "auto"), "auto")
     if background == "transparent" and not capabilities.transparent_background:
         raise ApiError(
@@ -302,6 +379,11 @@ def resolve_job(endpoint: str, fields: dict[str, Any], files: list[FilePart]) ->
         stream=bool(stream),
         partial_images=partial_images,
         safety_identifier=_string(fields, "safety_identifier") or _string(fields, "user") or None,
+        frame_count=frames,
+        frame_duration_ms=frame_ms,
+        svg_model=svg[0] if svg else "",
+        svg_effort=svg[1] if svg else "",
+        hostile_svg=output_format == "svg" and HOSTILE_SVG_MARKER in prompt,
     )
     if is_edit:
         _validate_inputs(job, files, capabilities)

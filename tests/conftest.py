@@ -9,7 +9,7 @@ from django.conf import settings
 from standin import StandinServer
 from tests.factories import JOB_PARAMS, ProjectFactory, UserFactory
 from tests.helpers import Processes, purge_queue
-from workspace import imageapi
+from workspace import imageapi, imagemodels
 from workspace.models import Role
 
 # Hashing passwords properly costs ~0.3 s a user; tests make dozens of users.
@@ -36,9 +36,13 @@ def image_service(standin, settings, tmp_path):
     standin.latency = 0.0
     standin.requests.clear()
     standin.batches.reset()  # files, batches and their knobs
+    standin.use_models(None)
     imageapi.reset_client()
+    imagemodels.invalidate()  # rows a previous test added (and rolled back) are not read from the cache
     yield standin
     standin.clear_faults()
+    standin.use_models(None)
+    imagemodels.invalidate()
     imageapi.reset_client()
 
 
@@ -114,7 +118,12 @@ def _seed_prices() -> None:
 
     from django.apps import apps
 
-    for migration in ("0003_seed_prices", "0009_spend_controls", "0018_seed_mainline_price"):
+    for migration in (
+        "0003_seed_prices",
+        "0009_spend_controls",
+        "0018_seed_mainline_price",
+        "0021_seed_model_registry",
+    ):
         importlib.import_module(f"workspace.migrations.{migration}").seed(apps, None)
 
 
@@ -137,12 +146,13 @@ def prices_outlive_flushes(request, django_db_blocker):
         "transactional_db",
     } & set(request.fixturenames)
     if uses_db:
-        from workspace.models import Price
+        from workspace.models import ImageModelSpec, Price
 
         request.getfixturevalue("django_db_setup")
         with django_db_blocker.unblock():
-            if not Price.objects.exists():
-                _seed_prices()
+            if not Price.objects.exists() or not ImageModelSpec.objects.exists():
+                _seed_prices()  # the model registry's rows too (get_or_create: nothing twice)
+                imagemodels.invalidate()
     yield
 
 

@@ -115,7 +115,8 @@ class JobFactory(DjangoModelFactory):
     """A queued job exactly as the web request makes it (without sending the message).
 
     Traits: `succeeded=True` (finished, one attempt), `edit=True` (an edit; pass `inputs=[image or
-    reference, ...]` for its JobInput rows). Params: `masked=True` stores a mask as edit_create does,
+    reference, ...]` for its JobInput rows). Params: `masked=True` stores a mask as edit_create does
+    (`marked_up=True` a markup),
     `previewed=True` stores a streamed partial image as the worker does.
     """
 
@@ -132,6 +133,7 @@ class JobFactory(DjangoModelFactory):
         )
         edit = factory.Trait(kind=Job.Kind.EDIT, size="auto", size_preset="auto")
         masked = False
+        marked_up = False
         previewed = False
 
     project = factory.SubFactory(ProjectFactory)
@@ -153,6 +155,13 @@ class JobFactory(DjangoModelFactory):
     mask = factory.Maybe(
         "masked",
         factory.LazyAttribute(lambda job: _store(f"projects/{job.project.pk}/masks/mask.png", mask_png())),
+        "",
+    )
+    markup = factory.Maybe(
+        "marked_up",
+        factory.LazyAttribute(
+            lambda job: _store(f"projects/{job.project.pk}/markups/markup.png", mask_png())
+        ),
         "",
     )
     preview = factory.Maybe(

@@ -185,6 +185,7 @@ ROUTES: dict[str, Route] = {
     "job_retry": write(Role.EDITOR),
     "job_reproduce": write(Role.EDITOR),
     "job_preview": Route(),
+    "job_markup": Route(),
     # References and edits.
     "references": Route(post=Role.EDITOR, data=_upload),
     "reference_remove": write(Role.EDITOR),
@@ -342,6 +343,7 @@ def world(cast, project, other_project) -> World:
         edit=True,
         succeeded=True,
         masked=True,
+        marked_up=True,  # not both in real life (the form refuses it): here, each route has its file
         previewed=True,
         inputs=[source, reference],
     )

@@ -176,9 +176,10 @@ def test_it_zips_exactly_the_selected_originals_byte_for_byte_then_metadata(proj
             {"position": 1, "image_id": first.pk, "reference_id": None, "reference_name": None},
         ],
         "mask": True,
+        "markup": False,
     }
     assert edit["pasted_back"] is True
-    assert plain["lineage"] == {"inputs": [], "mask": False}
+    assert plain["lineage"] == {"inputs": [], "mask": False, "markup": False}
     assert plain["pasted_back"] is False
     assert pear["format"] == "jpeg"
     assert pear["parameters"] == {

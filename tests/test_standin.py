@@ -204,7 +204,7 @@ def test_it_accepts_what_each_model_supports(
         ({"background": "transparent", "output_format": "jpeg"}, "background", "invalid_value"),
         ({"model": "chatgpt-image-latest", "background": "transparent"}, "background", "invalid_value"),
         ({"background": "clear"}, "background", "invalid_value"),
-        ({"output_format": "gif"}, "output_format", "unsupported_value"),
+        ({"output_format": "gif"}, "output_format", "unsupported_value"),  # not on gpt-image-2
         ({"output_format": "bmp"}, "output_format", "invalid_value"),
         ({"output_compression": 50}, "output_compression", "invalid_value"),  # png has no compression
         (

@@ -1,13 +1,14 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db import transaction
 
-from workspace import audit
-from workspace.forms import BudgetAdminForm
+from workspace import audit, spend
+from workspace.forms import BudgetAdminForm, ImageModelSpecAdminForm
 from workspace.models import (
     ApiCall,
     AuditEvent,
     Budget,
     Image,
+    ImageModelSpec,
     Job,
     LedgerEntry,
     Membership,
@@ -174,6 +175,56 @@ class PriceAdmin(AuditedAdmin):
     search_fields = ["model"]
 
 
+@admin.register(ImageModelSpec)
+class ImageModelSpecAdmin(admin.ModelAdmin):
+    """The model registry: a new snapshot is a row added here (and a price, unless its family's applies)."""
+
+    form = ImageModelSpecAdminForm
+    list_display = [
+        *("name", "label", "position", "custom_sizes", "gif", "svg"),
+        *("markup", "streaming", "retired_on", "priced"),
+    ]
+    list_editable = ["position"]
+    list_filter = ["gif", "svg", "markup", "custom_sizes"]
+    search_fields = ["name", "label", "family"]
+    fieldsets = [
+        (None, {"fields": ["name", "label", "blurb", "family", "position"]}),
+        (
+            "Sizes",
+            {
+                "fields": [
+                    "sizes",
+                    "custom_sizes",
+                    "size_multiple",
+                    "min_pixels",
+                    "max_pixels",
+                    "max_edge",
+                    "max_ratio",
+                ]
+            },
+        ),
+        (
+            "Options",
+            {"fields": ["qualities", "transparent", "input_fidelity", "complexity", "streaming", "batch"]},
+        ),
+        ("Outputs and edits", {"fields": ["gif", "svg", "svg_authors", "markup"]}),
+        ("Retirement", {"fields": ["retired_on", "retired_note"]}),
+    ]
+
+    @admin.display(boolean=True, description="Priced")
+    def priced(self, obj: ImageModelSpec) -> bool:
+        return spend.price_for(obj.name) is not None
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        if spend.price_for(obj.name) is None:
+            messages.warning(
+                request,
+                f"{obj.name} has no price in force, so nobody can choose it yet: add a Price row for it "
+                "(or set its family to a priced model).",
+            )
+
+
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(ReadOnlyAdmin):
     """Read-only: the ledger is append-only and written by workers alone."""
@@ -183,6 +234,7 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
         "user",
         "project",
         "model",
+        "part",
         "image_count",
         "total_tokens",
         "cost",
@@ -191,7 +243,7 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
         "batch",
         "request_id",
     ]
-    list_filter = ["model", "priced", "simulated", "batch", "created_at"]
+    list_filter = ["model", "part", "priced", "simulated", "batch", "created_at"]
     search_fields = ["request_id", "user__username", "project__name"]
     date_hierarchy = "created_at"
     list_select_related = ["user", "project"]

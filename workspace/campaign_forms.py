@@ -330,9 +330,12 @@ class _Common(forms.Form):
         empty_label="None (or the template's own)",
         label="Brand kit",
     )
-    model = forms.ChoiceField(required=False, choices=KEEP + [(m.id, m.label) for m in im.MODELS.values()])
+    # Callables: the models are registry rows, read when a form is built, not when this module loads.
+    model = forms.ChoiceField(
+        required=False, choices=lambda: KEEP + [(m.id, m.label) for m in im.selectable()]
+    )
     quality = forms.ChoiceField(
-        required=False, choices=KEEP + [(q, q) for q in grids.allowed_values("quality")]
+        required=False, choices=lambda: KEEP + [(q, q) for q in grids.allowed_values("quality")]
     )
     size = forms.ChoiceField(
         required=False, choices=KEEP + [(p.key, f"{p.label} ({p.size})") for p in im.SIZE_PRESETS.values()]

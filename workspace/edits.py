@@ -7,7 +7,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.storage import default_storage
 
-from workspace import jobs, uploads
+from workspace import formats, jobs, uploads
 from workspace.models import Image, Job, Project, Reference
 from workspace.views._common import parse_id  # the tokens come straight from the request
 
@@ -65,6 +65,11 @@ def inputs_resolve(*, project: Project, tokens: list[str]) -> Inputs:
                 tokens=tokens,
                 problem="One of the chosen inputs is not in this project (or no longer exists).",
             )
+        if source.format not in formats.RASTER:
+            return Inputs(
+                tokens=tokens,
+                problem=f"Image {source.pk} is {source.format.upper()}: only PNG, JPEG or WebP is editable.",
+            )
         if not default_storage.exists(source.file.name):
             name = getattr(source, "name", f"Image {source.pk}")
             return Inputs(tokens=tokens, problem=f"{name} is missing from storage; choose another.")
@@ -80,7 +85,9 @@ def candidates(*, project: Project, exclude: list[str]) -> dict[str, list[Source
         "references": [r for r in project.references.in_library()[:60] if token(r) not in exclude],
         "images": [
             i
-            for i in Image.objects.visible().filter(project=project).order_by("-id")[:48]
+            for i in Image.objects.visible()
+            .filter(project=project, format__in=formats.RASTER)
+            .order_by("-id")[:48]
             if token(i) not in exclude
         ],
     }
@@ -94,16 +101,22 @@ def edit_submit(
     params: dict,
     inputs: list[Source],
     mask_upload,
+    markup_upload=None,
 ) -> Job:
-    """Check the mask against the first input and queue the edit.
+    """Check the mask or markup against the first input and queue the edit.
 
-    Raises EditRefused without inputs, uploads.UploadRejected for a bad mask, spend.BudgetExceeded.
+    Raises EditRefused without inputs, uploads.UploadRejected for a bad mask or markup (the caller's form
+    has refused both together), spend.BudgetExceeded.
     """
     if not inputs:
         raise EditRefused("Choose at least one image to edit.")
-    mask = mask_check(first=inputs[0], upload=mask_upload) if mask_upload is not None else None
+    first = inputs[0]
+    mask = mask_check(first=first, upload=mask_upload) if mask_upload is not None else None
+    markup = None
+    if markup_upload is not None:
+        markup = uploads.clean_markup(markup_upload, width=first.width, height=first.height).data
     return jobs.edit_create(
-        project=project, author=author, prompt=prompt, params=params, inputs=inputs, mask=mask
+        project=project, author=author, prompt=prompt, params=params, inputs=inputs, mask=mask, markup=markup
     )
 
 

@@ -82,6 +82,11 @@ def _request_id(job) -> str | None:
     return (ok[-1].request_id or None) if ok else None
 
 
+def _unused(name: str, value) -> bool:
+    """GIF and SVG settings a job did not send (they are null or empty on every other job)."""
+    return name in ("frame_count", "frame_duration_ms", "svg_model", "svg_effort") and value in (None, "")
+
+
 def _record(image: Image, file: str | None) -> dict:
     job = image.job
     author = image.author or job.author
@@ -101,7 +106,7 @@ def _record(image: Image, file: str | None) -> dict:
         "parameters": {
             name: value
             for name, value in job.request_fields().items()
-            if name not in ("model", "size", "size_preset")
+            if name not in ("model", "size", "size_preset") and not _unused(name, value)
         },
         "author": author.get_username() if author is not None else None,
         "created_at": _iso(image.created_at),
@@ -123,6 +128,7 @@ def _record(image: Image, file: str | None) -> dict:
                 for item in sorted(job.inputs.all(), key=lambda item: item.position)
             ],
             "mask": bool(job.mask),
+            "markup": bool(job.markup),
         },
         "pasted_back": bool(image.composite),
         # The credential is the original's (the file in this archive, byte for byte as OpenAI sent it).

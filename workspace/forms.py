@@ -7,7 +7,16 @@ from django.utils import timezone
 
 from workspace import formats, spend
 from workspace import imagemodels as im
-from workspace.models import MAX_MONTHLY_BUDGET, AuditEvent, Budget, Job, Membership, Project, Role
+from workspace.models import (
+    MAX_MONTHLY_BUDGET,
+    AuditEvent,
+    Budget,
+    ImageModelSpec,
+    Job,
+    Membership,
+    Project,
+    Role,
+)
 from workspace.review import COMMENT_MAX_CHARS
 from workspace.webhook_models import SUBSCRIBABLE
 
@@ -46,6 +55,19 @@ def unpriced_model_error(model: im.ImageModel) -> str:
     )
 
 
+class RegistryModelField(forms.ChoiceField):
+    """The model menu lists the models one may choose; any registry name passes here, so clean_model can
+    say in words why a retired one is refused rather than "Select a valid choice"."""
+
+    def valid_value(self, value) -> bool:
+        return im.get_model(str(value)) is not None or super().valid_value(value)
+
+
+def _svg_author_choices() -> list[tuple[str, str]]:
+    authors = dict.fromkeys(author for model in im.selectable() for author in model.svg_authors)
+    return [("", "Model default"), *[(author, author) for author in authors]]
+
+
 class WholeNumberField(forms.IntegerField):
     """An integer in ASCII digits. int() also reads "٣" (Arabic-Indic), which no number input sends."""
 
@@ -67,8 +89,12 @@ class GenerationForm(forms.Form):
             attrs={"rows": 5, "placeholder": "Describe the image: subject, setting, light, style…"}
         ),
     )
-    model = forms.ChoiceField(
-        choices=[(m.id, m.label) for m in im.MODELS.values()], initial=im.DEFAULT_MODEL, widget=ModelSelect
+    # Only models a person may choose now (retired ones are refused in clean_model with a reason);
+    # a callable, so a row an admin adds appears without a restart.
+    model = RegistryModelField(
+        choices=lambda: [(m.id, m.label) for m in im.selectable()],
+        initial=im.DEFAULT_MODEL,
+        widget=ModelSelect,
     )
     size = forms.ChoiceField(
         choices=[(p.key, f"{p.label} · {p.size.replace('x', '×')}") for p in im.SIZE_PRESETS.values()]
@@ -104,6 +130,38 @@ class GenerationForm(forms.Form):
         help_text="How much the model thinks about composition before drawing.",
     )
     n = WholeNumberField(label="Number of images", min_value=1, max_value=im.MAX_IMAGES_PER_JOB, initial=1)
+    frame_count = WholeNumberField(
+        label="Frames",
+        required=False,
+        min_value=im.MIN_FRAMES,
+        max_value=im.MAX_FRAMES,
+        initial=im.DEFAULT_FRAMES,
+        help_text=f"GIF only: {im.MIN_FRAMES} to {im.MAX_FRAMES} frames.",
+        error_messages={
+            "min_value": f"A GIF has at least {im.MIN_FRAMES} frames.",
+            "max_value": f"A GIF has at most {im.MAX_FRAMES} frames.",
+        },
+    )
+    frame_duration_ms = WholeNumberField(
+        label="Frame duration (ms)",
+        required=False,
+        min_value=im.MIN_FRAME_MS,
+        max_value=im.MAX_FRAME_MS,
+        initial=im.DEFAULT_FRAME_MS,
+        help_text="GIF only: how long each frame shows; rounded to 10 ms.",
+    )
+    svg_model = forms.ChoiceField(
+        label="SVG author",
+        required=False,
+        choices=_svg_author_choices,
+        help_text="SVG only: the model that writes it.",
+    )
+    svg_effort = forms.ChoiceField(
+        label="SVG author effort",
+        required=False,
+        choices=[("", "Author's default"), *[(e, e.capitalize()) for e in im.SVG_EFFORTS]],
+        help_text="SVG only: how long the author reasons.",
+    )
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -113,8 +171,13 @@ class GenerationForm(forms.Form):
 
     def clean_model(self) -> str:
         model_id = self.cleaned_data["model"]
+        model = im.get_model(model_id)
+        if model is None:
+            raise forms.ValidationError("Choose one of the models in the list.")
+        if model.retired:
+            raise forms.ValidationError(im.retired_problem(model))
         if model_id in self.unpriced:
-            raise forms.ValidationError(unpriced_model_error(im.MODELS[model_id]))
+            raise forms.ValidationError(unpriced_model_error(model))
         return model_id
 
     def clean_prompt(self) -> str:
@@ -140,7 +203,7 @@ class GenerationForm(forms.Form):
                     self.add_error("width", "Enter a width in pixels.")
                 if height is None and "height" not in self.errors:
                     self.add_error("height", "Enter a height in pixels.")
-            elif problem := im.custom_size_problem(width, height):
+            elif problem := im.custom_size_problem(width, height, model):
                 self.add_error("width", problem)
             else:
                 data["api_size"] = f"{width}x{height}"
@@ -176,7 +239,42 @@ class GenerationForm(forms.Form):
             self.add_error(
                 "complexity", f"{model.label} does not take a planning effort; leave it on the default."
             )
+        elif data.get("complexity") and data["complexity"] not in model.complexity_levels:
+            self.add_error(
+                "complexity", f"{model.label} does not offer {data['complexity']} planning effort."
+            )
+        self._clean_output_kind(data, model)
         return data
+
+    def _clean_output_kind(self, data: dict, model: im.ImageModel) -> None:
+        """GIF and SVG: only on models whose row allows them, with their own fields; others send none."""
+        output_format = data.get("output_format")
+        if output_format in ("gif", "svg") and output_format not in model.output_formats:
+            capable = [m.label for m in im.selectable() if output_format in m.output_formats]
+            hint = f"; choose {' or '.join(capable)}" if capable else ""
+            self.add_error(
+                "output_format", f"{model.label} cannot make {output_format.upper()} images{hint}."
+            )
+            return
+        if output_format == "gif":
+            if data.get("frame_count") is None and "frame_count" not in self.errors:
+                data["frame_count"] = im.DEFAULT_FRAMES
+            if data.get("frame_duration_ms") is None and "frame_duration_ms" not in self.errors:
+                data["frame_duration_ms"] = im.DEFAULT_FRAME_MS
+        else:
+            data["frame_count"] = data["frame_duration_ms"] = None
+            for name in ("frame_count", "frame_duration_ms"):
+                self.errors.pop(name, None)  # a bad value in a field that is not used is no reason to refuse
+        if output_format == "svg":
+            if data.get("n") not in (None, 1):
+                self.add_error("n", "An SVG is made one at a time: set the number of images to 1.")
+            author = data.get("svg_model") or ""
+            if author and author not in model.svg_authors:
+                self.add_error("svg_model", f"{model.label} cannot have its SVG written by {author}.")
+            elif not author and model.svg_authors:
+                data["svg_model"] = model.svg_authors[0]
+        else:
+            data["svg_model"] = data["svg_effort"] = ""
 
     def job_params(self) -> dict:
         """Job.REQUEST_FIELDS with their values: exactly what will be sent.
@@ -191,6 +289,8 @@ class GenerationForm(forms.Form):
             "output_compression": data["output_compression"],
             "moderation": data.get("moderation") or "auto",
             "n": data["n"],
+            "frame_count": data.get("frame_count"),
+            "frame_duration_ms": data.get("frame_duration_ms"),
         }
 
     @classmethod
@@ -210,6 +310,10 @@ class GenerationForm(forms.Form):
             "moderation": job.moderation,
             "complexity": job.complexity,
             "n": job.n,
+            "frame_count": job.frame_count or im.DEFAULT_FRAMES,
+            "frame_duration_ms": job.frame_duration_ms or im.DEFAULT_FRAME_MS,
+            "svg_model": job.svg_model,
+            "svg_effort": job.svg_effort,
         }
 
 
@@ -226,6 +330,11 @@ class EditForm(GenerationForm):
         label="Or upload a mask",
         required=False,
         help_text="A PNG the size of the first input; transparent where the image should change.",
+    )
+    markup_file = forms.FileField(
+        label="Or upload a markup",
+        required=False,
+        help_text="A transparent PNG the size of the first input, with circles, arrows or labels on it.",
     )
 
     def __init__(self, *args, **kwargs) -> None:
@@ -251,6 +360,24 @@ class EditForm(GenerationForm):
                     f"{model.label} only takes {' or '.join(model.input_fidelity)} fidelity.",
                 )
         return data
+
+    def check_overlays(self, *, has_mask: bool, has_markup: bool) -> None:
+        """A mask or a markup (painted in the page or uploaded), never both; a markup only on models that
+        take one; no mask on a GIF. Called by the view once it knows which files came."""
+        model = im.get_model(self.cleaned_data.get("model") or "")
+        if model is None:
+            return
+        if has_mask and has_markup:
+            self.add_error(
+                "markup_file", "Use a mask or a markup, not both: clear one of them (the API takes one)."
+            )
+        elif has_markup and not model.markup:
+            capable = [m.label for m in im.selectable() if m.markup]
+            self.add_error(
+                "markup_file", f"{model.label} does not take a markup; choose {' or '.join(capable[:2])}."
+            )
+        if has_mask and self.cleaned_data.get("output_format") == "gif":
+            self.add_error("output_format", "A GIF cannot be made with a mask: clear the mask or pick PNG.")
 
 
 class ProjectForm(forms.ModelForm):
@@ -441,6 +568,58 @@ class BudgetAdminForm(forms.ModelForm):
         _check_budget_target(
             self, scope=data.get("scope") or "user", user=data.get("user"), project=data.get("project")
         )
+        return data
+
+
+class ImageModelSpecAdminForm(forms.ModelForm):
+    """The registry row as an admin edits it: the lists checked value by value, in words."""
+
+    LISTS = {
+        "qualities": ("auto", "low", "medium", "high", "xhigh", "max"),
+        "input_fidelity": ("low", "high"),
+        "complexity": im.COMPLEXITY_LEVELS,
+    }
+
+    class Meta:
+        model = ImageModelSpec
+        fields = [field.name for field in ImageModelSpec._meta.fields if field.name != "id"]
+
+    def _list(self, name: str) -> list:
+        value = self.cleaned_data.get(name)
+        if value in (None, ""):
+            return []
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise forms.ValidationError('Give a list of names, e.g. ["low", "high"].')
+        return value
+
+    def clean_sizes(self) -> list:
+        sizes = self._list("sizes")
+        for size in sizes:
+            width, _, height = size.partition("x")
+            if not (width.isdigit() and height.isdigit()):
+                raise forms.ValidationError(f"“{size}” is not WIDTHxHEIGHT (for example 1024x1536).")
+        if not sizes:
+            raise forms.ValidationError("List at least one standard size.")
+        return sizes
+
+    def clean_svg_authors(self) -> list:
+        return self._list("svg_authors")
+
+    def clean(self) -> dict:
+        data = super().clean()
+        for name, allowed in self.LISTS.items():
+            if name in self.errors:
+                continue
+            try:
+                values = self._list(name)
+            except forms.ValidationError as error:
+                self.add_error(name, error)
+                continue
+            unknown = [value for value in values if value not in allowed]
+            if unknown:
+                self.add_error(name, f"Unknown: {', '.join(unknown)}. Allowed: {', '.join(allowed)}.")
+        if "qualities" not in self.errors and not data.get("qualities"):
+            self.add_error("qualities", "List at least one quality.")
         return data
 
 

@@ -33,7 +33,8 @@ class GalleryFilterForm(forms.Form):
     model = forms.ChoiceField(
         label="Model",
         required=False,
-        choices=[("", "Any model"), *[(m.id, m.label) for m in imagemodels.MODELS.values()]],
+        # Retired models too: their images are still in the gallery. A callable: the rows are read per form.
+        choices=lambda: [("", "Any model"), *[(m.id, m.label) for m in imagemodels.all_models().values()]],
     )
     review = forms.ChoiceField(
         label="Review", required=False, choices=[("", "Any review"), *Image.Review.choices]

@@ -58,9 +58,9 @@ def axis_label(name: str) -> str:
 def allowed_values(name: str) -> tuple[str, ...] | None:
     """The values a parameter axis takes (None: free text, a variable's)."""
     if name == "quality":
-        return tuple(dict.fromkeys(q for model in im.MODELS.values() for q in model.qualities))
+        return tuple(dict.fromkeys(q for model in im.selectable() for q in model.qualities))
     if name == "model":
-        return tuple(im.MODELS)
+        return tuple(model.id for model in im.selectable())
     if name == "size":
         return tuple(im.SIZE_PRESETS)
     if name == "complexity":

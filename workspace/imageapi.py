@@ -184,6 +184,13 @@ def classify(error: Exception) -> CallFailure:
     if isinstance(error, openai.APIConnectionError):
         return CallFailure(REASONS["connection"], transient=True, code="connection")
     if isinstance(error, openai.APIStatusError):
+        if error.status_code in (400, 403) and (preview := _gated_preview(error)):
+            return CallFailure(
+                f"Your OpenAI organisation does not have access to {preview} output yet; "
+                "ask an admin to request it, or choose PNG, JPEG or WebP.",
+                transient=False,
+                code=f"{preview.lower()}_access",
+            )
         return failure_for_status(
             status=error.status_code,
             code=str(error.code or ""),
@@ -224,6 +231,18 @@ def failure_for_status(
     )
 
 
+def _gated_preview(error: openai.APIStatusError) -> str | None:
+    """ "GIF" or "SVG" when the refusal says the organisation lacks that preview (a 403, or a 400 naming
+    it); None for any other refusal."""
+    message = _public_message(error).lower()
+    if "access" not in message and "preview" not in message:
+        return None
+    for name in ("gif", "svg"):
+        if name in message:
+            return name.upper()
+    return None
+
+
 def _public_message(error: openai.APIStatusError) -> str:
     body = error.body if isinstance(error.body, dict) else {}
     message = body.get("message") or error.message or "no reason given"
@@ -257,6 +276,7 @@ class Outcome:
     background: str = ""
     output_format: str = ""
     usage: object = None
+    svg_usage: object = None
 
 
 # One partial image: enough to show progress; each costs the worker a decode and the API ~100 tokens.
@@ -275,6 +295,7 @@ def _send(
     mask: bytes | None,
     stream: bool,
     timeout: float,
+    markup: bytes | None = None,
 ):
     # The timeout goes on the request: a client copy per call (with_options) costs as much as the rest.
     params = params | {"timeout": timeout}
@@ -282,6 +303,8 @@ def _send(
         params |= {"stream": True, "partial_images": PARTIAL_IMAGES}
     if edit:
         extra = {"mask": ("mask.png", mask, "image/png")} if mask else {}
+        if markup:
+            extra["markup"] = ("markup.png", markup, "image/png")
         return client.images.with_raw_response.edit(image=inputs, **params, **extra)
     return client.images.with_raw_response.generate(**params)
 
@@ -363,6 +386,7 @@ def call(
     timeout: float,
     inputs: list[FileTuple] | None = None,
     mask: bytes | None = None,
+    markup: bytes | None = None,
     on_partial: PartialHandler | None = None,
 ) -> CallResult:
     """Call images.edit (`edit`) or images.generate with `params` exactly as given.
@@ -374,7 +398,7 @@ def call(
     started = time.monotonic()
     facts = CallFacts(endpoint="images.edit" if edit else "images.generate")
     try:
-        raw = _send(client, params, edit, inputs or [], mask, stream, timeout)
+        raw = _send(client, params, edit, inputs or [], mask, stream, timeout, markup)
         facts.http_status = raw.status_code
         facts.request_id = raw.headers.get("x-request-id", "")
         if stream:
@@ -391,6 +415,7 @@ def call(
                 background=response.background or "",
                 output_format=response.output_format or "",
                 usage=response.usage,
+                svg_usage=response.svg_usage,
             )
     except (openai.APIError, ValueError, binascii.Error, TypeError, KeyError) as error:
         failure = classify(error)
@@ -408,6 +433,9 @@ def call(
     facts.background = outcome.background
     facts.output_format = outcome.output_format
     facts.usage = _usage_json(outcome.usage)
+    if outcome.svg_usage is not None and facts.usage is not None:
+        # The SVG author's tokens ride along in the call's usage; spend.charge makes them a line of their own.
+        facts.usage["svg_usage"] = _usage_json(outcome.svg_usage)
     return CallResult(images=outcome.images, facts=facts)
 
 

@@ -43,6 +43,8 @@ def job_estimate(
         prompt=prompt,
         input_images=input_images,
         batch=lane == Job.Lane.OVERNIGHT,
+        output_format=params.get("output_format") or "png",
+        frame_count=params.get("frame_count"),
     )
 
 
@@ -130,6 +132,7 @@ def edit_create(
     params: dict,
     inputs: list,
     mask: bytes | None = None,
+    markup: bytes | None = None,
     lane: int = Job.Lane.INTERACTIVE,
     origin: dict | None = None,
 ) -> Job:
@@ -170,6 +173,10 @@ def edit_create(
                 written.append(default_storage.save(f"{job.folder}/mask.png", ContentFile(mask)))
                 job.mask = written[-1]
                 job.save(update_fields=["mask"])
+            if markup is not None:
+                written.append(default_storage.save(f"{job.folder}/markup.png", ContentFile(markup)))
+                job.markup = written[-1]
+                job.save(update_fields=["markup"])
             _enqueue_on_commit(job)
     except BaseException:
         outputs.delete_files(written)
@@ -194,18 +201,20 @@ def job_reproduce(*, job: Job, author) -> Job:
     if not job.is_edit and not job.is_turn:
         return job_create(project=job.project, author=author, prompt=job.prompt, params=params, origin=origin)
     inputs = [item.image or item.reference for item in job.inputs.select_related("image", "reference")]
-    mask = None
-    if job.mask:
-        with default_storage.open(job.mask.name, "rb") as handle:
-            mask = handle.read()
+    overlays: dict[str, bytes | None] = {"mask": None, "markup": None}
+    for name in overlays:
+        stored = getattr(job, name)
+        if stored:
+            with default_storage.open(stored.name, "rb") as handle:
+                overlays[name] = handle.read()
     return edit_create(
         project=job.project,
         author=author,
         prompt=job.prompt,
         params=params,
         inputs=inputs,
-        mask=mask,
         origin=origin,
+        **overlays,
     )
 
 

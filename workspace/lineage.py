@@ -126,6 +126,8 @@ class Node:
     image: Image
     children: list["Node"] = field(default_factory=list)
     also_from: list[int] = field(default_factory=list)
+    # The edit that made it was guided by a markup (circles, arrows, labels), shown beside it.
+    markup: bool = False
 
 
 @dataclass
@@ -156,19 +158,23 @@ def family(image: Image) -> Family:
     candidates = [*earlier, image]
     later = descendants(*candidates)
     members = {img.pk: img for img in [*candidates, *later]}
+    # An edit's markup comes along on its inputs' rows (only edits have one, and every edit has inputs).
     links = list(
         JobInput.objects.filter(job_id__in={img.job_id for img in members.values()}).values_list(
-            "job_id", "position", "image_id", "reference_id"
+            "job_id", "position", "image_id", "reference_id", "job__markup"
         )
     )
     image_inputs: dict[int, list[int]] = {}
     reference_ids: set[int] = set()
-    for job_id, _position, image_id, reference_id in sorted(links, key=lambda link: (link[0], link[1])):
+    marked = {link[0] for link in links if link[4]}
+    for job_id, _position, image_id, reference_id, _markup in sorted(
+        links, key=lambda link: (link[0], link[1])
+    ):
         if image_id is not None:
             image_inputs.setdefault(job_id, []).append(image_id)
         else:
             reference_ids.add(reference_id)
-    nodes = {pk: Node(img) for pk, img in sorted(members.items())}
+    nodes = {pk: Node(img, markup=img.job_id in marked) for pk, img in sorted(members.items())}
     roots: list[Node] = []
     for node in nodes.values():
         inputs = [parent for parent in image_inputs.get(node.image.job_id, []) if parent in nodes]
@@ -215,6 +221,8 @@ def parameter_changes(parent_job: Job, child_job: Job) -> list[Change]:
     changes = []
     for name in COMPARED:
         before, after = getattr(parent_job, name), getattr(child_job, name)
+        if before in (None, "") and after in (None, ""):
+            continue  # GIF and SVG settings neither job sent
         if before != after:
             changes.append(
                 Change(name, str(before) if before != "" else "–", str(after) if after != "" else "–")
@@ -223,4 +231,6 @@ def parameter_changes(parent_job: Job, child_job: Job) -> list[Change]:
         changes.append(Change("kind", parent_job.get_kind_display(), child_job.get_kind_display()))
     if child_job.mask and not parent_job.mask:
         changes.append(Change("mask", "none", "painted area"))
+    if child_job.markup and not parent_job.markup:
+        changes.append(Change("markup", "none", "drawn guides"))
     return changes

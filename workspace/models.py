@@ -539,6 +539,10 @@ class Job(models.Model):
         "complexity",
         "n",
         "input_fidelity",
+        "frame_count",
+        "frame_duration_ms",
+        "svg_model",
+        "svg_effort",
     )
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="jobs")
@@ -565,6 +569,15 @@ class Job(models.Model):
     # Edits only: sent only to models that take it (never gpt-image-2).
     input_fidelity = models.CharField(max_length=8, blank=True)
     mask = models.FileField(upload_to=_image_path, max_length=255, blank=True)
+    # Edits only: circles, arrows and labels drawn over the first input (a transparent PNG its size),
+    # sent as `markup` to models that take it; never with a mask.
+    markup = models.FileField(upload_to=_image_path, max_length=255, blank=True)
+    # GIF output only (null: not sent): 2-16 frames, and each frame's delay.
+    frame_count = models.PositiveSmallIntegerField(null=True, blank=True)
+    frame_duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    # SVG output only ('' : not sent): the model that writes the SVG and its reasoning effort.
+    svg_model = models.CharField(max_length=64, blank=True)
+    svg_effort = models.CharField(max_length=10, blank=True)
     # Partial images streamed while a single-image job runs; the card shows the newest.
     preview = models.FileField(upload_to=_image_path, max_length=255, blank=True)
     preview_count = models.PositiveSmallIntegerField(default=0)
@@ -692,8 +705,14 @@ class Job(models.Model):
 
     @property
     def streams_previews(self) -> bool:
-        """Single-image jobs stream a partial image to show while the final one is drawn."""
-        return self.n == 1
+        """Single-image jobs stream a partial image to show while the final one is drawn; GIF and SVG
+        answers cannot be streamed at all."""
+        if self.n != 1 or self.output_format in formats.UNSTREAMABLE:
+            return False
+        from workspace import imagemodels  # imagemodels reads this module's rows
+
+        model = imagemodels.get_model(self.model)
+        return model is None or model.streaming
 
     def variable_items(self) -> list[tuple[str, str]]:
         """The template's variables and their values, in the template's order (JSONB keeps keys in its
@@ -729,6 +748,16 @@ class Job(models.Model):
             params["output_compression"] = self.output_compression
         if self.complexity:
             params["complexity"] = self.complexity
+        if self.output_format == "gif":
+            if self.frame_count is not None:
+                params["frame_count"] = self.frame_count
+            if self.frame_duration_ms is not None:
+                params["frame_duration_ms"] = self.frame_duration_ms
+        if self.output_format == "svg" and self.svg_model:
+            svg: dict = {"model": self.svg_model}
+            if self.svg_effort:
+                svg["reasoning"] = {"effort": self.svg_effort}
+            params["svg"] = svg
         return params
 
     @classmethod
@@ -1016,6 +1045,82 @@ class Image(models.Model):
     def download_name(self) -> str:
         return f"atelier-{self.project_id}-{self.job_id}-{self.index + 1}.{formats.extension(self.format)}"
 
+    @property
+    def editable(self) -> bool:
+        """Only still raster images can be an edit's input: a GIF or SVG is what a model makes, not takes."""
+        return self.format in formats.RASTER
+
+
+class ImageModelSpec(models.Model):
+    """One image model the workspace can call: what it accepts, as rows an admin adds and edits.
+
+    Seeded (migration 0015) from the installed SDK's type docstrings. `workspace.imagemodels` reads these
+    rows (cached briefly) for the forms, the browser script, the request, the estimate and the stand-in.
+    A retired model stays so old jobs and lineage still read, but it cannot be chosen. Prices stay in
+    `Price`, by the same name (or the family's name for a snapshot without one of its own).
+    """
+
+    name = models.CharField(
+        max_length=64, unique=True, help_text="The model name sent to OpenAI, e.g. gpt-image-2-2026-04-21."
+    )
+    label = models.CharField(max_length=80)
+    blurb = models.CharField(max_length=200, blank=True)
+    family = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="The model this is a snapshot of: its token tables (and price, if none of its own) apply.",
+    )
+    position = models.PositiveSmallIntegerField(default=100, help_text="Order in the model menu.")
+    sizes = models.JSONField(default=list, help_text='Standard sizes, e.g. ["1024x1024", "1536x1024"].')
+    custom_sizes = models.BooleanField(default=False, help_text="Takes any WIDTHxHEIGHT within the rules.")
+    size_multiple = models.PositiveSmallIntegerField(default=16)
+    min_pixels = models.PositiveIntegerField(default=655_360)
+    max_pixels = models.PositiveIntegerField(default=8_294_400)
+    max_edge = models.PositiveSmallIntegerField(default=3840)
+    max_ratio = models.PositiveSmallIntegerField(default=3)
+    qualities = models.JSONField(default=list)
+    transparent = models.BooleanField(default=True)
+    input_fidelity = models.JSONField(
+        default=list, blank=True, help_text="Values edits may send; empty: the parameter is never sent."
+    )
+    complexity = models.JSONField(
+        default=list, blank=True, help_text="Planning-effort values; empty: not offered."
+    )
+    gif = models.BooleanField(default=False, help_text="Animated GIF output (a preview OpenAI gates).")
+    svg = models.BooleanField(default=False, help_text="SVG output (a preview OpenAI gates).")
+    svg_authors = models.JSONField(
+        default=list, blank=True, help_text="Models that may author the SVG; the first is the default."
+    )
+    markup = models.BooleanField(default=False, help_text="Edits take a markup overlay.")
+    streaming = models.BooleanField(default=True)
+    batch = models.BooleanField(default=True, help_text="Accepted by the Batch API.")
+    retired_on = models.DateField(
+        null=True, blank=True, help_text="From this day the model cannot be chosen; old images stay."
+    )
+    retired_note = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["position", "name"]
+        verbose_name = "image model"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args, **kwargs) -> None:
+        super().save(*args, **kwargs)
+        _registry_changed()
+
+    def delete(self, *args, **kwargs):
+        result = super().delete(*args, **kwargs)
+        _registry_changed()
+        return result
+
+
+def _registry_changed() -> None:
+    from workspace import imagemodels  # imagemodels reads this model; imported here to avoid a cycle
+
+    imagemodels.invalidate()
+
 
 MONEY = {"max_digits": 14, "decimal_places": 6}
 RATE = {
@@ -1079,16 +1184,20 @@ class Price(models.Model):
 
 
 class LedgerEntry(models.Model):
-    """One charge: an API call that returned usage. Append-only; unique per call, so never charged twice."""
+    """One charge: an API call that returned usage. Append-only; unique per call and line, so never charged
+    twice. Most calls have one line (the image model's tokens); an SVG answer has a second for its author
+    model's own usage (`svg_usage`), priced at that model's rates."""
 
     class Part(models.TextChoices):
         # A call is priced in parts: an Images API call has one; a Responses API call has the image
         # tool's tokens at the image model's rates and the mainline model's tokens at its own.
         IMAGE = "image", "Image model"
         MAINLINE = "mainline", "Mainline model"
+        # An SVG output's author model (svg_usage), priced at its own text rates.
+        SVG_AUTHOR = "svg_author", "SVG author"
 
     api_call = models.ForeignKey(ApiCall, on_delete=models.PROTECT, related_name="charges")
-    part = models.CharField(max_length=10, choices=Part.choices, default=Part.IMAGE)
+    part = models.CharField(max_length=12, choices=Part.choices, default=Part.IMAGE)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="charges")
     project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="charges")
     job = models.ForeignKey(Job, on_delete=models.PROTECT, related_name="charges")

@@ -16,7 +16,7 @@ from django.core.files.storage import default_storage
 from django.utils.http import content_disposition_header
 from PIL import Image as PILImage
 
-from workspace import formats, limits, uploads
+from workspace import formats, limits, svgsafe, uploads
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +88,76 @@ def inspect(data: bytes) -> tuple[PILImage.Image, str]:
     return image, image_format
 
 
+@dataclass
+class Output:
+    """One answered image made ready to store: the bytes kept as the original, and a still to thumbnail."""
+
+    data: bytes
+    still: PILImage.Image
+    format: str
+    width: int
+    height: int
+
+
+def _looks_like_svg(data: bytes) -> bool:
+    head = data[:1024].lstrip().lower()
+    return head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in head)
+
+
+def prepare(data: bytes) -> Output:
+    """Check an answered image and say what to keep: png/jpeg/webp and GIF byte for byte (a GIF's still is
+    its first frame), an SVG sanitised (svgsafe) and rasterised for its thumbnail. Raises UnreadableImage."""
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        try:
+            image = PILImage.open(io.BytesIO(data), formats=["GIF"])
+            image.seek(0)
+            still = image.convert("RGBA")
+        except Exception as error:  # Pillow raises many types for bad data
+            raise UnreadableImage(f"not a readable GIF: {error}") from error
+        return Output(data=data, still=still, format="gif", width=image.width, height=image.height)
+    if _looks_like_svg(data):
+        try:
+            clean = svgsafe.sanitise(data)
+        except svgsafe.UnsafeSvg as error:
+            raise UnreadableImage(f"not a readable SVG: {error}") from error
+        width, height = svgsafe.dimensions(clean)
+        still = rasterise_svg(clean, width=width, height=height, max_edge=settings.THUMBNAIL_MAX_EDGE * 2)
+        return Output(data=clean, still=still, format="svg", width=width, height=height)
+    image, image_format = inspect(data)
+    return Output(data=data, still=image, format=image_format, width=image.width, height=image.height)
+
+
+def rasterise_svg(clean: bytes, *, width: int, height: int, max_edge: int) -> PILImage.Image:
+    """A sanitised SVG drawn at most `max_edge` pixels on its longer side.
+
+    cairosvg draws it (through libcairo, which Debian and our image ship); it is given only sanitised
+    bytes, and its own `unsafe` switch stays off, so it never reads files or the network. Without libcairo
+    the still is a plain tile saying SVG, so storing never fails for want of a preview.
+    """
+    scale = min(1.0, max_edge / max(width, height))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    try:
+        import cairosvg  # imported here: loading libcairo costs ~50 ms, needed only for SVG answers
+    except OSError:
+        logger.warning("libcairo is missing: SVG thumbnails are plain tiles")
+        return _svg_tile(size)
+    try:
+        png = cairosvg.svg2png(bytestring=clean, output_width=size[0], output_height=size[1])
+        with PILImage.open(io.BytesIO(png)) as drawn:
+            return drawn.convert("RGBA")
+    except Exception as error:  # cairosvg raises many types for odd drawings
+        logger.warning("could not draw an SVG (%r): a plain tile instead", error)
+        return _svg_tile(size)
+
+
+def _svg_tile(size: tuple[int, int]) -> PILImage.Image:
+    from PIL import ImageDraw
+
+    tile = PILImage.new("RGBA", size, (236, 234, 228, 255))
+    ImageDraw.Draw(tile).text((size[0] // 2, size[1] // 2), "SVG", fill=(80, 80, 90, 255), anchor="mm")
+    return tile
+
+
 def store_outputs(
     *,
     prefix: str,
@@ -100,9 +170,10 @@ def store_outputs(
     stored: list[StoredFile] = []
     written: list[str] = []
     try:
-        for index, data in images:
-            image, image_format = inspect(data)
-            name = f"{prefix}{index}.{formats.extension(image_format)}"
+        for index, answered in images:
+            output = prepare(answered)
+            data, image = output.data, output.still
+            name = f"{prefix}{index}.{formats.extension(output.format)}"
             thumbnail_name = f"{prefix}{index}.thumb.webp"
             written.append(default_storage.save(name, ContentFile(data)))
             written.append(default_storage.save(thumbnail_name, ContentFile(make_thumbnail(image))))
@@ -110,9 +181,9 @@ def store_outputs(
                 index=index,
                 name=written[-2],
                 thumbnail_name=written[-1],
-                width=image.width,
-                height=image.height,
-                format=image_format,
+                width=output.width,
+                height=output.height,
+                format=output.format,
                 bytes=len(data),
                 sha256=hashlib.sha256(data).hexdigest(),
             )
@@ -224,9 +295,18 @@ def _save_whole(name: str, data: bytes) -> None:
 
 
 def convert(*, name: str, target: str) -> bytes:
-    """An original re-encoded as png, jpeg or webp for download (JPEG loses transparency to white)."""
-    with default_storage.open(name, "rb") as handle, PILImage.open(handle) as source:
-        image = source.convert("RGBA")
+    """An original re-encoded as png, jpeg or webp for download (JPEG loses transparency to white).
+
+    A GIF gives its first frame; an SVG is drawn at its own size."""
+    if name.endswith(".svg"):
+        with default_storage.open(name, "rb") as handle:
+            clean = handle.read()  # stored sanitised
+        width, height = svgsafe.dimensions(clean)
+        image = rasterise_svg(clean, width=width, height=height, max_edge=4096)
+    else:
+        with default_storage.open(name, "rb") as handle, PILImage.open(handle) as source:
+            source.seek(0)
+            image = source.convert("RGBA")
     out = io.BytesIO()
     if target == "jpeg":
         flat = PILImage.new("RGB", image.size, (255, 255, 255))

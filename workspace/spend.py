@@ -88,7 +88,11 @@ SNAPSHOT = re.compile(r"^(?P<base>.+)-\d{4}-\d{2}-\d{2}$")
 
 
 def _base_model(model: str) -> str:
-    """gpt-image-2-2026-04-21 is priced as gpt-image-2 unless it has a price of its own."""
+    """gpt-image-2-2026-04-21 is priced as gpt-image-2 unless it has a price of its own: the registry
+    row's family, or for a name the registry does not know, the name without its date."""
+    row = imagemodels.get_model(model)
+    if row is not None and row.family:
+        return row.family
     match = SNAPSHOT.match(model)
     return match.group("base") if match else model
 
@@ -103,10 +107,14 @@ def price_for(model: str, on: date | None = None) -> Price | None:
 
 
 def unpriced_models(on: date | None = None) -> set[str]:
-    """The offered models with no price in force, in one query: the form refuses these."""
+    """The offered (not retired) models with no price in force, in one query: the form refuses these."""
     on = on or timezone.localdate()
     priced = set(Price.objects.filter(effective_from__lte=on).values_list("model", flat=True).distinct())
-    return {model for model in imagemodels.MODELS if model not in priced and _base_model(model) not in priced}
+    return {
+        model.id
+        for model in imagemodels.selectable()
+        if model.id not in priced and _base_model(model.id) not in priced
+    }
 
 
 def _charge_price(model: str, on: date) -> tuple[Price | None, bool]:
@@ -181,6 +189,12 @@ def charge(*, api_call: ApiCall, job: Job, batch: bool = False) -> None:
                 created_at=api_call.created_at,
             )
         )
+    svg_usage = api_call.usage.get("svg_usage")
+    if isinstance(svg_usage, dict) and svg_usage.get("model"):
+        image_price = entries[0].price if entries else None
+        entries.append(
+            _svg_author_line(svg_usage, api_call=api_call, job=job, image_price=image_price, batch=batch)
+        )
     LedgerEntry.objects.bulk_create(entries, ignore_conflicts=True)
     for entry in entries:
         observability.observe_charge(cost=entry.cost, simulated=entry.simulated)
@@ -216,6 +230,44 @@ def turn_usage_parts(usage: dict) -> list[tuple[str, str, Tokens]]:
     return parts
 
 
+def _svg_author_line(
+    usage: dict, *, api_call: ApiCall, job: Job, image_price: Price | None, batch: bool = False
+) -> LedgerEntry:
+    """The SVG author model's own usage, as a ledger line of its own, at that model's text rates.
+
+    Its reasoning tokens are output tokens (they are billed so). An author with no price row is charged
+    at the image model's text rates and flagged unpriced, as charge() does for an unpriced image model.
+    """
+    author = str(usage["model"])[:64]
+    tokens = Tokens(
+        text_input=max(0, int(usage.get("input_tokens") or 0)),
+        text_output=max(0, int(usage.get("output_tokens") or 0)),
+    )
+    price = price_for(author, api_call.created_at.date())
+    priced = price is not None
+    if price is None:
+        price = image_price
+    return LedgerEntry(
+        api_call=api_call,
+        part=LedgerEntry.Part.SVG_AUTHOR,
+        user_id=job.author_id,
+        project_id=job.project_id,
+        job=job,
+        model=author,
+        request_id=api_call.request_id,
+        text_input_tokens=tokens.text_input,
+        text_output_tokens=tokens.text_output,
+        image_count=0,
+        price=price,
+        rates=price.rates(batch=batch) if price else {},
+        priced=priced,
+        simulated=simulated_now(),
+        batch=batch,
+        cost=cost(tokens, price, batch=batch) if price else ZERO,
+        created_at=api_call.created_at,
+    )
+
+
 # --- Estimates ---------------------------------------------------------------------------------------
 
 # Image output tokens per image at 1024x1024 and at 1536x1024 (either way round), from OpenAI's
@@ -238,7 +290,8 @@ class Estimate:
 
 
 def _output_tokens_per_image(model: str, quality: str, width: int, height: int) -> int:
-    table = OUTPUT_TOKENS.get(_base_model(model)) or OUTPUT_TOKENS["gpt-image-2"]
+    # A new snapshot uses its family's table; a model with no table of its own, gpt-image-2's.
+    table = OUTPUT_TOKENS.get(model) or OUTPUT_TOKENS.get(_base_model(model)) or OUTPUT_TOKENS["gpt-image-2"]
     level = "high" if quality in ("auto", "xhigh", "max") else quality
     square, oblong = table.get(level, table["high"])
     if width == height:
@@ -279,6 +332,10 @@ def turn_estimate(*, mainline_model: str, image_model: str, message: str, size: 
     )
 
 
+# The SVG author's tokens (its reasoning included), budgeted as text output: no published figure yet.
+SVG_AUTHOR_TOKENS = 8_000
+
+
 def estimate(
     *,
     model: str,
@@ -288,6 +345,8 @@ def estimate(
     prompt: str = "",
     input_images: int = 0,
     batch: bool = False,
+    output_format: str = "png",
+    frame_count: int | None = None,
 ) -> Estimate:
     """What a job will probably cost: the budget holds this much back until the job ends.
 
@@ -296,10 +355,14 @@ def estimate(
     # "auto" follows the first input for edits; budget for the largest standard size.
     width, height = imagemodels.parse_size(size) if size != "auto" else (1536, 1024)
     per_image = _output_tokens_per_image(model, quality, width, height)
+    if output_format == "gif":
+        # No published figure for frames: budget each frame as an image, the worst case.
+        per_image *= frame_count or imagemodels.DEFAULT_FRAMES
     tokens = Tokens(
         text_input=max(1, math.ceil(len(prompt) / 4)),
         image_input=input_images * INPUT_IMAGE_TOKENS,
         image_output=per_image * n,
+        text_output=SVG_AUTHOR_TOKENS if output_format == "svg" else 0,
     )
     price = price_for(model)
     note = ""

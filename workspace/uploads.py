@@ -58,6 +58,9 @@ PNG_TRAILING_DATA = (
     "plain PNG."
 )
 MASK_NOT_TRANSPARENT = "this mask has no transparent area: paint or erase where the image should change."
+MARKUP_NOT_PNG = "a markup must be a PNG with transparency."
+MARKUP_NOT_TRANSPARENT = "this markup has no transparent area: it is laid over the image, so leave it clear."
+MARKUP_EMPTY = "this markup is empty: draw a circle, an arrow or a label first."
 
 _SIGNATURES = {"PNG": b"\x89PNG\r\n\x1a\n", "JPEG": b"\xff\xd8\xff"}
 # Pillow's own header parsers, called directly. Image.open() runs Pillow's global decompression-bomb check
@@ -132,23 +135,41 @@ def clean_mask(upload: Upload, *, width: int, height: int, max_bytes: int = MASK
         return _clean_mask_pixels(name, data, width=width, height=height, max_bytes=max_bytes)
 
 
-def _clean_mask_pixels(name: str, data: bytes, *, width: int, height: int, max_bytes: int) -> CleanImage:
+def clean_markup(upload: Upload, *, width: int, height: int) -> CleanImage:
+    """Check and re-encode an edit's markup: a PNG of exactly the first input's size, transparent where
+    nothing is drawn and with something drawn (circles, arrows, labels guiding the edit)."""
+    name, data = _receive(upload, _reference_limit())
+    if sniff(data) != "PNG":
+        raise UploadRejected(name, MARKUP_NOT_PNG)
+    _check_header(name, data, "PNG")
+    with limits.DECODES.hold():
+        return _clean_mask_pixels(
+            name, data, width=width, height=height, max_bytes=_reference_limit(), what="markup"
+        )
+
+
+def _clean_mask_pixels(
+    name: str, data: bytes, *, width: int, height: int, max_bytes: int, what: str = "mask"
+) -> CleanImage:
     image = _normalised(_decode(name, data, "PNG"))
     if image.size != (width, height):
         raise UploadRejected(
             name,
-            f"this mask is {image.width} × {image.height} pixels but the image being edited is "
+            f"this {what} is {image.width} × {image.height} pixels but the image being edited is "
             f"{width} × {height}; they must match.",
         )
     # Only alpha 0 tells the API where to paint; an opaque or merely translucent mask changes nothing.
+    # A markup must be see-through too: it is laid over the image.
     if image.mode != "RGBA" or image.getchannel("A").getextrema()[0] != 0:
-        raise UploadRejected(name, MASK_NOT_TRANSPARENT)
+        raise UploadRejected(name, MASK_NOT_TRANSPARENT if what == "mask" else MARKUP_NOT_TRANSPARENT)
+    if what == "markup" and image.getchannel("A").getextrema()[1] == 0:
+        raise UploadRejected(name, MARKUP_EMPTY)
     image = _pixels_only(image)
     encoded = _encode(image, "PNG", optimize=True)
     if len(encoded) >= max_bytes:  # the API wants "less than 4 MB"
         raise UploadRejected(
             name,
-            f"this mask is {_size(len(encoded))} even when compressed; the limit is {_limit(max_bytes)}.",
+            f"this {what} is {_size(len(encoded))} even when compressed; the limit is {_limit(max_bytes)}.",
         )
     return _result(name, data, image, encoded, "png")
 

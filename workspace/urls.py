@@ -54,6 +54,7 @@ urlpatterns = [
     path("p/<int:project_id>/jobs/<int:job_id>/retry", studio.job_retry, name="job_retry"),
     path("p/<int:project_id>/jobs/<int:job_id>/reproduce", studio.job_reproduce, name="job_reproduce"),
     path("p/<int:project_id>/jobs/<int:job_id>/preview", studio.job_preview, name="job_preview"),
+    path("p/<int:project_id>/jobs/<int:job_id>/markup", studio.job_markup, name="job_markup"),
     # One image, its files and what is done to it (views/images.py).
     path("p/<int:project_id>/images/<int:image_id>/", images.image_detail, name="image_detail"),
     path("p/<int:project_id>/images/<int:image_id>/file", images.image_file, name="image_file"),

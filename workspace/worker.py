@@ -189,6 +189,8 @@ def _call(job: Job) -> Answer:
     answer = Answer(attempt=job.attempts, previews=previews)
     try:
         inputs, answer.mask = edit_files(job) if job.is_edit or job.is_turn else ([], None)
+        markup = _stored_bytes(job.markup.name) if job.is_edit and job.markup else None
+        stream = job.streams_previews  # may read the model registry: before the connection goes back
         release_connection()  # the call is seconds to minutes of waiting on OpenAI, not on the database
         if job.is_turn:
             answer.result = _call_turn(job, inputs, previews)
@@ -196,10 +198,11 @@ def _call(job: Job) -> Answer:
             answer.result = imageapi.call(
                 params=job.api_params(),
                 edit=job.is_edit,
-                stream=job.streams_previews,
+                stream=stream,
                 timeout=_call_timeout(job),
                 inputs=inputs,
                 mask=answer.mask,
+                markup=markup,
                 on_partial=previews,
             )
     except MissingInput:
@@ -267,6 +270,14 @@ def edit_files(job: Job) -> tuple[list[imageapi.FileTuple], bytes | None]:
         with default_storage.open(job.mask.name, "rb") as handle:
             mask = handle.read()
     return files, mask
+
+
+def _stored_bytes(name: str) -> bytes:
+    try:
+        with default_storage.open(name, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError as error:
+        raise MissingInput(name) from error
 
 
 class PreviewSaver:

@@ -29,7 +29,13 @@
     if (hasAuto) sizes.push("auto");
     setOptionState(form.elements.size, sizes, hasAuto ? "auto" : "square");
     setOptionState(form.elements.quality, model.qualities, "auto");
+    // GIF and SVG only where the model's row allows them (and never on an edit with a painted mask).
+    setOptionState(form.elements.output_format, model.formats || ["png", "jpeg", "webp"], "png");
     var format = form.elements.output_format.value;
+    showWhen(form.querySelectorAll('[data-show-when-format="gif"]'), format === "gif");
+    showWhen(form.querySelectorAll('[data-show-when-format="svg"]'), format === "svg");
+    if (form.elements.svg_model) setOptionState(form.elements.svg_model, model.svgAuthors || [], "");
+    if (format === "svg" && form.elements.n) form.elements.n.value = "1";
     var transparentOk = model.transparent && (format === "png" || format === "webp");
     setOptionState(form.elements.background, transparentOk ? ["auto", "opaque", "transparent"] : ["auto", "opaque"], "auto");
     showWhen(form.querySelectorAll("[data-show-when-size]"), form.elements.size.value === "custom");
@@ -44,7 +50,10 @@
     if (complexity) {
       complexity.hidden = !model.complexity;
       if (!model.complexity) form.elements.complexity.value = "";
+      else setOptionState(form.elements.complexity, model.complexityLevels || [], "");
     }
+    var markup = form.querySelector("[data-markup-fieldset]");
+    if (markup) markup.hidden = !model.markup;
   }
 
   function countCharacters(textarea) {

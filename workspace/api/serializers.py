@@ -121,6 +121,12 @@ class GenerationRequestSerializer(serializers.Serializer):
     moderation = serializers.CharField(required=False)
     complexity = serializers.CharField(required=False, allow_blank=True)
     n = serializers.IntegerField(required=False, min_value=1, max_value=im.MAX_IMAGES_PER_JOB)
+    frame_count = serializers.IntegerField(
+        required=False, min_value=im.MIN_FRAMES, max_value=im.MAX_FRAMES, help_text="GIF output only."
+    )
+    frame_duration_ms = serializers.IntegerField(required=False, help_text="GIF output only.")
+    svg_model = serializers.CharField(required=False, allow_blank=True, help_text="SVG output only.")
+    svg_effort = serializers.CharField(required=False, allow_blank=True, help_text="SVG output only.")
 
 
 class EditRequestSerializer(GenerationRequestSerializer):

@@ -47,6 +47,7 @@ GENERATION_TYPES = {
     "prompt": STRING, "model": STRING, "size": STRING, "width": INTEGER, "height": INTEGER,
     "quality": STRING, "output_format": STRING, "output_compression": INTEGER, "background": STRING,
     "moderation": STRING, "complexity": STRING, "n": INTEGER,
+    "frame_count": INTEGER, "frame_duration_ms": INTEGER, "svg_model": STRING, "svg_effort": STRING,
 }  # fmt: skip
 EDIT_TYPES = {name: kind for name, kind in GENERATION_TYPES.items() if name != "moderation"} | {
     "input_fidelity": STRING,

@@ -127,7 +127,7 @@ def image_composite(request: HttpRequest, project_id: int, image_id: int, varian
 def image_convert(request: HttpRequest, project_id: int, image_id: int, target: str) -> HttpResponse:
     """Download the original re-encoded as PNG, JPEG or WebP."""
     _, image = _image_for(request, project_id, image_id)
-    if target not in formats.FORMATS:
+    if target not in formats.RASTER:  # GIF and SVG are what the model made, never what we convert to
         raise Http404
     if not default_storage.exists(image.file.name):
         raise Http404

@@ -144,6 +144,10 @@ def edit(request: HttpRequest, project_id: int) -> HttpResponse:
 
     form = EditForm(request.POST, request.FILES)
     problem = inputs.problem
+    mask_upload = request.FILES.get("mask_file") or request.FILES.get("mask")
+    markup_upload = request.FILES.get("markup_file") or request.FILES.get("markup")
+    if form.is_valid():
+        form.check_overlays(has_mask=mask_upload is not None, has_markup=markup_upload is not None)
     if form.is_valid() and not problem:
         try:
             job = edits.edit_submit(
@@ -152,12 +156,13 @@ def edit(request: HttpRequest, project_id: int) -> HttpResponse:
                 prompt=form.cleaned_data["prompt"],
                 params=form.job_params(),
                 inputs=inputs.chosen,
-                mask_upload=form.cleaned_data.get("mask_file") or request.FILES.get("mask"),
+                mask_upload=mask_upload,
+                markup_upload=markup_upload,
             )
         except edits.EditRefused as refusal:
             problem = str(refusal)
         except uploads.UploadRejected as refusal:
-            form.add_error("mask_file", str(refusal))
+            form.add_error("markup_file" if "markup" in refusal.reason else "mask_file", str(refusal))
         except (spend.BudgetExceeded, jobs.TooManyWaiting) as refusal:
             form.add_error(None, str(refusal))
             status = 429 if isinstance(refusal, jobs.TooManyWaiting) else 402

@@ -248,6 +248,17 @@ def prompt_preview(request: HttpRequest, project_id: int) -> HttpResponse:
 
 @login_required
 @require_GET
+def job_markup(request: HttpRequest, project_id: int, job_id: int) -> FileResponse:
+    """The markup an edit was guided by (a transparent PNG), to members: lineage shows it like a mask."""
+    access = project_access(request.user, project_id)
+    job = get_object_or_404(Job, project=access.project, pk=job_id)
+    if not job.markup:
+        raise Http404
+    return serve(job.markup.name, content_type="image/png")
+
+
+@login_required
+@require_GET
 def job_detail(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
     access = project_access(request.user, project_id)
     job = _job_for(access, job_id)

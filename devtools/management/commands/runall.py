@@ -5,6 +5,7 @@ with no OPENAI_API_KEY, the local demo image service), prints how to log in, and
 Ctrl+C or when any part dies.
 """
 
+import json
 import os
 import secrets
 import signal
@@ -12,11 +13,14 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
+
+from workspace import imagemodels
 
 FIRST_LOGIN_FILE = "first-login.txt"
 
@@ -45,6 +49,9 @@ class Command(BaseCommand):
         processes: dict[str, subprocess.Popen] = {}
 
         if settings.DEMO_MODE:
+            # The stand-in checks requests by the registry's rows, as the forms do (as of this start).
+            models_file = Path(settings.VAR_DIR) / "standin-models.json"
+            models_file.write_text(json.dumps(imagemodels.standin_models()), encoding="utf-8")
             processes["demo image service"] = subprocess.Popen(
                 [
                     python,
@@ -54,6 +61,8 @@ class Command(BaseCommand):
                     str(settings.STANDIN_PORT),
                     "--latency",
                     str(demo_latency),
+                    "--models",
+                    str(models_file),
                 ],
                 env=env,
             )

@@ -184,7 +184,8 @@ PALETTES = (
     ((240, 240, 240), (10, 140, 190)),
 )  # fmt: skip
 # The formats the worker stores, with Pillow's name for each (the workspace's one table).
-PIL_FORMATS = {name: item.pillow for name, item in formats.FORMATS.items()}
+# The still raster formats only: the demo makes no GIF or SVG answers.
+PIL_FORMATS = {name: formats.FORMATS[name].pillow for name in formats.RASTER}
 
 
 def shape_of(width: int, height: int) -> str:

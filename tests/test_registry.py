@@ -1,0 +1,169 @@
+"""The model registry as rows: seeded from the SDK, every choosable model priced, a row added by an admin
+drives the form, the browser's capabilities, the request and the stand-in's checks; retired models stay
+readable but cannot be chosen."""
+
+import typing
+
+import pytest
+from django.urls import reverse
+from openai.types.image_model import ImageModel as SdkImageModel
+
+from tests.conftest import GENERATION_POST
+from tests.factories import ImageFactory, JobFactory
+from tests.helpers import run
+from tests.test_api import Api, assert_error, jobs_url, secret_for
+from workspace import imagemodels, spend
+from workspace.models import ImageModelSpec, Job
+
+pytestmark = pytest.mark.django_db
+
+
+def new_row(**overrides) -> ImageModelSpec:
+    fields = {
+        "name": "gpt-image-2.7-comet",
+        "label": "GPT Image 2.7 Comet",
+        "blurb": "A snapshot added in the admin, not in code.",
+        "family": "gpt-image-2",  # priced and estimated as its family
+        "position": 1,
+        "sizes": ["1024x1024", "1536x1024", "1024x1536"],
+        "qualities": ["auto", "low", "medium", "high"],
+        "complexity": ["low", "high"],
+    }
+    return ImageModelSpec.objects.create(**(fields | overrides))
+
+
+def test_it_seeds_every_model_the_sdk_lists_and_keeps_gpt_image_1_retired():
+    sdk_models = set(typing.get_args(SdkImageModel)) - {"dall-e-2", "dall-e-3"}
+    rows = {row.name: row for row in ImageModelSpec.objects.all()}
+    assert set(rows) == sdk_models
+    assert rows["gpt-image-1"].retired_on.isoformat() == "2026-10-23"
+    assert imagemodels.get_model("gpt-image-1").retired  # readable by name, for old lineage
+    selectable = [model.id for model in imagemodels.selectable()]
+    assert "gpt-image-1" not in selectable
+    assert selectable[0] == imagemodels.DEFAULT_MODEL  # menu order is the rows' position
+    sunburst_26 = imagemodels.get_model("gpt-image-2.6-sunburst")
+    assert (sunburst_26.gif, sunburst_26.svg, sunburst_26.markup) == (True, True, True)
+    assert sunburst_26.complexity_levels == ("low", "medium", "high")
+    assert not sunburst_26.custom_sizes  # the SDK's size docstring names only 2 and 2.5 for custom sizes
+    assert imagemodels.get_model("gpt-image-2.5-flare-2026-09-08").family == "gpt-image-2.5-flare"
+    assert imagemodels.get_model("gpt-image-1-mini").input_fidelity == ("low",)
+
+
+def test_every_model_anyone_can_choose_has_a_price_in_force():
+    assert spend.unpriced_models() == set()
+    for model in imagemodels.selectable():
+        assert spend.price_for(model.id) is not None, model.id
+    # 2.6 at gpt-image-2's rates (reference §13).
+    assert spend.price_for("gpt-image-2.6-flare").image_output == spend.price_for("gpt-image-2").image_output
+
+
+def test_a_row_added_in_the_admin_appears_in_the_form_and_is_sent_as_written(client, cast, project, standin):
+    new_row()
+    client.force_login(cast.bob)
+    page = client.get(reverse("project", args=[project.pk])).content.decode()
+    assert '<option value="gpt-image-2.7-comet">GPT Image 2.7 Comet</option>' in page
+    caps = imagemodels.capabilities()["gpt-image-2.7-comet"]
+    assert caps["complexityLevels"] == ["low", "high"] and caps["formats"] == ["png", "jpeg", "webp"]
+
+    # The stand-in checks requests by the same rows (as tests and `make run` start it).
+    standin.use_models(imagemodels.standin_models())
+    post = GENERATION_POST | {"model": "gpt-image-2.7-comet", "complexity": "high", "quality": "medium"}
+    response = client.post(reverse("job_create", args=[project.pk]), post)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    job = run(Job.objects.get())
+    assert job.status == Job.Status.SUCCEEDED, job.error_message
+    sent = standin.requests[-1].fields
+    assert (sent["model"], sent["complexity"], sent["quality"]) == ("gpt-image-2.7-comet", "high", "medium")
+    assert job.charges.get().model == "gpt-image-2.7-comet"  # charged at its family's price
+    assert job.charges.get().priced
+
+
+def test_an_offered_planning_effort_is_the_rows_not_a_constant(client, cast, project):
+    new_row(complexity=["low"])
+    client.force_login(cast.bob)
+    post = GENERATION_POST | {"model": "gpt-image-2.7-comet", "complexity": "medium"}
+    response = client.post(reverse("job_create", args=[project.pk]), post)
+    assert response.status_code == 400
+    assert "does not offer medium planning effort" in response.content.decode()
+
+
+def test_the_stand_in_refuses_a_model_it_was_not_given(standin, cast, project):
+    new_row()  # but the stand-in still has its built-in tables
+    job = run(JobFactory(project=project, author=cast.bob, model="gpt-image-2.7-comet"))
+    assert job.status == Job.Status.FAILED
+    assert "does not exist" in job.error_message
+
+
+def test_a_retired_model_is_refused_in_words_by_the_form_and_the_api(client, cast, project):
+    client.force_login(cast.bob)
+    response = client.post(
+        reverse("job_create", args=[project.pk]), GENERATION_POST | {"model": "gpt-image-1"}
+    )
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "GPT Image 1 was retired on 2026-10-23 and can no longer be chosen" in page
+    assert '<option value="gpt-image-1"' not in page
+
+    api = Api(secret_for(cast.bob))
+    body = {"prompt": "A lemon", "model": "gpt-image-1"}
+    error = assert_error(api.post(jobs_url(project), body), 400)
+    assert error["fields"]["model"] == [
+        "GPT Image 1 was retired on 2026-10-23 and can no longer be chosen. "
+        "Use GPT Image 2.5 Sunburst or Flare instead."
+    ]
+    assert not Job.objects.exists()
+
+
+def test_an_old_image_of_a_retired_model_still_reads(client, cast, project):
+    image = ImageFactory(
+        job__project=project, job__author=cast.bob, job__model="gpt-image-1", model="gpt-image-1"
+    )
+    client.force_login(cast.bob)
+    assert client.get(image.get_absolute_url()).status_code == 200
+    assert client.get(reverse("image_family", args=[project.pk, image.pk])).status_code == 200
+
+
+def test_a_saved_row_is_read_at_once_in_this_process():
+    assert imagemodels.get_model("gpt-image-2.7-comet") is None
+    imagemodels.all_models()  # cached now
+    row = new_row()
+    assert imagemodels.get_model("gpt-image-2.7-comet").label == "GPT Image 2.7 Comet"
+    row.retired_on = row.retired_on or __import__("datetime").date(2026, 1, 1)
+    row.save()
+    assert "gpt-image-2.7-comet" not in {model.id for model in imagemodels.selectable()}
+
+
+def test_staff_add_a_snapshot_in_the_admin_and_are_warned_when_it_has_no_price(client, cast):
+    client.force_login(cast.sam)
+    cast.sam.is_superuser = True
+    cast.sam.save()
+    data = {
+        "name": "gpt-image-9-test",
+        "label": "GPT Image 9",
+        "blurb": "",
+        "family": "",
+        "position": "70",
+        "sizes": '["1024x1024"]',
+        "size_multiple": "16",
+        "min_pixels": "655360",
+        "max_pixels": "8294400",
+        "max_edge": "3840",
+        "max_ratio": "3",
+        "qualities": '["auto", "low"]',
+        "transparent": "on",
+        "input_fidelity": "[]",
+        "complexity": '["ultra"]',
+        "svg_authors": "[]",
+        "streaming": "on",
+        "batch": "on",
+        "retired_on": "",
+        "retired_note": "",
+    }
+    url = reverse("admin:workspace_imagemodelspec_add")
+    refused = client.post(url, data)
+    assert refused.status_code == 200
+    assert "Unknown: ultra. Allowed: low, medium, high." in refused.content.decode()
+    added = client.post(url, data | {"complexity": '["low"]'}, follow=True)
+    assert "Gpt-image-9-test has no price in force, so nobody can choose it yet" in added.content.decode()
+    assert imagemodels.get_model("gpt-image-9-test").complexity_levels == ("low",)
+    assert "gpt-image-9-test" in spend.unpriced_models()  # listed, but the form refuses it until priced
