@@ -189,3 +189,8 @@ class Processes:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def last_image_call(standin):
+    """The stand-in's last Images API request: each stored output is followed by its credential check."""
+    return [record for record in standin.requests if record.path.startswith("/v1/images/")][-1]

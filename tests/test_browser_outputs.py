@@ -11,6 +11,7 @@ from PIL import Image as PILImage
 from playwright.sync_api import expect
 
 from tests.factories import ImageFactory
+from tests.helpers import last_image_call
 from tests.test_browser import (  # noqa: F401 - fixtures are found by name
     ASYNC,
     NOW,
@@ -106,7 +107,7 @@ def test_draw_a_markup_on_the_edit_page_and_submit(page, make_user, standin):  #
 
     job = Job.objects.get(project=project, kind="edit")
     assert job.markup and not job.mask
-    sent = standin.requests[-1]
+    sent = last_image_call(standin)
     [data] = [part[3] for part in sent.files if part[0] == "markup"]
     with PILImage.open(io.BytesIO(data)) as drawn:
         assert drawn.size == (source.width, source.height)

@@ -12,7 +12,7 @@ from PIL import Image as PILImage
 
 from config.celery import app
 from tests.conftest import GENERATION_POST
-from tests.helpers import purge_queue, status_of, wait_for
+from tests.helpers import last_image_call, purge_queue, status_of, wait_for
 from workspace import svgsafe
 from workspace.models import Job, LedgerEntry, Membership, Project, Role
 
@@ -63,7 +63,7 @@ def test_a_gif_is_made_stored_byte_for_byte_plays_and_converts(client, team, sta
     job = submit(client, project, GIF_POST | {"n": "2"})
     assert job.status == Job.Status.SUCCEEDED, job.error_message
 
-    sent = standin.requests[-1]
+    sent = last_image_call(standin)
     assert sent.fields["frame_count"] == 5 and sent.fields["frame_duration_ms"] == 120
     assert "stream" not in sent.fields and "partial_images" not in sent.fields  # GIFs are never streamed
     assert "output_compression" not in sent.fields
@@ -111,7 +111,7 @@ def test_an_svg_is_sanitised_served_as_a_sandboxed_image_and_its_author_is_a_led
     client.force_login(user)
     job = submit(client, project, SVG_POST | {"prompt": "A lemon logo [standin:svgscript]"})
     assert job.status == Job.Status.SUCCEEDED, job.error_message
-    sent = standin.requests[-1]
+    sent = last_image_call(standin)
     assert sent.fields["svg"] == {"model": "gpt-5.4-mini", "reasoning": {"effort": "low"}}
     assert "stream" not in sent.fields
 
@@ -145,7 +145,7 @@ def test_an_svg_is_sanitised_served_as_a_sandboxed_image_and_its_author_is_a_led
     webp = client.get(reverse("image_convert", args=[project.pk, image.pk, "webp"]))
     assert webp["Content-Type"] == "image/webp"
 
-    lines = {entry.line: entry for entry in LedgerEntry.objects.filter(job=job)}
+    lines = {entry.part: entry for entry in LedgerEntry.objects.filter(job=job)}
     assert set(lines) == {"image", "svg_author"}
     author = lines["svg_author"]
     usage = job.api_calls.get().usage["svg_usage"]

@@ -8,7 +8,7 @@ from django.urls import reverse
 from PIL import Image as PILImage
 from PIL import ImageDraw
 
-from tests.helpers import run
+from tests.helpers import last_image_call, run
 from tests.test_edits import edit_post, jpeg, mask_png, png, upload
 from workspace import library, lineage
 from workspace.models import Job
@@ -54,7 +54,7 @@ def test_a_markup_is_sent_at_the_first_inputs_exact_size_and_kept_in_lineage(
     assert job.status == Job.Status.SUCCEEDED, job.error_message
     assert job.markup.name == f"projects/{project.pk}/jobs/{job.pk}/markup.png" and not job.mask
 
-    sent = standin.requests[-1]
+    sent = last_image_call(standin)
     [(_field, _name, kind, data)] = [part for part in sent.files if part[0] == "markup"]
     assert kind == "image/png"
     with PILImage.open(io.BytesIO(data)) as markup:

@@ -10,7 +10,7 @@ from openai.types.image_model import ImageModel as SdkImageModel
 
 from tests.conftest import GENERATION_POST
 from tests.factories import ImageFactory, JobFactory
-from tests.helpers import run
+from tests.helpers import last_image_call, run
 from tests.test_api import Api, assert_error, jobs_url, secret_for
 from workspace import imagemodels, spend
 from workspace.models import ImageModelSpec, Job
@@ -72,7 +72,7 @@ def test_a_row_added_in_the_admin_appears_in_the_form_and_is_sent_as_written(cli
     assert response.status_code == 302, response.content.decode()[:2000]
     job = run(Job.objects.get())
     assert job.status == Job.Status.SUCCEEDED, job.error_message
-    sent = standin.requests[-1].fields
+    sent = last_image_call(standin).fields
     assert (sent["model"], sent["complexity"], sent["quality"]) == ("gpt-image-2.7-comet", "high", "medium")
     assert job.charges.get().model == "gpt-image-2.7-comet"  # charged at its family's price
     assert job.charges.get().priced
