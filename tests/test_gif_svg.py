@@ -157,7 +157,7 @@ def test_an_svg_is_sanitised_served_as_a_sandboxed_image_and_its_author_is_a_led
     assert author.image_output_tokens == 0 and author.cost > 0
     assert lines["image"].model == "gpt-image-2.6-flare"
     detail = client.get(reverse("job_detail", args=[project.pk, job.pk])).content.decode()
-    assert "SVG author gpt-5.4-mini" in detail
+    assert "gpt-5.4-mini (svg author)" in detail  # its own line under the call, beside the image model's
 
 
 @pytest.mark.parametrize(
