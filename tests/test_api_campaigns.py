@@ -266,3 +266,14 @@ def test_a_confirmed_batch_is_held_to_the_tokens_own_limit(cast, project, versio
     )
     assert response.status_code == 402
     assert not Campaign.objects.exists()
+
+
+def test_a_csv_over_the_json_body_limit_is_a_400_saying_so_not_a_500(cast, project, bob_api, version):
+    rows = "".join(f"item {n:07d},spring\n" for n in range(60_000))  # about 1.2 MB
+    response = bob_api.post(
+        url("campaign-batch-create", project),
+        {"template_id": version.template_id, "csv": "product,season\n" + rows, "confirm": True},
+    )
+    assert response.status_code == 400, response.content[:200]
+    assert "batch page" in response.json()["error"]["message"]
+    assert not Campaign.objects.exists()

@@ -357,9 +357,10 @@ class CampaignSerializer(serializers.Serializer):
     """A campaign as listed: what it is, not how far it got (that is the detail's progress)."""
 
     id = serializers.IntegerField()
-    kind = serializers.ChoiceField(choices=["grid", "batch"])
+    # Plain strings, not enums: a job's kind and status enums already have those names in the schema.
+    kind = serializers.CharField(help_text="grid or batch.")
     name = serializers.CharField()
-    status = serializers.ChoiceField(choices=["draft", "active", "paused", "canceled", "finished"])
+    status = serializers.CharField(help_text="draft, active, paused, canceled or finished.")
     template = VersionRefSerializer(allow_null=True, help_text="The template version it was made from.")
     brand_kit = VersionRefSerializer(allow_null=True)
     overnight = serializers.BooleanField(help_text="Run in the overnight lane (half price, within 24 h).")

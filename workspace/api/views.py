@@ -698,7 +698,11 @@ def _campaign_detail(campaign: Campaign) -> dict:
     }
 
 
-@extend_schema(parameters=[CURSOR], responses={200: s.CampaignPageSerializer} | ERRORS)
+@extend_schema(
+    parameters=[CURSOR],
+    responses={200: s.CampaignPageSerializer} | ERRORS,
+    operation_id="projects_campaigns_list",
+)
 @api_view(["GET"])
 @permission_classes([READ])
 def campaign_list(request: Request, project_id: int) -> Response:
