@@ -10,9 +10,16 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from tests.factories import ImageFactory, JobFactory, ReferenceFactory, WebhookDeliveryFactory
+from tests.factories import (
+    ImageFactory,
+    JobFactory,
+    ReferenceFactory,
+    WebhookDeliveryFactory,
+    template_version,
+)
 from tests.test_access import _walk
 from workspace.api.tokens import token_create
+from workspace.campaign_models import Campaign
 from workspace.models import Job, Role
 from workspace.webhook_models import WebhookEndpoint
 
@@ -32,6 +39,13 @@ API_ROUTES = {
     "image-download": ("get", Role.VIEWER),
     "reference-upload": ("post", Role.EDITOR),
     "template-list": ("get", Role.VIEWER),
+    "campaign-list": ("get", Role.VIEWER),
+    "campaign-detail": ("get", Role.VIEWER),
+    "campaign-pause": ("post", Role.EDITOR),
+    "campaign-resume": ("post", Role.EDITOR),  # on a paused campaign: call() below
+    "campaign-cancel": ("post", Role.EDITOR),
+    "campaign-retry": ("post", Role.EDITOR),
+    "campaign-batch-create": ("post", Role.EDITOR),
     "my-spend": ("get", None),
     "user-spend": ("get", None),  # staff with an admin token: test_api.py
     # Owners only, like the settings page (an owner's answers: test_api.py).
@@ -90,6 +104,10 @@ def world(cast, project, other_project):
     )
     sent = WebhookDeliveryFactory(endpoint=hook)  # failed for good: it may be redelivered
     their_sent = WebhookDeliveryFactory(endpoint=theirs)
+    grid = {"kind": Campaign.Kind.GRID, "name": "Grid"}
+    campaign = Campaign.objects.create(project=project, author=cast.bob, **grid)
+    paused = Campaign.objects.create(project=project, author=cast.bob, status=Campaign.Status.PAUSED, **grid)
+    their_campaign = Campaign.objects.create(project=other_project, author=cast.charlie, **grid)
     return {
         "mine": {
             "project_id": project.pk,
@@ -97,6 +115,7 @@ def world(cast, project, other_project):
             "image_id": image.pk,
             "endpoint_id": hook.pk,
             "delivery_id": sent.pk,
+            "campaign_id": campaign.pk,
         },
         "theirs": {
             "project_id": other_project.pk,
@@ -104,10 +123,13 @@ def world(cast, project, other_project):
             "image_id": their_image.pk,
             "endpoint_id": theirs.pk,
             "delivery_id": their_sent.pk,
+            "campaign_id": their_campaign.pk,
         },
         "reference": ReferenceFactory(project=project, uploaded_by=cast.bob),
         "image": image,
         "queued": queued,
+        "paused": paused,
+        "template": template_version(project=project, text="A {product}").template,
     }
 
 
@@ -115,6 +137,8 @@ def call(name: str, kwargs: dict, secret: str | None, world, method: str | None 
     method = method or API_ROUTES[name][0]
     if name == "job-cancel" and kwargs["job_id"] == world["mine"]["job_id"]:
         kwargs = kwargs | {"job_id": world["queued"].pk}  # only a job that has not started can be canceled
+    if name == "campaign-resume" and kwargs["campaign_id"] == world["mine"]["campaign_id"]:
+        kwargs = kwargs | {"campaign_id": world["paused"].pk}  # only a paused campaign can be resumed
     url = reverse(f"api:{name}", kwargs={k: v for k, v in kwargs.items() if k in api_routes()[name]})
     headers = {"Authorization": f"Bearer {secret}"} if secret else {}
     client = Client()
@@ -132,7 +156,9 @@ def call(name: str, kwargs: dict, secret: str | None, world, method: str | None 
     body = {"prompt": "A lemon", "quality": "low"}
     if name == "edit-create":
         body |= {"inputs": [f"img:{world['image'].pk}"]}
-    data = json.dumps(body) if name in ("job-create", "edit-create") else "{}"
+    if name == "campaign-batch-create":
+        body = {"template_id": world["template"].pk, "csv": "product\nmug\n", "confirm": False}
+    data = json.dumps(body) if name in ("job-create", "edit-create", "campaign-batch-create") else "{}"
     return client.post(url, data, content_type="application/json", headers=headers)
 
 
@@ -165,7 +191,8 @@ def test_each_actor_gets_what_the_route_allows(cast, world, name, method, actor)
 
 
 @pytest.mark.parametrize(
-    "name", sorted(n for n in API_ROUTES if {"job_id", "image_id", "endpoint_id"} & api_routes()[n])
+    "name",
+    sorted(n for n in API_ROUTES if {"job_id", "image_id", "endpoint_id", "campaign_id"} & api_routes()[n]),
 )
 def test_another_projects_object_through_my_project_is_a_404(cast, world, name):
     # Webhooks are the owner's (alice); jobs and images an editor's (bob).

@@ -33,15 +33,19 @@ CODES = {
 class ApiError(exceptions.APIException):
     """An error with a code of our own: ApiError(409, "idempotency_key_reused", "…")."""
 
-    def __init__(self, status_code: int, code: str, message: str, fields: dict | None = None) -> None:
+    def __init__(
+        self, status_code: int, code: str, message: str, fields: dict | None = None, extra: dict | None = None
+    ) -> None:
         super().__init__(message, code)
         self.status_code = status_code
         self.error_code = code
         self.fields = fields or {}
+        # More keys in "error" for one route's refusals (a batch's CSV problems, each with row and column).
+        self.extra = extra or {}
 
 
-def body(code: str, message: str, fields: dict | None = None) -> dict:
-    return {"error": {"code": code, "message": message, "fields": fields or {}}}
+def body(code: str, message: str, fields: dict | None = None, extra: dict | None = None) -> dict:
+    return {"error": {"code": code, "message": message, "fields": fields or {}, **(extra or {})}}
 
 
 def error_response(status_code: int, message: str, code: str | None = None) -> JsonResponse:
@@ -60,7 +64,7 @@ def _fields(detail) -> dict[str, list[str]]:
 def exception_handler(exc, context) -> Response | None:
     headers: dict[str, str] = {}
     if isinstance(exc, ApiError):
-        return Response(body(exc.error_code, str(exc.detail), exc.fields), status=exc.status_code)
+        return Response(body(exc.error_code, str(exc.detail), exc.fields, exc.extra), status=exc.status_code)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound("Not found.")
     elif isinstance(exc, PermissionDenied):

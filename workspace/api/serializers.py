@@ -329,3 +329,101 @@ class WebhookDeliverySerializer(serializers.ModelSerializer):
             "finished_at",
             "attempt_log",
         ]
+
+
+# --- Campaigns ------------------------------------------------------------------------------------------
+
+
+class CampaignAxisSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="quality, size, model, … or var:NAME for a template variable.")
+    values = serializers.ListField(child=serializers.CharField())
+
+
+class CampaignProgressSerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    done = serializers.IntegerField(help_text="Succeeded.")
+    running = serializers.IntegerField()
+    waiting = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    canceled = serializers.IntegerField()
+    percent = serializers.IntegerField(help_text="Ended (done, failed or canceled) of the total.")
+    cost = serializers.DecimalField(max_digits=14, decimal_places=6, help_text="Charged so far.")
+    held = serializers.DecimalField(
+        max_digits=14, decimal_places=6, help_text="Still reserved by its unfinished jobs."
+    )
+
+
+class CampaignSerializer(serializers.Serializer):
+    """A campaign as listed: what it is, not how far it got (that is the detail's progress)."""
+
+    id = serializers.IntegerField()
+    # Plain strings, not enums: a job's kind and status enums already have those names in the schema.
+    kind = serializers.CharField(help_text="grid or batch.")
+    name = serializers.CharField()
+    status = serializers.CharField(help_text="draft, active, paused, canceled or finished.")
+    template = VersionRefSerializer(allow_null=True, help_text="The template version it was made from.")
+    brand_kit = VersionRefSerializer(allow_null=True)
+    overnight = serializers.BooleanField(help_text="Run in the overnight lane (half price, within 24 h).")
+    axes = CampaignAxisSerializer(many=True, help_text="A grid's axes; empty for a batch.")
+    key_column = serializers.CharField(help_text="A batch's column that names its files; may be empty.")
+    columns = serializers.ListField(child=serializers.CharField(), help_text="A batch's CSV columns.")
+    estimated_cost = serializers.DecimalField(max_digits=14, decimal_places=6, allow_null=True)
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    links = serializers.DictField(child=serializers.CharField())
+
+
+class CampaignDetailSerializer(CampaignSerializer):
+    progress = CampaignProgressSerializer()
+
+
+class CampaignPageSerializer(serializers.Serializer):
+    campaigns = CampaignSerializer(many=True)
+    next_cursor = serializers.CharField(help_text="Pass as ?cursor= for the next page; empty on the last.")
+
+
+class CampaignActionSerializer(serializers.Serializer):
+    campaign = CampaignDetailSerializer()
+    canceled = serializers.IntegerField(help_text="Cancel: how many waiting jobs were canceled; else 0.")
+    queued = serializers.IntegerField(help_text="Retry: how many failed jobs were queued again; else 0.")
+
+
+class BatchRequestSerializer(serializers.Serializer):
+    template_id = serializers.IntegerField(
+        help_text="A prompt template of this project (its newest version)."
+    )
+    csv = serializers.CharField(
+        help_text="The CSV text: a header naming the template's variables (and optionally `reference`, a "
+        "library reference's name), then one row per job."
+    )
+    name = serializers.CharField(required=False, allow_blank=True, max_length=120)
+    key_column = serializers.CharField(
+        required=False, allow_blank=True, max_length=100, help_text="The column that names the files."
+    )
+    kit_id = serializers.IntegerField(
+        required=False, allow_null=True, help_text="A brand kit of this project."
+    )
+    model = serializers.CharField(required=False, allow_blank=True)
+    quality = serializers.CharField(required=False, allow_blank=True)
+    size = serializers.CharField(required=False, allow_blank=True, help_text="A size preset's name.")
+    overnight = serializers.BooleanField(required=False, help_text="Half price, ready within 24 h.")
+    confirm = serializers.BooleanField(
+        help_text="false: check it and keep it as a draft (nothing queued); true: queue every row now."
+    )
+
+
+class BatchProblemSerializer(serializers.Serializer):
+    row = serializers.IntegerField(allow_null=True, help_text="As a spreadsheet counts (1 is the header).")
+    column = serializers.CharField(help_text="Empty when the problem is not one column's.")
+    message = serializers.CharField()
+
+
+class BatchErrorDetailSerializer(ErrorDetailSerializer):
+    problems = BatchProblemSerializer(
+        many=True, required=False, help_text="A refused CSV: each problem (the first 200)."
+    )
+    problem_count = serializers.IntegerField(required=False, help_text="A refused CSV: all its problems.")
+
+
+class BatchErrorSerializer(serializers.Serializer):
+    error = BatchErrorDetailSerializer()

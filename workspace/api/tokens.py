@@ -9,7 +9,7 @@ from django.db.models import Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from workspace import jobs, spend
+from workspace import batches, jobs, spend
 from workspace.api.models import DISPLAY_PREFIX_CHARS, ApiToken, ApiTokenJob
 from workspace.models import Job, LedgerEntry, Project
 
@@ -125,3 +125,15 @@ def api_job_retry(*, token: ApiToken | None, job: Job, actor) -> bool:
         if won and token is not None:
             ApiTokenJob.objects.update_or_create(job=job, defaults={"token": token})
     return won
+
+
+def api_batch_confirm(*, token: ApiToken | None, campaign, author) -> None:
+    """batches.batch_confirm held to the token's limit for the whole estimate, its jobs linked to the
+    token. Raises TokenLimitExceeded, spend.BudgetExceeded, batches.BatchRefused, creating nothing."""
+    with transaction.atomic():
+        _hold(token, campaign.estimated_cost or ZERO)
+        batches.batch_confirm(campaign=campaign, author=author)
+        if token is not None:
+            ApiTokenJob.objects.bulk_create(
+                [ApiTokenJob(token=token, job_id=pk) for pk in campaign.jobs.values_list("pk", flat=True)]
+            )

@@ -6,9 +6,10 @@ import binascii
 import re
 
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db.models import OuterRef, Subquery
+from django.db.models import OuterRef, Q, Subquery
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.decorators import api_view, authentication_classes, permission_classes, throttle_classes
@@ -17,14 +18,27 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from workspace import edits, export, gallery, jobs, library, lineage, spend, uploads, webhooks
+from workspace import (
+    batches,
+    campaign_runs,
+    edits,
+    export,
+    gallery,
+    jobs,
+    library,
+    lineage,
+    spend,
+    uploads,
+    webhooks,
+)
 from workspace.access import object_access, project_access
 from workspace.api import serializers as s
 from workspace.api.auth import NeedsStaff, needs
 from workspace.api.errors import ApiError
 from workspace.api.idempotency import HEADER, idempotent
-from workspace.api.tokens import api_job_create, api_job_retry
-from workspace.campaign_models import PromptTemplate
+from workspace.api.tokens import api_batch_confirm, api_job_create, api_job_retry
+from workspace.campaign_forms import BatchForm
+from workspace.campaign_models import Campaign, PromptTemplate
 from workspace.forms import EditForm, GenerationForm, SpendPeriodForm, WebhookForm
 from workspace.models import Image, Job, Membership, Project, Role
 from workspace.views._common import serve
@@ -42,7 +56,7 @@ IDEMPOTENCY = OpenApiParameter(
 )
 
 # What JSON type each field of the forms takes (the forms then apply their own rules and messages).
-STRING, INTEGER, BASE64 = "a string", "a whole number", "a base64-encoded PNG"
+STRING, INTEGER, BASE64, BOOLEAN = "a string", "a whole number", "a base64-encoded PNG", "true or false"
 GENERATION_TYPES = {
     "prompt": STRING, "model": STRING, "size": STRING, "width": INTEGER, "height": INTEGER,
     "quality": STRING, "output_format": STRING, "output_compression": INTEGER, "background": STRING,
@@ -63,6 +77,8 @@ def _typed(value, kind: str) -> bool:
         return isinstance(value, str)
     if kind == INTEGER:
         return isinstance(value, int) and not isinstance(value, bool)
+    if kind == BOOLEAN:
+        return isinstance(value, bool)
     return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
@@ -609,3 +625,265 @@ def not_found(request: Request, rest: str = "") -> Response:
 def docs(request: HttpRequest) -> HttpResponse:
     """Swagger UI from static/vendor, started by a static script (no inline code under the CSP)."""
     return render(request, "workspace/api_docs.html")
+
+
+# --- Campaigns (grids and catalog batches; made on the campaign pages, or batches here) ----------------
+
+CAMPAIGN_PAGE_SIZE = 20
+BATCH_TYPES = {
+    "template_id": INTEGER, "csv": STRING, "name": STRING, "key_column": STRING, "kit_id": INTEGER,
+    "model": STRING, "quality": STRING, "size": STRING, "overnight": BOOLEAN, "confirm": BOOLEAN,
+}  # fmt: skip
+# The batch form's field names, as this API names them.
+BATCH_FORM_FIELDS = {"template": "template_id", "file": "csv", "kit": "kit_id"}
+FORM_FIELDS = {api: form for form, api in BATCH_FORM_FIELDS.items()}
+CAMPAIGN_ACTIONS = ("pause", "resume", "cancel", "retry")
+
+
+def _campaign(request: Request, project_id: int, campaign_id: int, **needs_kwargs) -> Campaign:
+    _, campaign = object_access(
+        request.user,
+        Campaign.objects.select_related("template_version__template", "brand_kit_version__kit").defer("rows"),
+        project_id=project_id,
+        pk=campaign_id,
+        **needs_kwargs,
+    )
+    return campaign
+
+
+def _campaign_summary(campaign: Campaign) -> dict:
+    version, kit = campaign.template_version, campaign.brand_kit_version
+    args = [campaign.project_id, campaign.pk]
+    return {
+        "id": campaign.pk,
+        "kind": campaign.kind,
+        "name": campaign.name,
+        "status": campaign.status,
+        "template": None
+        if version is None
+        else {"id": version.template_id, "name": version.template.name, "version": version.number},
+        "brand_kit": None if kit is None else {"id": kit.kit_id, "name": kit.kit.name, "version": kit.number},
+        "overnight": campaign.overnight,
+        "axes": campaign.axes,
+        "key_column": campaign.key_column,
+        "columns": campaign.columns,
+        "estimated_cost": campaign.estimated_cost,
+        "created_at": campaign.created_at,
+        "finished_at": campaign.finished_at,
+        "links": {
+            "self": reverse("api:campaign-detail", args=args),
+            "page": campaign.get_absolute_url(),
+            **{action: reverse(f"api:campaign-{action}", args=args) for action in CAMPAIGN_ACTIONS},
+        },
+    }
+
+
+def _campaign_detail(campaign: Campaign) -> dict:
+    progress = campaign_runs.progress(campaign)
+    return _campaign_summary(campaign) | {
+        "progress": {
+            name: getattr(progress, name)
+            for name in (
+                "total",
+                "done",
+                "running",
+                "waiting",
+                "failed",
+                "canceled",
+                "percent",
+                "cost",
+                "held",
+            )
+        }
+    }
+
+
+@extend_schema(
+    parameters=[CURSOR],
+    responses={200: s.CampaignPageSerializer} | ERRORS,
+    operation_id="projects_campaigns_list",
+)
+@api_view(["GET"])
+@permission_classes([READ])
+def campaign_list(request: Request, project_id: int) -> Response:
+    """The project's campaigns, newest first, a page at a time (keyset cursor); drafts only your own,
+    as on the campaigns page."""
+    access = project_access(request.user, project_id)
+    found = (
+        Campaign.objects.filter(project=access.project)
+        .filter(~Q(status=Campaign.Status.DRAFT) | Q(author=request.user))
+        .select_related("template_version__template", "brand_kit_version__kit")
+        .defer("rows")
+    )
+    cursor = request.query_params.get("cursor", "")
+    if cursor:
+        if not re.fullmatch(r"[0-9]{1,18}", cursor):
+            raise ApiError(400, "invalid", "That cursor is not valid.", {"cursor": ["Not a cursor."]})
+        found = found.filter(pk__lt=int(cursor))
+    page = list(found.order_by("-id")[: CAMPAIGN_PAGE_SIZE + 1])
+    more = len(page) > CAMPAIGN_PAGE_SIZE
+    page = page[:CAMPAIGN_PAGE_SIZE]
+    answer = {
+        "campaigns": [_campaign_summary(campaign) for campaign in page],
+        "next_cursor": str(page[-1].pk) if more else "",
+    }
+    return Response(s.CampaignPageSerializer(answer).data)
+
+
+@extend_schema(responses={200: s.CampaignDetailSerializer} | ERRORS)
+@api_view(["GET"])
+@permission_classes([READ])
+def campaign_detail(request: Request, project_id: int, campaign_id: int) -> Response:
+    """A campaign, with its progress: jobs by state, charged so far, still held."""
+    campaign = _campaign(request, project_id, campaign_id)
+    return Response(s.CampaignDetailSerializer(_campaign_detail(campaign)).data)
+
+
+def _action_answer(campaign: Campaign, *, canceled: int = 0, queued: int = 0) -> Response:
+    campaign.refresh_from_db(fields=["status", "finished_at", "estimated_cost"])
+    answer = {"campaign": _campaign_detail(campaign), "canceled": canceled, "queued": queued}
+    return Response(s.CampaignActionSerializer(answer).data)
+
+
+def _not_now(campaign: Campaign, action: str, allowed: str) -> ApiError:
+    return ApiError(
+        409,
+        "not_allowed_now",
+        f"This campaign is {campaign.get_status_display().lower()}; only {allowed} campaign can be {action}.",
+    )
+
+
+def _controlled(request: Request, project_id: int, campaign_id: int) -> Campaign:
+    """Like the campaign page's controls: an editor, in a project that is not archived."""
+    return _campaign(request, project_id, campaign_id, needs=Role.EDITOR, writes=True)
+
+
+ACTION_SCHEMA = {"request": None, "responses": {200: s.CampaignActionSerializer} | WRITE_ERRORS}
+
+
+@extend_schema(**ACTION_SCHEMA)
+@api_view(["POST"])
+@permission_classes([GENERATE])
+def campaign_pause(request: Request, project_id: int, campaign_id: int) -> Response:
+    """Stop starting its jobs (running ones finish, waiting ones keep their reservation); 409 unless
+    running."""
+    campaign = _controlled(request, project_id, campaign_id)
+    if not campaign_runs.campaign_pause(campaign=campaign):
+        raise _not_now(campaign, "paused", "a running")
+    return _action_answer(campaign)
+
+
+@extend_schema(**ACTION_SCHEMA)
+@api_view(["POST"])
+@permission_classes([GENERATE])
+def campaign_resume(request: Request, project_id: int, campaign_id: int) -> Response:
+    """Start its waiting jobs again; 409 unless paused."""
+    campaign = _controlled(request, project_id, campaign_id)
+    if not campaign_runs.campaign_resume(campaign=campaign):
+        raise _not_now(campaign, "resumed", "a paused")
+    return _action_answer(campaign)
+
+
+@extend_schema(**ACTION_SCHEMA)
+@api_view(["POST"])
+@permission_classes([GENERATE])
+def campaign_cancel(request: Request, project_id: int, campaign_id: int) -> Response:
+    """Cancel every job not yet started (their reservations go back to the budgets); running ones
+    finish. 409 unless running or paused."""
+    campaign = _controlled(request, project_id, campaign_id)
+    if not campaign.is_running:
+        raise _not_now(campaign, "canceled", "a running or paused")
+    return _action_answer(campaign, canceled=campaign_runs.campaign_cancel(campaign=campaign))
+
+
+@extend_schema(
+    request=None,
+    responses={200: s.CampaignActionSerializer} | WRITE_ERRORS,
+    parameters=[IDEMPOTENCY],
+)
+@api_view(["POST"])
+@permission_classes([GENERATE])
+@idempotent
+def campaign_retry(request: Request, project_id: int, campaign_id: int) -> Response:
+    """Queue its failed jobs again, charged to you: all of them or, over a budget (402), none. 409 for
+    a draft."""
+    campaign = _controlled(request, project_id, campaign_id)
+    if campaign.status == Campaign.Status.DRAFT:
+        raise ApiError(409, "not_allowed_now", "This batch is a draft: nothing of it has run yet.")
+    return _action_answer(
+        campaign, queued=campaign_runs.campaign_retry_failed(campaign=campaign, actor=request.user)
+    )
+
+
+def _batch_refused(refusal: batches.BatchRefused) -> ApiError:
+    problems = [
+        {"row": problem.row, "column": problem.column, "message": problem.message}
+        for problem in refusal.problems
+    ]
+    lines = [
+        (f"Row {p['row']}" if p["row"] else "The file")
+        + (f", column “{p['column']}”" if p["column"] else "")
+        + f": {p['message']}"
+        for p in problems
+    ]
+    count = f"{refusal.total} problem{'s' if refusal.total != 1 else ''}"
+    return ApiError(
+        400,
+        "invalid_csv",
+        f"The CSV has {count}; nothing was created. {refusal}",
+        {"csv": lines},
+        {"problems": problems, "problem_count": refusal.total},
+    )
+
+
+@extend_schema(
+    request=s.BatchRequestSerializer,
+    responses={201: s.CampaignDetailSerializer} | WRITE_ERRORS | {400: s.BatchErrorSerializer},
+    parameters=[IDEMPOTENCY],
+)
+@api_view(["POST"])
+@permission_classes([GENERATE])
+@idempotent
+def campaign_batch_create(request: Request, project_id: int) -> Response:
+    """A catalog batch from CSV text, every row checked first (the batch page's rules): problems are a
+    400 listing each with its row and column, and nothing is created. `confirm: false` keeps it as a
+    draft (to confirm on its page); `confirm: true` queues every row, the whole estimate reserved at
+    once (402 over a budget, nothing created)."""
+    access = project_access(request.user, project_id, needs=Role.EDITOR, writes=True)
+    data = _body(request, BATCH_TYPES)
+    if "confirm" not in data:
+        reason = "Say true (queue it now) or false (keep it as a draft)."
+        raise ApiError(400, "invalid", reason, {"confirm": [reason]})
+    confirm = data.pop("confirm")
+    text = data.pop("csv", "")
+    form_data = {FORM_FIELDS.get(name, name): value for name, value in data.items()}
+    form = BatchForm(
+        form_data,
+        {"file": SimpleUploadedFile("batch.csv", text.encode("utf-8"), "text/csv")} if text else {},
+        project=access.project,
+    )
+    if not form.is_valid():
+        fields = {BATCH_FORM_FIELDS.get(name, name): list(messages) for name, messages in form.errors.items()}
+        general = fields.pop("__all__", [])
+        message = " ".join(general) or "Some fields are not valid: " + ", ".join(fields) + "."
+        raise ApiError(400, "invalid", message, fields)
+    version = form.cleaned_data["template"].latest
+    try:
+        campaign, _checked = batches.batch_draft(
+            project=access.project,
+            author=request.user,
+            name=form.cleaned_data["name"] or f"{version}: API batch"[:120],
+            source_name="api.csv",
+            template_version=version,
+            brand_kit_version=form.kit_version(),
+            data=text.encode("utf-8"),
+            base=form.base(),
+            key_column=form.cleaned_data["key_column"].strip(),
+            overnight=form.cleaned_data["overnight"],
+        )
+        if confirm:
+            api_batch_confirm(token=request.auth, campaign=campaign, author=request.user)
+    except batches.BatchRefused as refusal:
+        raise _batch_refused(refusal) from None
+    campaign = _campaign(request, project_id, campaign.pk)
+    return Response(s.CampaignDetailSerializer(_campaign_detail(campaign)).data, status=201)

@@ -59,7 +59,10 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
         reason = "This form is too large; shorten what you typed."
         if _is_api(request):
             limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE // 1024
-            reason = f"This request body is over {limit} KB (a mask must fit within it, base64 included)."
+            reason = (
+                f"This request body is over {limit} KB (a mask must fit within it, base64 included, and "
+                "a batch's CSV: upload a larger file on the batch page)."
+            )
     elif isinstance(exception, TooManyFieldsSent):
         reason = "This form has too many fields."
     else:
