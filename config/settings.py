@@ -337,6 +337,8 @@ CONVERSATION_MODEL = envstr("CONVERSATION_MODEL", "gpt-5.5")
 # A content provenance check that fails is tried again later (backoff), at most this many times.
 PROVENANCE_MAX_ATTEMPTS = envint("PROVENANCE_MAX_ATTEMPTS", 6, minimum=1)
 PROVENANCE_RETRY_BASE_SECONDS = envfloat("PROVENANCE_RETRY_BASE_SECONDS", 30.0)
+# A pending check still pending this long after its message was due is sent again by beat's sweep.
+PROVENANCE_LOST_AFTER_SECONDS = envfloat("PROVENANCE_LOST_AFTER_SECONDS", 600.0)
 
 # One API call may take this long before we give up on it (the SDK's own default is 600 s).
 OPENAI_CALL_TIMEOUT = envfloat("OPENAI_CALL_TIMEOUT", 300.0)
@@ -490,6 +492,7 @@ CELERY_BEAT_SCHEDULE = {
     "purge-deleted-images": {"task": "workspace.tasks.purge_deleted_images", "schedule": 180},
     # Webhook deliveries whose retry is due after a long wait, or whose worker died mid-attempt.
     "sweep-webhooks": {"task": "workspace.tasks.sweep_webhooks", "schedule": 60},
+    "sweep-credentials": {"task": "workspace.tasks.sweep_credentials", "schedule": 300},
     # Idempotency records past API_IDEMPOTENCY_HOURS (they are ignored already; this keeps the table small).
     "purge-idempotency-keys": {"task": "workspace.tasks.purge_idempotency_keys", "schedule": 3600},
 }

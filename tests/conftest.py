@@ -123,6 +123,7 @@ def _seed_prices() -> None:
         "0009_spend_controls",
         "0018_seed_mainline_price",
         "0021_seed_model_registry",
+        "0022_seed_svg_author_price",
     ):
         importlib.import_module(f"workspace.migrations.{migration}").seed(apps, None)
 

@@ -1,6 +1,7 @@
 """Conversations through the Responses API and content credentials, against the stand-in over HTTP."""
 
 import hashlib
+from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 import openai
@@ -9,6 +10,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
+from django.utils import timezone
 
 from tests.conftest import job_params
 from tests.helpers import create_job, run, wait_for
@@ -284,3 +286,31 @@ def test_the_zip_metadata_carries_the_credential_and_names_derived_files(cast, p
     assert {"kind": "thumbnail", "derived_from": "file", "carries_credential": False} in record[
         "derived_files"
     ]
+
+
+@pytest.mark.django_db
+def test_the_sweep_sends_again_a_check_whose_message_was_lost_and_starts_unqueued_ones(
+    cast, project, monkeypatch
+):
+    sent = []
+    monkeypatch.setattr(
+        provenance.current_app, "send_task", lambda name, args, **options: sent.append((name, args[0]))
+    )
+    lost, unqueued = _root(project, cast.bob), _root(project, cast.bob)
+    credential = ContentCredential.objects.create(image=lost)
+    provenance._send(credential.pk)  # its message then vanishes with a Redis restart
+    # Neither is due for the sweep yet: the message may be on its way; the job may be queueing its checks.
+    Image.objects.filter(pk=unqueued.pk).update(created_at=timezone.now())
+    assert provenance.credentials_sweep() == {"resent": 0, "jobs": 0}
+
+    later = timezone.now() - timedelta(hours=1)
+    ContentCredential.objects.filter(pk=credential.pk).update(next_check_at=later)
+    Image.objects.filter(pk=unqueued.pk).update(created_at=later)
+    sent.clear()
+    assert provenance.credentials_sweep() == {"resent": 1, "jobs": 1}
+    fresh = ContentCredential.objects.get(image=unqueued)
+    assert sorted(sent) == sorted(
+        [(provenance.CHECK_CREDENTIAL, credential.pk), (provenance.CHECK_CREDENTIAL, fresh.pk)]
+    )
+    # Both are stamped again, so the next sweep leaves them to their messages.
+    assert provenance.credentials_sweep() == {"resent": 0, "jobs": 0}

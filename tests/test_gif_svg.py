@@ -155,6 +155,7 @@ def test_an_svg_is_sanitised_served_as_a_sandboxed_image_and_its_author_is_a_led
         usage["output_tokens"],
     )
     assert author.image_output_tokens == 0 and author.cost > 0
+    assert author.priced and author.price.model == "gpt-5.4-mini"  # at its own rates, not the image model's
     assert lines["image"].model == "gpt-image-2.6-flare"
     detail = client.get(reverse("job_detail", args=[project.pk, job.pk])).content.decode()
     assert "gpt-5.4-mini (svg author)" in detail  # its own line under the call, beside the image model's

@@ -53,6 +53,8 @@ def test_every_model_anyone_can_choose_has_a_price_in_force():
     assert spend.unpriced_models() == set()
     for model in imagemodels.selectable():
         assert spend.price_for(model.id) is not None, model.id
+        for author in model.svg_authors:  # an SVG's author model is a ledger line at its own price
+            assert spend.price_for(author) is not None, (model.id, author)
     # 2.6 at gpt-image-2's rates (reference §13).
     assert spend.price_for("gpt-image-2.6-flare").image_output == spend.price_for("gpt-image-2").image_output
 

@@ -1559,6 +1559,9 @@ class ContentCredential(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     error = models.CharField(max_length=300, blank=True)
     checked_at = models.DateTimeField(null=True, blank=True)
+    # When a pending check's message is due to have run (sent + its delay): past this and still pending,
+    # the message was lost (a Redis restart), and the credentials sweep sends it again.
+    next_check_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -9,6 +9,7 @@ Uploaded references are checked when someone asks ("does this photo carry an Ope
 
 import logging
 import random
+from datetime import timedelta
 
 from celery import current_app
 from django.conf import settings
@@ -26,6 +27,9 @@ CHECK_CREDENTIAL = "workspace.tasks.check_credential"
 
 
 def _send(credential_id: int, *, countdown: float | None = None) -> None:
+    # Stamped before the send: a message the broker refuses or later loses is found by the sweep.
+    due = timezone.now() + timedelta(seconds=(countdown or 0) + settings.PROVENANCE_LOST_AFTER_SECONDS)
+    ContentCredential.objects.filter(pk=credential_id).update(next_check_at=due)
     try:
         current_app.send_task(
             CHECK_CREDENTIAL,
@@ -46,6 +50,34 @@ def checks_queue(*, job_id: int) -> None:
         credential, created = ContentCredential.objects.get_or_create(image_id=image_id)
         if created:
             _send(credential.pk)
+
+
+def credentials_sweep(*, limit: int = 500) -> dict[str, int]:
+    """Run by beat: send again the checks whose message was lost, and start the checks of outputs whose
+    job finished while its worker died before queueing them. Never more than `limit` of each."""
+    now = timezone.now()
+    lost = ContentCredential.objects.filter(
+        state=ContentCredential.State.PENDING,
+        attempts__lt=settings.PROVENANCE_MAX_ATTEMPTS,
+        next_check_at__lt=now,
+    ).values_list("pk", flat=True)[:limit]
+    resent = 0
+    for credential_id in list(lost):
+        _send(credential_id)
+        resent += 1
+    # Outputs of the last day with no credential row at all (older ones predate the checks).
+    unqueued = (
+        Image.objects.filter(content_credential__isnull=True, created_at__gte=now - timedelta(days=1))
+        .filter(created_at__lt=now - timedelta(seconds=settings.PROVENANCE_LOST_AFTER_SECONDS))
+        .values_list("job_id", flat=True)
+        .distinct()[:limit]
+    )
+    jobs = list(unqueued)
+    for job_id in jobs:
+        checks_queue(job_id=job_id)
+    if resent or jobs:
+        logger.info("credentials sweep: %s resent, %s jobs' outputs queued", resent, len(jobs))
+    return {"resent": resent, "jobs": len(jobs)}
 
 
 def reference_check_request(*, reference: Reference) -> ContentCredential:

@@ -70,3 +70,8 @@ def purge_idempotency_keys() -> int:
 def check_credential(credential_id: int) -> None:
     # The service schedules its own retries (with backoff) when OpenAI's check fails.
     provenance.credential_check(credential_id=credential_id)
+
+
+@shared_task(ignore_result=True)
+def sweep_credentials() -> dict:
+    return provenance.credentials_sweep()
