@@ -147,7 +147,8 @@ def charge(*, api_call: ApiCall, job: Job, batch: bool = False) -> None:
     One INSERT … ON CONFLICT DO NOTHING on the ledger's unique (call, part): idempotent without a SELECT
     and a savepoint first, which every finished image would otherwise pay for. A conversation turn's
     Responses API call is two lines: the image tool's tokens at the image model's rates, the mainline
-    model's tokens at its own (see `turn_usage_parts`). `batch`: the call is a line of an overnight batch
+    model's tokens at its own (see `turn_usage_parts`); an SVG answer's author model is a part of its own
+    at that model's price (`svg_usage`). `batch`: the call is a line of an overnight batch
     (one ApiCall per line), charged from its own usage at the price's batch share.
     """
     if not api_call.usage:
@@ -156,6 +157,14 @@ def charge(*, api_call: ApiCall, job: Job, batch: bool = False) -> None:
         parts = turn_usage_parts(api_call.usage)
     else:
         parts = [(LedgerEntry.Part.IMAGE, job.model, Tokens.from_usage(api_call.usage))]
+        svg_usage = api_call.usage.get("svg_usage")
+        if isinstance(svg_usage, dict) and svg_usage.get("model"):
+            # The SVG's author model: its reasoning tokens are output tokens (they are billed so).
+            author = Tokens(
+                text_input=max(0, int(svg_usage.get("input_tokens") or 0)),
+                text_output=max(0, int(svg_usage.get("output_tokens") or 0)),
+            )
+            parts.append((LedgerEntry.Part.SVG_AUTHOR, str(svg_usage["model"])[:64], author))
     entries = []
     for part, model, tokens in parts:
         price, priced = _charge_price(model, api_call.created_at.date())
@@ -188,12 +197,6 @@ def charge(*, api_call: ApiCall, job: Job, batch: bool = False) -> None:
                 cost=cost(tokens, price, batch=batch) if price else ZERO,
                 created_at=api_call.created_at,
             )
-        )
-    svg_usage = api_call.usage.get("svg_usage")
-    if isinstance(svg_usage, dict) and svg_usage.get("model"):
-        image_price = entries[0].price if entries else None
-        entries.append(
-            _svg_author_line(svg_usage, api_call=api_call, job=job, image_price=image_price, batch=batch)
         )
     LedgerEntry.objects.bulk_create(entries, ignore_conflicts=True)
     for entry in entries:
@@ -228,44 +231,6 @@ def turn_usage_parts(usage: dict) -> list[tuple[str, str, Tokens]]:
         )
         parts.append((LedgerEntry.Part.MAINLINE, usage.get("model") or "", tokens))
     return parts
-
-
-def _svg_author_line(
-    usage: dict, *, api_call: ApiCall, job: Job, image_price: Price | None, batch: bool = False
-) -> LedgerEntry:
-    """The SVG author model's own usage, as a ledger line of its own, at that model's text rates.
-
-    Its reasoning tokens are output tokens (they are billed so). An author with no price row is charged
-    at the image model's text rates and flagged unpriced, as charge() does for an unpriced image model.
-    """
-    author = str(usage["model"])[:64]
-    tokens = Tokens(
-        text_input=max(0, int(usage.get("input_tokens") or 0)),
-        text_output=max(0, int(usage.get("output_tokens") or 0)),
-    )
-    price = price_for(author, api_call.created_at.date())
-    priced = price is not None
-    if price is None:
-        price = image_price
-    return LedgerEntry(
-        api_call=api_call,
-        part=LedgerEntry.Part.SVG_AUTHOR,
-        user_id=job.author_id,
-        project_id=job.project_id,
-        job=job,
-        model=author,
-        request_id=api_call.request_id,
-        text_input_tokens=tokens.text_input,
-        text_output_tokens=tokens.text_output,
-        image_count=0,
-        price=price,
-        rates=price.rates(batch=batch) if price else {},
-        priced=priced,
-        simulated=simulated_now(),
-        batch=batch,
-        cost=cost(tokens, price, batch=batch) if price else ZERO,
-        created_at=api_call.created_at,
-    )
 
 
 # --- Estimates ---------------------------------------------------------------------------------------
