@@ -994,8 +994,10 @@ class Command(BaseCommand):
             raise BenchFailure(f"job {job.pk} succeeded with {job.images.count()} image(s), expected {job.n}")
         call = ApiCall.objects.filter(job=job, outcome=ApiCall.Outcome.OK).order_by("-id").first()
         finished = job.finished_at.timestamp()
-        call_start = call.created_at.timestamp()  # the ApiCall is built just before the request is sent
-        call_end = call_start + call.latency_ms / 1000
+        # The ApiCall row is built once the answer is in (workspace/worker.py _record_and_charge), so its
+        # time is the call's end; the call began its latency earlier.
+        call_end = call.created_at.timestamp()
+        call_start = call_end - call.latency_ms / 1000
         return {
             "job_id": job.pk,
             "overhead_ms": (finished - submit - latency) * 1000,
