@@ -114,8 +114,19 @@ def _read_input(value: Any) -> tuple[str, Image.Image | None]:
     return text, image
 
 
-def resolve_turn(body: dict[str, Any], store: Conversations) -> Turn:
-    """Checks a Responses request the way the service does for an image_generation call; raises ApiError."""
+def resolve_turn(
+    body: dict[str, Any],
+    store: Conversations,
+    *,
+    models: dict[str, Any] | None = None,
+    retired: dict[str, str] | None = None,
+) -> Turn:
+    """Checks a Responses request the way the service does for an image_generation call; raises ApiError.
+
+    `models` and `retired`: the server's current list (the workspace's registry rows when it was given
+    them), the same the Images endpoints check; the built-in list otherwise."""
+    models = MODELS if models is None else models
+    retired = RETIRED_MODELS if retired is None else retired
     for name in body:
         if name not in REQUEST_PARAMS:
             raise _error(f"Unknown parameter: '{name}'.", name, "unknown_parameter")
@@ -143,13 +154,13 @@ def resolve_turn(body: dict[str, Any], store: Conversations) -> Turn:
                 f"Unknown parameter: 'tools[{index}].{name}'.", f"tools[{index}].{name}", "unknown_parameter"
             )
     image_model = tool.get("model", TOOL_DEFAULT_MODEL)
-    if image_model in RETIRED_MODELS:
+    if image_model in retired:
         raise _error(
-            f"The model '{image_model}' {RETIRED_MODELS[image_model]}",
+            f"The model '{image_model}' {retired[image_model]}",
             f"tools[{index}].model",
             "model_not_found",
         )
-    if image_model not in MODELS:
+    if image_model not in models:
         message = f"The model '{image_model}' does not exist or you do not have access to it."
         raise _error(message, f"tools[{index}].model", "model_not_found")
     action = tool.get("action", "auto")
@@ -168,7 +179,7 @@ def resolve_turn(body: dict[str, Any], store: Conversations) -> Turn:
             "Invalid 'partial_images': expected an integer from 0 to 3.", f"tools[{index}].partial_images"
         )
     quality = tool.get("quality", "auto")
-    if quality not in (*BASE_QUALITIES, *MODELS[image_model].extra_qualities):
+    if quality not in (*BASE_QUALITIES, *models[image_model].extra_qualities):
         raise _error(f"Invalid value: '{quality}' for quality.", f"tools[{index}].quality")
     previous = None
     previous_id = body.get("previous_response_id")

@@ -287,7 +287,7 @@ class _Handler(BaseHTTPRequestHandler):
             model = fields.get("model") if isinstance(fields.get("model"), str) else "gpt-5.5"
             return self._send_error(fault_error(fault, model, self.request_id), record)
         try:
-            turn = resolve_turn(fields, standin.conversations)
+            turn = resolve_turn(fields, standin.conversations, models=standin.models, retired=standin.retired)
         except ApiError as error:
             return self._send_error(error, record)
         run = TurnRun(turn, standin.conversations)

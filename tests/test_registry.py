@@ -3,7 +3,9 @@ drives the form, the browser's capabilities, the request and the stand-in's chec
 readable but cannot be chosen."""
 
 import typing
+from datetime import date
 
+import openai
 import pytest
 from django.urls import reverse
 from openai.types.image_model import ImageModel as SdkImageModel
@@ -169,3 +171,20 @@ def test_staff_add_a_snapshot_in_the_admin_and_are_warned_when_it_has_no_price(c
     assert "Gpt-image-9-test has no price in force, so nobody can choose it yet" in added.content.decode()
     assert imagemodels.get_model("gpt-image-9-test").complexity_levels == ("low",)
     assert "gpt-image-9-test" in spend.unpriced_models()  # listed, but the form refuses it until priced
+
+
+def test_the_stand_ins_responses_endpoint_checks_the_tool_model_against_the_same_rows(standin):
+    new_row()
+    ImageModelSpec.objects.filter(name="gpt-image-2.5-flare").update(retired_on=date(2026, 11, 1))
+    imagemodels.invalidate()
+    standin.use_models(imagemodels.standin_models())
+    client = openai.OpenAI(api_key="sk-test", base_url=standin.base_url, max_retries=0)
+
+    def turn(model: str):
+        tool = {"type": "image_generation", "model": model, "action": "generate"}
+        return client.responses.create(model="gpt-5.5", input="A lemon", tools=[tool])
+
+    # A snapshot added as a row is known to the conversation endpoint too; one retired as a row is refused.
+    assert turn("gpt-image-2.7-comet").output[0].type == "image_generation_call"
+    with pytest.raises(openai.BadRequestError, match=r"gpt-image-2\.5-flare"):
+        turn("gpt-image-2.5-flare")
