@@ -314,3 +314,33 @@ def test_the_sweep_sends_again_a_check_whose_message_was_lost_and_starts_unqueue
     )
     # Both are stamped again, so the next sweep leaves them to their messages.
     assert provenance.credentials_sweep() == {"resent": 0, "jobs": 0}
+
+
+@pytest.mark.django_db
+def test_an_uploaded_photo_is_checked_as_sent_though_the_library_keeps_it_re_encoded(
+    cast, project, client, standin, monkeypatch, django_capture_on_commit_callbacks
+):
+    sent = []
+    monkeypatch.setattr(
+        provenance.current_app, "send_task", lambda name, args, **options: sent.append(args[0])
+    )
+    with default_storage.open(_root(project, cast.bob).file.name, "rb") as handle:
+        openai_made = handle.read()  # carries the stand-in's signed credential
+    client.force_login(cast.bob)
+    upload = SimpleUploadedFile("from-openai.png", openai_made, content_type="image/png")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.post(reverse("references", args=[project.pk]), {"files": [upload]}).status_code == 302
+    reference = project.references.get()
+    credential = reference.content_credential
+    assert sent == [credential.pk] and credential.verdict == "pending"
+    as_sent = provenance.as_sent_name(reference)
+    assert default_storage.exists(as_sent)
+    with default_storage.open(reference.file.name, "rb") as handle:
+        assert handle.read() != openai_made  # what the library serves was re-encoded
+
+    assert provenance.credential_check(credential_id=credential.pk) == "checked"
+    credential.refresh_from_db()
+    assert credential.verdict == "verified" and credential.model == "gpt-image-2"
+    assert not default_storage.exists(as_sent)  # kept only for the check
+    page = client.get(reverse("references", args=[project.pk])).content.decode()
+    assert "Carries an OpenAI credential (gpt-image-2)" in page

@@ -5,7 +5,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
-from workspace import formats, limits, outputs, uploads
+from workspace import formats, limits, outputs, provenance, uploads
 from workspace.models import Project, Reference
 
 
@@ -24,11 +24,12 @@ def references_upload(
             except uploads.UploadRejected as refusal:
                 rejected.append(refusal)
                 continue
-            stored.append(_store(project=project, user=user, clean=clean))
+            upload.seek(0)
+            stored.append(_store(project=project, user=user, clean=clean, as_sent=upload.read()))
     return stored, rejected
 
 
-def _store(*, project: Project, user, clean: "uploads.CleanImage") -> Reference:
+def _store(*, project: Project, user, clean: "uploads.CleanImage", as_sent: bytes = b"") -> Reference:
     written: list[str] = []
     try:
         with transaction.atomic():
@@ -52,6 +53,11 @@ def _store(*, project: Project, user, clean: "uploads.CleanImage") -> Reference:
             written.append(default_storage.save(f"{base}.thumb.webp", ContentFile(clean.thumbnail)))
             reference.file, reference.thumbnail = written
             reference.save(update_fields=["file", "thumbnail"])
+            if as_sent:
+                # Re-encoding strips any content credential, so the bytes as sent are kept, privately
+                # (never served, never decoded here), only until OpenAI's provenance check has read them.
+                written.append(default_storage.save(provenance.as_sent_name(reference), ContentFile(as_sent)))
+                provenance.reference_check_request(reference=reference)
     except BaseException:
         outputs.delete_files(written)
         raise

@@ -14,6 +14,7 @@ from datetime import timedelta
 from celery import current_app
 from django.conf import settings
 from django.core.files.storage import default_storage
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -80,13 +81,18 @@ def credentials_sweep(*, limit: int = 500) -> dict[str, int]:
     return {"resent": resent, "jobs": len(jobs)}
 
 
+def as_sent_name(reference: Reference) -> str:
+    """Where an upload's bytes as sent wait for their check: beside the re-encoded copy, never served."""
+    return f"projects/{reference.project_id}/references/{reference.pk}.as-sent"
+
+
 def reference_check_request(*, reference: Reference) -> ContentCredential:
-    """Check an uploaded reference (again): its credential goes back to pending and a task is sent."""
+    """Check an uploaded reference's bytes as sent: a pending credential, sent once the upload commits."""
     credential, _ = ContentCredential.objects.update_or_create(
         reference=reference,
         defaults={"state": ContentCredential.State.PENDING, "attempts": 0, "error": "", "checked_at": None},
     )
-    _send(credential.pk)
+    transaction.on_commit(lambda: _send(credential.pk))
     return credential
 
 
@@ -109,10 +115,12 @@ def credential_check(*, credential_id: int) -> str:
         return "skipped"
     credential = ContentCredential.objects.select_related("image", "reference").get(pk=credential_id)
     source = credential.image or credential.reference
-    if not source.file.name:
+    # An output is checked as stored (byte for byte what OpenAI sent); an upload as its sender sent it.
+    name = source.file.name if credential.image is not None else as_sent_name(source)
+    if not name:
         return _give_up(credential, "The original is gone (deleted), so it cannot be checked.")
     try:
-        with default_storage.open(source.file.name, "rb") as handle:
+        with default_storage.open(name, "rb") as handle:
             data = handle.read()
         answer = imageapi.check_provenance(
             data=data, filename=source.file.name.rsplit("/", 1)[-1], content_type=source.content_type
@@ -140,6 +148,7 @@ def credential_check(*, credential_id: int) -> str:
         error="",
         checked_at=timezone.now(),
     )
+    _forget_as_sent(credential)
     return "checked"
 
 
@@ -147,7 +156,14 @@ def _give_up(credential: ContentCredential, reason: str) -> str:
     ContentCredential.objects.filter(pk=credential.pk).update(
         state=ContentCredential.State.FAILED, error=reason[:300], checked_at=timezone.now()
     )
+    _forget_as_sent(credential)
     return "failed"
+
+
+def _forget_as_sent(credential: ContentCredential) -> None:
+    # The upload's bytes as sent were kept only for this check; the library serves the re-encoded copy.
+    if credential.reference is not None:
+        default_storage.delete(as_sent_name(credential.reference))
 
 
 def file_check(*, upload) -> dict:

@@ -40,7 +40,7 @@ def references(request: HttpRequest, project_id: int) -> HttpResponse:
                 request, f"{len(report['stored'])} image{pluralize(len(report['stored']))} added."
             )
             return redirect("references", project_id)
-    items = access.project.references.in_library().select_related("uploaded_by")
+    items = access.project.references.in_library().select_related("uploaded_by", "content_credential")
     context = {"project": access.project, "access": access, "items": items, "report": report}
     if request.htmx and request.method == "POST":
         return render(request, "workspace/references.html#library", context, status=status)
