@@ -537,7 +537,15 @@ def test_beat_sends_and_collects_overnight_jobs_through_a_worker(cast, project, 
             what=f"job {job.pk} to succeed",
         )
     night.refresh_from_db()
-    assert night.overnight_batch.collected_at is not None and night.images.count() == 1
+    # Each line's job ends as the line is collected; the batch is marked collected after its last line.
+    wait_for(
+        lambda: OvernightBatch.objects.filter(
+            pk=night.overnight_batch_id, collected_at__isnull=False
+        ).exists(),
+        timeout=30,
+        what="the batch to be collected",
+    )
+    assert night.images.count() == 1
     assert night.worker == ""  # no worker ever claimed it
     assert LedgerEntry.objects.get(job=night).batch
     assert not LedgerEntry.objects.get(job=studio).batch
