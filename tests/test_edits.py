@@ -312,7 +312,11 @@ def test_a_batch_upload_stores_the_good_files_and_reports_the_bad_ones(client, c
     names = sorted(Reference.objects.values_list("name", flat=True))
     assert names == ["good.png", "photo.jpg"]
     stored = sorted(p.name for p in (media_root / f"projects/{project.pk}/references").iterdir())
-    assert len(stored) == 4  # two originals and two thumbnails, nothing for the bad files
+    # Two re-encoded files and two thumbnails, plus each upload as sent until its credential check has read
+    # it (workspace/provenance.py); nothing for the bad files.
+    assert sorted(name.split(".", 1)[1] for name in stored) == sorted(
+        ["png", "thumb.webp", "as-sent", "jpg", "thumb.webp", "as-sent"]
+    )
     ref = Reference.objects.get(name="photo.jpg")
     assert (ref.width, ref.height, ref.format, ref.uploaded_by) == (800, 600, "jpeg", cast.bob)
 
