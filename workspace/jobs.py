@@ -62,6 +62,7 @@ def job_create(
     params: dict,
     lane: int = Job.Lane.INTERACTIVE,
     origin: dict | None = None,
+    estimate: spend.Estimate | None = None,
 ) -> Job:
     """Reserve the estimate against the budgets, create a queued job, and send it once committed.
 
@@ -73,7 +74,8 @@ def job_create(
     FAIR_SHARE_QUEUED_PER_USER jobs waiting (overnight jobs are not counted: they wait for a batch,
     not for workers).
     """
-    estimate = job_estimate(prompt=prompt, params=params, lane=lane)
+    # A caller that has priced the job already (the API, for the token's own limit) passes it in.
+    estimate = estimate or job_estimate(prompt=prompt, params=params, lane=lane)
     with transaction.atomic():
         job = _reserve_and_create(
             project=project,
@@ -135,6 +137,7 @@ def edit_create(
     markup: bytes | None = None,
     lane: int = Job.Lane.INTERACTIVE,
     origin: dict | None = None,
+    estimate: spend.Estimate | None = None,
 ) -> Job:
     """Queue an edit of `inputs` (Images and References, first one edited) with an optional mask.
 
@@ -144,7 +147,7 @@ def edit_create(
     The caller has checked the inputs belong to the project and the mask fits the first input.
     Raises spend.BudgetExceeded, storing nothing, when a budget cannot cover it.
     """
-    estimate = job_estimate(prompt=prompt, params=params, input_images=len(inputs), lane=lane)
+    estimate = estimate or job_estimate(prompt=prompt, params=params, input_images=len(inputs), lane=lane)
     written: list[str] = []
     try:
         with transaction.atomic():

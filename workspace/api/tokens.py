@@ -108,10 +108,18 @@ def api_job_create(
         _hold(token, estimate.cost)
         if inputs:
             job = jobs.edit_create(
-                project=project, author=author, prompt=prompt, params=params, inputs=inputs, mask=mask
+                project=project,
+                author=author,
+                prompt=prompt,
+                params=params,
+                inputs=inputs,
+                mask=mask,
+                estimate=estimate,
             )
         else:
-            job = jobs.job_create(project=project, author=author, prompt=prompt, params=params)
+            job = jobs.job_create(
+                project=project, author=author, prompt=prompt, params=params, estimate=estimate
+            )
         if token is not None:
             ApiTokenJob.objects.create(token=token, job=job)
     return job
