@@ -716,6 +716,8 @@ class Command(BaseCommand):
         try:
             self.warm_up(run, worker, 1)
             before = self.run_job_executions(worker)
+            # Messages already in the queue are not this phase's (another bench may have left some).
+            waiting_before = job_queue.messages_waiting() or 0
             run.server.latency = latency
             started = time.time()
             ids = [
@@ -734,7 +736,7 @@ class Command(BaseCommand):
             run.server.latency = 0.0
             settings.JOB_REQUEUE_AFTER_SECONDS = saved_window
             self.stop_worker(run, worker)
-        left = job_queue.messages_waiting() or 0
+        left = max(0, (job_queue.messages_waiting() or 0) - waiting_before)
         executions = self.run_job_executions(worker) - before + left
         per_job = executions / count
         self.out(
