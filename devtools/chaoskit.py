@@ -404,10 +404,13 @@ class Chaos:
         if kind in ("sigkill", "sigterm"):
             slot = self._ready_worker()
             process = self.workers[slot]
+            now = time.time()
             if kind == "sigkill":
                 process.kill()
                 process.wait()
-                self.kills.append(Kill(kind, now, process.pid))
+                # Timed when the worker is gone, not before choosing it: waiting for a ready worker can
+                # take seconds on a loaded machine, and an answer written until it died is the kill's doing.
+                self.kills.append(Kill(kind, time.time(), process.pid))
                 self.start_worker(slot)
             else:
                 process.terminate()
