@@ -557,3 +557,227 @@ def test_safe_names():
     assert campaign_runs.safe_name("../../etc/passwd") == "etc-passwd"
     assert campaign_runs.safe_name("Ünïcode SKU 7") == "Unicode-SKU-7"
     assert campaign_runs.safe_name("") == "row"
+
+
+# --- Choosing the template version a grid or batch runs ------------------------------------------------
+
+
+def _two_versions(project, author):
+    """Last month's approved version 1 and today's version 2, with different words."""
+    v1 = template_version(project=project, author=author, text="A {product} on oak")
+    v2 = template_version(project=project, author=author, template=v1.template, text="A {product} on marble")
+    return v1, v2
+
+
+def _grid_post(version, **fields) -> dict:
+    return {
+        "template": version.template_id,
+        "template_version": version.pk,
+        "var_product": "mug",
+        "axis1": "quality",
+        "values1": "low, medium",
+        "action": "preview",
+    } | fields
+
+
+@pytest.mark.django_db
+def test_a_grid_previews_and_runs_the_older_version_chosen(client, cast, project):
+    v1, v2 = _two_versions(project, cast.bob)
+    client.force_login(cast.bob)
+    url = reverse("campaign_grid_new", args=[project.pk])
+    # The setup page lists both versions with number, date and author; the newest is the default.
+    page = client.get(f"{url}?template={v1.template_id}").content.decode()
+    assert f'<option value="{v1.pk}">Version 1 · {v1.created_at:%d %b %Y} · bob</option>' in page
+    assert f"Version 2 (newest) · {v2.created_at:%d %b %Y} · bob" in page
+    assert "A {product} on marble" in page
+    # A link from version 1's page preselects it and shows its words.
+    page = client.get(f"{url}?template={v1.template_id}&template_version={v1.pk}").content.decode()
+    assert f'<option value="{v1.pk}" selected>' in page and "A {product} on oak" in page
+
+    preview = client.post(url, _grid_post(v1)).content.decode()
+    assert "A mug on oak" in preview and "marble" not in preview
+    response = client.post(url, _grid_post(v1, action="run"))
+    assert response.status_code == 302, response.content[:800]
+    campaign = Campaign.objects.get()
+    assert campaign.template_version == v1
+    assert {job.template_version_id for job in Job.objects.filter(campaign=campaign)} == {v1.pk}
+    assert {job.prompt for job in Job.objects.filter(campaign=campaign)} == {"A mug on oak"}
+    # The campaign page says which version it ran, with a link to it.
+    detail = client.get(campaign.get_absolute_url()).content.decode()
+    link = f'<a href="{v1.get_absolute_url()}" data-testid="campaign-template-version">'
+    assert f"{link}Product shot, version 1</a>" in detail
+
+
+@pytest.mark.django_db
+def test_a_grid_without_a_version_runs_the_newest(client, cast, project):
+    _v1, v2 = _two_versions(project, cast.bob)
+    client.force_login(cast.bob)
+    data = _grid_post(v2, template_version="", action="run")
+    client.post(reverse("campaign_grid_new", args=[project.pk]), data)
+    assert Campaign.objects.get().template_version == v2
+
+
+@pytest.mark.django_db
+def test_a_grid_refuses_a_version_of_another_template_or_project(client, cast, project, other_project):
+    v1, _v2 = _two_versions(project, cast.bob)
+    elsewhere = template_version(project=project, name="Flat lay", text="A {product} from above")
+    stranger = template_version(project=other_project, text="A {product} somewhere else")
+    client.force_login(cast.bob)
+    url = reverse("campaign_grid_new", args=[project.pk])
+    for wrong in (elsewhere, stranger):
+        response = client.post(url, _grid_post(v1, template_version=wrong.pk, action="run"))
+        assert response.status_code == 400
+        assert "template_version" in response.context["form"].errors
+        page = response.content.decode()
+        assert "Choose one of this template&#x27;s versions." in page
+        assert "somewhere else" not in page
+    assert not Campaign.objects.exists() and not Job.objects.exists()
+
+
+def _batch_post(version, *, template=None, **fields) -> dict:
+    upload = io.BytesIO(_csv("product", "mug", "vase"))
+    upload.name = "items.csv"
+    return {
+        "template": (template or version.template).pk,
+        "template_version": version.pk,
+        "file": upload,
+        "quality": "low",
+    } | fields
+
+
+@pytest.mark.django_db
+def test_a_batch_drafts_and_previews_the_older_version_chosen(client, cast, project):
+    v1, v2 = _two_versions(project, cast.bob)
+    client.force_login(cast.bob)
+    url = reverse("campaign_batch_new", args=[project.pk])
+    page = client.get(f"{url}?template={v1.template_id}&template_version={v1.pk}").content.decode()
+    assert f'<option value="{v1.pk}" selected>Product shot: Version 1 · ' in page
+    assert f"Product shot: Version 2 (newest) · {v2.created_at:%d %b %Y} · bob" in page
+    response = client.post(url, _batch_post(v1))
+    assert response.status_code == 302, response.content[:800]
+    draft = Campaign.objects.get()
+    assert draft.template_version == v1
+    preview = client.get(draft.get_absolute_url()).content.decode()
+    assert "A mug on oak" in preview and "marble" not in preview
+    assert f'href="{v1.get_absolute_url()}"' in preview
+    # Without a version: the newest.
+    client.post(url, _batch_post(v2, template_version=""))
+    assert Campaign.objects.order_by("-id").first().template_version == v2
+
+
+@pytest.mark.django_db
+def test_a_batch_refuses_a_version_of_another_template_or_project(client, cast, project, other_project):
+    v1, _v2 = _two_versions(project, cast.bob)
+    elsewhere = template_version(project=project, name="Flat lay", text="A {product} from above")
+    stranger = template_version(project=other_project, text="A {product} somewhere else")
+    client.force_login(cast.bob)
+    url = reverse("campaign_batch_new", args=[project.pk])
+    response = client.post(url, _batch_post(elsewhere, template=v1.template))
+    assert response.status_code == 400
+    assert response.context["form"].errors["template_version"] == [
+        "Version 1 is a version of “Flat lay”, not of “Product shot”: choose one of its own versions."
+    ]
+    response = client.post(url, _batch_post(stranger, template=v1.template))
+    assert response.status_code == 400
+    assert "template_version" in response.context["form"].errors
+    assert not Campaign.objects.exists() and not Job.objects.exists()
+
+
+# --- "Use as new default" writes every axis the cell differs on -----------------------------------------
+
+
+@pytest.mark.django_db
+def test_use_as_default_writes_the_cells_model_and_variable_into_a_new_version(client, cast, project):
+    v1 = template_version(
+        project=project, text="A {product} in {season} light", defaults={"quality": "low"}, samples={}
+    )
+    campaign = _grid(
+        project,
+        cast.bob,
+        version=v1,
+        axes=[("model", "gpt-image-2, gpt-image-2.5-sunburst"), ("var:season", "spring, winter")],
+        base={},
+        values={"product": "mug"},
+    )
+    job = Job.objects.get(campaign=campaign, model="gpt-image-2.5-sunburst", variables__season="winter")
+    client.force_login(cast.bob)
+    response = client.post(reverse("campaign_cell_default", args=[project.pk, campaign.pk, job.pk]))
+    assert response.status_code == 302 and "again=" not in response["Location"]
+    newest = v1.template.versions.order_by("-number").first()
+    assert newest.number == 2 and newest.text == v1.text
+    assert newest.defaults == {"quality": "low", "model": "gpt-image-2.5-sunburst"}
+    assert newest.samples == {"season": "winter"}
+    # The old version and what it made are unchanged.
+    v1.refresh_from_db()
+    assert v1.defaults == {"quality": "low"} and v1.samples == {}
+    job.refresh_from_db()
+    assert job.template_version_id == v1.pk
+    # Using the template now starts from the cell: its model in the Studio, its season filled in.
+    studio = client.get(f"{reverse('project', args=[project.pk])}?template={v1.template_id}").content.decode()
+    assert '<option value="gpt-image-2.5-sunburst" selected>' in studio
+    assert 'name="var_season" value="winter"' in studio
+
+
+@pytest.mark.django_db
+def test_use_as_default_of_a_planning_effort_and_size_cell(client, cast, project):
+    v1 = template_version(project=project, defaults={"size_preset": "square", "size": "1024x1024"})
+    campaign = _grid(
+        project,
+        cast.bob,
+        version=v1,
+        axes=[("complexity", "low, high"), ("size", "square, story")],
+        base={},
+        values={"product": "mug"},
+    )
+    job = Job.objects.get(campaign=campaign, complexity="high", size_preset="story")
+    client.force_login(cast.bob)
+    client.post(reverse("campaign_cell_default", args=[project.pk, campaign.pk, job.pk]))
+    newest = v1.template.versions.order_by("-number").first()
+    assert newest.defaults == {"size_preset": "story", "size": "1152x2048", "complexity": "high"}
+
+
+@pytest.mark.django_db
+def test_use_as_default_keeps_the_model_a_cells_quality_needs(client, cast, project):
+    v1 = template_version(project=project)
+    base = {"model": "gpt-image-2.5-flare"}
+    campaign = _grid(
+        project, cast.bob, version=v1, axes=[("quality", "low, xhigh")], base=base, values={"product": "mug"}
+    )
+    job = Job.objects.get(campaign=campaign, quality="xhigh")
+    client.force_login(cast.bob)
+    client.post(reverse("campaign_cell_default", args=[project.pk, campaign.pk, job.pk]))
+    newest = v1.template.versions.order_by("-number").first()
+    # xhigh is not gpt-image-2's (the default model): the model the cell ran on comes with it.
+    assert newest.defaults == {"quality": "xhigh", "model": "gpt-image-2.5-flare"}
+
+
+@pytest.mark.django_db
+def test_a_grid_fills_a_blank_variable_with_its_default_value(client, cast, project):
+    version = template_version(
+        project=project, text="A {product} in {season} light", samples={"season": "autumn"}
+    )
+    client.force_login(cast.bob)
+    url = reverse("campaign_grid_new", args=[project.pk])
+    page = client.get(f"{url}?template={version.template_id}").content.decode()
+    assert 'name="var_season" value="autumn"' in page
+    data = _grid_post(version, var_season="", axis1="var:product", values1="mug, vase")
+    preview = client.post(url, data).content.decode()
+    assert "A mug in autumn light" in preview and "A vase in autumn light" in preview
+
+
+@pytest.mark.django_db
+def test_a_models_defaults_make_way_for_a_grids_model(project):
+    # High planning effort is the template's default, but GPT Image 1.5 takes none: its cells run
+    # without it rather than refusing the whole grid; the other cells keep it.
+    version = template_version(project=project, defaults={"complexity": "high"})
+    plan = grids.grid_plan(
+        project=project,
+        template_version=version,
+        brand_kit_version=None,
+        prompt="",
+        values={"product": "mug"},
+        base={},
+        axes=[("model", "gpt-image-2, gpt-image-1.5")],
+    )
+    efforts = {cell.values["model"]: cell.spec.params["complexity"] for cell in plan.cells}
+    assert efforts == {"gpt-image-2": "high", "gpt-image-1.5": ""}

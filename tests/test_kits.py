@@ -2,6 +2,7 @@
 
 import io
 import json
+import re
 import zipfile
 
 import pytest
@@ -417,3 +418,99 @@ def test_the_gallery_with_a_template_or_campaign_filter_stays_within_four_querie
             response = client.get(url, query)
         assert response.status_code == 200
         assert len(response.context["page"].items) == 3
+
+
+# --- A template's default parameters and default values ----------------------------------------------
+
+
+def test_a_template_saves_its_model_effort_and_default_values(client, cast, project):
+    client.force_login(cast.bob)
+    data = template_post(
+        default_model="gpt-image-2.5-sunburst",
+        default_quality="xhigh",
+        default_complexity="high",
+        default_size="story",
+        samples="product = linen shirt\nseason = ",
+    )
+    response = client.post(reverse("template_create", args=[project.pk]), data)
+    assert response.status_code == 302, response.content[:800]
+    version = TemplateVersion.objects.get()
+    assert version.defaults == {
+        "model": "gpt-image-2.5-sunburst",
+        "quality": "xhigh",
+        "complexity": "high",
+        "size_preset": "story",
+        "size": "1152x2048",
+    }
+    assert version.samples == {"product": "linen shirt"}
+    page = client.get(version.template.get_absolute_url()).content.decode()
+    assert "<code>{product}</code> = linen shirt" in page
+    # The edit form starts from them, and its preview uses and names them.
+    form = client.get(reverse("template_edit", args=[project.pk, version.template.pk])).content.decode()
+    assert '<option value="gpt-image-2.5-sunburst" selected>' in form
+    assert '<option value="high" selected>High</option>' in form
+    assert "product = linen shirt\nseason = </textarea>" in form
+    assert "A linen shirt in [season] light" in form
+    assert 'data-testid="preview-defaults">Default values: <code>{product}</code> = linen shirt</p>' in form
+
+    # Clearing them saves a version without them; version 1 keeps its own.
+    cleared = template_post(samples="product =\nseason =")
+    client.post(reverse("template_edit", args=[project.pk, version.template.pk]), cleared)
+    newest = version.template.versions.get(number=2)
+    assert newest.defaults == {} and newest.samples == {}
+    version.refresh_from_db()
+    assert (
+        version.samples == {"product": "linen shirt"}
+        and version.defaults["model"] == "gpt-image-2.5-sunburst"
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "message"),
+    [
+        (
+            {"default_model": "gpt-image-1.5", "default_complexity": "high"},
+            "default_complexity",
+            "GPT Image 1.5 does not take a planning effort.",
+        ),
+        ({"default_quality": "xhigh"}, "default_quality", "GPT Image 2 does not offer xhigh quality."),
+        (
+            {"default_model": "gpt-image-1-mini", "default_size": "story"},
+            "default_size",
+            "GPT Image 1 mini cannot make story 9:16 images.",
+        ),
+        (
+            {"default_model": "gpt-image-2", "default_format": "gif"},
+            "default_format",
+            "GPT Image 2 cannot make GIF images.",
+        ),
+        ({"default_model": "gpt-image-1"}, "default_model", "Select a valid choice."),
+        ({"samples": "colour = red"}, "samples", "The template has no variable {colour}"),
+    ],
+)
+def test_defaults_the_model_does_not_allow_are_field_errors(client, cast, project, fields, field, message):
+    client.force_login(cast.bob)
+    response = client.post(reverse("template_create", args=[project.pk]), template_post(**fields))
+    assert response.status_code == 400
+    assert message in " ".join(response.context["form"].errors[field])
+    assert not TemplateVersion.objects.exists()
+
+
+def test_the_studio_starts_from_a_templates_defaults_and_default_values(client, cast, project):
+    version = template_version(
+        project=project,
+        text="A {product} in {season}",
+        defaults={"model": "gpt-image-2.5-flare", "complexity": "medium", "output_format": "webp"},
+        samples={"season": "winter"},
+    )
+    client.force_login(cast.bob)
+    page = client.get(
+        f"{reverse('project', args=[project.pk])}?template={version.template.pk}"
+    ).content.decode()
+    assert '<option value="gpt-image-2.5-flare" selected>' in page
+    assert '<option value="medium" selected>' in page
+    assert '<option value="webp" selected>' in page
+    assert 'name="var_season" value="winter"' in page
+    # A variable without a default value starts empty.
+    product = re.search(r'<input[^>]*name="var_product"[^>]*>', page).group(0)
+    assert "value=" not in product

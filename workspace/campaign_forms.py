@@ -26,7 +26,26 @@ class ReferencePicker(forms.CheckboxSelectMultiple):
     option_template_name = "django/forms/widgets/checkbox_option.html"
 
 
-def _default_fields(form: forms.Form) -> None:
+# A stored default (campaign_models.DEFAULT_FIELDS) and the form field that sets it.
+DEFAULT_FORM_FIELDS = {
+    "model": "default_model",
+    "quality": "default_quality",
+    "size_preset": "default_size",
+    "size": "default_size",
+    "output_format": "default_format",
+    "complexity": "default_complexity",
+}
+
+
+def _default_fields(form: forms.Form, *, model_fields: bool = False) -> None:
+    """The default_* fields; `model_fields` adds the model and planning effort (a template's defaults
+    cover every parameter a grid can vary, so a grid cell can become the template's default)."""
+    if model_fields:
+        form.fields["default_model"] = forms.ChoiceField(
+            label="Default model",
+            required=False,
+            choices=[("", "No default"), *[(m.id, m.label) for m in im.selectable()]],
+        )
     form.fields["default_size"] = forms.ChoiceField(
         label="Default size",
         required=False,
@@ -38,6 +57,20 @@ def _default_fields(form: forms.Form) -> None:
     form.fields["default_format"] = forms.ChoiceField(
         label="Default format", required=False, choices=[("", "No default"), *formats.CHOICES]
     )
+    if model_fields:
+        form.fields["default_complexity"] = forms.ChoiceField(
+            label="Default planning effort",
+            required=False,
+            choices=[("", "No default"), *[(level, level.capitalize()) for level in im.COMPLEXITY_LEVELS]],
+        )
+
+
+def _check_defaults(form: forms.Form, data: dict) -> None:
+    """Field errors for defaults the default model (or the Studio's, when none is set) does not allow."""
+    for name, problem in campaigns.defaults_problems(defaults_from(data)).items():
+        field_name = DEFAULT_FORM_FIELDS[name]
+        if field_name in form.fields and field_name not in form.errors:
+            form.add_error(field_name, problem)
 
 
 def defaults_from(data: dict) -> dict:
@@ -50,6 +83,10 @@ def defaults_from(data: dict) -> dict:
         defaults["quality"] = data["default_quality"]
     if data.get("default_format"):
         defaults["output_format"] = data["default_format"]
+    if data.get("default_model"):
+        defaults["model"] = data["default_model"]
+    if data.get("default_complexity"):
+        defaults["complexity"] = data["default_complexity"]
     return defaults
 
 
@@ -60,6 +97,8 @@ def initial_defaults(defaults: dict) -> dict:
         else "",
         "default_quality": defaults.get("quality", ""),
         "default_format": defaults.get("output_format", ""),
+        "default_model": defaults.get("model", ""),
+        "default_complexity": defaults.get("complexity", ""),
     }
 
 
@@ -172,18 +211,19 @@ class TemplateForm(forms.Form):
         help_text="Its newest version is used, and stays with this template version.",
     )
     samples = forms.CharField(
-        label="Sample values for the preview",
+        label="Default values",
         required=False,
-        max_length=4000,
+        max_length=8000,
         widget=forms.Textarea(attrs={"rows": 3, "placeholder": "product = linen shirt\nseason = spring"}),
-        help_text="One per line, name = value. Not saved.",
+        help_text="One per line, name = value. Saved with the version: the Studio and grids start "
+        "with them, and the preview uses them. Leave a value empty for no default.",
     )
 
     def __init__(self, *args, project: Project, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["brand_kit"].queryset = BrandKit.objects.filter(project=project, archived_at__isnull=True)
         self.fields["references"] = _references_field(project)
-        _default_fields(self)
+        _default_fields(self, model_fields=True)
 
     def clean_text(self) -> str:
         text = self.cleaned_data["text"]
@@ -193,12 +233,29 @@ class TemplateForm(forms.Form):
             raise forms.ValidationError(problem.message) from None
         return text
 
+    def clean_samples(self) -> dict[str, str]:
+        """The default values as {variable: value}, blanks left out (checked against the text in clean)."""
+        values = {name: value for name, value in parse_samples(self.cleaned_data["samples"]).items() if value}
+        for name, value in values.items():
+            if len(value) > VARIABLE_MAX_CHARS:
+                raise forms.ValidationError(f"{name}: at most {VARIABLE_MAX_CHARS:,} characters.")
+        return values
+
     def clean(self) -> dict:
         data = super().clean()
         _check_reference_count(self, data.get("references"))
         kit = data.get("brand_kit")
         if kit is not None and kit.latest is None:
             self.add_error("brand_kit", "That brand kit has no version yet.")
+        parsed = getattr(self, "parsed", None)
+        unknown = [name for name in data.get("samples") or {} if parsed and name not in parsed.variables]
+        if unknown:
+            self.add_error(
+                "samples",
+                f"The template has no variable {', '.join(f'{{{name}}}' for name in unknown)}: "
+                "remove that line or add the variable to the template.",
+            )
+        _check_defaults(self, data)
         return data
 
     def kit_version(self) -> BrandKitVersion | None:
@@ -213,7 +270,7 @@ class TemplateForm(forms.Form):
             "text": version.text,
             "brand_kit": kit.kit_id if kit is not None else None,
             "references": list(version.references.all()),
-            "samples": "\n".join(f"{name} = " for name in version.variables),
+            "samples": "\n".join(f"{name} = {version.samples.get(name, '')}" for name in version.variables),
         } | initial_defaults(version.defaults)
 
 
@@ -231,6 +288,7 @@ def template_preview(form: TemplateForm) -> dict:
         form.data.get("samples", "") if form.is_bound else form.initial.get("samples", "")
     )
     values = {name: samples.get(name) or f"[{name}]" for name in parsed.variables}
+    defaults = {name: samples[name] for name in parsed.variables if samples.get(name)}
     kit = None
     kit_id = form.data.get("brand_kit") if form.is_bound else form.initial.get("brand_kit")
     if kit_id:
@@ -239,6 +297,7 @@ def template_preview(form: TemplateForm) -> dict:
     prompt = prompting.compose_with_kit(prompting.render(text, values), kit)
     return {
         "variables": parsed.variables,
+        "defaults": defaults,
         "prompt": prompt,
         "kit": kit,
         "too_long": len(prompt) > im.MAX_PROMPT_CHARS,
@@ -275,6 +334,8 @@ class StudioForm(GenerationForm):
                     max_length=VARIABLE_MAX_CHARS,
                     required=not for_estimate,
                     error_messages={"required": f"Fill in {{{name}}}."},
+                    # The version's default value for it, which the person may change.
+                    initial=template_version.samples.get(name, ""),
                 )
 
     def variable_fields(self) -> list:
@@ -320,6 +381,91 @@ def _templates(project):
 
 def _kits(project):
     return BrandKit.objects.filter(project=project, archived_at__isnull=True).order_by("name", "id")
+
+
+def _parse_id(raw) -> int | None:
+    text = str(raw or "").strip()
+    return int(text) if text.isdigit() and len(text) < 12 else None
+
+
+def chosen_template_version(project: Project, data) -> TemplateVersion | None:
+    """The template version a grid's or batch's form data chooses: its `template_version` when that is
+    a version of its `template` (this project's), else the template's newest; None without a template.
+
+    It decides which variables the form asks for; a version that does not fit is refused by the form's
+    own `template_version` field (GridForm/BatchForm.clean), so this never raises.
+    """
+    data = data or {}
+    template = PromptTemplate.objects.filter(project=project, pk=_parse_id(data.get("template")) or 0).first()
+    if template is None:
+        return None
+    version_id = _parse_id(data.get("template_version"))
+    chosen = template.versions.filter(pk=version_id).first() if version_id else None
+    return chosen or template.latest
+
+
+class VersionChoiceField(forms.ModelChoiceField):
+    """A template version by id, labelled with its number, date and author (and its template's name
+    when the choices span templates) so a person can tell last month's approved version from today's."""
+
+    def __init__(self, *args, with_template: bool = False, **kwargs) -> None:
+        self.with_template = with_template
+        super().__init__(*args, **kwargs)
+
+    def label_from_instance(self, version: TemplateVersion) -> str:
+        newest = " (newest)" if version.number == version.newest_number else ""
+        label = (
+            f"Version {version.number}{newest} · {version.created_at:%d %b %Y} · "
+            f"{version.created_by.get_username()}"
+        )
+        return f"{version.template.name}: {label}" if self.with_template else label
+
+
+def _version_field(*, with_template: bool) -> VersionChoiceField:
+    return VersionChoiceField(
+        queryset=TemplateVersion.objects.none(),
+        required=False,
+        with_template=with_template,
+        label="Template version",
+        empty_label="The newest version",
+        help_text="Keep running an approved version while a newer one is being edited.",
+        error_messages={"invalid_choice": "Choose one of this template's versions."},
+    )
+
+
+def _versions(project: Project, template: PromptTemplate | None = None):
+    """Versions of this project's templates, newest first, each knowing its template's newest number."""
+    from django.db.models import Max, OuterRef, Subquery
+
+    newest = (
+        TemplateVersion.objects.filter(template=OuterRef("template"))
+        .values("template")
+        .annotate(top=Max("number"))
+        .values("top")
+    )
+    versions = TemplateVersion.objects.filter(template__project=project, template__archived_at__isnull=True)
+    if template is not None:
+        versions = versions.filter(template=template)
+    return (
+        versions.select_related("template", "created_by")
+        .annotate(newest_number=Subquery(newest))
+        .order_by("template__name", "template_id", "-number")
+    )
+
+
+def _check_version(form: forms.Form, data: dict) -> None:
+    """The chosen version must be one of the chosen template's; an empty choice means its newest."""
+    version, template = data.get("template_version"), data.get("template")
+    if version is None:
+        data["template_version"] = template.latest if template is not None else None
+    elif template is None:
+        form.add_error("template_version", "Choose the template of this version, or no version.")
+    elif version.template_id != template.pk:
+        form.add_error(
+            "template_version",
+            f"Version {version.number} is a version of “{version.template.name}”, not of "
+            f"“{template.name}”: choose one of its own versions.",
+        )
 
 
 class _Common(forms.Form):
@@ -369,6 +515,7 @@ class GridForm(_Common):
     prompt = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 3}), required=False, max_length=im.MAX_PROMPT_CHARS
     )
+    template_version = _version_field(with_template=False)
     axis1 = forms.ChoiceField(label="First axis")
     values1 = forms.CharField(label="Its values", help_text="Separated by commas.", max_length=2000)
     axis2 = forms.ChoiceField(label="Second axis (optional)", required=False)
@@ -377,7 +524,12 @@ class GridForm(_Common):
     def __init__(self, *args, project, template_version=None, **kwargs) -> None:
         super().__init__(*args, project=project, **kwargs)
         self.fields["template"].queryset = _templates(project)
+        # `template_version`: the version the variables and axes are drawn from (the view's
+        # chosen_template_version); the field below is what was asked for, and clean() checks it.
         self.template_version = template_version
+        self.fields["template_version"].queryset = _versions(
+            project, template_version.template if template_version is not None else None
+        )
         choices = grids.axis_choices(template_version)
         self.fields["axis1"].choices = choices
         self.fields["axis2"].choices = [("", "None"), *choices]
@@ -387,8 +539,19 @@ class GridForm(_Common):
                 label=f"{{{name}}}",
                 required=False,
                 max_length=im.MAX_PROMPT_CHARS,
-                help_text="Leave empty if it is an axis.",
+                initial=template_version.samples.get(name, ""),
+                help_text="An axis on it replaces this value in each cell.",
             )
+
+    def clean(self) -> dict:
+        data = super().clean()
+        _check_version(self, data)
+        chosen = data.get("template_version")
+        if chosen is not None and self.template_version is not None and chosen != self.template_version:
+            # The fields were drawn for another version (a caller that did not use
+            # chosen_template_version): refuse rather than mix one version's values with another's.
+            self.add_error("template_version", "The form was drawn for another version; show it again.")
+        return data
 
     def variable_fields(self):
         return [self[name] for name in self.fields if name.startswith("var_")]
@@ -407,6 +570,7 @@ class GridForm(_Common):
 
 class BatchForm(_Common):
     template = forms.ModelChoiceField(queryset=PromptTemplate.objects.none(), empty_label=None)
+    template_version = _version_field(with_template=True)
     file = forms.FileField(label="CSV file", help_text="One row per item; the first line names the columns.")
     key_column = forms.CharField(
         max_length=100,
@@ -418,6 +582,14 @@ class BatchForm(_Common):
     def __init__(self, *args, project, **kwargs) -> None:
         super().__init__(*args, project=project, **kwargs)
         self.fields["template"].queryset = _templates(project)
+        self.fields["template_version"].queryset = _versions(project)
+
+    def clean(self) -> dict:
+        """`cleaned_data["template_version"]` is then the version to run: the one chosen, or the
+        template's newest."""
+        data = super().clean()
+        _check_version(self, data)
+        return data
 
     def clean_file(self):
         upload = self.cleaned_data["file"]

@@ -18,8 +18,12 @@ from django.utils import timezone
 from workspace.models import Project, Reference
 
 # The request fields a kit or a template may set a default for (a subset of Job.REQUEST_FIELDS; the
-# size is stored as the form gives it: a preset's key and the WIDTHxHEIGHT it resolves to).
-DEFAULT_FIELDS = ("size_preset", "size", "output_format", "quality")
+# size is stored as the form gives it: a preset's key and the WIDTHxHEIGHT it resolves to). They are
+# the parameters a variant grid can vary (model, quality, size, planning effort = complexity) plus the
+# output format, so "use this cell as the new default" can store every axis a cell differs on.
+DEFAULT_FIELDS = ("model", "size_preset", "size", "output_format", "quality", "complexity")
+# A kit is a look, not a choice of model: it keeps to the size, format and quality.
+KIT_DEFAULT_FIELDS = ("size_preset", "size", "output_format", "quality")
 
 
 class Immutable(models.Model):
@@ -77,7 +81,7 @@ class BrandKitVersion(Immutable):
     # "#rrggbb" strings, lower case, in the order chosen.
     palette = models.JSONField(default=list, blank=True)
     avoid = models.TextField(max_length=1000, blank=True)
-    # DEFAULT_FIELDS only.
+    # KIT_DEFAULT_FIELDS only.
     defaults = models.JSONField(default=dict, blank=True)
     references = models.ManyToManyField(Reference, blank=True, related_name="brand_kit_versions")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
@@ -119,6 +123,9 @@ class TemplateVersion(Immutable):
     references = models.ManyToManyField(Reference, blank=True, related_name="template_versions")
     # DEFAULT_FIELDS only.
     defaults = models.JSONField(default=dict, blank=True)
+    # {variable: value}: each variable's default value, filled in when the template is used (Studio,
+    # grid) and shown by the preview; a subset of `variables`, never blank values.
+    samples = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
 

@@ -61,12 +61,56 @@ def kit_for(
     return template_version.brand_kit_version if template_version is not None else None
 
 
-def clean_defaults(defaults: dict) -> dict:
-    """Keep DEFAULT_FIELDS with a value; anything else is a caller's mistake."""
-    unknown = set(defaults) - set(DEFAULT_FIELDS)
+def clean_defaults(defaults: dict, *, allowed: tuple[str, ...] = DEFAULT_FIELDS) -> dict:
+    """Keep the `allowed` fields with a value (a template's DEFAULT_FIELDS, a kit's
+    KIT_DEFAULT_FIELDS); anything else is a caller's mistake."""
+    unknown = set(defaults) - set(allowed)
     if unknown:
-        raise ValueError(f"Not a default a kit or template can set: {', '.join(sorted(unknown))}")
+        raise ValueError(f"Not a default this can set: {', '.join(sorted(unknown))}")
     return {name: value for name, value in defaults.items() if value not in ("", None)}
+
+
+def defaults_problems(defaults: dict) -> dict[str, str]:
+    """{default field: why} for stored defaults the model they run on does not allow: the default
+    model when one is set, else the Studio's (im.DEFAULT_MODEL), as job_params_for would use them."""
+    model_id = defaults.get("model") or im.DEFAULT_MODEL
+    model = im.get_model(model_id)
+    if model is None:
+        return {"model": f"“{model_id}” is not a model this workspace knows."}
+    problems: dict[str, str] = {}
+    if "model" in defaults and model.retired:
+        problems["model"] = im.retired_problem(model)
+    if defaults.get("quality") and defaults["quality"] not in model.qualities:
+        problems["quality"] = f"{model.label} does not offer {defaults['quality']} quality."
+    preset = im.SIZE_PRESETS.get(defaults.get("size_preset") or "")
+    if preset is not None and preset not in im.presets_for(model):
+        problems["size_preset"] = f"{model.label} cannot make {preset.label.lower()} images."
+    if defaults.get("output_format") and defaults["output_format"] not in model.output_formats:
+        problems["output_format"] = f"{model.label} cannot make {defaults['output_format'].upper()} images."
+    if defaults.get("complexity") and defaults["complexity"] not in model.complexity_levels:
+        problems["complexity"] = (
+            f"{model.label} does not take a planning effort."
+            if not model.complexity_levels
+            else f"{model.label} does not offer {defaults['complexity']} planning effort."
+        )
+    return problems
+
+
+def _fit_to_model(defaults: dict, overrides: dict) -> dict:
+    """The kit's and template's defaults minus those the model chosen in `overrides` does not take.
+
+    A default is a starting point, not a demand: a grid whose model axis adds GPT Image 1.5 to a
+    template whose default is high planning effort runs those cells without it, rather than refusing
+    the whole grid. Values the caller chose itself are never dropped (the form then says why)."""
+    if "model" not in overrides or not defaults:
+        return defaults
+    problems = defaults_problems(defaults | {"model": overrides["model"]})
+    dropped = {"size_preset": ("size_preset", "size")}.get
+    fitted = dict(defaults)
+    for name in problems:
+        for field_name in dropped(name, (name,)):
+            fitted.pop(field_name, None)
+    return fitted
 
 
 def defaults_for(
@@ -163,10 +207,8 @@ def job_params_for(
         template_version=template_version, values=values, brand_kit_version=brand_kit_version, prompt=prompt
     )
     merged = FORM_DEFAULTS
-    for layer in (
-        defaults_for(template_version=template_version, brand_kit_version=brand_kit_version),
-        overrides,
-    ):
+    defaults = defaults_for(template_version=template_version, brand_kit_version=brand_kit_version)
+    for layer in (_fit_to_model(defaults, overrides), overrides):
         merged = _overlay(merged, layer)
     # `extra_inputs`: a catalog row's own reference, which makes the job an edit as the template's do.
     has_inputs = extra_inputs > 0 or bool(

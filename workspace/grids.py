@@ -162,7 +162,9 @@ def grid_plan(
     cells = []
     for combination in itertools.product(*(axis["values"] for axis in parsed)):
         cell = dict(zip(names, combination, strict=True))
-        cell_values = dict(values)
+        # A variable left empty takes the version's default value (the form shows it prefilled).
+        defaults = template_version.samples if template_version is not None else {}
+        cell_values = defaults | {name: value for name, value in values.items() if str(value).strip()}
         for name, value in cell.items():
             if name.startswith(VARIABLE_PREFIX):
                 cell_values[name[len(VARIABLE_PREFIX) :]] = value
@@ -237,26 +239,39 @@ def grid_create(
 
 
 def cell_as_default(*, job: Job, author) -> TemplateVersion | None:
-    """ "Use this as the new default": a new version of the grid's template whose defaults take this
-    cell's parameter values (quality, size). None when the grid has no template, or its axes are
-    nothing a template version stores (a model, a planning effort, a variable's value): the caller
-    then opens the Studio filled from the job instead.
+    """ "Use this as the new default": a NEW version of the grid's template (the version the grid
+    ran, so the new one makes what this cell made) whose defaults take every axis this cell differs
+    on: its model, quality, size or planning effort as a default parameter, a variable's value as that
+    variable's default value. Older versions, and what they made, are unchanged.
+
+    None when the grid has no template (the caller opens the Studio filled from the job instead).
     """
     campaign = job.campaign
     version = campaign.template_version if campaign is not None else None
     if version is None:
         return None
-    cell_params = {
-        name: getattr(job, name) for name in ("quality", "size_preset", "size") if _on_axis(name, job)
-    }
-    if not cell_params:
-        return None
     defaults = dict(version.defaults)
-    if "size_preset" in cell_params or "size" in cell_params:
-        defaults.pop("size_preset", None)
-        defaults.pop("size", None)
-        cell_params = {"size_preset": job.size_preset, "size": job.size}
-    defaults |= {name: value for name, value in cell_params.items() if name in DEFAULT_FIELDS}
+    samples = dict(version.samples)
+    for axis, value in job.cell.items():
+        if axis.startswith(VARIABLE_PREFIX):
+            samples[axis[len(VARIABLE_PREFIX) :]] = value
+        elif axis == "size":
+            # The preset and the WxH it made, together (a default size is both).
+            defaults.pop("size_preset", None)
+            defaults.pop("size", None)
+            defaults |= {"size_preset": job.size_preset, "size": job.size}
+        elif axis in PARAMETER_AXES:
+            defaults[axis] = getattr(job, axis)
+    if campaigns.defaults_problems(defaults):
+        # The cell's values need the model the grid ran it on (xhigh quality on 2.5, say): that model
+        # made it, so it becomes the default too, and any older default it does not take becomes
+        # the value this cell was made with (all of which its model allowed).
+        defaults["model"] = job.model
+        for name in campaigns.defaults_problems(defaults):
+            if name == "size_preset":
+                defaults |= {"size_preset": job.size_preset, "size": job.size}
+            else:
+                defaults[name] = getattr(job, name)
     return kits.template_save(
         project=campaign.project,
         author=author,
@@ -265,10 +280,6 @@ def cell_as_default(*, job: Job, author) -> TemplateVersion | None:
         text=version.text,
         brand_kit_version=version.brand_kit_version,
         references=list(version.references.all()),
-        defaults=defaults,
+        defaults={name: value for name, value in defaults.items() if name in DEFAULT_FIELDS},
+        samples=samples,
     )
-
-
-def _on_axis(param: str, job: Job) -> bool:
-    axis = "size" if param in ("size", "size_preset") else param
-    return axis in job.cell

@@ -7,8 +7,14 @@ from django.db.models import Max
 from django.utils import timezone
 
 from workspace import prompting
-from workspace.campaign_models import BrandKit, BrandKitVersion, PromptTemplate, TemplateVersion
-from workspace.campaigns import clean_defaults
+from workspace.campaign_models import (
+    KIT_DEFAULT_FIELDS,
+    BrandKit,
+    BrandKitVersion,
+    PromptTemplate,
+    TemplateVersion,
+)
+from workspace.campaigns import clean_defaults, defaults_problems
 from workspace.models import Project, Reference
 
 
@@ -57,7 +63,7 @@ def kit_save(
             art_direction=art_direction.strip(),
             palette=palette,
             avoid=avoid.strip(),
-            defaults=clean_defaults(defaults or {}),
+            defaults=clean_defaults(defaults or {}, allowed=KIT_DEFAULT_FIELDS),
             created_by=author,
         )
         version.references.set(references)
@@ -74,12 +80,21 @@ def template_save(
     brand_kit_version: BrandKitVersion | None = None,
     references: list[Reference] | None = None,
     defaults: dict | None = None,
+    samples: dict[str, str] | None = None,
 ) -> TemplateVersion:
     """Create a template (template=None) or give `template` its next version, renamed to `name`.
 
-    Raises prompting.TemplateProblem for text that does not parse (nothing is saved).
+    `samples`: {variable: default value}; blank values are left out, and one for a name the text
+    does not have is refused. Raises prompting.TemplateProblem for text that does not parse,
+    ValueError for defaults the default model does not allow (nothing is saved).
     """
     parsed = prompting.parse_template(text)
+    defaults = clean_defaults(defaults or {})
+    if problems := defaults_problems(defaults):
+        raise ValueError(" ".join(problems.values()))
+    samples = {name: str(value).strip() for name, value in (samples or {}).items() if str(value).strip()}
+    if unknown := set(samples) - set(parsed.variables):
+        raise ValueError(f"The template has no variable {', '.join(sorted(unknown))}.")
     references = list(references or [])
     _check_references(project, references)
     if brand_kit_version is not None and brand_kit_version.kit.project_id != project.pk:
@@ -98,7 +113,9 @@ def template_save(
             text=text,
             variables=parsed.variables,
             brand_kit_version=brand_kit_version,
-            defaults=clean_defaults(defaults or {}),
+            defaults=defaults,
+            # In the template's order, so the form and the page list them as the text does.
+            samples={name: samples[name] for name in parsed.variables if name in samples},
             created_by=author,
         )
         version.references.set(references)

@@ -15,8 +15,8 @@ from django_htmx.http import HTMX_STOP_POLLING
 
 from workspace import batches, campaign_runs, export, grids, limits, review, spend
 from workspace.access import ProjectAccess, project_access
-from workspace.campaign_forms import BatchForm, GridForm
-from workspace.campaign_models import Campaign, PromptTemplate
+from workspace.campaign_forms import BatchForm, GridForm, chosen_template_version
+from workspace.campaign_models import Campaign
 from workspace.models import Favourite, Image, Job, Role
 from workspace.views._common import parse_id
 
@@ -109,12 +109,8 @@ def campaign_list(request: HttpRequest, project_id: int) -> HttpResponse:
 
 
 def _template_version(access: ProjectAccess, request: HttpRequest):
-    """The chosen template's newest version (POST first, then the query), or None."""
-    template_id = parse_id(request.POST.get("template") or request.GET.get("template"))
-    if template_id is None:
-        return None
-    template = PromptTemplate.objects.filter(project=access.project, pk=template_id).first()
-    return template.latest if template is not None else None
+    """The chosen template version (the form's data when posted, else the query), or None."""
+    return chosen_template_version(access.project, request.POST if request.method == "POST" else request.GET)
 
 
 @login_required
@@ -123,7 +119,13 @@ def campaign_grid_new(request: HttpRequest, project_id: int) -> HttpResponse:
     """Set up a grid; "Show the grid" draws it with its estimate, "Run" queues it."""
     access = project_access(request.user, project_id, needs=Role.EDITOR, writes=request.method == "POST")
     version = _template_version(access, request)
-    initial = {"template": version.template if version else None}
+    initial = {
+        "template": version.template if version else None,
+        # Preselect only a version asked for by name (a link from an old version's page).
+        "template_version": version.pk
+        if version and parse_id(request.GET.get("template_version")) == version.pk
+        else None,
+    }
     form = GridForm(request.POST or None, project=access.project, template_version=version, initial=initial)
     context = {
         "project": access.project,
@@ -198,14 +200,15 @@ def _refusal_text(refusal: spend.BudgetExceeded, total) -> str:
 def campaign_batch_new(request: HttpRequest, project_id: int) -> HttpResponse:
     """Upload a CSV: every row checked; problems listed by row and column, or a draft to preview."""
     access = project_access(request.user, project_id, needs=Role.EDITOR, writes=request.method == "POST")
-    form = BatchForm(request.POST or None, request.FILES or None, project=access.project)
+    initial = {name: parse_id(request.GET.get(name)) for name in ("template", "template_version")}
+    form = BatchForm(request.POST or None, request.FILES or None, project=access.project, initial=initial)
     context = {"project": access.project, "access": access, "form": form, "tab": "campaigns"}
     if request.method == "GET":
         return render(request, "workspace/campaign_batch_new.html", context)
     if not form.is_valid():
         return render(request, "workspace/campaign_batch_new.html", context, status=400)
     upload = form.cleaned_data["file"]
-    version = form.cleaned_data["template"].latest
+    version = form.cleaned_data["template_version"]
     try:
         campaign, _checked = batches.batch_draft(
             project=access.project,
@@ -370,8 +373,8 @@ def _after_cell(request, access, campaign, job_id) -> HttpResponse:
 def campaign_cell_default(
     request: HttpRequest, project_id: int, campaign_id: int, job_id: int
 ) -> HttpResponse:
-    """ "Use this as the new default": a new template version with this cell's settings, or (a
-    plain-prompt grid, or axes a template does not store) the Studio filled from this cell."""
+    """ "Use this as the new default": a new template version with this cell's settings and values,
+    or (a plain-prompt grid) the Studio filled from this cell."""
     access = project_access(request.user, project_id, needs=Role.EDITOR, writes=True)
     campaign = _campaign(access, campaign_id)
     job = get_object_or_404(
@@ -381,9 +384,16 @@ def campaign_cell_default(
     if version is None:
         messages.info(request, "The Studio is filled in from this cell: change what you like and generate.")
         return redirect(f"{reverse('project', args=[project_id])}?again={job.pk}#generate")
+    ran = job.campaign.template_version
+    based = (
+        ""
+        if ran.number == version.number - 1
+        else f", made from version {ran.number} (the one this grid ran)"
+    )
     messages.success(
         request,
-        f"Saved {version.template.name} version {version.number} with this cell's settings as its defaults.",
+        f"Saved {version.template.name} version {version.number} with this cell's settings as its "
+        f"defaults{based}.",
     )
     return redirect(_back(campaign, job_id))
 

@@ -212,6 +212,7 @@ def _template_save(
         brand_kit_version=form.kit_version(),
         references=list(data["references"]),
         defaults=defaults_from(data),
+        samples=data["samples"],
     )
     messages.success(request, f"Saved {version.template.name}, version {version.number}.")
     return redirect(version.template)
