@@ -85,7 +85,7 @@ def test_a_grid_and_a_catalog_batch_from_setup_to_zip(page, make_user, standin, 
     # A catalog batch: a bad file is refused with its row and column, then 20 good rows.
     catalog = template_version(project=project, name="Catalog", text="{sku}: a {product} in {season} light")
     page.goto(f"/p/{project.pk}/campaigns/batch")
-    page.get_by_label("Template").select_option(str(catalog.template_id))
+    page.get_by_label("Template", exact=True).select_option(str(catalog.template_id))
     bad = b"sku,product,season\nSKU-1,mug,winter\nSKU-2,=HYPERLINK(1),summer\n"
     page.get_by_label("CSV file").set_input_files({"name": "bad.csv", "mimeType": "text/csv", "buffer": bad})
     page.get_by_role("button", name="Check the file").click()
@@ -99,7 +99,7 @@ def test_a_grid_and_a_catalog_batch_from_setup_to_zip(page, make_user, standin, 
 
     rows = "\n".join(f"SKU-{i:02d},item {i},winter" for i in range(1, 21))
     good = f"sku,product,season\n{rows}\n".encode()
-    page.get_by_label("Template").select_option(str(catalog.template_id))
+    page.get_by_label("Template", exact=True).select_option(str(catalog.template_id))
     page.get_by_label("CSV file").set_input_files(
         {"name": "items.csv", "mimeType": "text/csv", "buffer": good}
     )
@@ -124,3 +124,60 @@ def test_a_grid_and_a_catalog_batch_from_setup_to_zip(page, make_user, standin, 
     batch = Campaign.objects.get(kind=Campaign.Kind.BATCH)
     assert batch.status == Campaign.Status.FINISHED
     assert Job.objects.filter(campaign=batch, status=Job.Status.SUCCEEDED).count() == 20
+
+
+def test_a_grid_runs_an_older_version_and_a_cell_becomes_the_new_default(page, make_user, standin):  # noqa: F811
+    maya = make_user("maya")
+    project = ProjectFactory(name="Launch", created_by=maya)
+    approved = template_version(
+        project=project, text="A {product} in {season} light", defaults={"quality": "low"}
+    )
+    template_version(project=project, template=approved.template, text="A {product} on marble, {season}")
+    log_in(page, "maya")
+
+    # Version 2 is being edited; the grid runs version 1, chosen on the grid form.
+    page.goto(f"/p/{project.pk}/campaigns/grid?template={approved.template_id}")
+    expect(page.get_by_test_id("grid-template-text")).to_have_text("A {product} on marble, {season}")
+    page.get_by_label("Template version").select_option(str(approved.pk))
+    page.get_by_label("{product}").fill("mug")
+    page.get_by_label("First axis").select_option("model")
+    page.locator("#id_values1").fill("gpt-image-2, gpt-image-2.5-sunburst")
+    page.get_by_label("Second axis (optional)").select_option("var:season")
+    page.locator("#id_values2").fill("spring, winter")
+    page.get_by_role("button", name="Show the grid and its cost").click()
+    expect(page.get_by_test_id("grid-template-text")).to_have_text(
+        "A {product} in {season} light", timeout=NOW
+    )
+    expect(page.locator("table.variant-grid")).to_contain_text("A mug in winter light")
+    expect(page.get_by_label("Template version")).to_have_value(str(approved.pk))
+    shoot(page, "grid-version")
+    page.get_by_role("button", name=re.compile(r"Run 4 jobs")).click()
+
+    expect(page.get_by_test_id("campaign-template-version")).to_have_text(
+        "Product shot, version 1", timeout=NOW
+    )
+    expect(page.locator('.campaign-cell[data-status="succeeded"]')).to_have_count(4, timeout=ASYNC)
+    grid = Campaign.objects.get(kind=Campaign.Kind.GRID)
+    assert grid.template_version == approved
+    cell = Job.objects.get(campaign=grid, model="gpt-image-2.5-sunburst", variables__season="winter")
+    assert cell.prompt == "A mug in winter light"
+
+    # The sunburst × winter cell becomes version 3's defaults; version 1 stays as it was.
+    page.locator(f"#cell-{cell.pk}-default").click()
+    expect(page.get_by_text("Saved Product shot version 3")).to_be_visible(timeout=NOW)
+    expect(page.get_by_text("made from version 1 (the one this grid ran)")).to_be_visible()
+    newest = approved.template.versions.get(number=3)
+    assert newest.text == approved.text
+    assert newest.defaults == {"quality": "low", "model": "gpt-image-2.5-sunburst"}
+    assert newest.samples == {"season": "winter"}
+    approved.refresh_from_db()
+    assert approved.samples == {} and approved.defaults == {"quality": "low"}
+
+    page.goto(newest.get_absolute_url())
+    expect(page.get_by_test_id("template-samples")).to_have_text("{season} = winter")
+    shoot(page, "template-defaults")
+    page.get_by_role("link", name="Edit (new version)").click()
+    expect(page.get_by_label("Default model")).to_have_value("gpt-image-2.5-sunburst")
+    expect(page.get_by_test_id("preview-defaults")).to_contain_text("{season} = winter")
+    expect(page.get_by_test_id("prompt-preview")).to_have_text("A [product] in winter light")
+    shoot(page, "template-form-defaults")

@@ -68,16 +68,19 @@ def test_a_kit_and_a_template_make_an_image_that_says_so(page, make_user, standi
     expect(page.get_by_test_id("template-problem")).to_contain_text("Position 3", timeout=NOW)
     page.get_by_label("Template", exact=True).fill("A {product} on a table, {season} light")
     page.get_by_label("Brand kit").select_option(label="House style")
-    page.get_by_label("Sample values for the preview").fill("product = linen shirt\nseason = spring")
+    page.get_by_label("Default values").fill("product = linen shirt\nseason = spring")
     expect(page.get_by_test_id("prompt-preview")).to_have_text(SENT, timeout=NOW)
     page.get_by_role("button", name="Save template").click()
     expect(page.get_by_role("heading", name=re.compile("Product on a table"))).to_be_visible(timeout=NOW)
     version = TemplateVersion.objects.get()
     assert version.brand_kit_version == kit
+    assert version.samples == {"product": "linen shirt", "season": "spring"}
 
-    # 3. Use it from the Studio: one field per variable, the exact prompt before submit.
+    # 3. Use it from the Studio: one field per variable (starting from the saved default values),
+    # the exact prompt before submit.
     page.get_by_role("link", name="Use in the Studio").click()
     expect(page.get_by_test_id("template-binding")).to_contain_text("Product on a table v1", timeout=NOW)
+    expect(page.get_by_label("Season")).to_have_value("spring")
     page.get_by_label("Product").fill("linen shirt")
     page.get_by_label("Season").fill("spring")
     expect(page.get_by_test_id("prompt-preview")).to_have_text(SENT, timeout=NOW)
