@@ -140,7 +140,7 @@ def test_the_new_pages_fit_the_window_at_desktop_and_phone_width(page, make_user
 
     # A 3 × 2 grid, set up, run and finished.
     page.goto(f"/p/{project.pk}/campaigns/grid")
-    page.get_by_label("Template").select_option(str(shot.template_id))
+    page.get_by_label("Template", exact=True).select_option(str(shot.template_id))
     page.get_by_role("button", name="Use this template").click()
     page.get_by_label("First axis").select_option("quality")
     page.locator("#id_values1").fill("low, medium, high")
@@ -158,7 +158,7 @@ def test_the_new_pages_fit_the_window_at_desktop_and_phone_width(page, make_user
 
     # A catalog batch whose file has problems: the table that lists them.
     page.goto(f"/p/{project.pk}/campaigns/batch")
-    page.get_by_label("Template").select_option(str(catalog.template_id))
+    page.get_by_label("Template", exact=True).select_option(str(catalog.template_id))
     bad = (
         b"sku,product,season\nSKU-1,mug,winter\nSKU-2,=HYPERLINK(1),summer\n"
         b"SKU-1,a very long product name that goes on and on without stopping anywhere,autumn\n"
