@@ -781,3 +781,45 @@ def test_a_models_defaults_make_way_for_a_grids_model(project):
     )
     efforts = {cell.values["model"]: cell.spec.params["complexity"] for cell in plan.cells}
     assert efforts == {"gpt-image-2": "high", "gpt-image-1.5": ""}
+
+
+@pytest.mark.django_db
+def test_a_batch_takes_its_template_versions_model_and_planning_effort(cast, project):
+    version = template_version(
+        project=project,
+        text="A {product} in {season} light",
+        defaults={"model": "gpt-image-2.5-flare", "complexity": "low", "output_format": "webp"},
+    )
+    draft = _draft(project, cast.bob, _csv("product,season", "mug,winter"), version=version)
+    batches.batch_confirm(campaign=draft, author=cast.bob, key_column="")
+    job = Job.objects.get(campaign=draft)
+    assert (job.model, job.complexity, job.output_format, job.quality) == (
+        "gpt-image-2.5-flare",
+        "low",
+        "webp",
+        "low",
+    )
+
+
+@pytest.mark.django_db
+def test_use_as_default_of_a_cell_whose_model_was_retired_saves_nothing(client, cast, project):
+    from datetime import date
+
+    from workspace import imagemodels as im
+    from workspace.models import ImageModelSpec
+
+    v1 = template_version(project=project)
+    base = {"model": "gpt-image-2.5-flare"}
+    campaign = _grid(
+        project, cast.bob, version=v1, axes=[("quality", "low, xhigh")], base=base, values={"product": "mug"}
+    )
+    job = Job.objects.get(campaign=campaign, quality="xhigh")
+    ImageModelSpec.objects.filter(name="gpt-image-2.5-flare").update(retired_on=date(2026, 1, 1))
+    im.invalidate()
+    client.force_login(cast.bob)
+    response = client.post(
+        reverse("campaign_cell_default", args=[project.pk, campaign.pk, job.pk]), follow=True
+    )
+    assert response.status_code == 200
+    assert "No new version was saved: GPT Image 2.5 Flare was retired" in response.content.decode()
+    assert v1.template.versions.count() == 1

@@ -245,6 +245,8 @@ def cell_as_default(*, job: Job, author) -> TemplateVersion | None:
     variable's default value. Older versions, and what they made, are unchanged.
 
     None when the grid has no template (the caller opens the Studio filled from the job instead).
+    Raises ValueError (nothing saved) when the cell's settings can no longer be a default: its model
+    was retired since it ran.
     """
     campaign = job.campaign
     version = campaign.template_version if campaign is not None else None

@@ -380,7 +380,12 @@ def campaign_cell_default(
     job = get_object_or_404(
         Job.objects.select_related("campaign__template_version__template"), campaign=campaign, pk=job_id
     )
-    version = grids.cell_as_default(job=job, author=request.user)
+    try:
+        version = grids.cell_as_default(job=job, author=request.user)
+    except ValueError as refusal:
+        # e.g. the cell's model was retired since it ran: no version is saved, and the page says why.
+        messages.error(request, f"No new version was saved: {refusal}")
+        return redirect(_back(campaign, job_id))
     if version is None:
         messages.info(request, "The Studio is filled in from this cell: change what you like and generate.")
         return redirect(f"{reverse('project', args=[project_id])}?again={job.pk}#generate")
