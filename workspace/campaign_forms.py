@@ -9,6 +9,7 @@ import re
 
 from django import forms
 from django.conf import settings
+from django.db.models import Max, OuterRef, Subquery
 
 from workspace import campaigns, formats, grids, prompting
 from workspace import imagemodels as im
@@ -435,8 +436,6 @@ def _version_field(*, with_template: bool) -> VersionChoiceField:
 
 def _versions(project: Project, template: PromptTemplate | None = None):
     """Versions of this project's templates, newest first, each knowing its template's newest number."""
-    from django.db.models import Max, OuterRef, Subquery
-
     newest = (
         TemplateVersion.objects.filter(template=OuterRef("template"))
         .values("template")
