@@ -4,6 +4,7 @@ HTTP to the stand-in, storage, the image page, conversions, the ZIP, the ledger;
 import hashlib
 import io
 import zipfile
+from decimal import Decimal
 
 import pytest
 from celery.contrib.testing.worker import start_worker
@@ -12,8 +13,8 @@ from PIL import Image as PILImage
 
 from config.celery import app
 from tests.conftest import GENERATION_POST
-from tests.helpers import last_image_call, purge_queue, status_of, wait_for
-from workspace import svgsafe
+from tests.helpers import create_job, last_image_call, purge_queue, run, status_of, wait_for
+from workspace import imagemodels, jobs, svgsafe
 from workspace.models import Job, LedgerEntry, Membership, Project, Role
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
@@ -263,3 +264,24 @@ def test_the_sanitiser_keeps_a_drawing_and_its_local_references():
     clean = svgsafe.sanitise(drawing).decode()
     assert 'fill="url(#g)"' in clean and "stroke:#000" in clean and "there</tspan>" in clean
     assert svgsafe.dimensions(svgsafe.sanitise(drawing)) == (300, 200)
+
+
+@pytest.mark.parametrize("quality", ["low", "high"])
+def test_a_gif_estimate_covers_what_each_frame_count_is_charged_within_a_sensible_factor(
+    team, standin, quality
+):
+    """The SDK documents no per-frame usage for GIF output (image_generate_params says only 2-16 frames,
+    default 9), so each frame is estimated as a whole image. Charged from the stand-in's usage, every
+    allowed frame count must stay under the estimate the budget held back, and not far under it."""
+    user, project = team
+    for frames in range(imagemodels.MIN_FRAMES, imagemodels.MAX_FRAMES + 1):
+        params = {"model": "gpt-image-2.6-sunburst", "quality": quality, "output_format": "gif"}
+        job = run(
+            create_job(project=project, author=user, prompt="A paper rocket", **params, frame_count=frames)
+        )
+        assert job.status == Job.Status.SUCCEEDED, job.error_message
+        charged = sum(entry.cost for entry in LedgerEntry.objects.filter(job=job))
+        held = jobs.job_estimate(prompt=job.prompt, params=job.api_params() | {"frame_count": frames}).cost
+        assert charged > 0
+        # The stand-in bills a frame as half an image (rounded down), so an odd count is a little over 2x.
+        assert charged <= held <= Decimal("2.5") * charged, (frames, charged, held)

@@ -321,7 +321,9 @@ def estimate(
     width, height = imagemodels.parse_size(size) if size != "auto" else (1536, 1024)
     per_image = _output_tokens_per_image(model, quality, width, height)
     if output_format == "gif":
-        # No published figure for frames: budget each frame as an image, the worst case.
+        # SDK 3.57 documents no per-frame usage (only 2-16 frames, default 9, and one `usage` per call),
+        # so each frame is budgeted as a whole image: the worst case. The charge comes from `usage`; a
+        # test keeps this within 2.5x of what the stand-in bills per frame count.
         per_image *= frame_count or imagemodels.DEFAULT_FRAMES
     tokens = Tokens(
         text_input=max(1, math.ceil(len(prompt) / 4)),
