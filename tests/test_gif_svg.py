@@ -247,6 +247,27 @@ def test_the_sanitiser_drops_what_could_run_or_fetch(hostile):
         assert word not in clean, (word, clean)
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "fill:\\75 rl(https://evil.example/p)",  # a CSS escape spells url( without the letters
+        "fill:u\\72l(https://evil.example/p)",
+        "mask:image-set('https://evil.example/m.png' 1x)",  # CSS images load from a bare string
+        "mask:-webkit-image-set('https://evil.example/m.png' 1x)",
+        "mask:cross-fade(url(#a), 'https://evil.example/m.png', 50%)",
+    ],
+)
+def test_the_sanitiser_drops_css_that_fetches_without_spelling_url(value):
+    """CSS reads escapes in a style attribute and in presentation attributes alike, and a mask can be
+    any CSS image; a downloaded SVG opened on its own (no sandbox CSP) would fetch these."""
+    as_style = f'<svg xmlns="http://www.w3.org/2000/svg"><rect style="{value}"/></svg>'
+    name, _, css = value.partition(":")
+    as_attribute = f'<svg xmlns="http://www.w3.org/2000/svg"><rect {name}="{css}"/></svg>'
+    for hostile in (as_style, as_attribute):
+        clean = svgsafe.sanitise(hostile.encode()).decode()
+        assert "evil" not in clean and "\\" not in clean, clean
+
+
 def test_the_sanitiser_refuses_entities_and_what_is_not_svg():
     billion = b'<?xml version="1.0"?><!DOCTYPE s [<!ENTITY a "aaaa">]><svg xmlns="http://www.w3.org/2000/svg">&a;</svg>'
     for bad in (billion, b"<html><body/></html>", b"not xml at all"):

@@ -50,7 +50,15 @@ ATTRIBUTES = frozenset(
 # CSS properties allowed inside a style attribute: the presentation attributes above, nothing that loads.
 STYLE_PROPERTIES = ATTRIBUTES - {"id", "class", "style", "href", "d", "points", "transform", "viewBox"}
 LOCAL_URL = re.compile(r"url\(\s*['\"]?#[\w.:-]+['\"]?\s*\)")
-ANY_URL = re.compile(r"url\s*\(|@import|expression\s*\(|javascript:|data:", re.IGNORECASE)
+# What can fetch or run in a CSS value once local url(#…) is taken out. A backslash is refused outright:
+# CSS reads escapes in style and presentation attributes alike, so `\75 rl(` is url( and `\3a` a colon,
+# and no drawing needs one. CSS images (a mask may be any) load from a bare string through image-set(),
+# cross-fade() or image(), src() is url() by another name, and element() shows another part of a page.
+ANY_URL = re.compile(
+    r"\\|url\s*\(|src\s*\(|image(-set)?\s*\(|cross-fade\s*\(|element\s*\("
+    r"|@import|expression\s*\(|javascript:|data:",
+    re.IGNORECASE,
+)
 
 
 class UnsafeSvg(ValueError):
