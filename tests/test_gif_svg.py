@@ -14,7 +14,7 @@ from PIL import Image as PILImage
 from config.celery import app
 from tests.conftest import GENERATION_POST
 from tests.helpers import create_job, last_image_call, purge_queue, run, status_of, wait_for
-from workspace import imagemodels, jobs, svgsafe
+from workspace import imagemodels, jobs, outputs, svgsafe
 from workspace.models import Job, LedgerEntry, Membership, Project, Role
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
@@ -306,3 +306,19 @@ def test_a_gif_estimate_covers_what_each_frame_count_is_charged_within_a_sensibl
         assert charged > 0
         # The stand-in bills a frame as half an image (rounded down), so an odd count is a little over 2x.
         assert charged <= held <= Decimal("2.5") * charged, (frames, charged, held)
+
+
+@pytest.mark.parametrize(
+    "root",
+    [
+        '<svg xmlns="http://www.w3.org/2000/svg" width="1.2.3" height="40">',
+        '<svg xmlns="http://www.w3.org/2000/svg" width="..." height="...">',
+        '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 nan nan">',
+        '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 1e999 1e999">',
+    ],
+)
+def test_an_svg_with_odd_lengths_is_stored_at_the_default_size_not_a_crash(root):
+    """The sanitiser keeps width, height and viewBox as written; reading a size from them must not raise
+    (a ValueError there escaped the worker's unreadable-image handling and the image convert view)."""
+    prepared = outputs.prepare(f'{root}<rect width="10" height="10"/></svg>'.encode())
+    assert prepared.format == "svg" and (prepared.width, prepared.height) == (1024, 1024)

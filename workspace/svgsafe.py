@@ -11,6 +11,7 @@ SVG sanitiser on PyPI that does less than this.) What comes out is also served o
 response with `Content-Security-Policy: default-src 'none'; sandbox` and `nosniff`.
 """
 
+import math
 import re
 from xml.etree import ElementTree as ET
 
@@ -144,9 +145,18 @@ def sanitise(data: bytes) -> bytes:
     return ET.tostring(clean, encoding="utf-8", xml_declaration=True)
 
 
+def _number(text: str) -> float | None:
+    # The sanitiser keeps lengths as written, so "1.2.3", "..." or "nan" reach here; they mean no size.
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value > 0 else None
+
+
 def _length(value: str | None) -> float | None:
     match = re.fullmatch(r"\s*([0-9.]+)\s*(px)?\s*", value or "")
-    return float(match.group(1)) if match else None
+    return _number(match.group(1)) if match else None
 
 
 def dimensions(clean: bytes, *, default: tuple[int, int] = (1024, 1024)) -> tuple[int, int]:
@@ -155,11 +165,7 @@ def dimensions(clean: bytes, *, default: tuple[int, int] = (1024, 1024)) -> tupl
     width, height = _length(root.get("width")), _length(root.get("height"))
     if not (width and height):
         box = (root.get("viewBox") or "").replace(",", " ").split()
-        if len(box) == 4:
-            try:
-                width, height = float(box[2]), float(box[3])
-            except ValueError:
-                width = height = None
+        width, height = (_number(box[2]), _number(box[3])) if len(box) == 4 else (None, None)
     if not (width and height) or width > 20_000 or height > 20_000:
         return default
     return max(1, round(width)), max(1, round(height))
