@@ -22,6 +22,9 @@ SVG_NS = "http://www.w3.org/2000/svg"
 XLINK_NS = "http://www.w3.org/1999/xlink"
 MAX_SVG_BYTES = 8 * 1024 * 1024
 MAX_ELEMENTS = 100_000
+# Elements drawn once each <use> is expanded: 20,000 take cairosvg ~3 s; an honest drawing is far
+# below it, and a few hundred bytes of nested <use> can otherwise ask for billions.
+MAX_DRAWN = 20_000
 
 ELEMENTS = frozenset(
     {
@@ -128,6 +131,40 @@ def _copy(source: ET.Element, counter: list[int]) -> ET.Element | None:
     return target
 
 
+def _count_drawn(root: ET.Element) -> int:
+    """How many elements a renderer draws, each <use> counted as the tree it shows; raises UnsafeSvg past
+    MAX_DRAWN or when a <use> shows itself. Walked without recursion, so a long chain cannot overflow."""
+    by_id = {element.get("id"): element for element in root.iter() if element.get("id")}
+    drawn: dict[int, int] = {}
+    # Depth first, each element entered once and left once; its total is known when it is left.
+    stack: list[tuple[ET.Element, bool]] = [(root, False)]
+    entered: set[int] = set()
+    while stack:
+        element, leaving = stack.pop()
+        key = id(element)
+        target = None
+        href = element.get("href", "")
+        if element.tag == f"{{{SVG_NS}}}use" and href.startswith("#"):
+            target = by_id.get(href[1:])
+        parts = [*element, *([target] if target is not None else [])]
+        if leaving:
+            entered.discard(key)
+            drawn[key] = 1 + sum(drawn[id(part)] for part in parts)
+            if drawn[key] > MAX_DRAWN:
+                raise UnsafeSvg(f"its <use> references would draw more than {MAX_DRAWN:,} elements")
+            continue
+        if key in drawn:
+            continue
+        entered.add(key)
+        stack.append((element, True))
+        for part in parts:
+            if id(part) in entered:
+                raise UnsafeSvg("a <use> shows an element that contains it")
+            if id(part) not in drawn:
+                stack.append((part, False))
+    return drawn[id(root)]
+
+
 def sanitise(data: bytes) -> bytes:
     """The SVG rebuilt from allowed elements and attributes only, as UTF-8; raises UnsafeSvg if it cannot
     be read as an SVG at all."""
@@ -141,6 +178,7 @@ def sanitise(data: bytes) -> bytes:
         raise UnsafeSvg("the document is not an <svg>")
     clean = _copy(root, [0])
     assert clean is not None
+    _count_drawn(clean)
     ET.register_namespace("", SVG_NS)
     return ET.tostring(clean, encoding="utf-8", xml_declaration=True)
 
