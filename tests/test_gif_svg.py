@@ -349,3 +349,14 @@ def test_the_sanitiser_refuses_use_references_that_would_draw_too_much():
             svgsafe.sanitise(hostile)
     modest = svgsafe.sanitise(_use_bomb(3)).decode()  # 1,000 drawn: a pattern of repeats is fine
     assert modest.count('href="#l') == 31
+
+
+def test_an_svg_nested_too_deep_is_refused_as_unreadable_not_a_recursion_error():
+    """5,000 nested groups overflowed the copy's recursion: a RecursionError, which the worker does not
+    treat as an unreadable answer. It is refused like any unreadable SVG."""
+    deep = b'<svg xmlns="http://www.w3.org/2000/svg">' + b"<g>" * 5000 + b"</g>" * 5000 + b"</svg>"
+    with pytest.raises(outputs.UnreadableImage):
+        outputs.prepare(deep)
+    nested = b"<g>" * 100 + b"<rect/>" + b"</g>" * 100
+    nested = b'<svg xmlns="http://www.w3.org/2000/svg">' + nested + b"</svg>"
+    assert svgsafe.sanitise(nested).count(b"<g>") == 100

@@ -25,6 +25,8 @@ MAX_ELEMENTS = 100_000
 # Elements drawn once each <use> is expanded: 20,000 take cairosvg ~3 s; an honest drawing is far
 # below it, and a few hundred bytes of nested <use> can otherwise ask for billions.
 MAX_DRAWN = 20_000
+# Nesting: the copy (and ElementTree's writer, and cairosvg) recurse once per level.
+MAX_DEPTH = 256
 
 ELEMENTS = frozenset(
     {
@@ -112,18 +114,20 @@ def _clean_attributes(source: ET.Element) -> dict[str, str]:
     return clean
 
 
-def _copy(source: ET.Element, counter: list[int]) -> ET.Element | None:
+def _copy(source: ET.Element, counter: list[int], depth: int = 0) -> ET.Element | None:
     namespace, name = _local_name(source.tag) if isinstance(source.tag, str) else ("", "")
     if namespace != SVG_NS or name not in ELEMENTS:
         return None  # script, style, foreignObject, image, a, animate/set, iframe, HTML: dropped whole
     counter[0] += 1
     if counter[0] > MAX_ELEMENTS:
         raise UnsafeSvg(f"more than {MAX_ELEMENTS} elements")
+    if depth > MAX_DEPTH:
+        raise UnsafeSvg(f"elements nested more than {MAX_DEPTH} deep")
     target = ET.Element(f"{{{SVG_NS}}}{name}", _clean_attributes(source))
     if name in ("text", "tspan", "title", "desc"):
         target.text = source.text
     for child in source:
-        copied = _copy(child, counter)
+        copied = _copy(child, counter, depth + 1)
         if copied is not None:
             target.append(copied)
             if name in ("text", "tspan"):
