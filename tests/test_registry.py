@@ -127,6 +127,22 @@ def test_an_old_image_of_a_retired_model_still_reads(client, cast, project):
     assert client.get(reverse("image_family", args=[project.pk, image.pk])).status_code == 200
 
 
+def test_reproducing_a_job_of_a_retired_model_is_refused_in_words(client, cast, project, seeded_prices):
+    """Reproduce, More like this and Run again choose the model again: a retired one is refused
+    before anything is reserved or sent, with the reason, and the old image still reads."""
+    image = ImageFactory(
+        job__project=project, job__author=cast.bob, job__model="gpt-image-1", model="gpt-image-1"
+    )
+    client.force_login(cast.bob)
+    response = client.post(
+        reverse("job_reproduce", args=[project.pk, image.job_id]), {"next": image.get_absolute_url()}
+    )
+    assert response.status_code == 302 and response["Location"] == image.get_absolute_url()
+    assert list(Job.objects.values_list("pk", flat=True)) == [image.job_id]
+    page = client.get(response["Location"]).content.decode()
+    assert "GPT Image 1 was retired on 2026-10-23 and can no longer be chosen" in page
+
+
 def test_a_saved_row_is_read_at_once_in_this_process():
     assert imagemodels.get_model("gpt-image-2.7-comet") is None
     imagemodels.all_models()  # cached now
