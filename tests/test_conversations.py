@@ -344,3 +344,18 @@ def test_an_uploaded_photo_is_checked_as_sent_though_the_library_keeps_it_re_enc
     assert not default_storage.exists(as_sent)  # kept only for the check
     page = client.get(reverse("references", args=[project.pk])).content.decode()
     assert "Carries an OpenAI credential (gpt-image-2)" in page
+
+
+@pytest.mark.django_db
+def test_a_gif_cannot_start_a_conversation_even_by_a_hand_made_post(cast, project, client, standin):
+    """The image page offers no "Refine in conversation" on a GIF or SVG (a model makes them, it does
+    not take them); a POST made by hand is refused the same way, before any thread or job exists."""
+    params = job_params(model="gpt-image-2.6-sunburst") | {"output_format": "gif", "frame_count": 3}
+    gif = run(create_job(project=project, author=cast.bob, **params)).images.get()
+    assert gif.format == "gif"
+    with pytest.raises(conversations.TurnRefused, match="GIF"):
+        conversations.conversation_start(project=project, author=cast.bob, image=gif)
+    client.force_login(cast.bob)
+    response = client.post(reverse("conversation_start", args=[project.pk, gif.pk]), follow=True)
+    assert "cannot be refined in a conversation" in response.content.decode()
+    assert not Conversation.objects.exists() and not Job.objects.filter(kind=Job.Kind.CONVERSE).exists()

@@ -29,6 +29,12 @@ def conversation_start(*, project: Project, author, image: Image, image_model: s
     """A new thread refining `image`, with the image's own model unless another is named."""
     if image.project_id != project.pk:
         raise TurnRefused("That image belongs to another project.")
+    if not image.editable:
+        # The page offers no button for these; a hand-made POST must not reach the API with one.
+        raise TurnRefused(
+            f"A {image.format.upper()} cannot be refined in a conversation: GIF and SVG are what a model "
+            "makes, not what it takes. Start from a still image."
+        )
     model = image_model or image.model or imagemodels.DEFAULT_MODEL
     if problem := model_problem(model):
         raise TurnRefused(problem)
