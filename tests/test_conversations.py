@@ -359,3 +359,28 @@ def test_a_gif_cannot_start_a_conversation_even_by_a_hand_made_post(cast, projec
     response = client.post(reverse("conversation_start", args=[project.pk, gif.pk]), follow=True)
     assert "cannot be refined in a conversation" in response.content.decode()
     assert not Conversation.objects.exists() and not Job.objects.filter(kind=Job.Kind.CONVERSE).exists()
+
+
+@pytest.mark.django_db
+def test_after_a_failed_turn_the_next_message_continues_from_the_last_good_one(cast, project, standin):
+    """A message refused for good (moderation, here) must not end the thread: the next message is sent,
+    continuing the last turn that made an image, not the failed one (which has no response)."""
+    root = _root(project, cast.bob)
+    thread = conversations.conversation_start(project=project, author=cast.bob, image=root)
+    first = conversations.turn_send(conversation=thread, author=cast.bob, message="Make it a lime")
+    assert run(first.job).status == Job.Status.SUCCEEDED
+    first.refresh_from_db()
+    standin.inject("moderation")
+    refused = conversations.turn_send(conversation=thread, author=cast.bob, message="Something refused")
+    assert run(refused.job).status == Job.Status.FAILED
+
+    again = conversations.turn_send(conversation=thread, author=cast.bob, message="Put it on a plate")
+    assert again.index == 2 and again.parent_id == first.pk and again.source_image_id == first.image_id
+    assert run(again.job).status == Job.Status.SUCCEEDED
+    assert _responses(standin)[-1].fields["previous_response_id"] == first.response_id
+
+    # While a turn is still running, the next message waits for it.
+    waiting = conversations.turn_send(conversation=thread, author=cast.bob, message="Brighter")
+    with pytest.raises(conversations.TurnRefused, match="Wait for the last turn"):
+        conversations.turn_send(conversation=thread, author=cast.bob, message="And darker")
+    assert waiting.job.status == Job.Status.QUEUED
