@@ -360,3 +360,18 @@ def test_an_svg_nested_too_deep_is_refused_as_unreadable_not_a_recursion_error()
     nested = b"<g>" * 100 + b"<rect/>" + b"</g>" * 100
     nested = b'<svg xmlns="http://www.w3.org/2000/svg">' + nested + b"</svg>"
     assert svgsafe.sanitise(nested).count(b"<g>") == 100
+
+
+@pytest.mark.parametrize("author", ["gpt-5.5", "gpt-5.4-mini"])
+@pytest.mark.parametrize("effort", ["low", "max"])
+def test_an_svg_estimate_covers_its_author_at_the_authors_price_and_effort(team, standin, author, effort):
+    """The author's tokens are charged at the author's price (svg_usage), growing with its reasoning
+    effort; the estimate the budget held must cover both ledger lines, at any effort."""
+    user, project = team
+    params = {"model": "gpt-image-2.6-flare", "quality": "low", "output_format": "svg"}
+    job = run(create_job(project=project, author=user, **params, svg_model=author, svg_effort=effort))
+    assert job.status == Job.Status.SUCCEEDED, job.error_message
+    lines = {entry.part: entry.cost for entry in LedgerEntry.objects.filter(job=job)}
+    assert set(lines) == {"image", "svg_author"}
+    held = jobs.job_estimate(prompt=job.prompt, params=job.request_fields()).cost
+    assert sum(lines.values()) <= held <= 3 * sum(lines.values()), (lines, held)

@@ -50,6 +50,8 @@ def job_estimate(
         batch=lane == Job.Lane.OVERNIGHT,
         output_format=params.get("output_format") or "png",
         frame_count=params.get("frame_count"),
+        svg_model=params.get("svg_model") or "",
+        svg_effort=params.get("svg_effort") or "",
     )
 
 
