@@ -384,3 +384,29 @@ def test_after_a_failed_turn_the_next_message_continues_from_the_last_good_one(c
     with pytest.raises(conversations.TurnRefused, match="Wait for the last turn"):
         conversations.turn_send(conversation=thread, author=cast.bob, message="And darker")
     assert waiting.job.status == Job.Status.QUEUED
+
+
+@pytest.mark.django_db
+def test_a_turn_retried_after_a_server_error_is_charged_once_from_the_call_that_answered(
+    cast, project, standin
+):
+    """A 500 has no usage and costs nothing; the retry's response is charged as two lines, each at its
+    own model's rates, once, and the hold is released."""
+    root = _root(project, cast.bob)
+    thread = conversations.conversation_start(project=project, author=cast.bob, image=root)
+    turn = conversations.turn_send(conversation=thread, author=cast.bob, message="Make it a lime")
+    standin.inject("500")
+    job = run(turn.job)
+    assert job.status == Job.Status.RETRYING and not LedgerEntry.objects.filter(job=job).exists()
+    Job.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now())
+    job = run(job)
+    assert job.status == Job.Status.SUCCEEDED, job.error_message
+    answered = ApiCall.objects.get(job=job, outcome=ApiCall.Outcome.OK)
+    assert ApiCall.objects.filter(job=job).count() == 2
+    lines = LedgerEntry.objects.filter(job=job)
+    assert sorted(lines.values_list("part", "model", "api_call_id")) == [
+        ("image", "gpt-image-2", answered.pk),
+        ("mainline", "gpt-5.5", answered.pk),
+    ]
+    run(job)  # a duplicate message for the finished job changes nothing
+    assert LedgerEntry.objects.filter(job=job).count() == 2 and job.reserved_cost == 0
