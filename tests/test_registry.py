@@ -153,11 +153,9 @@ def test_a_saved_row_is_read_at_once_in_this_process():
     assert "gpt-image-2.7-comet" not in {model.id for model in imagemodels.selectable()}
 
 
-def test_staff_add_a_snapshot_in_the_admin_and_are_warned_when_it_has_no_price(client, cast):
-    client.force_login(cast.sam)
-    cast.sam.is_superuser = True
-    cast.sam.save()
-    data = {
+def _admin_row() -> dict:
+    """The admin add form's fields for a new snapshot, as staff fill them in."""
+    return {
         "name": "gpt-image-9-test",
         "label": "GPT Image 9",
         "blurb": "",
@@ -179,6 +177,13 @@ def test_staff_add_a_snapshot_in_the_admin_and_are_warned_when_it_has_no_price(c
         "retired_on": "",
         "retired_note": "",
     }
+
+
+def test_staff_add_a_snapshot_in_the_admin_and_are_warned_when_it_has_no_price(client, cast):
+    client.force_login(cast.sam)
+    cast.sam.is_superuser = True
+    cast.sam.save()
+    data = _admin_row()
     url = reverse("admin:workspace_imagemodelspec_add")
     refused = client.post(url, data)
     assert refused.status_code == 200
@@ -204,3 +209,17 @@ def test_the_stand_ins_responses_endpoint_checks_the_tool_model_against_the_same
     assert turn("gpt-image-2.7-comet").output[0].type == "image_generation_call"
     with pytest.raises(openai.BadRequestError, match=r"gpt-image-2\.5-flare"):
         turn("gpt-image-2.5-flare")
+
+
+@pytest.mark.parametrize("field", ["size_multiple", "max_ratio", "max_edge"])
+def test_the_admin_refuses_a_size_rule_of_zero(client, cast, project, field):
+    """A row saved with size multiple 0 made every custom size on its model a ZeroDivisionError (a 500
+    on the job form for everyone); a ratio or edge of 0 refused every size. Each must be at least 1."""
+    cast.sam.is_superuser = True
+    cast.sam.save()
+    client.force_login(cast.sam)
+    data = _admin_row() | {"complexity": '["low"]', field: "0"}
+    refused = client.post(reverse("admin:workspace_imagemodelspec_add"), data)
+    assert refused.status_code == 200
+    assert "Ensure this value is greater than or equal to 1." in refused.content.decode()
+    assert not ImageModelSpec.objects.filter(name="gpt-image-9-test").exists()
