@@ -344,3 +344,69 @@ def test_an_uploaded_photo_is_checked_as_sent_though_the_library_keeps_it_re_enc
     assert not default_storage.exists(as_sent)  # kept only for the check
     page = client.get(reverse("references", args=[project.pk])).content.decode()
     assert "Carries an OpenAI credential (gpt-image-2)" in page
+
+
+@pytest.mark.django_db
+def test_a_gif_cannot_start_a_conversation_even_by_a_hand_made_post(cast, project, client, standin):
+    """The image page offers no "Refine in conversation" on a GIF or SVG (a model makes them, it does
+    not take them); a POST made by hand is refused the same way, before any thread or job exists."""
+    params = job_params(model="gpt-image-2.6-sunburst") | {"output_format": "gif", "frame_count": 3}
+    gif = run(create_job(project=project, author=cast.bob, **params)).images.get()
+    assert gif.format == "gif"
+    with pytest.raises(conversations.TurnRefused, match="GIF"):
+        conversations.conversation_start(project=project, author=cast.bob, image=gif)
+    client.force_login(cast.bob)
+    response = client.post(reverse("conversation_start", args=[project.pk, gif.pk]), follow=True)
+    assert "cannot be refined in a conversation" in response.content.decode()
+    assert not Conversation.objects.exists() and not Job.objects.filter(kind=Job.Kind.CONVERSE).exists()
+
+
+@pytest.mark.django_db
+def test_after_a_failed_turn_the_next_message_continues_from_the_last_good_one(cast, project, standin):
+    """A message refused for good (moderation, here) must not end the thread: the next message is sent,
+    continuing the last turn that made an image, not the failed one (which has no response)."""
+    root = _root(project, cast.bob)
+    thread = conversations.conversation_start(project=project, author=cast.bob, image=root)
+    first = conversations.turn_send(conversation=thread, author=cast.bob, message="Make it a lime")
+    assert run(first.job).status == Job.Status.SUCCEEDED
+    first.refresh_from_db()
+    standin.inject("moderation")
+    refused = conversations.turn_send(conversation=thread, author=cast.bob, message="Something refused")
+    assert run(refused.job).status == Job.Status.FAILED
+
+    again = conversations.turn_send(conversation=thread, author=cast.bob, message="Put it on a plate")
+    assert again.index == 2 and again.parent_id == first.pk and again.source_image_id == first.image_id
+    assert run(again.job).status == Job.Status.SUCCEEDED
+    assert _responses(standin)[-1].fields["previous_response_id"] == first.response_id
+
+    # While a turn is still running, the next message waits for it.
+    waiting = conversations.turn_send(conversation=thread, author=cast.bob, message="Brighter")
+    with pytest.raises(conversations.TurnRefused, match="Wait for the last turn"):
+        conversations.turn_send(conversation=thread, author=cast.bob, message="And darker")
+    assert waiting.job.status == Job.Status.QUEUED
+
+
+@pytest.mark.django_db
+def test_a_turn_retried_after_a_server_error_is_charged_once_from_the_call_that_answered(
+    cast, project, standin
+):
+    """A 500 has no usage and costs nothing; the retry's response is charged as two lines, each at its
+    own model's rates, once, and the hold is released."""
+    root = _root(project, cast.bob)
+    thread = conversations.conversation_start(project=project, author=cast.bob, image=root)
+    turn = conversations.turn_send(conversation=thread, author=cast.bob, message="Make it a lime")
+    standin.inject("500")
+    job = run(turn.job)
+    assert job.status == Job.Status.RETRYING and not LedgerEntry.objects.filter(job=job).exists()
+    Job.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now())
+    job = run(job)
+    assert job.status == Job.Status.SUCCEEDED, job.error_message
+    answered = ApiCall.objects.get(job=job, outcome=ApiCall.Outcome.OK)
+    assert ApiCall.objects.filter(job=job).count() == 2
+    lines = LedgerEntry.objects.filter(job=job)
+    assert sorted(lines.values_list("part", "model", "api_call_id")) == [
+        ("image", "gpt-image-2", answered.pk),
+        ("mainline", "gpt-5.5", answered.pk),
+    ]
+    run(job)  # a duplicate message for the finished job changes nothing
+    assert LedgerEntry.objects.filter(job=job).count() == 2 and job.reserved_cost == 0

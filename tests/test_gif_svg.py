@@ -4,6 +4,7 @@ HTTP to the stand-in, storage, the image page, conversions, the ZIP, the ledger;
 import hashlib
 import io
 import zipfile
+from decimal import Decimal
 
 import pytest
 from celery.contrib.testing.worker import start_worker
@@ -12,8 +13,8 @@ from PIL import Image as PILImage
 
 from config.celery import app
 from tests.conftest import GENERATION_POST
-from tests.helpers import last_image_call, purge_queue, status_of, wait_for
-from workspace import svgsafe
+from tests.helpers import create_job, last_image_call, purge_queue, run, status_of, wait_for
+from workspace import imagemodels, jobs, outputs, svgsafe
 from workspace.models import Job, LedgerEntry, Membership, Project, Role
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
@@ -246,6 +247,27 @@ def test_the_sanitiser_drops_what_could_run_or_fetch(hostile):
         assert word not in clean, (word, clean)
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "fill:\\75 rl(https://evil.example/p)",  # a CSS escape spells url( without the letters
+        "fill:u\\72l(https://evil.example/p)",
+        "mask:image-set('https://evil.example/m.png' 1x)",  # CSS images load from a bare string
+        "mask:-webkit-image-set('https://evil.example/m.png' 1x)",
+        "mask:cross-fade(url(#a), 'https://evil.example/m.png', 50%)",
+    ],
+)
+def test_the_sanitiser_drops_css_that_fetches_without_spelling_url(value):
+    """CSS reads escapes in a style attribute and in presentation attributes alike, and a mask can be
+    any CSS image; a downloaded SVG opened on its own (no sandbox CSP) would fetch these."""
+    as_style = f'<svg xmlns="http://www.w3.org/2000/svg"><rect style="{value}"/></svg>'
+    name, _, css = value.partition(":")
+    as_attribute = f'<svg xmlns="http://www.w3.org/2000/svg"><rect {name}="{css}"/></svg>'
+    for hostile in (as_style, as_attribute):
+        clean = svgsafe.sanitise(hostile.encode()).decode()
+        assert "evil" not in clean and "\\" not in clean, clean
+
+
 def test_the_sanitiser_refuses_entities_and_what_is_not_svg():
     billion = b'<?xml version="1.0"?><!DOCTYPE s [<!ENTITY a "aaaa">]><svg xmlns="http://www.w3.org/2000/svg">&a;</svg>'
     for bad in (billion, b"<html><body/></html>", b"not xml at all"):
@@ -263,3 +285,93 @@ def test_the_sanitiser_keeps_a_drawing_and_its_local_references():
     clean = svgsafe.sanitise(drawing).decode()
     assert 'fill="url(#g)"' in clean and "stroke:#000" in clean and "there</tspan>" in clean
     assert svgsafe.dimensions(svgsafe.sanitise(drawing)) == (300, 200)
+
+
+@pytest.mark.parametrize("quality", ["low", "high"])
+def test_a_gif_estimate_covers_what_each_frame_count_is_charged_within_a_sensible_factor(
+    team, standin, quality
+):
+    """The SDK documents no per-frame usage for GIF output (image_generate_params says only 2-16 frames,
+    default 9), so each frame is estimated as a whole image. Charged from the stand-in's usage, every
+    allowed frame count must stay under the estimate the budget held back, and not far under it."""
+    user, project = team
+    for frames in range(imagemodels.MIN_FRAMES, imagemodels.MAX_FRAMES + 1):
+        params = {"model": "gpt-image-2.6-sunburst", "quality": quality, "output_format": "gif"}
+        job = run(
+            create_job(project=project, author=user, prompt="A paper rocket", **params, frame_count=frames)
+        )
+        assert job.status == Job.Status.SUCCEEDED, job.error_message
+        charged = sum(entry.cost for entry in LedgerEntry.objects.filter(job=job))
+        held = jobs.job_estimate(prompt=job.prompt, params=job.api_params() | {"frame_count": frames}).cost
+        assert charged > 0
+        # The stand-in bills a frame as half an image (rounded down), so an odd count is a little over 2x.
+        assert charged <= held <= Decimal("2.5") * charged, (frames, charged, held)
+
+
+@pytest.mark.parametrize(
+    "root",
+    [
+        '<svg xmlns="http://www.w3.org/2000/svg" width="1.2.3" height="40">',
+        '<svg xmlns="http://www.w3.org/2000/svg" width="..." height="...">',
+        '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 nan nan">',
+        '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 1e999 1e999">',
+    ],
+)
+def test_an_svg_with_odd_lengths_is_stored_at_the_default_size_not_a_crash(root):
+    """The sanitiser keeps width, height and viewBox as written; reading a size from them must not raise
+    (a ValueError there escaped the worker's unreadable-image handling and the image convert view)."""
+    prepared = outputs.prepare(f'{root}<rect width="10" height="10"/></svg>'.encode())
+    assert prepared.format == "svg" and (prepared.width, prepared.height) == (1024, 1024)
+
+
+def _use_bomb(depth: int, fan: int = 10) -> bytes:
+    levels = ['<g id="l0"><rect width="1" height="1"/></g>']
+    for level in range(1, depth + 1):
+        uses = "".join(f'<use href="#l{level - 1}"/>' for _ in range(fan))
+        levels.append(f'<g id="l{level}">{uses}</g>')
+    body = f'<defs>{"".join(levels)}</defs><use href="#l{depth}"/>'
+    return f'<svg xmlns="http://www.w3.org/2000/svg" width="100" height="100">{body}</svg>'.encode()
+
+
+def test_the_sanitiser_refuses_use_references_that_would_draw_too_much():
+    """The SVG form of billion laughs: 1 KB of <use> elements, each drawing the group before ten times,
+    is 100,000 drawn elements; cairosvg spent ~20 s of a worker (or of a web thread converting it) on
+    it before giving up. Counted as drawn, with self-reference refused, before anything is stored."""
+    chain = "".join(f'<g id="c{i}"><use href="#c{i + 1}"/></g>' for i in range(3000))
+    for hostile in (
+        _use_bomb(5),
+        b'<svg xmlns="http://www.w3.org/2000/svg"><g id="a"><use href="#a"/></g></svg>',
+        b'<svg xmlns="http://www.w3.org/2000/svg"><g id="a"><use href="#b"/></g>'
+        b'<g id="b"><use href="#a"/></g></svg>',
+        f'<svg xmlns="http://www.w3.org/2000/svg">{chain}<rect id="c3000"/></svg>'.encode(),
+    ):
+        with pytest.raises(svgsafe.UnsafeSvg):
+            svgsafe.sanitise(hostile)
+    modest = svgsafe.sanitise(_use_bomb(3)).decode()  # 1,000 drawn: a pattern of repeats is fine
+    assert modest.count('href="#l') == 31
+
+
+def test_an_svg_nested_too_deep_is_refused_as_unreadable_not_a_recursion_error():
+    """5,000 nested groups overflowed the copy's recursion: a RecursionError, which the worker does not
+    treat as an unreadable answer. It is refused like any unreadable SVG."""
+    deep = b'<svg xmlns="http://www.w3.org/2000/svg">' + b"<g>" * 5000 + b"</g>" * 5000 + b"</svg>"
+    with pytest.raises(outputs.UnreadableImage):
+        outputs.prepare(deep)
+    nested = b"<g>" * 100 + b"<rect/>" + b"</g>" * 100
+    nested = b'<svg xmlns="http://www.w3.org/2000/svg">' + nested + b"</svg>"
+    assert svgsafe.sanitise(nested).count(b"<g>") == 100
+
+
+@pytest.mark.parametrize("author", ["gpt-5.5", "gpt-5.4-mini"])
+@pytest.mark.parametrize("effort", ["low", "max"])
+def test_an_svg_estimate_covers_its_author_at_the_authors_price_and_effort(team, standin, author, effort):
+    """The author's tokens are charged at the author's price (svg_usage), growing with its reasoning
+    effort; the estimate the budget held must cover both ledger lines, at any effort."""
+    user, project = team
+    params = {"model": "gpt-image-2.6-flare", "quality": "low", "output_format": "svg"}
+    job = run(create_job(project=project, author=user, **params, svg_model=author, svg_effort=effort))
+    assert job.status == Job.Status.SUCCEEDED, job.error_message
+    lines = {entry.part: entry.cost for entry in LedgerEntry.objects.filter(job=job)}
+    assert set(lines) == {"image", "svg_author"}
+    held = jobs.job_estimate(prompt=job.prompt, params=job.request_fields()).cost
+    assert sum(lines.values()) <= held <= 3 * sum(lines.values()), (lines, held)

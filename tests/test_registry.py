@@ -127,6 +127,22 @@ def test_an_old_image_of_a_retired_model_still_reads(client, cast, project):
     assert client.get(reverse("image_family", args=[project.pk, image.pk])).status_code == 200
 
 
+def test_reproducing_a_job_of_a_retired_model_is_refused_in_words(client, cast, project, seeded_prices):
+    """Reproduce, More like this and Run again choose the model again: a retired one is refused
+    before anything is reserved or sent, with the reason, and the old image still reads."""
+    image = ImageFactory(
+        job__project=project, job__author=cast.bob, job__model="gpt-image-1", model="gpt-image-1"
+    )
+    client.force_login(cast.bob)
+    response = client.post(
+        reverse("job_reproduce", args=[project.pk, image.job_id]), {"next": image.get_absolute_url()}
+    )
+    assert response.status_code == 302 and response["Location"] == image.get_absolute_url()
+    assert list(Job.objects.values_list("pk", flat=True)) == [image.job_id]
+    page = client.get(response["Location"]).content.decode()
+    assert "GPT Image 1 was retired on 2026-10-23 and can no longer be chosen" in page
+
+
 def test_a_saved_row_is_read_at_once_in_this_process():
     assert imagemodels.get_model("gpt-image-2.7-comet") is None
     imagemodels.all_models()  # cached now
@@ -137,11 +153,9 @@ def test_a_saved_row_is_read_at_once_in_this_process():
     assert "gpt-image-2.7-comet" not in {model.id for model in imagemodels.selectable()}
 
 
-def test_staff_add_a_snapshot_in_the_admin_and_are_warned_when_it_has_no_price(client, cast):
-    client.force_login(cast.sam)
-    cast.sam.is_superuser = True
-    cast.sam.save()
-    data = {
+def _admin_row() -> dict:
+    """The admin add form's fields for a new snapshot, as staff fill them in."""
+    return {
         "name": "gpt-image-9-test",
         "label": "GPT Image 9",
         "blurb": "",
@@ -163,6 +177,13 @@ def test_staff_add_a_snapshot_in_the_admin_and_are_warned_when_it_has_no_price(c
         "retired_on": "",
         "retired_note": "",
     }
+
+
+def test_staff_add_a_snapshot_in_the_admin_and_are_warned_when_it_has_no_price(client, cast):
+    client.force_login(cast.sam)
+    cast.sam.is_superuser = True
+    cast.sam.save()
+    data = _admin_row()
     url = reverse("admin:workspace_imagemodelspec_add")
     refused = client.post(url, data)
     assert refused.status_code == 200
@@ -188,3 +209,17 @@ def test_the_stand_ins_responses_endpoint_checks_the_tool_model_against_the_same
     assert turn("gpt-image-2.7-comet").output[0].type == "image_generation_call"
     with pytest.raises(openai.BadRequestError, match=r"gpt-image-2\.5-flare"):
         turn("gpt-image-2.5-flare")
+
+
+@pytest.mark.parametrize("field", ["size_multiple", "max_ratio", "max_edge"])
+def test_the_admin_refuses_a_size_rule_of_zero(client, cast, project, field):
+    """A row saved with size multiple 0 made every custom size on its model a ZeroDivisionError (a 500
+    on the job form for everyone); a ratio or edge of 0 refused every size. Each must be at least 1."""
+    cast.sam.is_superuser = True
+    cast.sam.save()
+    client.force_login(cast.sam)
+    data = _admin_row() | {"complexity": '["low"]', field: "0"}
+    refused = client.post(reverse("admin:workspace_imagemodelspec_add"), data)
+    assert refused.status_code == 200
+    assert "Ensure this value is greater than or equal to 1." in refused.content.decode()
+    assert not ImageModelSpec.objects.filter(name="gpt-image-9-test").exists()

@@ -29,6 +29,12 @@ def conversation_start(*, project: Project, author, image: Image, image_model: s
     """A new thread refining `image`, with the image's own model unless another is named."""
     if image.project_id != project.pk:
         raise TurnRefused("That image belongs to another project.")
+    if not image.editable:
+        # The page offers no button for these; a hand-made POST must not reach the API with one.
+        raise TurnRefused(
+            f"A {image.format.upper()} cannot be refined in a conversation: GIF and SVG are what a model "
+            "makes, not what it takes. Start from a still image."
+        )
     model = image_model or image.model or imagemodels.DEFAULT_MODEL
     if problem := model_problem(model):
         raise TurnRefused(problem)
@@ -66,10 +72,19 @@ def turn_send(*, conversation: Conversation, author, message: str) -> Turn:
     with transaction.atomic():
         # The thread's row is the lock that keeps two messages sent at once from both becoming turn n.
         Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
-        last = conversation.turns.select_related("job").order_by("-index").first()
-        if last is not None and last.job.status != Job.Status.SUCCEEDED:
-            raise TurnRefused("Wait for the last turn to finish (or send it again) before the next message.")
-        parent = last or conversation.branched_from
+        if conversation.turns.exclude(job__status__in=Job.FINAL_STATUSES).exists():
+            raise TurnRefused("Wait for the last turn to finish before the next message.")
+        last = conversation.turns.order_by("-index").first()
+        # A failed or canceled turn has no response to continue (a refused message would otherwise end
+        # the thread): the next message continues the last turn that made its image.
+        good = (
+            conversation.turns.filter(job__status=Job.Status.SUCCEEDED, image__isnull=False)
+            .exclude(response_id="")
+            .select_related("image")
+            .order_by("-index")
+            .first()
+        )
+        parent = good or conversation.branched_from
         source = parent.image if parent is not None else conversation.root_image
         if source is None or source.deleted_at is not None:
             raise TurnRefused("The image this turn would edit has been deleted.")

@@ -2,6 +2,7 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib.auth import get_user_model
+from django.core.validators import MinValueValidator
 from django.db.models import Q
 from django.utils import timezone
 
@@ -583,6 +584,17 @@ class ImageModelSpecAdminForm(forms.ModelForm):
     class Meta:
         model = ImageModelSpec
         fields = [field.name for field in ImageModelSpec._meta.fields if field.name != "id"]
+
+    # Size rules divided by or compared against: 0 made every custom size a ZeroDivisionError (a 500
+    # on the job form) or refused every size.
+    AT_LEAST_ONE = ("size_multiple", "max_ratio", "max_edge")
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for name in self.AT_LEAST_ONE:
+            self.fields[name].min_value = 1
+            self.fields[name].validators.append(MinValueValidator(1))
+            self.fields[name].widget.attrs["min"] = 1
 
     def _list(self, name: str) -> list:
         value = self.cleaned_data.get(name)

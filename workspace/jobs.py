@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from workspace import (
+    imagemodels,
     outputs,
     spend,
     worker,
@@ -21,6 +22,10 @@ from workspace.models import Image, Job, JobInput, Project, Reference
 from workspace.queue import send_job as _enqueue  # a name of this module, so tests can replace it
 
 ZERO = Decimal(0)
+
+
+class ModelRetired(Exception):
+    """The job's model can no longer be chosen (workspace.imagemodels), in words for the person."""
 
 
 class TooManyWaiting(Exception):
@@ -45,6 +50,8 @@ def job_estimate(
         batch=lane == Job.Lane.OVERNIGHT,
         output_format=params.get("output_format") or "png",
         frame_count=params.get("frame_count"),
+        svg_model=params.get("svg_model") or "",
+        svg_effort=params.get("svg_effort") or "",
     )
 
 
@@ -193,6 +200,13 @@ def job_reproduce(*, job: Job, author) -> Job:
     It was made from the same template and kit versions with the same values, so it says so too; it
     is not part of the original's campaign (it was asked for one at a time).
     """
+    # Doing it again chooses its model again, so a retired one is refused as the form refuses it
+    # (the old job and its images still read).
+    model = imagemodels.get_model(job.model)
+    if model is None or model.retired:
+        raise ModelRetired(
+            imagemodels.retired_problem(model) if model else f"{job.model} is no longer offered."
+        )
     params = job.request_fields()
     origin = {
         "template_version": job.template_version,

@@ -297,8 +297,30 @@ def turn_estimate(*, mainline_model: str, image_model: str, message: str, size: 
     )
 
 
-# The SVG author's tokens (its reasoning included), budgeted as text output: no published figure yet.
-SVG_AUTHOR_TOKENS = 8_000
+# The SVG author's tokens, charged at the author's own price (svg_usage). No published figure: budget
+# the prompt and reference it reads, the document it writes, and its reasoning (output tokens) at twice
+# what the stand-in reports per effort. An omitted effort is the author's default, budgeted as high.
+SVG_AUTHOR_INPUT_TOKENS = 1_500
+SVG_DOCUMENT_TOKENS = 2_000
+SVG_REASONING_TOKENS = {
+    "none": 0,
+    "minimal": 400,
+    "low": 1_600,
+    "medium": 4_000,
+    "high": 8_000,
+    "xhigh": 12_000,
+    "max": 16_000,
+}
+
+
+def _svg_author_cost(*, author: str, effort: str, prompt: str, fallback: Price, batch: bool) -> Decimal:
+    tokens = Tokens(
+        text_input=SVG_AUTHOR_INPUT_TOKENS + max(1, math.ceil(len(prompt) / 4)),
+        text_output=SVG_DOCUMENT_TOKENS + SVG_REASONING_TOKENS.get(effort, SVG_REASONING_TOKENS["high"]),
+    )
+    # An author with no price of its own still holds budget back, at the image model's rates.
+    price = (price_for(author) if author else None) or fallback
+    return cost(tokens, price, batch=batch)
 
 
 def estimate(
@@ -312,6 +334,8 @@ def estimate(
     batch: bool = False,
     output_format: str = "png",
     frame_count: int | None = None,
+    svg_model: str = "",
+    svg_effort: str = "",
 ) -> Estimate:
     """What a job will probably cost: the budget holds this much back until the job ends.
 
@@ -321,13 +345,14 @@ def estimate(
     width, height = imagemodels.parse_size(size) if size != "auto" else (1536, 1024)
     per_image = _output_tokens_per_image(model, quality, width, height)
     if output_format == "gif":
-        # No published figure for frames: budget each frame as an image, the worst case.
+        # SDK 3.57 documents no per-frame usage (only 2-16 frames, default 9, and one `usage` per call),
+        # so each frame is budgeted as a whole image: the worst case. The charge comes from `usage`; a
+        # test keeps this within 2.5x of what the stand-in bills per frame count.
         per_image *= frame_count or imagemodels.DEFAULT_FRAMES
     tokens = Tokens(
         text_input=max(1, math.ceil(len(prompt) / 4)),
         image_input=input_images * INPUT_IMAGE_TOKENS,
         image_output=per_image * n,
-        text_output=SVG_AUTHOR_TOKENS if output_format == "svg" else 0,
     )
     price = price_for(model)
     note = ""
@@ -337,9 +362,12 @@ def estimate(
         note = f"No price is set for {model}; estimated at {imagemodels.DEFAULT_MODEL} rates."
     if price is None:
         return Estimate(cost=ZERO, priced=False, output_tokens=tokens.image_output, note="No prices are set.")
-    return Estimate(
-        cost=cost(tokens, price, batch=batch), priced=not note, output_tokens=tokens.image_output, note=note
-    )
+    total = cost(tokens, price, batch=batch)
+    if output_format == "svg":
+        total += _svg_author_cost(
+            author=svg_model, effort=svg_effort, prompt=prompt, fallback=price, batch=batch
+        )
+    return Estimate(cost=total, priced=not note, output_tokens=tokens.image_output, note=note)
 
 
 # --- Budgets -------------------------------------------------------------------------------------------

@@ -309,7 +309,7 @@ def job_reproduce(request: HttpRequest, project_id: int, job_id: int) -> HttpRes
     job = get_object_or_404(Job, project=access.project, pk=job_id)
     try:
         new_job = jobs.job_reproduce(job=job, author=request.user)
-    except (spend.BudgetExceeded, jobs.TooManyWaiting) as refusal:
+    except (spend.BudgetExceeded, jobs.TooManyWaiting, jobs.ModelRetired) as refusal:
         messages.error(request, str(refusal))
         return redirect(safe_next(request, access.project.get_absolute_url()))
     messages.success(request, "Queued the same request again.")
