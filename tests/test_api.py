@@ -361,6 +361,46 @@ def test_the_tokens_own_monthly_limit_refuses_a_job_with_402(cast, project):
     assert Job.objects.count() == 2
 
 
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_jobs_never_take_a_token_past_its_limit(cast, project, seeded_prices):
+    """Four scripts with one token submit at once, each with its own key; the limit fits one job.
+
+    Each waits on the token's lock while another's job commits, then must count that job: summed from
+    a snapshot taken before the wait (the sum in the locking statement itself), more than one gets in.
+    """
+    from workspace import jobs
+
+    body = BODY | {"quality": "high"}
+    estimate = jobs.job_estimate(
+        prompt=body["prompt"], params={"model": "gpt-image-2", "n": 1, **body, "size": "1024x1024"}
+    )
+    limit = (estimate.cost * Decimal("1.5")).quantize(Decimal("0.01"))
+    assert estimate.cost <= limit < 2 * estimate.cost
+    secret = secret_for(cast.bob, monthly_limit=limit)
+    barrier = threading.Barrier(4)
+    answers = []
+
+    def send() -> None:
+        try:
+            api = Api(secret)
+            barrier.wait()
+            answers.append(api.post(jobs_url(project), body).status_code)
+        finally:
+            connection.close()
+
+    purge_queue()
+    try:
+        threads = [threading.Thread(target=send) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+    finally:
+        purge_queue()
+    assert sorted(answers) == [201, 402, 402, 402]
+    assert Job.objects.count() == 1
+
+
 def test_cancel_and_retry(cast, project, bob_api):
     job = JobFactory(project=project, author=cast.alice)
     url = reverse("api:job-cancel", args=[project.pk, job.pk])
