@@ -102,7 +102,9 @@ def api_job_create(
     Raises TokenLimitExceeded or spend.BudgetExceeded, creating nothing.
     """
     estimate = jobs.job_estimate(prompt=prompt, params=params, input_images=len(inputs or []))
-    with transaction.atomic():
+    # No savepoint: nothing in here catches an error to carry on in the transaction, and an error
+    # rolls back the caller's whole transaction (the idempotency record's) anyway. Two round trips.
+    with transaction.atomic(savepoint=False):
         _hold(token, estimate.cost)
         if inputs:
             job = jobs.edit_create(
