@@ -33,7 +33,7 @@ BODY = {"prompt": "A lemon on a blue tiled table, morning light", "quality": "lo
 
 # Queries to create a job through the API, without budgets and with three. In a test's transaction,
 # so each atomic block inside the request counts two more (its SAVEPOINT and RELEASE).
-QUERY_BOUND = {False: 14, True: 22}
+QUERY_BOUND = {False: 14, True: 15}
 
 
 def secret_for(user, scopes=("read", "generate"), **extra) -> str:

@@ -22,7 +22,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model
 
 from workspace.api.models import ApiTokenJob
-from workspace.models import Image, Job, LedgerEntry, Membership, Project
+from workspace.models import Budget, Image, Job, LedgerEntry, Membership, Project
 
 MICRO_DOLLAR = Decimal("0.000001")  # the money columns' places (workspace.models.MONEY)
 
@@ -228,8 +228,73 @@ def token_used(*, token_id: int, since: datetime, simulated: bool) -> tuple[Deci
     connection = connections[router.db_for_read(LedgerEntry)]
     since_value = connection.ops.adapt_datetimefield_value(since)
     _, rows = _fetch(LedgerEntry, _token_used_sql, [token_id, since_value, simulated, token_id])
-    # SQLite (`make run`) sums decimals as floats: back to the micro-dollars the columns hold.
-    return tuple(  # type: ignore[return-value]
-        value if isinstance(value, Decimal) else Decimal(str(value)).quantize(MICRO_DOLLAR)
-        for value in rows[0]
+    spent, held = rows[0]
+    return _money(spent), _money(held)
+
+
+# -- The budgets a job is held against, locked and summed on every job created ------------------------
+
+BUDGET = Columns(Budget, "b", ("id", "user", "project", "monthly_limit"))
+
+
+def _budgets_lock_sql(connection: BaseDatabaseWrapper) -> str:
+    user, project, pk = (BUDGET.column(connection, name) for name in ("user", "project", "id"))
+    # In one global order (user rows first: NULLs sort last), so two submits never wait crosswise.
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    return (
+        f"SELECT {BUDGET.select(connection)} FROM {BUDGET.table(connection)} "
+        f"WHERE {user} = %s OR {project} = %s OR ({user} IS NULL AND {project} IS NULL) "
+        f"ORDER BY {user}, {pk}{lock}"
     )
+
+
+def budgets_lock(*, user_id: int, project_id: int) -> list[Budget]:
+    """The user's, the project's and the workspace's budget rows that exist, locked (FOR UPDATE) in
+    workspace.spend.reserve's order: what `Budget.objects.select_for_update()` with those filters gives."""
+    connection, rows = _fetch(Budget, _budgets_lock_sql, [user_id, project_id])
+    return [BUDGET.load(connection, row) for row in rows]
+
+
+def budgets_used(budgets: Sequence[Budget], *, since: datetime, simulated: bool) -> list[Decimal]:
+    """For each budget, what workspace.spend.budget_used adds up (its scope's charges since `since` in
+    this mode, plus what its scope's unfinished jobs hold), all in one statement."""
+    connection = connections[router.db_for_read(LedgerEntry)]
+    quote = connection.ops.quote_name
+
+    def column(model: type[Model], name: str) -> str:
+        return quote(model._meta.get_field(name).column)
+
+    ledger, job = quote(LedgerEntry._meta.db_table), quote(Job._meta.db_table)
+    cost, reserved = column(LedgerEntry, "cost"), column(Job, "reserved_cost")
+    since_value = connection.ops.adapt_datetimefield_value(since)
+    sums, params = [], []
+    for budget in budgets:
+        if budget.user_id is not None:
+            spent_scope, held_scope, scope = (
+                f"l.{column(LedgerEntry, 'user')} = %s AND ",
+                f"j.{column(Job, 'author')} = %s AND ",
+                [budget.user_id],
+            )
+        elif budget.project_id is not None:
+            spent_scope, held_scope, scope = (
+                f"l.{column(LedgerEntry, 'project')} = %s AND ",
+                f"j.{column(Job, 'project')} = %s AND ",
+                [budget.project_id],
+            )
+        else:  # the workspace's: everyone's
+            spent_scope, held_scope, scope = "", "", []
+        sums.append(
+            f"(SELECT COALESCE(SUM(l.{cost}), 0) FROM {ledger} l WHERE {spent_scope}"
+            f"l.{column(LedgerEntry, 'created_at')} >= %s AND l.{column(LedgerEntry, 'simulated')} = %s) + "
+            f"(SELECT COALESCE(SUM(j.{reserved}), 0) FROM {job} j WHERE {held_scope}j.{reserved} > 0)"
+        )
+        params += [*scope, since_value, simulated, *scope]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT " + ", ".join(sums), params)
+        row = cursor.fetchone()
+    return [_money(value) for value in row]
+
+
+def _money(value: Any) -> Decimal:
+    # SQLite (`make run`) sums decimals as floats: back to the micro-dollars the columns hold.
+    return value if isinstance(value, Decimal) else Decimal(str(value)).quantize(MICRO_DOLLAR)

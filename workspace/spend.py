@@ -21,7 +21,7 @@ from django.db.models.functions import Coalesce, TruncDate
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
-from workspace import audit, imagemodels, observability
+from workspace import audit, hot_queries, imagemodels, observability
 from workspace.models import ApiCall, Budget, Job, LedgerEntry, Price, Project
 
 logger = logging.getLogger(__name__)
@@ -456,15 +456,15 @@ def reserve(*, user, project: Project, amount: Decimal) -> None:
     check); rows are locked in one global order (user rows, then the rest by id) so two submits never
     wait on each other crosswise.
     """
-    budgets = list(
-        Budget.objects.select_for_update()
-        .filter(Q(user=user) | Q(project=project) | WORKSPACE)
-        .order_by("user_id", "id")
-    )
-    for budget in budgets:
-        already = budget_used(budget)
-        if already + amount > budget.monthly_limit:
-            raise BudgetExceeded(budget=budget, used=already, needed=amount)
+    budgets = hot_queries.budgets_lock(user_id=user.pk, project_id=project.pk)
+    if not budgets:
+        return
+    # The sums in a statement of their own, after the lock: in READ COMMITTED a statement sees what
+    # committed before it began, so this one counts the job of the submit that held the lock before us.
+    already = hot_queries.budgets_used(budgets, since=month_start(), simulated=simulated_now())
+    for budget, used_so_far in zip(budgets, already, strict=True):
+        if used_so_far + amount > budget.monthly_limit:
+            raise BudgetExceeded(budget=budget, used=used_so_far, needed=amount)
 
 
 def budget_set(
