@@ -21,7 +21,7 @@ from django.db import connections, router
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model
 
-from workspace.api.models import ApiTokenJob
+from workspace.api.models import ApiToken, ApiTokenJob
 from workspace.models import Budget, Image, Job, LedgerEntry, Membership, Project
 
 MICRO_DOLLAR = Decimal("0.000001")  # the money columns' places (workspace.models.MONEY)
@@ -298,3 +298,43 @@ def budgets_used(budgets: Sequence[Budget], *, since: datetime, simulated: bool)
 def _money(value: Any) -> Decimal:
     # SQLite (`make run`) sums decimals as floats: back to the micro-dollars the columns hold.
     return value if isinstance(value, Decimal) else Decimal(str(value)).quantize(MICRO_DOLLAR)
+
+
+# -- The API's bearer token, on every API request; its lock, on every job a limited token creates ------
+
+TOKEN = Columns(ApiToken, "t", [field.name for field in ApiToken._meta.concrete_fields])
+TOKEN_OWNER = Columns(User, "u", [field.name for field in User._meta.concrete_fields])
+TOKEN_LIMIT = Columns(ApiToken, "t", ("id", "name", "monthly_limit"))
+
+
+def _token_sql(connection: BaseDatabaseWrapper) -> str:
+    return (
+        f"SELECT {TOKEN.select(connection)}, {TOKEN_OWNER.select(connection)} FROM {TOKEN.table(connection)} "
+        f"JOIN {TOKEN_OWNER.table(connection)} ON {TOKEN_OWNER.column(connection, User._meta.pk.name)} = "
+        f"{TOKEN.column(connection, 'user')} WHERE {TOKEN.column(connection, 'key_hash')} = %s"
+    )
+
+
+def token_by_hash(key_hash: str) -> ApiToken | None:
+    """What `ApiToken.objects.select_related("user").filter(key_hash=…).first()` returns (the hash is
+    unique), with its owner loaded."""
+    connection, rows = _fetch(ApiToken, _token_sql, [key_hash])
+    if not rows:
+        return None
+    token = TOKEN.load(connection, rows[0][: len(TOKEN)])
+    token.user = TOKEN_OWNER.load(connection, rows[0][len(TOKEN) :])
+    return token
+
+
+def _token_lock_sql(connection: BaseDatabaseWrapper) -> str:
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    return (
+        f"SELECT {TOKEN_LIMIT.select(connection)} FROM {TOKEN_LIMIT.table(connection)} "
+        f"WHERE {TOKEN_LIMIT.column(connection, 'id')} = %s{lock}"
+    )
+
+
+def token_lock(token_id: int) -> ApiToken | None:
+    """The token's row locked (FOR UPDATE) until the transaction ends, with its name and current limit."""
+    connection, rows = _fetch(ApiToken, _token_lock_sql, [token_id])
+    return TOKEN_LIMIT.load(connection, rows[0]) if rows else None

@@ -77,7 +77,9 @@ def _hold(token: ApiToken | None, amount: Decimal) -> None:
     """Check the token's own limit, under a lock on its row; inside the caller's transaction."""
     if token is None or token.monthly_limit is None:
         return
-    locked = ApiToken.objects.select_for_update().get(pk=token.pk)
+    locked = hot_queries.token_lock(token.pk)  # with its limit as it is now, not as authenticated
+    if locked is None or locked.monthly_limit is None:  # deleted or unlimited meanwhile
+        return
     # A statement of its own, after the lock: in READ COMMITTED each statement sees what committed
     # before it began, so this one sees the job of a request that held the lock before us. Summed in
     # the locking statement itself, it would read the snapshot taken before the wait, and miss that job.
