@@ -41,7 +41,7 @@ class Columns:
         if model._meta.pk not in self.fields:
             raise ValueError(f"{model.__name__}: the primary key must be among the columns")
         self.attnames = [field.attname for field in self.fields]
-        self._converters: dict[str, list[tuple[int, list]]] = {}
+        self._converters: dict[str, list[tuple[int, Any, list]]] = {}
 
     def __len__(self) -> int:
         return len(self.fields)
@@ -62,19 +62,21 @@ class Columns:
         """An instance from this model's part of a row, converted as the ORM converts it (SQLite keeps
         dates as text, for one)."""
         values = list(values)
-        for position, converters in self._converters_for(connection):
+        for position, column, converters in self._converters_for(connection):
             for converter in converters:
-                values[position] = converter(values[position], self.fields[position], connection)
+                # The column expression, as the ORM's compiler passes it (SQLite's decimal converter
+                # reads its output_field).
+                values[position] = converter(values[position], column, connection)
         return self.model.from_db(connection.alias, self.attnames, values)
 
-    def _converters_for(self, connection: BaseDatabaseWrapper) -> list[tuple[int, list]]:
+    def _converters_for(self, connection: BaseDatabaseWrapper) -> list[tuple[int, Any, list]]:
         if connection.alias not in self._converters:
             found = []
             for position, field in enumerate(self.fields):
                 column = field.get_col(self.alias)
                 converters = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
                 if converters:
-                    found.append((position, converters))
+                    found.append((position, column, converters))
             self._converters[connection.alias] = found
         return self._converters[connection.alias]
 
