@@ -9,7 +9,7 @@ from django.conf import settings
 from standin import StandinServer
 from tests.factories import JOB_PARAMS, ProjectFactory, UserFactory
 from tests.helpers import Processes, purge_queue
-from workspace import imageapi, imagemodels
+from workspace import imageapi, imagemodels, spend
 from workspace.models import Role
 
 # Hashing passwords properly costs ~0.3 s a user; tests make dozens of users.
@@ -154,7 +154,10 @@ def prices_outlive_flushes(request, django_db_blocker):
             if not Price.objects.exists() or not ImageModelSpec.objects.exists():
                 _seed_prices()  # the model registry's rows too (get_or_create: nothing twice)
                 imagemodels.invalidate()
+    # A test's own prices were rolled back or flushed without a signal: not read from the cache.
+    spend.prices_invalidate()
     yield
+    spend.prices_invalidate()
 
 
 @pytest.fixture

@@ -24,11 +24,16 @@ from tests.factories import ImageFactory, JobFactory, ReferenceFactory, mask_png
 from tests.helpers import purge_queue
 from workspace.api.models import ApiToken, ApiTokenJob, IdempotencyRecord
 from workspace.api.tokens import token_create
-from workspace.models import Job, Reference
+from workspace.models import Budget, Job, Reference
 
 pytestmark = pytest.mark.django_db
 
 BODY = {"prompt": "A lemon on a blue tiled table, morning light", "quality": "low", "size": "square"}
+
+
+# Queries to create a job through the API, without budgets and with three. In a test's transaction,
+# so each atomic block inside the request counts two more (its SAVEPOINT and RELEASE).
+QUERY_BOUND = {False: 14, True: 15}
 
 
 def secret_for(user, scopes=("read", "generate"), **extra) -> str:
@@ -359,6 +364,67 @@ def test_the_tokens_own_monthly_limit_refuses_a_job_with_402(cast, project):
     error = assert_error(api.post(jobs_url(project), BODY), 402, "over_budget")
     assert "limit" in error["message"]
     assert Job.objects.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_jobs_never_take_a_token_past_its_limit(cast, project, seeded_prices):
+    """Four scripts with one token submit at once, each with its own key; the limit fits one job.
+
+    Each waits on the token's lock while another's job commits, then must count that job: summed from
+    a snapshot taken before the wait (the sum in the locking statement itself), more than one gets in.
+    """
+    from workspace import jobs
+
+    body = BODY | {"quality": "high"}
+    estimate = jobs.job_estimate(
+        prompt=body["prompt"], params={"model": "gpt-image-2", "n": 1, **body, "size": "1024x1024"}
+    )
+    limit = (estimate.cost * Decimal("1.5")).quantize(Decimal("0.01"))
+    assert estimate.cost <= limit < 2 * estimate.cost
+    secret = secret_for(cast.bob, monthly_limit=limit)
+    barrier = threading.Barrier(4)
+    answers = []
+
+    def send() -> None:
+        try:
+            api = Api(secret)
+            barrier.wait()
+            answers.append(api.post(jobs_url(project), body).status_code)
+        finally:
+            connection.close()
+
+    purge_queue()
+    try:
+        threads = [threading.Thread(target=send) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+    finally:
+        purge_queue()
+    assert sorted(answers) == [201, 402, 402, 402]
+    assert Job.objects.count() == 1
+
+
+@pytest.mark.parametrize("budgets", [False, True])
+def test_creating_a_job_takes_a_bounded_number_of_queries(
+    cast, project, budgets, django_assert_max_num_queries
+):
+    """Scripts submit jobs in bursts (issue 15: p95 ≤ 20 ms on the bench), and each query on this
+    path costs a round trip and its building: a change that adds one has to raise this bound.
+
+    With the token's own limit (its lock and sum) and, in the second case, a budget of each kind (the
+    lock on all three and the sums of each). Counted after a first request has read the model
+    registry and the prices in force, and recorded the token's use, as a running process has.
+    """
+    if budgets:
+        Budget.objects.create(user=cast.bob, monthly_limit=100)
+        Budget.objects.create(project=project, monthly_limit=100)
+        Budget.objects.create(monthly_limit=100)
+    api = Api(secret_for(cast.bob, monthly_limit=Decimal(100)))
+    assert api.post(jobs_url(project), BODY).status_code == 201
+    with django_assert_max_num_queries(QUERY_BOUND[budgets]):
+        assert api.post(jobs_url(project), BODY).status_code == 201
 
 
 def test_cancel_and_retry(cast, project, bob_api):

@@ -200,3 +200,85 @@ def test_the_same_queries_read_sqlite_as_the_orm_does(tmp_path):
         "aware": [True, True, True],
         "images": [0, 1],
     }
+
+
+# The API's job-create path: the token, its lock and sums, and the budgets' lock and sums.
+MONEY_SCRIPT = """
+from datetime import timedelta
+from decimal import Decimal
+from django.contrib.auth import get_user_model
+from django.db.models import Q
+from django.utils import timezone
+from workspace import hot_queries, spend
+from workspace.api.models import ApiToken, ApiTokenJob
+from workspace.api.tokens import token_create
+from workspace.models import ApiCall, Budget, Job, LedgerEntry, Project
+
+user = get_user_model().objects.create_user("ana", password="x")
+other = get_user_model().objects.create_user("bo", password="x")
+project = Project.objects.create(name="Laptop", created_by=user)
+made = token_create(user=user, name="script", scopes=["generate"], monthly_limit=Decimal("12.5"))
+
+def job(author, reserved, cost=None):
+    row = Job.objects.create(
+        project=project, author=author, prompt="A pear", model="gpt-image-2", size="1024x1024",
+        deadline_at=timezone.now() + timedelta(minutes=10), max_attempts=3, reserved_cost=reserved,
+    )
+    if cost is not None:
+        call = ApiCall.objects.create(job=row, attempt=1, endpoint="generate", outcome="ok",
+                                     latency_ms=1, usage={"output_tokens": 1})
+        LedgerEntry.objects.create(api_call=call, user=author, project=project, job=row,
+                                   model="gpt-image-2", cost=cost, simulated=spend.simulated_now())
+    return row
+
+ApiTokenJob.objects.create(token=made.token, job=job(user, Decimal("0.25"), Decimal("1.000001")))
+ApiTokenJob.objects.create(token=made.token, job=job(user, Decimal("0.5")))
+job(other, Decimal("2"), Decimal("3.1"))  # not the token's: only the project's and workspace's
+budgets = [Budget.objects.create(monthly_limit=100), Budget.objects.create(user=user, monthly_limit=7),
+           Budget.objects.create(project=project, monthly_limit=9)]
+token = hot_queries.token_by_hash(ApiToken.hash(made.secret))
+fresh = ApiToken.objects.select_related("user").get(pk=made.token.pk)
+locked = hot_queries.token_lock(made.token.pk)
+orm_budgets = list(  # what spend.reserve locked before the hand-written query
+    Budget.objects.filter(Q(user=user) | Q(project=project) | Q(user__isnull=True, project__isnull=True))
+    .order_by("user_id", "id")
+)
+lock = hot_queries.budgets_lock(user_id=user.pk, project_id=project.pk)
+sums = hot_queries.budgets_used(lock, since=spend.month_start(), simulated=spend.simulated_now())
+print(json.dumps({
+    "token": all(getattr(token, a) == getattr(fresh, a) for a in hot_queries.TOKEN.attnames),
+    "owner": token.user.username,
+    "limit": [str(locked.monthly_limit), locked.name],
+    "token_used": [str(v) for v in hot_queries.token_used(
+        token_id=made.token.pk, since=spend.month_start(), simulated=spend.simulated_now())],
+    "budgets": [b.pk for b in lock] == [b.pk for b in orm_budgets] and len(lock) == 3,
+    "sums": sums == [spend.budget_used(b) for b in lock] and sums[0] != sums[2],  # as numbers
+}))
+"""
+
+
+def _money_answer(script_output: dict) -> None:
+    assert script_output == {
+        "token": True,
+        "owner": "ana",
+        "limit": ["12.50", "script"],
+        "token_used": ["1.000001", "0.750000"],
+        "budgets": True,
+        "sums": True,
+    }
+
+
+def test_the_api_paths_sums_and_locks_are_the_orms_on_postgres():
+    import json
+    from contextlib import redirect_stdout
+    from io import StringIO
+
+    out = StringIO()
+    with redirect_stdout(out):
+        exec(MONEY_SCRIPT, {"json": json})  # noqa: S102 - the script above, the same one SQLite runs
+    _money_answer(json.loads(out.getvalue().strip().splitlines()[-1]))
+
+
+def test_the_api_paths_sums_and_locks_read_sqlite_as_the_orm_does(tmp_path):
+    # SQLite sums decimals as floats and converts each column itself (hot_queries.Columns.load).
+    _money_answer(run_on_sqlite(MONEY_SCRIPT, tmp_path))

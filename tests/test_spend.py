@@ -758,3 +758,23 @@ def test_csv_cell_leaves_safe_values_alone():
     assert csv_cell(Decimal("-1.5")) == Decimal("-1.5")
     assert csv_cell("") == ""
     assert csv_cell("=1") == "'=1"
+
+
+def test_estimates_read_the_prices_once_and_follow_a_price_saved_here_at_once(django_assert_num_queries):
+    def high_square() -> Decimal:
+        return spend.estimate(
+            model="gpt-image-2", quality="high", size="1024x1024", n=1, prompt="a lemon"
+        ).cost
+
+    before = high_square()
+    with django_assert_num_queries(0):  # the prices in force are this process's copy until one changes
+        assert high_square() == before
+        assert spend.unpriced_models() == set()
+    price = spend.price_for("gpt-image-2")
+    price.image_output *= 2  # an admin doubles the output rate
+    price.save()
+    assert high_square() == spend.money(before + Decimal(7024) * (price.image_output / 2) / spend.MILLION)
+    deleted = price.pk
+    price.delete()
+    quoted, in_table = spend.quoted_price("gpt-image-2"), spend.price_for("gpt-image-2")
+    assert getattr(quoted, "pk", None) == getattr(in_table, "pk", None) != deleted

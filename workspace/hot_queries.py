@@ -11,6 +11,8 @@ Everything else goes through the ORM. Add a query here only when a benchmark sho
 """
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -19,7 +21,10 @@ from django.db import connections, router
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model
 
-from workspace.models import Image, Job, Membership, Project
+from workspace.api.models import ApiToken, ApiTokenJob
+from workspace.models import Budget, Image, Job, LedgerEntry, Membership, Project
+
+MICRO_DOLLAR = Decimal("0.000001")  # the money columns' places (workspace.models.MONEY)
 
 
 class Columns:
@@ -36,7 +41,7 @@ class Columns:
         if model._meta.pk not in self.fields:
             raise ValueError(f"{model.__name__}: the primary key must be among the columns")
         self.attnames = [field.attname for field in self.fields]
-        self._converters: dict[str, list[tuple[int, list]]] = {}
+        self._converters: dict[str, list[tuple[int, Any, list]]] = {}
 
     def __len__(self) -> int:
         return len(self.fields)
@@ -57,19 +62,21 @@ class Columns:
         """An instance from this model's part of a row, converted as the ORM converts it (SQLite keeps
         dates as text, for one)."""
         values = list(values)
-        for position, converters in self._converters_for(connection):
+        for position, column, converters in self._converters_for(connection):
             for converter in converters:
-                values[position] = converter(values[position], self.fields[position], connection)
+                # The column expression, as the ORM's compiler passes it (SQLite's decimal converter
+                # reads its output_field).
+                values[position] = converter(values[position], column, connection)
         return self.model.from_db(connection.alias, self.attnames, values)
 
-    def _converters_for(self, connection: BaseDatabaseWrapper) -> list[tuple[int, list]]:
+    def _converters_for(self, connection: BaseDatabaseWrapper) -> list[tuple[int, Any, list]]:
         if connection.alias not in self._converters:
             found = []
             for position, field in enumerate(self.fields):
                 column = field.get_col(self.alias)
                 converters = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
                 if converters:
-                    found.append((position, converters))
+                    found.append((position, column, converters))
             self._converters[connection.alias] = found
         return self._converters[connection.alias]
 
@@ -192,3 +199,144 @@ def job_card(*, viewer_id: int, project_id: int, job_id: int) -> tuple[Job, str 
         CARD_IMAGES.load(connection, row[role_at + 2 :]) for row in rows if row[image_id_at] is not None
     ]
     return job, first[role_at], images
+
+
+# -- A token's own monthly limit, checked under the token's lock on every job a limited token creates ----
+
+
+def _token_used_sql(connection: BaseDatabaseWrapper) -> str:
+    """The month's charges of the token's jobs and what its unfinished jobs hold, as one row."""
+    quote = connection.ops.quote_name
+
+    def column(model: type[Model], name: str) -> str:
+        return quote(model._meta.get_field(name).column)
+
+    ledger, job, link = (quote(model._meta.db_table) for model in (LedgerEntry, Job, ApiTokenJob))
+    token, linked_job = column(ApiTokenJob, "token"), column(ApiTokenJob, "job")
+    return (
+        f"SELECT (SELECT COALESCE(SUM(l.{column(LedgerEntry, 'cost')}), 0) FROM {ledger} l "
+        f"JOIN {link} t ON t.{linked_job} = l.{column(LedgerEntry, 'job')} "
+        f"WHERE t.{token} = %s AND l.{column(LedgerEntry, 'created_at')} >= %s "
+        f"AND l.{column(LedgerEntry, 'simulated')} = %s), "
+        f"(SELECT COALESCE(SUM(j.{column(Job, 'reserved_cost')}), 0) FROM {job} j "
+        f"JOIN {link} t ON t.{linked_job} = j.{column(Job, 'id')} "
+        f"WHERE t.{token} = %s AND j.{column(Job, 'reserved_cost')} > 0)"
+    )
+
+
+def token_used(*, token_id: int, since: datetime, simulated: bool) -> tuple[Decimal, Decimal]:
+    """What workspace.api.tokens.token_used adds up: (spent since `since` in this mode, held), summed
+    in one statement (the same snapshot) instead of two ORM aggregates."""
+    connection = connections[router.db_for_read(LedgerEntry)]
+    since_value = connection.ops.adapt_datetimefield_value(since)
+    _, rows = _fetch(LedgerEntry, _token_used_sql, [token_id, since_value, simulated, token_id])
+    spent, held = rows[0]
+    return _money(spent), _money(held)
+
+
+# -- The budgets a job is held against, locked and summed on every job created ------------------------
+
+BUDGET = Columns(Budget, "b", ("id", "user", "project", "monthly_limit"))
+
+
+def _budgets_lock_sql(connection: BaseDatabaseWrapper) -> str:
+    user, project, pk = (BUDGET.column(connection, name) for name in ("user", "project", "id"))
+    # In one global order (user rows first: NULLs sort last), so two submits never wait crosswise.
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    return (
+        f"SELECT {BUDGET.select(connection)} FROM {BUDGET.table(connection)} "
+        f"WHERE {user} = %s OR {project} = %s OR ({user} IS NULL AND {project} IS NULL) "
+        f"ORDER BY {user}, {pk}{lock}"
+    )
+
+
+def budgets_lock(*, user_id: int, project_id: int) -> list[Budget]:
+    """The user's, the project's and the workspace's budget rows that exist, locked (FOR UPDATE) in
+    workspace.spend.reserve's order: what `Budget.objects.select_for_update()` with those filters gives."""
+    connection, rows = _fetch(Budget, _budgets_lock_sql, [user_id, project_id])
+    return [BUDGET.load(connection, row) for row in rows]
+
+
+def budgets_used(budgets: Sequence[Budget], *, since: datetime, simulated: bool) -> list[Decimal]:
+    """For each budget, what workspace.spend.budget_used adds up (its scope's charges since `since` in
+    this mode, plus what its scope's unfinished jobs hold), all in one statement."""
+    connection = connections[router.db_for_read(LedgerEntry)]
+    quote = connection.ops.quote_name
+
+    def column(model: type[Model], name: str) -> str:
+        return quote(model._meta.get_field(name).column)
+
+    ledger, job = quote(LedgerEntry._meta.db_table), quote(Job._meta.db_table)
+    cost, reserved = column(LedgerEntry, "cost"), column(Job, "reserved_cost")
+    since_value = connection.ops.adapt_datetimefield_value(since)
+    sums, params = [], []
+    for budget in budgets:
+        if budget.user_id is not None:
+            spent_scope, held_scope, scope = (
+                f"l.{column(LedgerEntry, 'user')} = %s AND ",
+                f"j.{column(Job, 'author')} = %s AND ",
+                [budget.user_id],
+            )
+        elif budget.project_id is not None:
+            spent_scope, held_scope, scope = (
+                f"l.{column(LedgerEntry, 'project')} = %s AND ",
+                f"j.{column(Job, 'project')} = %s AND ",
+                [budget.project_id],
+            )
+        else:  # the workspace's: everyone's
+            spent_scope, held_scope, scope = "", "", []
+        sums.append(
+            f"(SELECT COALESCE(SUM(l.{cost}), 0) FROM {ledger} l WHERE {spent_scope}"
+            f"l.{column(LedgerEntry, 'created_at')} >= %s AND l.{column(LedgerEntry, 'simulated')} = %s) + "
+            f"(SELECT COALESCE(SUM(j.{reserved}), 0) FROM {job} j WHERE {held_scope}j.{reserved} > 0)"
+        )
+        params += [*scope, since_value, simulated, *scope]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT " + ", ".join(sums), params)
+        row = cursor.fetchone()
+    return [_money(value) for value in row]
+
+
+def _money(value: Any) -> Decimal:
+    # SQLite (`make run`) sums decimals as floats: back to the micro-dollars the columns hold.
+    return value if isinstance(value, Decimal) else Decimal(str(value)).quantize(MICRO_DOLLAR)
+
+
+# -- The API's bearer token, on every API request; its lock, on every job a limited token creates ------
+
+TOKEN = Columns(ApiToken, "t", [field.name for field in ApiToken._meta.concrete_fields])
+TOKEN_OWNER = Columns(User, "u", [field.name for field in User._meta.concrete_fields])
+TOKEN_LIMIT = Columns(ApiToken, "t", ("id", "name", "monthly_limit"))
+
+
+def _token_sql(connection: BaseDatabaseWrapper) -> str:
+    return (
+        f"SELECT {TOKEN.select(connection)}, {TOKEN_OWNER.select(connection)} FROM {TOKEN.table(connection)} "
+        f"JOIN {TOKEN_OWNER.table(connection)} ON {TOKEN_OWNER.column(connection, User._meta.pk.name)} = "
+        f"{TOKEN.column(connection, 'user')} WHERE {TOKEN.column(connection, 'key_hash')} = %s"
+    )
+
+
+def token_by_hash(key_hash: str) -> ApiToken | None:
+    """What `ApiToken.objects.select_related("user").filter(key_hash=…).first()` returns (the hash is
+    unique), with its owner loaded."""
+    connection, rows = _fetch(ApiToken, _token_sql, [key_hash])
+    if not rows:
+        return None
+    token = TOKEN.load(connection, rows[0][: len(TOKEN)])
+    token.user = TOKEN_OWNER.load(connection, rows[0][len(TOKEN) :])
+    return token
+
+
+def _token_lock_sql(connection: BaseDatabaseWrapper) -> str:
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    return (
+        f"SELECT {TOKEN_LIMIT.select(connection)} FROM {TOKEN_LIMIT.table(connection)} "
+        f"WHERE {TOKEN_LIMIT.column(connection, 'id')} = %s{lock}"
+    )
+
+
+def token_lock(token_id: int) -> ApiToken | None:
+    """The token's row locked (FOR UPDATE) until the transaction ends, with its name and current limit."""
+    connection, rows = _fetch(ApiToken, _token_lock_sql, [token_id])
+    return TOKEN_LIMIT.load(connection, rows[0]) if rows else None

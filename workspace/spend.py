@@ -7,6 +7,8 @@ unique key is the call), and budgets are checked and reserved in one step under 
 import logging
 import math
 import re
+import threading
+import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -16,9 +18,10 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Count, F, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce, TruncDate
+from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
-from workspace import audit, imagemodels, observability
+from workspace import audit, hot_queries, imagemodels, observability
 from workspace.models import ApiCall, Budget, Job, LedgerEntry, Price, Project
 
 logger = logging.getLogger(__name__)
@@ -98,6 +101,7 @@ def _base_model(model: str) -> str:
 
 
 def price_for(model: str, on: date | None = None) -> Price | None:
+    """The model's price in force on `on` (today), as the table holds it now: what a charge uses."""
     on = on or timezone.localdate()
     for name in dict.fromkeys([model, _base_model(model)]):
         price = Price.objects.filter(model=name, effective_from__lte=on).order_by("-effective_from").first()
@@ -106,10 +110,63 @@ def price_for(model: str, on: date | None = None) -> Price | None:
     return None
 
 
+# Every form and every estimate reads the prices in force; an admin changes them a few times a year.
+# So each process keeps today's for PRICE_CACHE_SECONDS, like the model registry (imagemodels): a price
+# saved or deleted in this process is seen at once (the signals below), one saved in another process
+# (the admin on another web process) within that many seconds. Only estimates and the form's "no price
+# set" read this copy; a charge always reads the table (price_for, in _charge_price).
+PRICE_CACHE_SECONDS = 10.0
+_in_force_cache: tuple[float, date, dict[str, Price]] | None = None
+_in_force_lock = threading.Lock()
+
+
+def prices_invalidate(**_signal) -> None:
+    """Forget the prices read: the next estimate reads the table as it is."""
+    global _in_force_cache
+    with _in_force_lock:
+        _in_force_cache = None
+
+
+post_save.connect(prices_invalidate, sender=Price, dispatch_uid="spend.prices_invalidate.save")
+post_delete.connect(prices_invalidate, sender=Price, dispatch_uid="spend.prices_invalidate.delete")
+
+
+def _read_in_force(on: date) -> dict[str, Price]:
+    latest: dict[str, Price] = {}
+    for price in Price.objects.filter(effective_from__lte=on).order_by("model", "-effective_from"):
+        latest.setdefault(price.model, price)
+    return latest
+
+
+def prices_in_force(on: date | None = None) -> dict[str, Price]:
+    """Each priced model's price in force on `on` (today), by model name: one query, and for today
+    one per PRICE_CACHE_SECONDS per process. Callers must not change the rows."""
+    global _in_force_cache
+    today = timezone.localdate()
+    on = on or today
+    if on != today:
+        return _read_in_force(on)
+    cached = _in_force_cache
+    if cached is not None and cached[1] == on and cached[0] > time.monotonic():
+        return cached[2]
+    loaded = _read_in_force(on)
+    with _in_force_lock:
+        _in_force_cache = (time.monotonic() + PRICE_CACHE_SECONDS, on, loaded)
+    return loaded
+
+
+def quoted_price(model: str) -> Price | None:
+    """price_for today, from prices_in_force: what an estimate uses."""
+    prices = prices_in_force()
+    for name in dict.fromkeys([model, _base_model(model)]):
+        if name in prices:
+            return prices[name]
+    return None
+
+
 def unpriced_models(on: date | None = None) -> set[str]:
-    """The offered (not retired) models with no price in force, in one query: the form refuses these."""
-    on = on or timezone.localdate()
-    priced = set(Price.objects.filter(effective_from__lte=on).values_list("model", flat=True).distinct())
+    """The offered (not retired) models with no price in force: the form refuses these."""
+    priced = prices_in_force(on)
     return {
         model.id
         for model in imagemodels.selectable()
@@ -280,7 +337,7 @@ def turn_estimate(*, mainline_model: str, image_model: str, message: str, size: 
         text_input=TURN_MAINLINE_INPUT_TOKENS + max(1, math.ceil(len(message) / 4)),
         text_output=TURN_MAINLINE_OUTPUT_TOKENS,
     )
-    price = price_for(mainline_model)
+    price = quoted_price(mainline_model)
     if price is None:
         # The image part still holds budget back; the mainline's is unknown and said so.
         return Estimate(
@@ -354,11 +411,11 @@ def estimate(
         image_input=input_images * INPUT_IMAGE_TOKENS,
         image_output=per_image * n,
     )
-    price = price_for(model)
+    price = quoted_price(model)
     note = ""
     if price is None:
         # An unpriced model still holds budget back, at the default model's rates, so budgets stay shut.
-        price = price_for(imagemodels.DEFAULT_MODEL)
+        price = quoted_price(imagemodels.DEFAULT_MODEL)
         note = f"No price is set for {model}; estimated at {imagemodels.DEFAULT_MODEL} rates."
     if price is None:
         return Estimate(cost=ZERO, priced=False, output_tokens=tokens.image_output, note="No prices are set.")
@@ -427,15 +484,15 @@ def reserve(*, user, project: Project, amount: Decimal) -> None:
     check); rows are locked in one global order (user rows, then the rest by id) so two submits never
     wait on each other crosswise.
     """
-    budgets = list(
-        Budget.objects.select_for_update()
-        .filter(Q(user=user) | Q(project=project) | WORKSPACE)
-        .order_by("user_id", "id")
-    )
-    for budget in budgets:
-        already = budget_used(budget)
-        if already + amount > budget.monthly_limit:
-            raise BudgetExceeded(budget=budget, used=already, needed=amount)
+    budgets = hot_queries.budgets_lock(user_id=user.pk, project_id=project.pk)
+    if not budgets:
+        return
+    # The sums in a statement of their own, after the lock: in READ COMMITTED a statement sees what
+    # committed before it began, so this one counts the job of the submit that held the lock before us.
+    already = hot_queries.budgets_used(budgets, since=month_start(), simulated=simulated_now())
+    for budget, used_so_far in zip(budgets, already, strict=True):
+        if used_so_far + amount > budget.monthly_limit:
+            raise BudgetExceeded(budget=budget, used=used_so_far, needed=amount)
 
 
 def budget_set(

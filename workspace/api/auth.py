@@ -11,6 +11,7 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 from rest_framework.permissions import BasePermission
 from rest_framework.throttling import SimpleRateThrottle
 
+from workspace import hot_queries
 from workspace.api.models import ApiToken
 
 LAST_USED_EVERY = timedelta(minutes=1)
@@ -29,7 +30,7 @@ class BearerTokenAuthentication(BaseAuthentication):
             secret = parts[1].decode("ascii")
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("This token is not valid.") from None
-        token = ApiToken.objects.select_related("user").filter(key_hash=ApiToken.hash(secret)).first()
+        token = hot_queries.token_by_hash(ApiToken.hash(secret))
         if token is None:
             raise exceptions.AuthenticationFailed("This token is not valid.")
         if token.revoked_at is not None:
@@ -113,7 +114,7 @@ def token_user(header: str):
     kind, _, secret = header.partition(" ")
     if kind.lower() != "bearer" or not secret.strip().isascii():
         return None
-    token = ApiToken.objects.select_related("user").filter(key_hash=ApiToken.hash(secret.strip())).first()
+    token = hot_queries.token_by_hash(ApiToken.hash(secret.strip()))
     if token is None or not token.is_usable or not token.user.is_active:
         return None
     return token.user

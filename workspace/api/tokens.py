@@ -5,13 +5,11 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.db import transaction
-from django.db.models import Sum
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from workspace import batches, jobs, spend
+from workspace import batches, hot_queries, jobs, spend
 from workspace.api.models import DISPLAY_PREFIX_CHARS, ApiToken, ApiTokenJob
-from workspace.models import Job, LedgerEntry, Project
+from workspace.models import Job, Project
 
 ZERO = Decimal(0)
 
@@ -68,13 +66,10 @@ def token_revoke(*, token: ApiToken) -> bool:
 
 
 def token_used(*, token: ApiToken) -> Decimal:
-    """This month's charges of the token's jobs plus what its unfinished jobs hold back."""
-    spent = LedgerEntry.objects.filter(
-        job__api_token_link__token=token, created_at__gte=spend.month_start(), simulated=spend.simulated_now()
-    ).aggregate(total=Coalesce(Sum("cost"), ZERO))["total"]
-    held = Job.objects.filter(api_token_link__token=token, reserved_cost__gt=0).aggregate(
-        total=Coalesce(Sum("reserved_cost"), ZERO)
-    )["total"]
+    """This month's charges of the token's jobs plus what its unfinished jobs hold back (one query)."""
+    spent, held = hot_queries.token_used(
+        token_id=token.pk, since=spend.month_start(), simulated=spend.simulated_now()
+    )
     return spent + held
 
 
@@ -82,7 +77,12 @@ def _hold(token: ApiToken | None, amount: Decimal) -> None:
     """Check the token's own limit, under a lock on its row; inside the caller's transaction."""
     if token is None or token.monthly_limit is None:
         return
-    locked = ApiToken.objects.select_for_update().get(pk=token.pk)
+    locked = hot_queries.token_lock(token.pk)  # with its limit as it is now, not as authenticated
+    if locked is None or locked.monthly_limit is None:  # deleted or unlimited meanwhile
+        return
+    # A statement of its own, after the lock: in READ COMMITTED each statement sees what committed
+    # before it began, so this one sees the job of a request that held the lock before us. Summed in
+    # the locking statement itself, it would read the snapshot taken before the wait, and miss that job.
     used = token_used(token=locked)
     if used + amount > locked.monthly_limit:
         raise TokenLimitExceeded(token=locked, used=used, needed=amount)
@@ -104,7 +104,9 @@ def api_job_create(
     Raises TokenLimitExceeded or spend.BudgetExceeded, creating nothing.
     """
     estimate = jobs.job_estimate(prompt=prompt, params=params, input_images=len(inputs or []))
-    with transaction.atomic():
+    # No savepoint: nothing in here catches an error to carry on in the transaction, and an error
+    # rolls back the caller's whole transaction (the idempotency record's) anyway. Two round trips.
+    with transaction.atomic(savepoint=False):
         _hold(token, estimate.cost)
         if inputs:
             job = jobs.edit_create(

@@ -5,10 +5,16 @@ with a fresh ``Idempotency-Key`` each time, ``--runs`` times after a warm-up. "S
 in-process request: middleware, token lookup, throttle (Redis), idempotency record, form, budget and token
 limit locks, the job row, the answer. The queue is excluded: sending the Celery message is replaced by a
 no-op while timing (the worker side has its own bench). DEBUG is off, as in production.
+
+``--profile``: instead of timing, one request's SQL (CaptureQueriesContext) and a cProfile of ``--runs``
+requests (CPU time), by cumulative and by own time: where the time goes, whatever the machine's load.
 """
 
+import cProfile
+import io
 import json
 import os
+import pstats
 import statistics
 import time
 import uuid
@@ -16,8 +22,9 @@ from unittest import mock
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
+from django.db import connection
 from django.test import Client
-from django.test.utils import override_settings
+from django.test.utils import CaptureQueriesContext, override_settings
 from django.urls import reverse
 
 from workspace.api.models import ApiToken
@@ -33,8 +40,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--runs", type=int, default=300)
         parser.add_argument("--warmup", type=int, default=30)
+        parser.add_argument("--profile", action="store_true", help="print the queries and a cProfile")
 
-    def handle(self, *args, runs: int, warmup: int, **options) -> None:
+    def handle(self, *args, runs: int, warmup: int, profile: bool = False, **options) -> None:
         user, _ = get_user_model().objects.get_or_create(username="bench-api")
         project = Project.objects.filter(name="API bench", created_by=user).first()
         if project is None:
@@ -58,6 +66,16 @@ class Command(BaseCommand):
             ),
             mock.patch("workspace.jobs._enqueue"),
         ):
+
+            def post():
+                headers = {"Authorization": f"Bearer {secret}", "Idempotency-Key": str(uuid.uuid4())}
+                return client.post(url, json.dumps(BODY), content_type="application/json", headers=headers)
+
+            if profile:
+                for _ in range(warmup):
+                    post()
+                self._profile(post, runs)
+                return
             for i in range(warmup + runs):
                 headers = {"Authorization": f"Bearer {secret}", "Idempotency-Key": str(uuid.uuid4())}
                 started, started_cpu = time.perf_counter(), time.process_time()
@@ -84,3 +102,21 @@ class Command(BaseCommand):
             f"CPU median {statistics.median(cpu):.1f} ms, p95 {cpu_p95:.1f} ms; "
             f"load average {os.getloadavg()[0]:.1f}"
         )
+
+    def _profile(self, post, runs: int) -> None:
+        with CaptureQueriesContext(connection) as queries:
+            post()
+        self.stdout.write(f"{len(queries.captured_queries)} queries in one request:")
+        for number, query in enumerate(queries.captured_queries, 1):
+            self.stdout.write(f"{number:3} {query['time']}s {query['sql'][:230]}")
+        # This process's CPU time, not the wall clock: on a shared machine, waiting for a core (and for
+        # the database's answer) would otherwise swamp what each function costs.
+        profiler = cProfile.Profile(time.process_time)
+        profiler.enable()
+        for _ in range(runs):
+            post()
+        profiler.disable()
+        for order in ("cumulative", "tottime"):
+            out = io.StringIO()
+            pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(45)
+            self.stdout.write(out.getvalue())
