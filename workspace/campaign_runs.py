@@ -10,11 +10,14 @@ Pausing leaves the jobs queued, holding their reservation: the claims skip jobs 
 import re
 import unicodedata
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Exists, Q, Sum
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from workspace import jobs, queue, webhooks
 from workspace.campaign_models import Campaign
@@ -107,10 +110,21 @@ def campaign_retry_failed(*, campaign: Campaign, actor) -> int:
     retried = 0
     try:
         for job in failed:
-            retried += jobs.job_retry(job=job, actor=actor)
+            with transaction.atomic():
+                won = jobs.job_retry(job=job, actor=actor)
+                if won:
+                    # job_retry gives the Studio's deadline; a row waits behind the rest of the bulk
+                    # lane as it did when first queued, so it keeps a campaign row's time to wait
+                    # (set before the commit that wakes a worker for it).
+                    Job.objects.filter(pk=job.pk).update(deadline_at=campaign_deadline())
+            retried += won
     finally:
         campaign_settle(campaign_id=campaign.pk)
     return retried
+
+
+def campaign_deadline():
+    return timezone.now() + timedelta(seconds=settings.CAMPAIGN_JOB_DEADLINE_SECONDS)
 
 
 def _unfinished(campaign_id: int) -> Exists:
