@@ -8,9 +8,11 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from tests.factories import WebhookEndpointFactory
 from tests.test_campaign_runs import _grid
-from workspace import campaign_runs
-from workspace.models import Job
+from workspace import campaign_runs, spend
+from workspace.campaign_models import Campaign
+from workspace.models import Budget, Job, WebhookDelivery
 
 pytestmark = pytest.mark.django_db
 S = Job.Status
@@ -38,3 +40,25 @@ def test_a_retried_row_gets_the_campaigns_time_to_wait_not_the_studios(client, c
     assert failed.status == S.QUEUED
     expected = timezone.now() + timedelta(seconds=settings.CAMPAIGN_JOB_DEADLINE_SECONDS)
     assert abs(failed.deadline_at - expected) < timedelta(minutes=1)
+
+
+def test_a_retry_the_budget_refuses_leaves_a_canceled_campaign_canceled(client, cast, project):
+    WebhookEndpointFactory(project=project, events=["campaign.finished"])
+    campaign = _grid(project, cast.bob, version=None, prompt="A lemon", axes=[("quality", "low, medium")])
+    _fail_one(campaign)
+    client.force_login(cast.bob)
+    url = reverse("campaign_control", args=[project.pk, campaign.pk])
+    client.post(url, {"action": "cancel"})
+    before = Campaign.objects.get()
+    assert before.status == Campaign.Status.CANCELED and before.finished_at is not None
+    finished_events = WebhookDelivery.objects.filter(event_type="campaign.finished").count()
+    assert finished_events == 1
+    Budget.objects.create(project=project, monthly_limit=0)
+
+    response = client.post(url, {"action": "retry"}, follow=True)
+    assert "budget" in response.content.decode()
+    after = Campaign.objects.get()
+    assert (after.status, after.finished_at) == (before.status, before.finished_at)
+    assert WebhookDelivery.objects.filter(event_type="campaign.finished").count() == finished_events
+    assert spend.used(project=project) == 0
+    assert set(Job.objects.values_list("status", "reserved_cost")) == {(S.CANCELED, 0), (S.FAILED, 0)}

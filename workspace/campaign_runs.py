@@ -99,19 +99,25 @@ def campaign_cancel(*, campaign: Campaign) -> int:
 
 def campaign_retry_failed(*, campaign: Campaign, actor) -> int:
     """Queue the failed jobs again (jobs.job_retry each: its estimate reserved, `actor` charged).
-    The campaign runs again. Raises spend.BudgetExceeded at the first that no longer fits (the ones
-    before it stay queued). Returns how many were queued."""
+    The campaign runs again once one is queued. Raises spend.BudgetExceeded at the first that no
+    longer fits (the ones before it stay queued; if none was, the campaign is left as it was).
+    Returns how many were queued."""
     failed = list(
         Job.objects.filter(campaign=campaign, status=Job.Status.FAILED).order_by("campaign_row", "id")
     )
     if not failed:
         return 0
-    Campaign.objects.reopen(campaign.pk)
     retried = 0
     try:
         for job in failed:
             with transaction.atomic():
+                if not retried:
+                    # Reopened with the first row queued, in its transaction: a refusal (or no row
+                    # won) rolls it back, so a finished or canceled campaign stays as it was.
+                    Campaign.objects.reopen(campaign.pk)
                 won = jobs.job_retry(job=job, actor=actor)
+                if not won and not retried:
+                    transaction.set_rollback(True)
                 if won:
                     # job_retry gives the Studio's deadline; a row waits behind the rest of the bulk
                     # lane as it did when first queued, so it keeps a campaign row's time to wait
