@@ -2,14 +2,15 @@
 wait, a refused retry leaves the campaign as it was, every CSV cell is checked as it will be used, rows
 keep the numbers the preview showed, and the ZIP's names open on every system."""
 
+import io
 from datetime import timedelta
 
 import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from tests.factories import WebhookEndpointFactory
-from tests.test_campaign_runs import _grid
+from tests.factories import WebhookEndpointFactory, template_version
+from tests.test_campaign_runs import _csv, _grid
 from workspace import campaign_runs, spend
 from workspace.campaign_models import Campaign
 from workspace.models import Budget, Job, WebhookDelivery
@@ -62,3 +63,38 @@ def test_a_retry_the_budget_refuses_leaves_a_canceled_campaign_canceled(client, 
     assert WebhookDelivery.objects.filter(event_type="campaign.finished").count() == finished_events
     assert spend.used(project=project) == 0
     assert set(Job.objects.values_list("status", "reserved_cost")) == {(S.CANCELED, 0), (S.FAILED, 0)}
+
+
+# --- The CSV: each cell checked as it will be used ---------------------------------------------------------
+
+
+def _upload(client, project, data: bytes, *, version=None, **fields):
+    version = version or template_version(project=project, text="A {product} in {season} light")
+    upload = io.BytesIO(data)
+    upload.name = "items.csv"
+    return client.post(
+        reverse("campaign_batch_new", args=[project.pk]),
+        {"template": version.template.pk, "file": upload, "quality": "low", **fields},
+    )
+
+
+def _refused(client, cast, project, data: bytes) -> str:
+    client.force_login(cast.bob)
+    response = _upload(client, project, data)
+    assert response.status_code == 400, response.content[:300]
+    assert not Campaign.objects.exists() and not Job.objects.exists()
+    assert spend.used(project=project) == 0
+    return response.content.decode().split('class="problems-table"')[1].split("</table>")[0]
+
+
+@pytest.mark.parametrize("cell", [" =HYPERLINK(1)", "\u00a0@SUM(A1)", "  +1+1", " -2+3"])
+def test_a_formula_behind_spaces_is_refused_as_the_value_is_stored_without_them(client, cast, project, cell):
+    # Cells are stored stripped: " =X" would become "=X" in the draft, its jobs and every export.
+    table = _refused(client, cast, project, _csv("product,season", "mug,winter", f"{cell},summer"))
+    assert "<td>3</td><td><code>product</code></td>" in table and "formula" in table
+
+
+@pytest.mark.parametrize(("cell", "named"), [("\tmug", "a tab"), ('"\rmug"', "a carriage return")])
+def test_a_leading_tab_or_carriage_return_is_refused_by_name(client, cast, project, cell, named):
+    table = _refused(client, cast, project, _csv("product,season", f"{cell},summer"))
+    assert "<td>2</td><td><code>product</code></td>" in table and f"starts with {named}," in table

@@ -29,6 +29,7 @@ from workspace.models import Project, Reference
 MAX_ROWS = 100_000
 REFERENCE_COLUMN = "reference"
 FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
+LEAD_NAMES = {"\t": "a tab", "\r": "a carriage return"}  # the others are shown as they are
 # A page of problems is enough to fix a file; the rest are counted.
 MAX_PROBLEMS_SHOWN = 200
 PREVIEW_ROWS = 5
@@ -151,16 +152,21 @@ def read_rows(*, data: bytes, variables: list[str]) -> tuple[list[str], list[Row
                 continue
             values = {}
             for column, cell in zip(header, cells, strict=True):
-                if cell.startswith(FORMULA_LEADS):
+                value = cell.strip()
+                # The raw cell for a leading tab or CR, the stripped one because that is what is kept
+                # (" =X" would be stored, queued and exported as "=X").
+                lead = next((text[0] for text in (cell, value) if text.startswith(FORMULA_LEADS)), None)
+                if lead is not None:
+                    shown = LEAD_NAMES.get(lead, f"“{lead}”")
                     problems.append(
                         Problem(
                             number,
                             column,
-                            f"“{cell[:40]}” starts with “{cell[0]!s}”, which a spreadsheet would run as a "
+                            f"“{value[:40]}” starts with {shown}, which a spreadsheet would run as a "
                             "formula. Remove that first character (or put the text in words).",
                         )
                     )
-                values[column] = cell.strip()
+                values[column] = value
             for name in variables:
                 if not values.get(name):
                     problems.append(Problem(number, name, f"{{{name}}} has no value."))
