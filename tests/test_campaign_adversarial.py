@@ -9,7 +9,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from tests.factories import WebhookEndpointFactory, template_version
+from tests.factories import ReferenceFactory, WebhookEndpointFactory, template_version
 from tests.test_campaign_runs import _csv, _grid
 from workspace import campaign_runs, spend
 from workspace.campaign_models import Campaign
@@ -98,3 +98,32 @@ def test_a_formula_behind_spaces_is_refused_as_the_value_is_stored_without_them(
 def test_a_leading_tab_or_carriage_return_is_refused_by_name(client, cast, project, cell, named):
     table = _refused(client, cast, project, _csv("product,season", f"{cell},summer"))
     assert "<td>2</td><td><code>product</code></td>" in table and f"starts with {named}," in table
+
+
+# --- Rows keep their numbers from the file to the jobs -----------------------------------------------------
+
+
+def test_rows_after_a_blank_line_keep_the_numbers_the_preview_showed(client, cast, project):
+    ref = ReferenceFactory(project=project, name="vase.png")
+    client.force_login(cast.bob)
+    data = _csv("product,season,reference", "mug,winter,", "", "vase,summer,vase.png", "jug,spring,")
+    assert _upload(client, project, data).status_code == 302
+    campaign = Campaign.objects.get()
+    page = client.get(campaign.get_absolute_url()).content.decode()
+    assert "A vase in summer light" in page
+    assert [row["row"] for row in campaign.rows] == [2, 4, 5]
+
+    # A problem found at the confirm names the row as the file and the preview number it.
+    ref.delete()
+    response = client.post(reverse("campaign_confirm", args=[project.pk, campaign.pk]), follow=True)
+    assert "Row 4, column “reference”" in response.content.decode()
+    assert not Job.objects.exists()
+
+    ReferenceFactory(project=project, name="vase.png")
+    client.post(reverse("campaign_confirm", args=[project.pk, campaign.pk]))
+    made = Job.objects.filter(campaign=campaign).order_by("campaign_row")
+    assert [(job.campaign_row, job.prompt) for job in made] == [
+        (2, "A mug in winter light"),
+        (4, "A vase in summer light"),
+        (5, "A jug in spring light"),
+    ]

@@ -237,8 +237,32 @@ def batch_check(
     the Studio's form once per kind (generation, or edit when a row has a reference), the price
     table once per prompt length (campaigns.EstimateCache).
     """
+    header, rows, problems = read_rows(data=data, variables=list(template_version.variables))
+    return _check_rows(
+        project=project,
+        template_version=template_version,
+        brand_kit_version=brand_kit_version,
+        header=header,
+        rows=rows,
+        problems=problems,
+        base=base,
+        overnight=overnight,
+    )
+
+
+def _check_rows(
+    *,
+    project: Project,
+    template_version: TemplateVersion,
+    brand_kit_version: BrandKitVersion | None,
+    header: list[str],
+    rows: list[Row],
+    problems: list[Problem],
+    base: dict,
+    overnight: bool,
+) -> Checked:
+    """batch_check's work once the rows are read: references, duplicates, prompts, parameters, costs."""
     variables = list(template_version.variables)
-    header, rows, problems = read_rows(data=data, variables=variables)
     _references(project, rows, problems)
     _duplicates(rows, problems)
     try:
@@ -362,20 +386,16 @@ def batch_draft(
 def draft_specs(campaign: Campaign) -> list[campaigns.JobSpec]:
     """The draft's rows as jobs again, checked again against what the database holds now (a
     reference removed, a price changed since the preview). Raises BatchRefused."""
+    # The rows keep the numbers they had in the file (blank lines skipped there still count), so
+    # each job's row and any problem found now name the row the preview showed.
     rows = [Row(number=row["row"], values=row["values"]) for row in campaign.rows]
-    problems: list[Problem] = []
-    _references(campaign.project, rows, problems)
-    if problems:
-        raise BatchRefused(problems)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(campaign.columns)
-    writer.writerows([[row.values.get(column, "") for column in campaign.columns] for row in rows])
-    return batch_check(
+    return _check_rows(
         project=campaign.project,
         template_version=campaign.template_version,
         brand_kit_version=campaign.brand_kit_version,
-        data=buffer.getvalue().encode("utf-8"),
+        header=list(campaign.columns),
+        rows=rows,
+        problems=[],
         base=campaign.base_params,
         overnight=campaign.overnight,
     ).specs
