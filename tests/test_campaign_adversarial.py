@@ -3,15 +3,16 @@ wait, a refused retry leaves the campaign as it was, every CSV cell is checked a
 keep the numbers the preview showed, and the ZIP's names open on every system."""
 
 import io
+import zipfile
 from datetime import timedelta
 
 import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from tests.factories import ReferenceFactory, WebhookEndpointFactory, template_version
-from tests.test_campaign_runs import _csv, _grid
-from workspace import campaign_runs, spend
+from tests.factories import ImageFactory, ReferenceFactory, WebhookEndpointFactory, template_version
+from tests.test_campaign_runs import _csv, _draft, _grid
+from workspace import batches, campaign_runs, spend
 from workspace.campaign_models import Campaign
 from workspace.models import Budget, Job, WebhookDelivery
 
@@ -126,4 +127,38 @@ def test_rows_after_a_blank_line_keep_the_numbers_the_preview_showed(client, cas
         (2, "A mug in winter light"),
         (4, "A vase in summer light"),
         (5, "A jug in spring light"),
+    ]
+
+
+# --- The ZIP's names -------------------------------------------------------------------------------------
+
+
+def test_the_zip_never_names_a_file_as_a_windows_device(client, cast, project):
+    keys = ["con", "NUL.txt", "com1", "Aux", "LPT9", "prn", "COM¹", "../../etc/passwd", "a/b:c*?", "console"]
+    campaign = _draft(
+        project,
+        cast.bob,
+        _csv("sku,product,season", *(f'"{key}",p{i},winter' for i, key in enumerate(keys))),
+        version=template_version(project=project, text="{sku} {product} {season}"),
+        key_column="sku",
+    )
+    batches.batch_confirm(campaign=campaign, author=cast.bob)
+    for job in Job.objects.filter(campaign=campaign):
+        Job.objects.filter(pk=job.pk).update(status=S.SUCCEEDED, reserved_cost=0)
+        ImageFactory(job=job, project=project, format="png")
+    client.force_login(cast.vera)
+    response = client.get(reverse("campaign_zip", args=[project.pk, campaign.pk]))
+    names = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content))).namelist()
+    assert names == [
+        "_con.png",
+        "_NUL.txt.png",
+        "_com1.png",
+        "_Aux.png",
+        "_LPT9.png",
+        "_prn.png",
+        "_COM1-2.png",  # "com1" above, whatever the case
+        "etc-passwd.png",
+        "a-b-c.png",
+        "console.png",
+        "metadata.json",
     ]

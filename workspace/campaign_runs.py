@@ -174,10 +174,17 @@ UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_NAME = 80
 
 
+# Windows opens a device, not a file, for these names whatever follows the first dot ("nul.png").
+RESERVED = {"con", "prn", "aux", "nul", *(f"{port}{n}" for port in ("com", "lpt") for n in range(10))}
+
+
 def safe_name(text: str) -> str:
-    """A file name from a cell: ASCII letters, digits, ".", "_" and "-", no leading dot, not empty."""
+    """A file name from a cell: ASCII letters, digits, ".", "_" and "-", no leading dot, not empty,
+    not a name Windows reserves (those get a leading "_")."""
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
     cleaned = UNSAFE.sub("-", ascii_text).strip("-.")[:MAX_NAME].strip("-.")
+    if cleaned.split(".")[0].lower() in RESERVED:
+        cleaned = f"_{cleaned}"
     return cleaned or "row"
 
 
