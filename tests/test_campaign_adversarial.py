@@ -162,3 +162,19 @@ def test_the_zip_never_names_a_file_as_a_windows_device(client, cast, project):
         "console.png",
         "metadata.json",
     ]
+
+
+@pytest.mark.parametrize(
+    ("lines", "row", "words"),
+    [
+        # Read leniently, the open quote took rows 3 and 4 into row 2's season: one job, no word said.
+        (["product,season", 'mug,"winter', "vase,summer", "jug,spring"], "2", "never closed"),
+        # Leniently this became "mug": a quote in the middle of a quoted cell.
+        (["product,season", "cup,autumn", '"mu"g,winter'], "3", "cannot be read"),
+    ],
+)
+def test_a_broken_quote_is_refused_with_its_row_not_read_as_something_else(
+    client, cast, project, lines, row, words
+):
+    table = _refused(client, cast, project, _csv(*lines))
+    assert f"<td>{row}</td><td>—</td>" in table and words in table

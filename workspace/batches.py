@@ -96,7 +96,8 @@ def read_rows(*, data: bytes, variables: list[str]) -> tuple[list[str], list[Row
     text = _decode(data)
     if "\x00" in text:
         raise BatchRefused([Problem(None, "", "this is not a CSV file (it holds binary data).")])
-    reader = csv.reader(io.StringIO(text, newline=""))
+    # Strict: a quote never closed would otherwise swallow every later row into one cell, silently.
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader, None)
     except csv.Error as error:
@@ -130,6 +131,7 @@ def read_rows(*, data: bytes, variables: list[str]) -> tuple[list[str], list[Row
     if problems:
         raise BatchRefused(problems)
     rows: list[Row] = []
+    number = 1
     try:
         for number, cells in enumerate(reader, start=2):
             if number - 1 > MAX_ROWS:
@@ -172,7 +174,18 @@ def read_rows(*, data: bytes, variables: list[str]) -> tuple[list[str], list[Row
                     problems.append(Problem(number, name, f"{{{name}}} has no value."))
             rows.append(Row(number=number, values=values))
     except csv.Error as error:
-        problems.append(Problem(reader.line_num, "", f"this line cannot be read ({error})."))
+        # Rows are counted as records (a quoted cell may hold line breaks), as everywhere else here.
+        if "unexpected end of data" in str(error):
+            message = (
+                'a quote (") opened in this row is never closed, so the rest of the file would be one '
+                'cell. Close the quote, or double a quote that is part of the text ("").'
+            )
+        else:
+            message = (
+                f"this row cannot be read ({error}). Put a cell that holds quotes in quotes, and double "
+                'the quotes inside it ("").'
+            )
+        problems.append(Problem(number + 1, "", message))
         raise BatchRefused(problems) from None
     if not rows and not problems:
         raise BatchRefused([Problem(2, "", "the file has a header but no rows.")])
