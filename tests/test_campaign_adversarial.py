@@ -178,3 +178,15 @@ def test_a_broken_quote_is_refused_with_its_row_not_read_as_something_else(
 ):
     table = _refused(client, cast, project, _csv(*lines))
     assert f"<td>{row}</td><td>—</td>" in table and words in table
+
+
+def test_a_blank_header_cell_is_named_by_its_position(client, cast, project):
+    # A stray empty column, as a spreadsheet saves it: a trailing comma on every line.
+    table = _refused(client, cast, project, _csv("product,season,", "mug,winter,", "vase,summer,"))
+    assert "<td>1</td><td><code>column 3</code></td>" in table and "has no name in the header" in table
+    assert "no variable “”" not in table
+
+
+def test_a_column_in_another_case_says_names_are_case_sensitive(client, cast, project):
+    table = _refused(client, cast, project, _csv("Product,season", "mug,winter"))
+    assert "names are case-sensitive: “product”?" in table

@@ -117,10 +117,23 @@ def read_rows(*, data: bytes, variables: list[str]) -> tuple[list[str], list[Row
         )
     problems: list[Problem] = []
     seen_columns: set[str] = set()
-    for cell in header:
-        if cell not in known:
+    by_case = {name.lower(): name for name in known}
+    for position, cell in enumerate(header, start=1):
+        if not cell:
+            # Often a spreadsheet's stray empty column (a trailing comma on every line).
             problems.append(
-                Problem(1, cell, f"the template has no variable “{cell}”. The columns are: {expected}.")
+                Problem(
+                    1,
+                    f"column {position}",
+                    f"this column has no name in the header. Name it ({expected}) or delete the column.",
+                )
+            )
+        elif cell not in known:
+            hint = (
+                f" (names are case-sensitive: “{by_case[cell.lower()]}”?)" if cell.lower() in by_case else ""
+            )
+            problems.append(
+                Problem(1, cell, f"the template has no variable “{cell}”{hint}. The columns are: {expected}.")
             )
         elif cell in seen_columns:
             problems.append(Problem(1, cell, "this column appears twice."))
