@@ -3,10 +3,13 @@ wait, a refused retry leaves the campaign as it was, every CSV cell is checked a
 keep the numbers the preview showed, and the ZIP's names open on every system."""
 
 import io
+import threading
 import zipfile
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -190,3 +193,86 @@ def test_a_blank_header_cell_is_named_by_its_position(client, cast, project):
 def test_a_column_in_another_case_says_names_are_case_sensitive(client, cast, project):
     table = _refused(client, cast, project, _csv("Product,season", "mug,winter"))
     assert "names are case-sensitive: “product”?" in table
+
+
+# --- Controls in every state, and two confirms at once ------------------------------------------------------
+
+
+def _in_state(project, author, state: str) -> Campaign:
+    if state == "draft":
+        return _draft(project, author, _csv("product,season", "mug,winter", "vase,summer"))
+    campaign = _grid(project, author, version=None, prompt="A lemon", axes=[("quality", "low, medium")])
+    if state == "paused":
+        campaign_runs.campaign_pause(campaign=campaign)
+    elif state == "canceled":
+        campaign_runs.campaign_cancel(campaign=campaign)
+    elif state == "finished":
+        for _ in range(2):
+            job = Job.objects.claim_next(worker="w", calls_per_user=0)
+            Job.objects.fail(job.pk, token=job.claim_token, code="x", message="Broke.")
+            campaign_runs.job_ended(job_id=job.pk)
+    campaign.refresh_from_db()
+    assert campaign.status == state
+    return campaign
+
+
+AFTER = {
+    # state: {action: state after}
+    "draft": {"pause": "draft", "resume": "draft", "cancel": "draft", "retry": "draft"},
+    "active": {"pause": "paused", "resume": "active", "cancel": "canceled", "retry": "active"},
+    "paused": {"pause": "paused", "resume": "active", "cancel": "canceled", "retry": "paused"},
+    "canceled": {"pause": "canceled", "resume": "canceled", "cancel": "canceled", "retry": "canceled"},
+    "finished": {"pause": "finished", "resume": "finished", "cancel": "finished", "retry": "active"},
+}
+
+
+@pytest.mark.parametrize("state", list(AFTER))
+@pytest.mark.parametrize("action", ["pause", "resume", "cancel", "retry"])
+def test_every_control_in_every_state_leaves_consistent_counts_and_no_stranded_money(
+    client, cast, project, state, action
+):
+    campaign = _in_state(project, cast.bob, state)
+    client.force_login(cast.bob)
+    url = reverse("campaign_control", args=[project.pk, campaign.pk])
+    for _ in range(2):  # and a second click, as a hurried owner does
+        assert client.post(url, {"action": action}).status_code == 302
+    campaign.refresh_from_db()
+    assert campaign.status == AFTER[state][action]
+    jobs = list(Job.objects.filter(campaign=campaign))
+    assert all(job.reserved_cost == 0 for job in jobs if job.status in Job.FINAL_STATUSES)
+    waiting = sum((job.reserved_cost for job in jobs if job.status in Job.ACTIVE_STATUSES), start=0)
+    assert spend.used(project=project) == waiting
+    progress = campaign_runs.progress(campaign)
+    assert progress.total == len(jobs) and progress.held == waiting
+    assert progress.ended + progress.waiting + progress.running == progress.total
+    assert (campaign.finished_at is not None) == (campaign.status in ("finished", "canceled"))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_confirms_of_one_draft_at_once_queue_it_once_and_hold_its_estimate_once(
+    cast, project, seeded_prices
+):
+    campaign = _draft(project, cast.bob, _csv("product,season", *(f"p{i},winter" for i in range(10))))
+    url = reverse("campaign_confirm", args=[project.pk, campaign.pk])
+    start = threading.Barrier(2)
+    codes = []
+
+    def confirm() -> None:
+        try:
+            browser = Client()
+            browser.force_login(cast.bob)
+            start.wait()
+            codes.append(browser.post(url).status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=confirm) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert codes == [302, 302]
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.ACTIVE
+    assert Job.objects.filter(campaign=campaign).count() == 10
+    assert spend.used(project=project) == campaign.estimated_cost > 0
