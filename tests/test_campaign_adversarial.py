@@ -276,3 +276,20 @@ def test_two_confirms_of_one_draft_at_once_queue_it_once_and_hold_its_estimate_o
     assert campaign.status == Campaign.Status.ACTIVE
     assert Job.objects.filter(campaign=campaign).count() == 10
     assert spend.used(project=project) == campaign.estimated_cost > 0
+
+
+# --- Kit and template forms ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("digit", ["²", "٣", "１"])
+@pytest.mark.parametrize(("route", "field"), [("kit_preview", "kit"), ("template_preview", "template")])
+def test_a_preview_naming_its_kit_or_template_in_non_ascii_digits_is_no_500(
+    client, cast, project, route, field, digit
+):
+    template_version(project=project)  # a template (and so an id) that "٣" or "１" could be read as
+    client.force_login(cast.bob)
+    response = client.post(
+        reverse(route, args=[project.pk]), {"name": "x", "text": "A {product}", field: digit}
+    )
+    assert response.status_code == 200
+    assert 'action="' in response.content.decode()
