@@ -293,3 +293,16 @@ def test_a_preview_naming_its_kit_or_template_in_non_ascii_digits_is_no_500(
     )
     assert response.status_code == 200
     assert 'action="' in response.content.decode()
+
+
+@pytest.mark.parametrize("digit", ["²", "٣"])
+@pytest.mark.parametrize("route", ["template_preview", "template_create"])
+def test_a_template_form_naming_its_brand_kit_in_non_ascii_digits_is_no_500(
+    client, cast, project, route, digit
+):
+    client.force_login(cast.bob)
+    response = client.post(
+        reverse(route, args=[project.pk]), {"name": "x", "text": "A {product}", "brand_kit": digit}
+    )
+    assert response.status_code in (200, 400)
+    assert "A [product]" in response.content.decode()  # the preview, without a kit
