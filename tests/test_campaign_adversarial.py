@@ -306,3 +306,23 @@ def test_a_template_form_naming_its_brand_kit_in_non_ascii_digits_is_no_500(
     )
     assert response.status_code in (200, 400)
     assert "A [product]" in response.content.decode()  # the preview, without a kit
+
+
+# --- A template whose variable is called {reference} --------------------------------------------------------
+
+
+def test_a_variable_named_reference_is_filled_from_its_column_not_looked_up_in_the_library(
+    client, cast, project
+):
+    version = template_version(project=project, text="A {product} shot like {reference}")
+    client.force_login(cast.bob)
+    response = _upload(client, project, _csv("product,reference", "mug,a catalogue cover"), version=version)
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    campaign = Campaign.objects.get()
+    client.post(reverse("campaign_confirm", args=[project.pk, campaign.pk]))
+    job = Job.objects.get(campaign=campaign)
+    assert (job.prompt, job.kind, job.variables) == (
+        "A mug shot like a catalogue cover",
+        Job.Kind.GENERATE,
+        {"product": "mug", "reference": "a catalogue cover"},
+    )

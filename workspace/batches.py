@@ -1,7 +1,8 @@
 """Catalog batches: one job per CSV row, every row checked before anything is queued.
 
 A CSV has a header naming its columns: the template's variables, and optionally `reference`, a
-library reference's name (this project's) whose image the row's job edits. Checked, all of it, before
+library reference's name (this project's) whose image the row's job edits (unless the template has
+a {reference} variable: then that column fills it, as any variable's does). Checked, all of it, before
 anything is written: the file is UTF-8 text with a header and at most MAX_ROWS rows; no cell starts
 with a formula character (=, +, -, @, a tab or a carriage return: spreadsheets would run it when the
 file is opened again); every column is a variable of the template or `reference`, every variable has
@@ -104,7 +105,8 @@ def read_rows(*, data: bytes, variables: list[str]) -> tuple[list[str], list[Row
         raise BatchRefused([Problem(1, "", f"the header cannot be read ({error}).")]) from None
     known = set(variables) | {REFERENCE_COLUMN}
     header = [cell.strip() for cell in header or []]
-    expected = ", ".join([*variables, f"{REFERENCE_COLUMN} (optional)"])
+    optional = [] if REFERENCE_COLUMN in variables else [f"{REFERENCE_COLUMN} (optional)"]
+    expected = ", ".join([*variables, *optional])
     if not any(header) or not known & set(header):
         raise BatchRefused(
             [
@@ -289,7 +291,9 @@ def _check_rows(
 ) -> Checked:
     """batch_check's work once the rows are read: references, duplicates, prompts, parameters, costs."""
     variables = list(template_version.variables)
-    _references(project, rows, problems)
+    # A template with a {reference} variable fills it from that column: its rows name no images.
+    if REFERENCE_COLUMN not in variables:
+        _references(project, rows, problems)
     _duplicates(rows, problems)
     try:
         shared = campaigns.inputs_for(template_version=template_version, brand_kit_version=brand_kit_version)
