@@ -326,3 +326,24 @@ def test_a_variable_named_reference_is_filled_from_its_column_not_looked_up_in_t
         Job.Kind.GENERATE,
         {"product": "mug", "reference": "a catalogue cover"},
     )
+
+
+# --- A campaign's last waiting job canceled from its own card ---------------------------------------------
+
+
+def test_canceling_a_campaigns_last_waiting_job_from_its_card_ends_the_campaign(
+    client, cast, project, django_capture_on_commit_callbacks
+):
+    # The Studio's job list shows campaign jobs with a Cancel button; without the campaign's settle
+    # it stayed "Running" (its page polling) for ever, and campaign.finished was never sent.
+    WebhookEndpointFactory(project=project, events=["campaign.finished"])
+    campaign = _grid(project, cast.bob, version=None, prompt="A lemon", axes=[("quality", "low, medium")])
+    _fail_one(campaign)
+    last = Job.objects.get(campaign=campaign, status=S.QUEUED)
+    client.force_login(cast.bob)
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("job_cancel", args=[project.pk, last.pk]))
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.FINISHED and campaign.finished_at is not None
+    assert WebhookDelivery.objects.filter(event_type="campaign.finished").count() == 1
+    assert spend.used(project=project) == 0

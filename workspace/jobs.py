@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from workspace import (
+    campaign_runs,
     outputs,
     spend,
     worker,
@@ -231,6 +232,11 @@ def job_cancel(*, job: Job) -> bool:
         won = Job.objects.cancel(job.pk)
         if won:
             worker.received_discard(job_id=job.pk)  # the worker's side owns kept answers
+            if job.campaign_id is not None:
+                # Its campaign ends once its last job has, however that job ended (as the worker's do).
+                transaction.on_commit(
+                    lambda: campaign_runs.job_ended(job_id=job.pk, campaign_id=job.campaign_id)
+                )
     return won
 
 
