@@ -347,3 +347,21 @@ def test_canceling_a_campaigns_last_waiting_job_from_its_card_ends_the_campaign(
     assert campaign.status == Campaign.Status.FINISHED and campaign.finished_at is not None
     assert WebhookDelivery.objects.filter(event_type="campaign.finished").count() == 1
     assert spend.used(project=project) == 0
+
+
+def test_retrying_a_finished_campaigns_failed_job_from_its_card_runs_the_campaign_again(
+    client, cast, project, settings
+):
+    campaign = _grid(project, cast.bob, version=None, prompt="A lemon", axes=[("quality", "low")])
+    failed = _fail_one(campaign)
+    assert Campaign.objects.get().status == Campaign.Status.FINISHED
+    client.force_login(cast.bob)
+    client.post(reverse("job_retry", args=[project.pk, failed.pk]))
+    failed.refresh_from_db()
+    campaign.refresh_from_db()
+    assert failed.status == S.QUEUED
+    # Running again (its page polls, it finishes again once the job ends), and the row keeps a
+    # campaign row's time to wait.
+    assert (campaign.status, campaign.finished_at) == (Campaign.Status.ACTIVE, None)
+    expected = timezone.now() + timedelta(seconds=settings.CAMPAIGN_JOB_DEADLINE_SECONDS)
+    assert abs(failed.deadline_at - expected) < timedelta(minutes=1)

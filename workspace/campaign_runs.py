@@ -98,10 +98,10 @@ def campaign_cancel(*, campaign: Campaign) -> int:
 
 
 def campaign_retry_failed(*, campaign: Campaign, actor) -> int:
-    """Queue the failed jobs again (jobs.job_retry each: its estimate reserved, `actor` charged).
-    The campaign runs again once one is queued. Raises spend.BudgetExceeded at the first that no
-    longer fits (the ones before it stay queued; if none was, the campaign is left as it was).
-    Returns how many were queued."""
+    """Queue the failed jobs again (jobs.job_retry each: its estimate reserved, `actor` charged,
+    the campaign running again with the first one queued; see campaign_reopen). Raises
+    spend.BudgetExceeded at the first that no longer fits (the ones before it stay queued; if none
+    was, the campaign is left as it was). Returns how many were queued."""
     failed = list(
         Job.objects.filter(campaign=campaign, status=Job.Status.FAILED).order_by("campaign_row", "id")
     )
@@ -110,23 +110,23 @@ def campaign_retry_failed(*, campaign: Campaign, actor) -> int:
     retried = 0
     try:
         for job in failed:
-            with transaction.atomic():
-                if not retried:
-                    # Reopened with the first row queued, in its transaction: a refusal (or no row
-                    # won) rolls it back, so a finished or canceled campaign stays as it was.
-                    Campaign.objects.reopen(campaign.pk)
-                won = jobs.job_retry(job=job, actor=actor)
-                if not won and not retried:
-                    transaction.set_rollback(True)
-                if won:
-                    # job_retry gives the Studio's deadline; a row waits behind the rest of the bulk
-                    # lane as it did when first queued, so it keeps a campaign row's time to wait
-                    # (set before the commit that wakes a worker for it).
-                    Job.objects.filter(pk=job.pk).update(deadline_at=campaign_deadline())
-            retried += won
+            retried += jobs.job_retry(job=job, actor=actor)
     finally:
         campaign_settle(campaign_id=campaign.pk)
     return retried
+
+
+def campaign_reopen(*, campaign_id: int) -> bool:
+    """A finished or canceled campaign runs again: called by jobs.job_retry for one of its jobs, in
+    that transaction, so a refused reservation (or a job someone else queued first) rolls it back."""
+    return Campaign.objects.reopen(campaign_id)
+
+
+def job_requeued(*, job_id: int) -> None:
+    """A person queued a campaign's job again (jobs.job_retry, in its transaction). Job.objects.retry
+    gives the Studio's deadline; the row waits behind the rest of the bulk lane as when it was first
+    queued, so it gets a campaign row's time to wait (before the commit that wakes a worker)."""
+    Job.objects.filter(pk=job_id).update(deadline_at=campaign_deadline())
 
 
 def campaign_deadline():
