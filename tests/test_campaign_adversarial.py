@@ -365,3 +365,19 @@ def test_retrying_a_finished_campaigns_failed_job_from_its_card_runs_the_campaig
     assert (campaign.status, campaign.finished_at) == (Campaign.Status.ACTIVE, None)
     expected = timezone.now() + timedelta(seconds=settings.CAMPAIGN_JOB_DEADLINE_SECONDS)
     assert abs(failed.deadline_at - expected) < timedelta(minutes=1)
+
+
+# --- Encodings --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_a_utf16_csv_is_refused_saying_it_is_utf16(client, cast, project, encoding):
+    table = _refused(client, cast, project, "product,season\nmug,winter\n".encode(encoding))
+    assert "UTF-16" in table and "CSV UTF-8" in table
+
+
+def test_a_utf8_csv_with_a_byte_order_mark_is_read_as_utf8(client, cast, project):
+    client.force_login(cast.bob)
+    response = _upload(client, project, "\ufeffproduct,season\ncafé,winter\n".encode())
+    assert response.status_code == 302
+    assert Campaign.objects.get().rows[0]["values"] == {"product": "café", "season": "winter"}

@@ -15,6 +15,7 @@ read them from the database, so what is queued is what was checked, whatever the
 `batch_confirm` then reserves the whole batch in one step and queues it (campaigns.campaign_jobs_create).
 """
 
+import codecs
 import csv
 import io
 from dataclasses import dataclass, field
@@ -75,7 +76,25 @@ class Checked:
         return sum((spec.cost for spec in self.specs), start=Decimal(0))
 
 
+UTF16 = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+UTF16_MESSAGE = (
+    "this file is UTF-16 text (a spreadsheet's “Unicode text”), not UTF-8. Save it as “CSV UTF-8” "
+    "and upload it again."
+)
+
+
+def _looks_utf16(data: bytes) -> bool:
+    """A byte-order mark, or ASCII text with every other byte zero (UTF-16 without a mark)."""
+    head = data[:200]
+    if head.startswith(UTF16):
+        return True
+    even, odd = head[0::2].count(0), head[1::2].count(0)
+    return len(head) >= 4 and min(even, odd) == 0 and max(even, odd) >= 0.9 * (len(head) // 2)
+
+
 def _decode(data: bytes) -> str:
+    if _looks_utf16(data):
+        raise BatchRefused([Problem(None, "", UTF16_MESSAGE)])
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
