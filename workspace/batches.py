@@ -1,7 +1,8 @@
 """Catalog batches: one job per CSV row, every row checked before anything is queued.
 
 A CSV has a header naming its columns: the template's variables, and optionally `reference`, a
-library reference's name (this project's) whose image the row's job edits. Checked, all of it, before
+library reference's name (this project's) whose image the row's job edits (unless the template has
+a {reference} variable: then that column fills it, as any variable's does). Checked, all of it, before
 anything is written: the file is UTF-8 text with a header and at most MAX_ROWS rows; no cell starts
 with a formula character (=, +, -, @, a tab or a carriage return: spreadsheets would run it when the
 file is opened again); every column is a variable of the template or `reference`, every variable has
@@ -14,6 +15,7 @@ read them from the database, so what is queued is what was checked, whatever the
 `batch_confirm` then reserves the whole batch in one step and queues it (campaigns.campaign_jobs_create).
 """
 
+import codecs
 import csv
 import io
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ from workspace.models import Project, Reference
 MAX_ROWS = 100_000
 REFERENCE_COLUMN = "reference"
 FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
+LEAD_NAMES = {"\t": "a tab", "\r": "a carriage return"}  # the others are shown as they are
 # A page of problems is enough to fix a file; the rest are counted.
 MAX_PROBLEMS_SHOWN = 200
 PREVIEW_ROWS = 5
@@ -73,7 +76,25 @@ class Checked:
         return sum((spec.cost for spec in self.specs), start=Decimal(0))
 
 
+UTF16 = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+UTF16_MESSAGE = (
+    "this file is UTF-16 text (a spreadsheet's “Unicode text”), not UTF-8. Save it as “CSV UTF-8” "
+    "and upload it again."
+)
+
+
+def _looks_utf16(data: bytes) -> bool:
+    """A byte-order mark, or ASCII text with every other byte zero (UTF-16 without a mark)."""
+    head = data[:200]
+    if head.startswith(UTF16):
+        return True
+    even, odd = head[0::2].count(0), head[1::2].count(0)
+    return len(head) >= 4 and min(even, odd) == 0 and max(even, odd) >= 0.9 * (len(head) // 2)
+
+
 def _decode(data: bytes) -> str:
+    if _looks_utf16(data):
+        raise BatchRefused([Problem(None, "", UTF16_MESSAGE)])
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -95,14 +116,16 @@ def read_rows(*, data: bytes, variables: list[str]) -> tuple[list[str], list[Row
     text = _decode(data)
     if "\x00" in text:
         raise BatchRefused([Problem(None, "", "this is not a CSV file (it holds binary data).")])
-    reader = csv.reader(io.StringIO(text, newline=""))
+    # Strict: a quote never closed would otherwise swallow every later row into one cell, silently.
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader, None)
     except csv.Error as error:
         raise BatchRefused([Problem(1, "", f"the header cannot be read ({error}).")]) from None
     known = set(variables) | {REFERENCE_COLUMN}
     header = [cell.strip() for cell in header or []]
-    expected = ", ".join([*variables, f"{REFERENCE_COLUMN} (optional)"])
+    optional = [] if REFERENCE_COLUMN in variables else [f"{REFERENCE_COLUMN} (optional)"]
+    expected = ", ".join([*variables, *optional])
     if not any(header) or not known & set(header):
         raise BatchRefused(
             [
@@ -115,10 +138,23 @@ def read_rows(*, data: bytes, variables: list[str]) -> tuple[list[str], list[Row
         )
     problems: list[Problem] = []
     seen_columns: set[str] = set()
-    for cell in header:
-        if cell not in known:
+    by_case = {name.lower(): name for name in known}
+    for position, cell in enumerate(header, start=1):
+        if not cell:
+            # Often a spreadsheet's stray empty column (a trailing comma on every line).
             problems.append(
-                Problem(1, cell, f"the template has no variable “{cell}”. The columns are: {expected}.")
+                Problem(
+                    1,
+                    f"column {position}",
+                    f"this column has no name in the header. Name it ({expected}) or delete the column.",
+                )
+            )
+        elif cell not in known:
+            hint = (
+                f" (names are case-sensitive: “{by_case[cell.lower()]}”?)" if cell.lower() in by_case else ""
+            )
+            problems.append(
+                Problem(1, cell, f"the template has no variable “{cell}”{hint}. The columns are: {expected}.")
             )
         elif cell in seen_columns:
             problems.append(Problem(1, cell, "this column appears twice."))
@@ -129,6 +165,7 @@ def read_rows(*, data: bytes, variables: list[str]) -> tuple[list[str], list[Row
     if problems:
         raise BatchRefused(problems)
     rows: list[Row] = []
+    number = 1
     try:
         for number, cells in enumerate(reader, start=2):
             if number - 1 > MAX_ROWS:
@@ -151,22 +188,38 @@ def read_rows(*, data: bytes, variables: list[str]) -> tuple[list[str], list[Row
                 continue
             values = {}
             for column, cell in zip(header, cells, strict=True):
-                if cell.startswith(FORMULA_LEADS):
+                value = cell.strip()
+                # The raw cell for a leading tab or CR, the stripped one because that is what is kept
+                # (" =X" would be stored, queued and exported as "=X").
+                lead = next((text[0] for text in (cell, value) if text.startswith(FORMULA_LEADS)), None)
+                if lead is not None:
+                    shown = LEAD_NAMES.get(lead, f"“{lead}”")
                     problems.append(
                         Problem(
                             number,
                             column,
-                            f"“{cell[:40]}” starts with “{cell[0]!s}”, which a spreadsheet would run as a "
+                            f"“{value[:40]}” starts with {shown}, which a spreadsheet would run as a "
                             "formula. Remove that first character (or put the text in words).",
                         )
                     )
-                values[column] = cell.strip()
+                values[column] = value
             for name in variables:
                 if not values.get(name):
                     problems.append(Problem(number, name, f"{{{name}}} has no value."))
             rows.append(Row(number=number, values=values))
     except csv.Error as error:
-        problems.append(Problem(reader.line_num, "", f"this line cannot be read ({error})."))
+        # Rows are counted as records (a quoted cell may hold line breaks), as everywhere else here.
+        if "unexpected end of data" in str(error):
+            message = (
+                'a quote (") opened in this row is never closed, so the rest of the file would be one '
+                'cell. Close the quote, or double a quote that is part of the text ("").'
+            )
+        else:
+            message = (
+                f"this row cannot be read ({error}). Put a cell that holds quotes in quotes, and double "
+                'the quotes inside it ("").'
+            )
+        problems.append(Problem(number + 1, "", message))
         raise BatchRefused(problems) from None
     if not rows and not problems:
         raise BatchRefused([Problem(2, "", "the file has a header but no rows.")])
@@ -231,9 +284,35 @@ def batch_check(
     the Studio's form once per kind (generation, or edit when a row has a reference), the price
     table once per prompt length (campaigns.EstimateCache).
     """
+    header, rows, problems = read_rows(data=data, variables=list(template_version.variables))
+    return _check_rows(
+        project=project,
+        template_version=template_version,
+        brand_kit_version=brand_kit_version,
+        header=header,
+        rows=rows,
+        problems=problems,
+        base=base,
+        overnight=overnight,
+    )
+
+
+def _check_rows(
+    *,
+    project: Project,
+    template_version: TemplateVersion,
+    brand_kit_version: BrandKitVersion | None,
+    header: list[str],
+    rows: list[Row],
+    problems: list[Problem],
+    base: dict,
+    overnight: bool,
+) -> Checked:
+    """batch_check's work once the rows are read: references, duplicates, prompts, parameters, costs."""
     variables = list(template_version.variables)
-    header, rows, problems = read_rows(data=data, variables=variables)
-    _references(project, rows, problems)
+    # A template with a {reference} variable fills it from that column: its rows name no images.
+    if REFERENCE_COLUMN not in variables:
+        _references(project, rows, problems)
     _duplicates(rows, problems)
     try:
         shared = campaigns.inputs_for(template_version=template_version, brand_kit_version=brand_kit_version)
@@ -356,20 +435,16 @@ def batch_draft(
 def draft_specs(campaign: Campaign) -> list[campaigns.JobSpec]:
     """The draft's rows as jobs again, checked again against what the database holds now (a
     reference removed, a price changed since the preview). Raises BatchRefused."""
+    # The rows keep the numbers they had in the file (blank lines skipped there still count), so
+    # each job's row and any problem found now name the row the preview showed.
     rows = [Row(number=row["row"], values=row["values"]) for row in campaign.rows]
-    problems: list[Problem] = []
-    _references(campaign.project, rows, problems)
-    if problems:
-        raise BatchRefused(problems)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(campaign.columns)
-    writer.writerows([[row.values.get(column, "") for column in campaign.columns] for row in rows])
-    return batch_check(
+    return _check_rows(
         project=campaign.project,
         template_version=campaign.template_version,
         brand_kit_version=campaign.brand_kit_version,
-        data=buffer.getvalue().encode("utf-8"),
+        header=list(campaign.columns),
+        rows=rows,
+        problems=[],
         base=campaign.base_params,
         overnight=campaign.overnight,
     ).specs

@@ -293,7 +293,9 @@ def template_preview(form: TemplateForm) -> dict:
     kit = None
     kit_id = form.data.get("brand_kit") if form.is_bound else form.initial.get("brand_kit")
     if kit_id:
-        found = form.fields["brand_kit"].queryset.filter(pk=kit_id if str(kit_id).isdigit() else 0).first()
+        # ASCII digits only: "²" is a digit to isdigit() and the query then raises (a 500).
+        pk = kit_id if str(kit_id).isascii() and str(kit_id).isdigit() and len(str(kit_id)) <= 18 else 0
+        found = form.fields["brand_kit"].queryset.filter(pk=pk).first()
         kit = found.latest if found is not None else None
     prompt = prompting.compose_with_kit(prompting.render(text, values), kit)
     return {

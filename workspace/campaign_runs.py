@@ -10,11 +10,14 @@ Pausing leaves the jobs queued, holding their reservation: the claims skip jobs 
 import re
 import unicodedata
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Exists, Q, Sum
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from workspace import jobs, queue, webhooks
 from workspace.campaign_models import Campaign
@@ -95,15 +98,15 @@ def campaign_cancel(*, campaign: Campaign) -> int:
 
 
 def campaign_retry_failed(*, campaign: Campaign, actor) -> int:
-    """Queue the failed jobs again (jobs.job_retry each: its estimate reserved, `actor` charged).
-    The campaign runs again. Raises spend.BudgetExceeded at the first that no longer fits (the ones
-    before it stay queued). Returns how many were queued."""
+    """Queue the failed jobs again (jobs.job_retry each: its estimate reserved, `actor` charged,
+    the campaign running again with the first one queued; see campaign_reopen). Raises
+    spend.BudgetExceeded at the first that no longer fits (the ones before it stay queued; if none
+    was, the campaign is left as it was). Returns how many were queued."""
     failed = list(
         Job.objects.filter(campaign=campaign, status=Job.Status.FAILED).order_by("campaign_row", "id")
     )
     if not failed:
         return 0
-    Campaign.objects.reopen(campaign.pk)
     retried = 0
     try:
         for job in failed:
@@ -111,6 +114,23 @@ def campaign_retry_failed(*, campaign: Campaign, actor) -> int:
     finally:
         campaign_settle(campaign_id=campaign.pk)
     return retried
+
+
+def campaign_reopen(*, campaign_id: int) -> bool:
+    """A finished or canceled campaign runs again: called by jobs.job_retry for one of its jobs, in
+    that transaction, so a refused reservation (or a job someone else queued first) rolls it back."""
+    return Campaign.objects.reopen(campaign_id)
+
+
+def job_requeued(*, job_id: int) -> None:
+    """A person queued a campaign's job again (jobs.job_retry, in its transaction). Job.objects.retry
+    gives the Studio's deadline; the row waits behind the rest of the bulk lane as when it was first
+    queued, so it gets a campaign row's time to wait (before the commit that wakes a worker)."""
+    Job.objects.filter(pk=job_id).update(deadline_at=campaign_deadline())
+
+
+def campaign_deadline():
+    return timezone.now() + timedelta(seconds=settings.CAMPAIGN_JOB_DEADLINE_SECONDS)
 
 
 def _unfinished(campaign_id: int) -> Exists:
@@ -154,10 +174,17 @@ UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_NAME = 80
 
 
+# Windows opens a device, not a file, for these names whatever follows the first dot ("nul.png").
+RESERVED = {"con", "prn", "aux", "nul", *(f"{port}{n}" for port in ("com", "lpt") for n in range(10))}
+
+
 def safe_name(text: str) -> str:
-    """A file name from a cell: ASCII letters, digits, ".", "_" and "-", no leading dot, not empty."""
+    """A file name from a cell: ASCII letters, digits, ".", "_" and "-", no leading dot, not empty,
+    not a name Windows reserves (those get a leading "_")."""
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
     cleaned = UNSAFE.sub("-", ascii_text).strip("-.")[:MAX_NAME].strip("-.")
+    if cleaned.split(".")[0].lower() in RESERVED:
+        cleaned = f"_{cleaned}"
     return cleaned or "row"
 
 

@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from workspace import (
+    campaign_runs,
     imagemodels,
     outputs,
     spend,
@@ -245,6 +246,11 @@ def job_cancel(*, job: Job) -> bool:
         won = Job.objects.cancel(job.pk)
         if won:
             worker.received_discard(job_id=job.pk)  # the worker's side owns kept answers
+            if job.campaign_id is not None:
+                # Its campaign ends once its last job has, however that job ended (as the worker's do).
+                transaction.on_commit(
+                    lambda: campaign_runs.job_ended(job_id=job.pk, campaign_id=job.campaign_id)
+                )
     return won
 
 
@@ -255,12 +261,21 @@ def job_retry(*, job: Job, actor) -> bool:
     not whoever asked first. Moving the author (rather than adding a "charged_to") keeps one owner of a
     job's money: the hold, the charge and the badge all already follow `author`.
     An overnight job stays in the overnight lane: it goes in the next batch, at the price it reserved.
-    Raises spend.BudgetExceeded when a budget cannot cover it any more.
+    A campaign's job keeps a campaign row's time to wait and runs its campaign again (from its card
+    as from the campaign's "retry the failed"), in the same transaction.
+    Raises spend.BudgetExceeded when a budget cannot cover it any more (nothing changes).
     """
     amount = job.estimated_cost if job.estimated_cost is not None else ZERO
     with transaction.atomic():
+        if job.campaign_id is not None:
+            # First, so the locks go campaign → budgets → job, the order a confirm and a cancel take.
+            campaign_runs.campaign_reopen(campaign_id=job.campaign_id)
         spend.reserve(user=actor, project=job.project, amount=amount)
         won = Job.objects.retry(job.pk, reserve=amount, author_id=actor.pk)
         if won:
+            if job.campaign_id is not None:
+                campaign_runs.job_requeued(job_id=job.pk)
             _enqueue_on_commit(job)
+        elif job.campaign_id is not None:
+            transaction.set_rollback(True)  # nothing queued: the campaign stays as it was
     return won

@@ -11,6 +11,7 @@ from workspace.access import ProjectAccess, project_access
 from workspace.campaign_forms import BrandKitForm, TemplateForm, defaults_from, template_preview
 from workspace.campaign_models import BrandKit, BrandKitVersion, PromptTemplate, TemplateVersion
 from workspace.models import Role
+from workspace.views._common import parse_id
 
 
 def _kit(access: ProjectAccess, kit_id: int) -> BrandKit:
@@ -114,8 +115,8 @@ def kit_preview(request: HttpRequest, project_id: int) -> HttpResponse:
     form = BrandKitForm(request.POST, project=access.project)
     if request.htmx:
         return render(request, "workspace/kit_form.html#kit-preview", {"preview": _kit_preview(form)})
-    kit_id = request.POST.get("kit", "")
-    kit = _kit(access, int(kit_id)) if kit_id.isdigit() else None
+    kit_id = parse_id(request.POST.get("kit"))  # not str.isdigit: "²" is a digit to it, and int() raises
+    kit = _kit(access, kit_id) if kit_id is not None else None
     return _kit_form_page(request, access, form, kit)
 
 
@@ -248,8 +249,8 @@ def template_preview_view(request: HttpRequest, project_id: int) -> HttpResponse
         return render(
             request, "workspace/template_form.html#template-preview", {"preview": template_preview(form)}
         )
-    template_id = request.POST.get("template", "")
-    template = _template(access, int(template_id)) if template_id.isdigit() else None
+    template_id = parse_id(request.POST.get("template"))
+    template = _template(access, template_id) if template_id is not None else None
     return _template_form_page(request, access, form, template)
 
 
