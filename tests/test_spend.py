@@ -758,6 +758,8 @@ def test_csv_cell_leaves_safe_values_alone():
     assert csv_cell(Decimal("-1.5")) == Decimal("-1.5")
     assert csv_cell("") == ""
     assert csv_cell("=1") == "'=1"
+    assert csv_cell("  =HYPERLINK(1)") == "'  =HYPERLINK(1)"
+    assert csv_cell("a = b") == "a = b"
 
 
 def test_estimates_read_the_prices_once_and_follow_a_price_saved_here_at_once(django_assert_num_queries):

@@ -36,9 +36,10 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def csv_cell(value):
-    """The value, with a leading ' on text that starts like a formula. Numbers pass untouched (a
+    """The value, with a leading ' on text that starts like a formula, after any spaces (a spreadsheet
+    that trims cells on import would still read ` =HYPERLINK(…)` as one). Numbers pass untouched (a
     negative cost is a number, not a formula)."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+    if isinstance(value, str) and value.lstrip(" ").startswith(FORMULA_STARTS):
         return "'" + value
     return value
 
