@@ -568,3 +568,28 @@ def test_a_grid_over_the_budget_is_402_saying_what_is_left(cast, project, bob_ap
     error = response.json()["error"]
     assert error["remaining"] == "0.00" and Decimal(error["needed"]) > 0
     assert not Campaign.objects.exists() and not Job.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_over_real_http_a_large_upload_is_a_draft_and_a_retry_with_a_new_boundary_replays(
+    cast, project, live_server, seeded_prices
+):
+    import httpx
+
+    version = template_version(project=project, text="A {product} in {season} light")
+    rows = "".join(f"item {n:05d} {'y' * 500},autumn\n" for n in range(2_500))
+    data = ("product,season\n" + rows).encode()
+    assert len(data) > 1024 * 1024
+    headers = {"Authorization": f"Bearer {secret_for(cast.bob)}", "Idempotency-Key": "http-upload-1"}
+    address = live_server.url + url("campaign-batch-create", project)
+    fields = {"template_id": str(version.template_id), "confirm": "false"}
+    answers = [
+        # httpx makes a new random boundary for each request, as any client does.
+        httpx.post(address, data=fields, files={"file": ("big.csv", data, "text/csv")}, headers=headers)
+        for _ in range(2)
+    ]
+    assert answers[0].status_code == 201, answers[0].text[:300]
+    assert answers[1].status_code == 201 and answers[1].headers["Idempotent-Replayed"] == "true"
+    assert answers[0].json()["id"] == answers[1].json()["id"]
+    campaign = Campaign.objects.get()
+    assert campaign.status == Campaign.Status.DRAFT and len(campaign.rows) == 2_500
