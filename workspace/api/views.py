@@ -964,19 +964,21 @@ def campaign_batch_create(request: Request, project_id: int) -> Response:
     queues every row, the whole estimate reserved at once (402 over a budget, nothing created)."""
     access = project_access(request.user, project_id, needs=Role.EDITOR, writes=True)
     form_data, files, confirm = _batch_input(request)
+    uploaded = request.content_type.startswith("multipart/")
     if confirm is None:
         reason = "Say true (queue it now) or false (keep it as a draft)."
         raise ApiError(400, "invalid", reason, {"confirm": [reason]})
     form = BatchForm(form_data, files, project=access.project)
     if not form.is_valid():
-        raise batch_form_errors(form, uploaded=request.content_type.startswith("multipart/"))
+        raise batch_form_errors(form, uploaded=uploaded)
     upload = form.cleaned_data["file"]
     version = form.cleaned_data["template"].latest
     try:
         campaign, _checked = batches.batch_draft(
             project=access.project,
             author=request.user,
-            name=form.cleaned_data["name"] or f"{version}: {upload.name}"[:120],
+            # CSV text has no file name: named as before; an uploaded file by its name, as the page does.
+            name=form.cleaned_data["name"] or f"{version}: {upload.name if uploaded else 'API batch'}"[:120],
             source_name=upload.name,
             template_version=version,
             brand_kit_version=form.kit_version(),
