@@ -18,9 +18,10 @@ from tests.factories import (
     template_version,
 )
 from tests.test_access import _walk
+from workspace import batches
 from workspace.api.tokens import token_create
 from workspace.campaign_models import Campaign
-from workspace.models import Job, Role
+from workspace.models import Conversation, Job, Role
 from workspace.webhook_models import WebhookEndpoint
 
 pytestmark = pytest.mark.django_db
@@ -46,6 +47,12 @@ API_ROUTES = {
     "campaign-cancel": ("post", Role.EDITOR),
     "campaign-retry": ("post", Role.EDITOR),
     "campaign-batch-create": ("post", Role.EDITOR),
+    "campaign-confirm": ("post", Role.EDITOR),  # on a draft: call() below
+    "campaign-grid-create": ("post", Role.EDITOR),
+    "conversation-start": ("post", Role.EDITOR),
+    "conversation-list": ("get", Role.VIEWER),
+    "conversation-detail": ("get", Role.VIEWER),
+    "conversation-turns": ("post", Role.EDITOR),
     "my-spend": ("get", None),
     "user-spend": ("get", None),  # staff with an admin token: test_api.py
     # Owners only, like the settings page (an owner's answers: test_api.py).
@@ -108,6 +115,24 @@ def world(cast, project, other_project):
     campaign = Campaign.objects.create(project=project, author=cast.bob, **grid)
     paused = Campaign.objects.create(project=project, author=cast.bob, status=Campaign.Status.PAUSED, **grid)
     their_campaign = Campaign.objects.create(project=other_project, author=cast.charlie, **grid)
+    template = template_version(project=project, text="A {product}").template
+    draft, _ = batches.batch_draft(
+        project=project,
+        author=cast.bob,
+        name="Draft",
+        source_name="a.csv",
+        template_version=template.latest,
+        brand_kit_version=None,
+        data=b"product\nmug\n",
+        base={},
+        key_column="",
+        overnight=False,
+    )
+    thread = {"mainline_model": "gpt-5.5", "image_model": "gpt-image-2"}
+    conversation = Conversation.objects.create(project=project, author=cast.bob, root_image=image, **thread)
+    their_conversation = Conversation.objects.create(
+        project=other_project, author=cast.charlie, root_image=their_image, **thread
+    )
     return {
         "mine": {
             "project_id": project.pk,
@@ -116,6 +141,7 @@ def world(cast, project, other_project):
             "endpoint_id": hook.pk,
             "delivery_id": sent.pk,
             "campaign_id": campaign.pk,
+            "conversation_id": conversation.pk,
         },
         "theirs": {
             "project_id": other_project.pk,
@@ -124,12 +150,14 @@ def world(cast, project, other_project):
             "endpoint_id": theirs.pk,
             "delivery_id": their_sent.pk,
             "campaign_id": their_campaign.pk,
+            "conversation_id": their_conversation.pk,
         },
         "reference": ReferenceFactory(project=project, uploaded_by=cast.bob),
         "image": image,
         "queued": queued,
         "paused": paused,
-        "template": template_version(project=project, text="A {product}").template,
+        "template": template,
+        "draft": draft,
     }
 
 
@@ -139,6 +167,8 @@ def call(name: str, kwargs: dict, secret: str | None, world, method: str | None 
         kwargs = kwargs | {"job_id": world["queued"].pk}  # only a job that has not started can be canceled
     if name == "campaign-resume" and kwargs["campaign_id"] == world["mine"]["campaign_id"]:
         kwargs = kwargs | {"campaign_id": world["paused"].pk}  # only a paused campaign can be resumed
+    if name == "campaign-confirm" and kwargs["campaign_id"] == world["mine"]["campaign_id"]:
+        kwargs = kwargs | {"campaign_id": world["draft"].pk}  # only a draft can be confirmed
     url = reverse(f"api:{name}", kwargs={k: v for k, v in kwargs.items() if k in api_routes()[name]})
     headers = {"Authorization": f"Bearer {secret}"} if secret else {}
     client = Client()
@@ -158,7 +188,18 @@ def call(name: str, kwargs: dict, secret: str | None, world, method: str | None 
         body |= {"inputs": [f"img:{world['image'].pk}"]}
     if name == "campaign-batch-create":
         body = {"template_id": world["template"].pk, "csv": "product\nmug\n", "confirm": False}
-    data = json.dumps(body) if name in ("job-create", "edit-create", "campaign-batch-create") else "{}"
+    if name == "campaign-grid-create":
+        body = {"prompt": "A lemon", "axes": [{"name": "quality", "values": ["low"]}], "confirm": True}
+    if name == "conversation-turns":
+        body = {"message": "Brighter"}
+    creates = (
+        "job-create",
+        "edit-create",
+        "campaign-batch-create",
+        "campaign-grid-create",
+        "conversation-turns",
+    )
+    data = json.dumps(body) if name in creates else "{}"
     return client.post(url, data, content_type="application/json", headers=headers)
 
 
@@ -192,7 +233,11 @@ def test_each_actor_gets_what_the_route_allows(cast, world, name, method, actor)
 
 @pytest.mark.parametrize(
     "name",
-    sorted(n for n in API_ROUTES if {"job_id", "image_id", "endpoint_id", "campaign_id"} & api_routes()[n]),
+    sorted(
+        n
+        for n in API_ROUTES
+        if {"job_id", "image_id", "endpoint_id", "campaign_id", "conversation_id"} & api_routes()[n]
+    ),
 )
 def test_another_projects_object_through_my_project_is_a_404(cast, world, name):
     # Webhooks are the owner's (alice); jobs and images an editor's (bob).

@@ -4,9 +4,12 @@ CSV text refused with every problem's row and column and nothing created, and a 
 queued once however often the same Idempotency-Key is sent. Alice owns the project, bob edits, vera
 views, charlie is a stranger with his own project."""
 
+import uuid
 from decimal import Decimal
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test.client import encode_multipart
 from django.urls import reverse
 
 from tests.factories import JobFactory, template_version
@@ -275,5 +278,318 @@ def test_a_csv_over_the_json_body_limit_is_a_400_saying_so_not_a_500(cast, proje
         {"template_id": version.template_id, "csv": "product,season\n" + rows, "confirm": True},
     )
     assert response.status_code == 400, response.content[:200]
-    assert "batch page" in response.json()["error"]["message"]
+    assert "multipart" in response.json()["error"]["message"]
     assert not Campaign.objects.exists()
+
+
+# --- A CSV uploaded as a multipart file --------------------------------------------------------------
+
+
+def _upload(api: Api, project, data: bytes, *, key: str = "auto", **fields):
+    """POST the batch as multipart: the CSV as its `file`, the rest as form fields."""
+    headers = dict(api.headers) | {"Idempotency-Key": str(uuid.uuid4()) if key == "auto" else key}
+    body = {"file": SimpleUploadedFile("spring.csv", data, "text/csv")} | fields
+    return api.client.post(url("campaign-batch-create", project), body, headers=headers)
+
+
+def test_a_csv_over_1_mb_uploaded_as_a_file_becomes_a_draft_then_is_confirmed(cast, project, bob_api):
+    version = template_version(project=project, text="A {product} in {season} light")
+    padding = "x" * 600
+    rows = "".join(f"item {n:05d} {padding},spring\n" for n in range(2_000))
+    data = ("product,season\n" + rows).encode()
+    assert len(data) > 1024 * 1024  # over DATA_UPLOAD_MAX_MEMORY_SIZE: JSON could not carry it
+    response = _upload(
+        bob_api, project, data, template_id=str(version.template_id), confirm="false", quality="low"
+    )
+    assert response.status_code == 201, response.content[:300]
+    draft = response.json()
+    assert draft["status"] == "draft" and draft["columns"] == ["product", "season"]
+    campaign = Campaign.objects.get()
+    assert campaign.name.endswith("spring.csv") and len(campaign.rows) == 2_000
+    assert not Job.objects.exists()
+
+    confirmed = bob_api.post(url("campaign-confirm", project, campaign), {"key_column": "product"})
+    assert confirmed.status_code == 200, confirmed.content[:300]
+    body = confirmed.json()
+    assert body["status"] == "active" and body["key_column"] == "product"
+    assert body["progress"]["waiting"] == 2_000
+    jobs = Job.objects.filter(campaign=campaign)
+    assert jobs.count() == 2_000 and {job.quality for job in jobs} == {"low"}
+    assert sum(job.reserved_cost for job in jobs) == Decimal(body["estimated_cost"])
+
+
+def test_an_uploaded_file_is_held_to_the_batch_page_s_rules_and_limit(cast, project, bob_api, monkeypatch):
+    version = template_version(project=project, text="A {product} in {season} light")
+    refused = _upload(
+        bob_api, project, BAD_CSV.encode(), template_id=str(version.template_id), confirm="true"
+    )
+    assert refused.status_code == 400
+    assert {(p["row"], p["column"]) for p in refused.json()["error"]["problems"]} == {
+        (3, "season"),
+        (4, "product"),
+    }
+    flag = _upload(bob_api, project, GOOD_CSV.encode(), template_id=str(version.template_id), confirm="maybe")
+    assert flag.status_code == 400 and flag.json()["error"]["fields"] == {
+        "confirm": ["Expected true or false."]
+    }
+    # The batch page's size limit, made small here so the test need not send 50 MB: a body over it is
+    # a 413 saying so, read no further; nothing is created.
+    monkeypatch.setattr("workspace.campaign_forms.MAX_CSV_BYTES", 1024 * 1024)
+    big = b"product,season\n" + b"mug,spring\n" * 200_000  # 2.2 MB
+    too_large = _upload(bob_api, project, big, template_id=str(version.template_id), confirm="false")
+    assert too_large.status_code == 413, too_large.content[:300]
+    error = too_large.json()["error"]
+    assert error["code"] == "too_large" and "1,048,576" in error["message"]
+    # Within the body's slack but over the form's limit: the form's own field error.
+    near = b"product,season\n" + b"mug,spring\n" * 96_000  # just over 1 MB
+    over_form = _upload(bob_api, project, near, template_id=str(version.template_id), confirm="false")
+    assert over_form.status_code == 400
+    assert "at most 1,048,576" in over_form.json()["error"]["fields"]["file"][0]
+    assert not Campaign.objects.exists() and not Job.objects.exists()
+
+
+def test_an_uploaded_batch_is_queued_once_for_a_repeated_key(cast, project, bob_api, version):
+    fields = {"template_id": str(version.template_id), "confirm": "true", "key_column": "product"}
+
+    def send(boundary: str):
+        # Each retry with its own random boundary, as HTTP clients make them.
+        body = fields | {"file": SimpleUploadedFile("spring.csv", GOOD_CSV.encode(), "text/csv")}
+        return bob_api.client.post(
+            url("campaign-batch-create", project),
+            encode_multipart(boundary, body),
+            content_type=f"multipart/form-data; boundary={boundary}",
+            headers=bob_api.headers | {"Idempotency-Key": "upload-1"},
+        )
+
+    first = send(uuid.uuid4().hex)
+    assert first.status_code == 201, first.content[:300]
+    again = send(uuid.uuid4().hex)
+    assert again.status_code == 201 and again["Idempotent-Replayed"] == "true"
+    assert Campaign.objects.count() == 1 and Job.objects.count() == 3
+
+
+# --- Confirming a draft -----------------------------------------------------------------------------
+
+
+def _draft(api, project, version) -> int:
+    response = api.post(
+        url("campaign-batch-create", project),
+        {"template_id": version.template_id, "csv": GOOD_CSV, "confirm": False},
+    )
+    assert response.status_code == 201, response.content
+    return response.json()["id"]
+
+
+def test_confirming_over_the_budget_is_402_saying_what_is_left_and_the_draft_stays(
+    cast, project, bob_api, version
+):
+    campaign = Campaign.objects.get(pk=_draft(bob_api, project, version))
+    Budget.objects.create(project=project, monthly_limit=Decimal("0.000001"))
+    refused = bob_api.post(url("campaign-confirm", project, campaign))
+    assert refused.status_code == 402
+    error = refused.json()["error"]
+    assert error["code"] == "over_budget" and error["remaining"] == "0.00"
+    assert "only $0.00 is left" in error["message"]
+    assert Decimal(error["needed"]) == campaign.estimated_cost.quantize(Decimal("0.01"))
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.DRAFT and len(campaign.rows) == 3
+    assert not Job.objects.exists()
+
+
+def test_confirming_is_held_to_the_tokens_own_limit(cast, project, version):
+    api = Api(secret_for(cast.bob, monthly_limit=Decimal("0.000001")))
+    campaign_id = _draft(api, project, version)
+    refused = api.post(reverse("api:campaign-confirm", args=[project.pk, campaign_id]))
+    assert refused.status_code == 402
+    assert "token" in refused.json()["error"]["message"]
+    assert not Job.objects.exists()
+
+
+def test_confirming_twice_is_a_409_and_a_key_replays(cast, project, bob_api, version):
+    campaign = Campaign.objects.get(pk=_draft(bob_api, project, version))
+    first = bob_api.post(url("campaign-confirm", project, campaign), key="confirm-1")
+    assert first.status_code == 200, first.content
+    replay = bob_api.post(url("campaign-confirm", project, campaign), key="confirm-1")
+    assert replay.status_code == 200 and replay["Idempotent-Replayed"] == "true"
+    again = bob_api.post(url("campaign-confirm", project, campaign))
+    assert again.status_code == 409
+    error = again.json()["error"]
+    assert error["code"] == "not_allowed_now" and "only a draft can be confirmed" in error["message"]
+    assert Job.objects.filter(campaign=campaign).count() == 3
+
+
+def test_confirm_refuses_bad_input_strangers_viewers_and_no_key(
+    cast, project, other_project, bob_api, version
+):
+    campaign = Campaign.objects.get(pk=_draft(bob_api, project, version))
+    bad_column = bob_api.post(url("campaign-confirm", project, campaign), {"key_column": "colour"})
+    assert bad_column.status_code == 400
+    assert bad_column.json()["error"]["problems"][0]["column"] == "colour"
+    wrong_type = bob_api.post(url("campaign-confirm", project, campaign), {"key_column": 3, "x": 1})
+    assert wrong_type.status_code == 400
+    assert wrong_type.json()["error"]["fields"] == {
+        "key_column": ["Expected a string."],
+        "x": ["Unknown field."],
+    }
+    assert bob_api.post(url("campaign-confirm", project, campaign), key=None).json()["error"]["code"] == (
+        "idempotency_key_required"
+    )
+    theirs = _campaign(other_project, cast.charlie, status=Campaign.Status.DRAFT, kind=Campaign.Kind.BATCH)
+    assert bob_api.post(reverse("api:campaign-confirm", args=[project.pk, theirs.pk])).status_code == 404
+    assert Api(secret_for(cast.vera)).post(url("campaign-confirm", project, campaign)).status_code == 403
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.DRAFT and not Job.objects.exists()
+
+
+# --- Variant grids ------------------------------------------------------------------------------------
+
+
+def test_a_grid_is_planned_without_writing_then_queued_like_the_grid_page(cast, project, bob_api, version):
+    body = {
+        "template_id": version.template_id,
+        "variables": {"season": "spring"},
+        "axes": [
+            {"name": "var:product", "values": ["mug", "vase"]},
+            {"name": "quality", "values": ["low", "medium"]},
+        ],
+        "confirm": False,
+    }
+    plan = bob_api.post(url("campaign-grid-create", project), body)
+    assert plan.status_code == 200, plan.content
+    planned = plan.json()
+    assert [cell["values"] for cell in planned["cells"]] == [
+        {"var:product": "mug", "quality": "low"},
+        {"var:product": "mug", "quality": "medium"},
+        {"var:product": "vase", "quality": "low"},
+        {"var:product": "vase", "quality": "medium"},
+    ]
+    assert planned["cells"][2]["prompt"].startswith("A vase in spring light")
+    assert planned["cells"][1]["params"]["quality"] == "medium"
+    assert Decimal(planned["estimated_cost"]) == sum(Decimal(c["estimated_cost"]) for c in planned["cells"])
+    assert not Campaign.objects.exists() and not Job.objects.exists()
+
+    queued = bob_api.post(url("campaign-grid-create", project), body | {"confirm": True, "overnight": True})
+    assert queued.status_code == 201, queued.content
+    grid = queued.json()
+    assert grid["kind"] == "grid" and grid["status"] == "active" and grid["overnight"] is True
+    assert grid["axes"] == [
+        {"name": "var:product", "values": ["mug", "vase"]},
+        {"name": "quality", "values": ["low", "medium"]},
+    ]
+    assert grid["name"] == f"{version}: {{product}} × Quality"
+    jobs = list(Job.objects.filter(campaign_id=grid["id"]).order_by("id"))
+    assert [job.cell for job in jobs] == [cell["values"] for cell in planned["cells"]]
+    assert [job.prompt for job in jobs] == [cell["prompt"] for cell in planned["cells"]]
+    assert sum(job.reserved_cost for job in jobs) == Decimal(grid["estimated_cost"])
+
+
+def test_a_prompt_grid_over_models_and_sizes(cast, project, bob_api):
+    response = bob_api.post(
+        url("campaign-grid-create", project),
+        {
+            "prompt": "A lemon on a blue table",
+            "axes": [{"name": "size", "values": ["square", "portrait"]}],
+            "quality": "low",
+            "name": "Sizes",
+            "confirm": True,
+        },
+    )
+    assert response.status_code == 201, response.content
+    jobs = Job.objects.filter(campaign_id=response.json()["id"]).order_by("id")
+    assert [job.size_preset for job in jobs] == ["square", "portrait"]
+    assert {job.quality for job in jobs} == {"low"} and {job.prompt for job in jobs} == {
+        "A lemon on a blue table"
+    }
+
+
+def test_a_grid_s_bad_input_names_its_fields_and_creates_nothing(
+    cast, project, other_project, bob_api, version
+):
+    post = lambda body: bob_api.post(url("campaign-grid-create", project), body)  # noqa: E731
+    shape = post({"prompt": "x", "axes": [{"name": "quality"}], "confirm": True})
+    assert shape.status_code == 400 and set(shape.json()["error"]["fields"]) == {"axes"}
+    no_prompt = post({"axes": [{"name": "quality", "values": ["low"]}], "confirm": True})
+    assert no_prompt.json()["error"]["fields"] == {"prompt": ["Write a prompt, or choose a template."]}
+    bad_value = post({"prompt": "x", "axes": [{"name": "quality", "values": ["ultra"]}], "confirm": True})
+    assert "“ultra” is not one of" in bad_value.json()["error"]["fields"]["axes"][0]
+    same = post(
+        {
+            "prompt": "x",
+            "axes": [{"name": "quality", "values": ["low"]}, {"name": "quality", "values": ["high"]}],
+            "confirm": True,
+        }
+    )
+    assert same.json()["error"]["fields"] == {
+        "axes": ["The two axes must differ: choose another second axis."]
+    }
+    not_an_axis = post({"prompt": "x", "axes": [{"name": "var:product", "values": ["a"]}], "confirm": False})
+    assert not_an_axis.json()["error"]["fields"]["axes"][0].startswith("First axis: Select a valid choice")
+    theirs = template_version(project=other_project, text="A {product}")
+    foreign = post(
+        {"template_id": theirs.template_id, "axes": [{"name": "quality", "values": ["low"]}], "confirm": True}
+    )
+    assert foreign.status_code == 400 and "template_id" in foreign.json()["error"]["fields"]
+    unknown = post(
+        {
+            "template_id": version.template_id,
+            "variables": {"colour": "red"},
+            "axes": [{"name": "var:product", "values": ["mug"]}],
+            "confirm": True,
+        }
+    )
+    assert unknown.json()["error"]["fields"] == {
+        "variables": ["{colour} is not a variable of this template."]
+    }
+    retired = post({"prompt": "x", "axes": [{"name": "model", "values": ["gpt-image-1"]}], "confirm": True})
+    assert retired.status_code == 400 and "axes" in retired.json()["error"]["fields"]
+    no_confirm = post({"prompt": "x", "axes": [{"name": "quality", "values": ["low"]}]})
+    assert set(no_confirm.json()["error"]["fields"]) == {"confirm"}
+    no_key = bob_api.post(
+        url("campaign-grid-create", project),
+        {"prompt": "x", "axes": [{"name": "quality", "values": ["low"]}], "confirm": True},
+        key=None,
+    )
+    assert no_key.status_code == 400 and no_key.json()["error"]["code"] == "idempotency_key_required"
+    stranger = Api(secret_for(cast.charlie)).post(
+        url("campaign-grid-create", project),
+        {"prompt": "x", "axes": [{"name": "quality", "values": ["low"]}], "confirm": True},
+    )
+    assert stranger.status_code == 404
+    assert not Campaign.objects.exists() and not Job.objects.exists()
+
+
+def test_a_grid_over_the_budget_is_402_saying_what_is_left(cast, project, bob_api):
+    Budget.objects.create(project=project, monthly_limit=Decimal("0.000001"))
+    response = bob_api.post(
+        url("campaign-grid-create", project),
+        {"prompt": "A lemon", "axes": [{"name": "quality", "values": ["low", "high"]}], "confirm": True},
+    )
+    assert response.status_code == 402
+    error = response.json()["error"]
+    assert error["remaining"] == "0.00" and Decimal(error["needed"]) > 0
+    assert not Campaign.objects.exists() and not Job.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_over_real_http_a_large_upload_is_a_draft_and_a_retry_with_a_new_boundary_replays(
+    cast, project, live_server, seeded_prices
+):
+    import httpx
+
+    version = template_version(project=project, text="A {product} in {season} light")
+    rows = "".join(f"item {n:05d} {'y' * 500},autumn\n" for n in range(2_500))
+    data = ("product,season\n" + rows).encode()
+    assert len(data) > 1024 * 1024
+    headers = {"Authorization": f"Bearer {secret_for(cast.bob)}", "Idempotency-Key": "http-upload-1"}
+    address = live_server.url + url("campaign-batch-create", project)
+    fields = {"template_id": str(version.template_id), "confirm": "false"}
+    answers = [
+        # httpx makes a new random boundary for each request, as any client does.
+        httpx.post(address, data=fields, files={"file": ("big.csv", data, "text/csv")}, headers=headers)
+        for _ in range(2)
+    ]
+    assert answers[0].status_code == 201, answers[0].text[:300]
+    assert answers[1].status_code == 201 and answers[1].headers["Idempotent-Replayed"] == "true"
+    assert answers[0].json()["id"] == answers[1].json()["id"]
+    campaign = Campaign.objects.get()
+    assert campaign.status == Campaign.Status.DRAFT and len(campaign.rows) == 2_500

@@ -427,3 +427,141 @@ class BatchErrorDetailSerializer(ErrorDetailSerializer):
 
 class BatchErrorSerializer(serializers.Serializer):
     error = BatchErrorDetailSerializer()
+
+
+class BatchUploadSerializer(BatchRequestSerializer):
+    """The same batch as multipart form fields, the CSV as an uploaded `file` (over the JSON body's 1 MB)."""
+
+    csv = None
+    template_id = serializers.CharField(help_text="A prompt template of this project (its newest version).")
+    kit_id = serializers.CharField(required=False, allow_blank=True, help_text="A brand kit of this project.")
+    file = serializers.FileField(help_text="The CSV file: up to 50 MB and 100,000 rows, as the batch page.")
+    # Form fields are text: true/false (also 1/0, on/off, yes/no), as a form's checkbox sends them.
+    overnight = serializers.BooleanField(required=False, help_text="Half price, ready within 24 h.")
+    confirm = serializers.BooleanField(help_text="false: keep it as a draft; true: queue every row now.")
+
+
+class OverBudgetErrorDetailSerializer(ErrorDetailSerializer):
+    remaining = serializers.CharField(required=False, help_text="Dollars left of the budget this month.")
+    needed = serializers.CharField(required=False, help_text="Dollars the whole campaign would hold.")
+
+
+class OverBudgetErrorSerializer(serializers.Serializer):
+    error = OverBudgetErrorDetailSerializer()
+
+
+class CampaignConfirmSerializer(serializers.Serializer):
+    key_column = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=100,
+        help_text="Change the column that names the files (as the draft's page lets you); empty: by row.",
+    )
+
+
+class GridAxisRequestSerializer(serializers.Serializer):
+    name = serializers.CharField(
+        help_text="quality, model, size, complexity (planning effort), or var:NAME for a template variable."
+    )
+    values = serializers.ListField(
+        child=serializers.CharField(), help_text="1 to 8 values (a parameter axis: its allowed values)."
+    )
+
+
+class GridRequestSerializer(serializers.Serializer):
+    template_id = serializers.IntegerField(
+        required=False, allow_null=True, help_text="A prompt template of this project; or give `prompt`."
+    )
+    prompt = serializers.CharField(required=False, allow_blank=True, help_text="Without a template.")
+    variables = serializers.DictField(
+        child=serializers.CharField(allow_blank=True),
+        required=False,
+        help_text="The template's variables that are not an axis: the same value in every cell.",
+    )
+    axes = GridAxisRequestSerializer(many=True, help_text="One axis, or two (first down, second across).")
+    name = serializers.CharField(required=False, allow_blank=True, max_length=120)
+    kit_id = serializers.IntegerField(
+        required=False, allow_null=True, help_text="A brand kit of this project."
+    )
+    model = serializers.CharField(required=False, allow_blank=True)
+    quality = serializers.CharField(required=False, allow_blank=True)
+    size = serializers.CharField(required=False, allow_blank=True, help_text="A size preset's name.")
+    overnight = serializers.BooleanField(required=False, help_text="Half price, ready within 24 h.")
+    confirm = serializers.BooleanField(
+        help_text="false: only plan it (every cell's prompt and estimate; nothing written); true: queue it."
+    )
+
+
+class GridPlanAxisSerializer(CampaignAxisSerializer):
+    label = serializers.CharField()
+
+
+class GridPlanCellSerializer(serializers.Serializer):
+    values = serializers.DictField(child=serializers.CharField(), help_text="{axis: value}")
+    prompt = serializers.CharField(help_text="Exactly what is sent.")
+    params = serializers.DictField(help_text="The job's parameters: model, size, quality, …")
+    estimated_cost = serializers.DecimalField(max_digits=14, decimal_places=6)
+
+
+class GridPlanSerializer(serializers.Serializer):
+    """A grid planned, not queued: what `confirm: true` would queue, and its total."""
+
+    axes = GridPlanAxisSerializer(many=True)
+    cells = GridPlanCellSerializer(many=True, help_text="Row-major: first axis down, second across.")
+    estimated_cost = serializers.DecimalField(max_digits=14, decimal_places=6)
+
+
+# --- Conversations --------------------------------------------------------------------------------------
+
+
+class ConversationStartSerializer(serializers.Serializer):
+    """Nothing to send: the conversation refines the image with the image's own model."""
+
+
+class TurnRequestSerializer(serializers.Serializer):
+    message = serializers.CharField(max_length=4000, help_text="What to change; everything else is kept.")
+    branch_from = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        help_text="A finished turn of this conversation: a new conversation continues from it (the "
+        "page's Branch), and this message is its first turn.",
+    )
+
+
+class TurnSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    conversation = serializers.IntegerField()
+    index = serializers.IntegerField()
+    message = serializers.CharField()
+    job = serializers.IntegerField()
+    status = serializers.CharField(help_text="Its job's status: queued, running, succeeded, failed, …")
+    error_message = serializers.CharField()
+    parent = serializers.IntegerField(allow_null=True, help_text="The turn it continues.")
+    source_image = serializers.IntegerField(help_text="The image it edits.")
+    image = serializers.IntegerField(allow_null=True, help_text="Its image, once it has succeeded.")
+    images = serializers.ListField(child=serializers.IntegerField(), help_text="Every image its job made.")
+    estimated_cost = serializers.DecimalField(max_digits=14, decimal_places=6, allow_null=True)
+    cost = serializers.DecimalField(max_digits=14, decimal_places=6, help_text="Charged, from the ledger.")
+    created_at = serializers.DateTimeField()
+
+
+class ConversationSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    project = serializers.IntegerField()
+    root_image = serializers.IntegerField(help_text="The image it started from.")
+    branched_from = serializers.IntegerField(allow_null=True, help_text="The turn it was branched from.")
+    image_model = serializers.CharField()
+    mainline_model = serializers.CharField()
+    model_problem = serializers.CharField(help_text="Why it cannot take a new turn; empty when it can.")
+    created_at = serializers.DateTimeField()
+    cost = serializers.DecimalField(max_digits=14, decimal_places=6, help_text="Its turns' charges.")
+    links = serializers.DictField(child=serializers.CharField())
+
+
+class ConversationDetailSerializer(ConversationSerializer):
+    turns = TurnSerializer(many=True)
+
+
+class ConversationPageSerializer(serializers.Serializer):
+    conversations = ConversationSerializer(many=True)
+    next_cursor = serializers.CharField(help_text="Pass as ?cursor= for the next page; empty on the last.")

@@ -3,7 +3,7 @@
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView
 
-from workspace.api import views
+from workspace.api import campaigns, conversations, views
 
 app_name = "api"
 
@@ -24,11 +24,29 @@ urlpatterns = [
     path(f"{P}/templates", views.template_list, name="template-list"),
     path(f"{P}/campaigns", views.campaign_list, name="campaign-list"),
     path(f"{P}/campaigns/batches", views.campaign_batch_create, name="campaign-batch-create"),
+    path(f"{P}/campaigns/grids", campaigns.campaign_grid_create, name="campaign-grid-create"),
     path(f"{P}/campaigns/<int:campaign_id>", views.campaign_detail, name="campaign-detail"),
+    path(f"{P}/campaigns/<int:campaign_id>/confirm", campaigns.campaign_confirm, name="campaign-confirm"),
     path(f"{P}/campaigns/<int:campaign_id>/pause", views.campaign_pause, name="campaign-pause"),
     path(f"{P}/campaigns/<int:campaign_id>/resume", views.campaign_resume, name="campaign-resume"),
     path(f"{P}/campaigns/<int:campaign_id>/cancel", views.campaign_cancel, name="campaign-cancel"),
     path(f"{P}/campaigns/<int:campaign_id>/retry", views.campaign_retry, name="campaign-retry"),
+    path(
+        f"{P}/images/<int:image_id>/conversations",
+        conversations.conversation_start,
+        name="conversation-start",
+    ),
+    path(f"{P}/conversations", conversations.conversation_list, name="conversation-list"),
+    path(
+        f"{P}/conversations/<int:conversation_id>",
+        conversations.conversation_detail,
+        name="conversation-detail",
+    ),
+    path(
+        f"{P}/conversations/<int:conversation_id>/turns",
+        conversations.turn_create,
+        name="conversation-turns",
+    ),
     path(f"{P}/webhooks", views.webhook_list, name="webhook-list"),
     path(f"{P}/webhooks/<int:endpoint_id>", views.webhook_detail, name="webhook-detail"),
     path(f"{P}/webhooks/<int:endpoint_id>/rotate", views.webhook_rotate, name="webhook-rotate"),

@@ -3,6 +3,9 @@ project's object is a 404, an archived project's write a 409); validation is the
 
 import base64
 import binascii
+import functools
+import hashlib
+import io
 import re
 
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -10,6 +13,7 @@ from django.db.models import OuterRef, Q, Subquery
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.http import parse_header_parameters
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.decorators import api_view, authentication_classes, permission_classes, throttle_classes
@@ -20,6 +24,7 @@ from rest_framework.response import Response
 
 from workspace import (
     batches,
+    campaign_forms,
     campaign_runs,
     edits,
     export,
@@ -36,7 +41,7 @@ from workspace.api import serializers as s
 from workspace.api.auth import NeedsStaff, needs
 from workspace.api.errors import ApiError
 from workspace.api.idempotency import HEADER, idempotent
-from workspace.api.tokens import api_batch_confirm, api_job_create, api_job_retry
+from workspace.api.tokens import TokenLimitExceeded, api_batch_confirm, api_job_create, api_job_retry
 from workspace.campaign_forms import BatchForm
 from workspace.campaign_models import Campaign, PromptTemplate
 from workspace.forms import EditForm, GenerationForm, SpendPeriodForm, WebhookForm
@@ -637,7 +642,7 @@ BATCH_TYPES = {
 # The batch form's field names, as this API names them.
 BATCH_FORM_FIELDS = {"template": "template_id", "file": "csv", "kit": "kit_id"}
 FORM_FIELDS = {api: form for form, api in BATCH_FORM_FIELDS.items()}
-CAMPAIGN_ACTIONS = ("pause", "resume", "cancel", "retry")
+CAMPAIGN_ACTIONS = ("confirm", "pause", "resume", "cancel", "retry")
 
 
 def _campaign(request: Request, project_id: int, campaign_id: int, **needs_kwargs) -> Campaign:
@@ -836,47 +841,148 @@ def _batch_refused(refusal: batches.BatchRefused) -> ApiError:
     )
 
 
+# A multipart body's parts besides the file (the form fields, the boundaries) fit well within this.
+MULTIPART_SLACK_BYTES = 64 * 1024
+TRUE_WORDS, FALSE_WORDS = ("true", "1", "on", "yes"), ("false", "0", "off", "no", "")
+
+
+def upload_body(view):
+    """Read a multipart body (a CSV `file`) up to the batch page's own limit, before the Idempotency-Key
+    hash reads it: Django's read stops at DATA_UPLOAD_MAX_MEMORY_SIZE (1 MB), which is meant for typed
+    form fields, so a larger file would be refused before the form could say anything. Over the limit
+    is a 413 in the API's shape, read no further. JSON bodies keep Django's 1 MB."""
+
+    @functools.wraps(view)
+    def wrapper(request, *args, **kwargs):
+        http = request._request
+        if request.content_type.startswith("multipart/") and not hasattr(http, "_body"):
+            try:
+                length = int(http.META.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                length = 0
+            limit = campaign_forms.MAX_CSV_BYTES
+            if length > limit + MULTIPART_SLACK_BYTES:
+                raise ApiError(
+                    413,
+                    "too_large",
+                    f"This upload is {length:,} bytes; a batch's CSV file may be at most {limit:,} bytes "
+                    "(the batch page's limit). Split it into several batches.",
+                )
+            # What HttpRequest.body does, without its 1 MB cap: the parsers then read this copy.
+            http._body = _same_boundary(http, http.read())
+            http._stream = io.BytesIO(http._body)
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _same_boundary(http: HttpRequest, raw: bytes) -> bytes:
+    """The body with its multipart boundary replaced by one made from the content: clients pick a new
+    random boundary for every request, and the Idempotency-Key's hash (content type and bytes) would
+    then take a retried upload for another request (a 409) instead of answering it again."""
+    _, params = parse_header_parameters(http.META.get("CONTENT_TYPE", ""))
+    boundary = params.get("boundary", "")
+    if not boundary or not boundary.isascii():
+        return raw  # the parser refuses it in its own words
+    marker = b"--" + boundary.encode("ascii")
+    canonical = "atelier-" + hashlib.sha256(raw.replace(marker, b"--")).hexdigest()
+    http.META["CONTENT_TYPE"] = f"multipart/form-data; boundary={canonical}"
+    return raw.replace(marker, b"--" + canonical.encode("ascii"))
+
+
+def _multipart_flag(data, name: str) -> bool | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    word = str(value).strip().lower()
+    if word not in TRUE_WORDS + FALSE_WORDS:
+        reason = "Expected true or false."
+        raise ApiError(400, "invalid", f"Some fields are not valid: {name}.", {name: [reason]})
+    return word in TRUE_WORDS
+
+
+def _batch_input(request: Request) -> tuple[dict, dict, bool | None]:
+    """(form data, form files, confirm) from a JSON body with the CSV as text, or from a multipart
+    upload with the CSV as its `file` (for files over the JSON body's 1 MB)."""
+    if not request.content_type.startswith("multipart/"):
+        data = _body(request, BATCH_TYPES)
+        confirm = data.pop("confirm", None)
+        text = data.pop("csv", "")
+        files = {"file": SimpleUploadedFile("api.csv", text.encode("utf-8"), "text/csv")} if text else {}
+        return {FORM_FIELDS.get(name, name): value for name, value in data.items()}, files, confirm
+    names = set(request.data.keys())
+    unknown = sorted(names - set(BATCH_TYPES) - {"file"})
+    if unknown:
+        fields = {name: ["Unknown field."] for name in unknown}
+        raise ApiError(400, "invalid", "Some fields are not valid: " + ", ".join(unknown) + ".", fields)
+    uploads_sent = request.FILES.getlist("file") if hasattr(request.FILES, "getlist") else []
+    if (
+        len(uploads_sent) > 1
+        or ("file" in names and not uploads_sent)
+        or ("file" in names and "csv" in names)
+    ):
+        reason = "Send one CSV file as “file”, or the CSV text as “csv”, not both."
+        raise ApiError(400, "invalid", reason, {"file": [reason]})
+    files = {"file": uploads_sent[0]} if uploads_sent else {}
+    if not files and request.data.get("csv"):
+        files = {"file": SimpleUploadedFile("api.csv", request.data["csv"].encode("utf-8"), "text/csv")}
+    flags = {name: _multipart_flag(request.data, name) for name in ("confirm", "overnight")}
+    data = {
+        FORM_FIELDS.get(name, name): request.data.get(name)
+        for name in names - {"file", "csv", "confirm", "overnight"}
+    }
+    if flags["overnight"] is not None:
+        data["overnight"] = flags["overnight"]
+    return data, files, flags["confirm"]
+
+
+def batch_form_errors(form, *, uploaded: bool) -> ApiError:
+    """The batch form's errors under the API's field names (a multipart upload's file is `file`)."""
+    names = BATCH_FORM_FIELDS | ({"file": "file"} if uploaded else {})
+    fields = {names.get(name, name): list(messages) for name, messages in form.errors.items()}
+    general = fields.pop("__all__", [])
+    message = " ".join(general) or "Some fields are not valid: " + ", ".join(fields) + "."
+    return ApiError(400, "invalid", message, fields)
+
+
 @extend_schema(
-    request=s.BatchRequestSerializer,
-    responses={201: s.CampaignDetailSerializer} | WRITE_ERRORS | {400: s.BatchErrorSerializer},
+    request={"application/json": s.BatchRequestSerializer, "multipart/form-data": s.BatchUploadSerializer},
+    responses={201: s.CampaignDetailSerializer}
+    | WRITE_ERRORS
+    | {400: s.BatchErrorSerializer, 402: s.OverBudgetErrorSerializer, 413: s.ErrorSerializer},
     parameters=[IDEMPOTENCY],
 )
 @api_view(["POST"])
 @permission_classes([GENERATE])
+@upload_body
 @idempotent
 def campaign_batch_create(request: Request, project_id: int) -> Response:
-    """A catalog batch from CSV text, every row checked first (the batch page's rules): problems are a
-    400 listing each with its row and column, and nothing is created. `confirm: false` keeps it as a
-    draft (to confirm on its page); `confirm: true` queues every row, the whole estimate reserved at
-    once (402 over a budget, nothing created)."""
+    """A catalog batch from a CSV, every row checked first (the batch page's rules): problems are a
+    400 listing each with its row and column, and nothing is created. The CSV is JSON `csv` text (within
+    the body's 1 MB) or a multipart `file` (up to the batch page's 50 MB and 100,000 rows).
+    `confirm: false` keeps it as a draft (confirm it with `…/{campaign}/confirm`); `confirm: true`
+    queues every row, the whole estimate reserved at once (402 over a budget, nothing created)."""
     access = project_access(request.user, project_id, needs=Role.EDITOR, writes=True)
-    data = _body(request, BATCH_TYPES)
-    if "confirm" not in data:
+    form_data, files, confirm = _batch_input(request)
+    uploaded = request.content_type.startswith("multipart/")
+    if confirm is None:
         reason = "Say true (queue it now) or false (keep it as a draft)."
         raise ApiError(400, "invalid", reason, {"confirm": [reason]})
-    confirm = data.pop("confirm")
-    text = data.pop("csv", "")
-    form_data = {FORM_FIELDS.get(name, name): value for name, value in data.items()}
-    form = BatchForm(
-        form_data,
-        {"file": SimpleUploadedFile("batch.csv", text.encode("utf-8"), "text/csv")} if text else {},
-        project=access.project,
-    )
+    form = BatchForm(form_data, files, project=access.project)
     if not form.is_valid():
-        fields = {BATCH_FORM_FIELDS.get(name, name): list(messages) for name, messages in form.errors.items()}
-        general = fields.pop("__all__", [])
-        message = " ".join(general) or "Some fields are not valid: " + ", ".join(fields) + "."
-        raise ApiError(400, "invalid", message, fields)
+        raise batch_form_errors(form, uploaded=uploaded)
+    upload = form.cleaned_data["file"]
     version = form.cleaned_data["template"].latest
     try:
         campaign, _checked = batches.batch_draft(
             project=access.project,
             author=request.user,
-            name=form.cleaned_data["name"] or f"{version}: API batch"[:120],
-            source_name="api.csv",
+            # CSV text has no file name: named as before; an uploaded file by its name, as the page does.
+            name=form.cleaned_data["name"] or f"{version}: {upload.name if uploaded else 'API batch'}"[:120],
+            source_name=upload.name,
             template_version=version,
             brand_kit_version=form.kit_version(),
-            data=text.encode("utf-8"),
+            data=upload.read(),
             base=form.base(),
             key_column=form.cleaned_data["key_column"].strip(),
             overnight=form.cleaned_data["overnight"],
@@ -885,5 +991,21 @@ def campaign_batch_create(request: Request, project_id: int) -> Response:
             api_batch_confirm(token=request.auth, campaign=campaign, author=request.user)
     except batches.BatchRefused as refusal:
         raise _batch_refused(refusal) from None
+    except (spend.BudgetExceeded, TokenLimitExceeded) as refusal:
+        raise over_budget(refusal, campaign.estimated_cost) from None
     campaign = _campaign(request, project_id, campaign.pk)
     return Response(s.CampaignDetailSerializer(_campaign_detail(campaign)).data, status=201)
+
+
+def over_budget(refusal: spend.BudgetExceeded | TokenLimitExceeded, total) -> ApiError:
+    """A budget's (or the token's own limit's) refusal of a whole campaign, in the campaign pages'
+    words, with what is left to spend."""
+    whose = "this token's own limit" if isinstance(refusal, TokenLimitExceeded) else "the budget"
+    return ApiError(
+        402,
+        "over_budget",
+        f"This would hold about ${total or 0:.2f} back, but only ${refusal.remaining:.2f} is left of "
+        f"{whose} this month. Nothing was queued: make the grid or the file smaller, or ask for a larger "
+        "budget.",
+        extra={"remaining": f"{refusal.remaining:.2f}", "needed": f"{total or 0:.2f}"},
+    )

@@ -61,7 +61,7 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
             limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE // 1024
             reason = (
                 f"This request body is over {limit} KB (a mask must fit within it, base64 included, and "
-                "a batch's CSV: upload a larger file on the batch page)."
+                "a batch's CSV: send a larger one as a multipart “file”)."
             )
     elif isinstance(exception, TooManyFieldsSent):
         reason = "This form has too many fields."
