@@ -593,3 +593,36 @@ def test_over_real_http_a_large_upload_is_a_draft_and_a_retry_with_a_new_boundar
     assert answers[0].json()["id"] == answers[1].json()["id"]
     campaign = Campaign.objects.get()
     assert campaign.status == Campaign.Status.DRAFT and len(campaign.rows) == 2_500
+
+
+def test_an_older_template_version_runs_when_asked_and_another_templates_version_is_refused(
+    cast, project, bob_api, version
+):
+    newer = template_version(project=project, template=version.template, text="A {product} at {season} dusk")
+    other = template_version(project=project, name="Other", text="A {product} in {season} snow")
+
+    listed = bob_api.get(reverse("api:template-list", args=[project.pk])).json()
+    mine = next(template for template in listed if template["id"] == version.template_id)
+    assert mine["latest"]["id"] == newer.pk
+    assert [(v["id"], v["number"]) for v in mine["versions"]] == [(newer.pk, 2), (version.pk, 1)]
+
+    grid = {
+        "template_id": version.template_id,
+        "template_version_id": version.pk,
+        "variables": {"season": "spring"},
+        "axes": [{"name": "var:product", "values": ["mug", "vase"]}],
+        "confirm": False,
+    }
+    plan = bob_api.post(url("campaign-grid-create", project), grid)
+    assert plan.status_code == 200, plan.content
+    assert [cell["prompt"] for cell in plan.json()["cells"]][0].startswith("A mug in spring light")
+
+    batch = {"template_id": version.template_id, "template_version_id": version.pk, "csv": GOOD_CSV}
+    draft = bob_api.post(url("campaign-batch-create", project), batch | {"confirm": False})
+    assert draft.status_code == 201, draft.content
+    assert Campaign.objects.get(pk=draft.json()["id"]).template_version_id == version.pk
+
+    for path, body in (("campaign-grid-create", grid), ("campaign-batch-create", batch | {"confirm": False})):
+        refused = bob_api.post(url(path, project), body | {"template_version_id": other.pk})
+        assert refused.status_code == 400, refused.content
+        assert "template_version_id" in refused.json()["error"]["fields"], refused.content

@@ -30,8 +30,8 @@ from workspace.api.views import (
     _typed,
     over_budget,
 )
-from workspace.campaign_forms import GridForm
-from workspace.campaign_models import Campaign, PromptTemplate, TemplateVersion
+from workspace.campaign_forms import GridForm, chosen_template_version
+from workspace.campaign_models import Campaign
 from workspace.models import Role
 
 ZERO = Decimal(0)
@@ -131,11 +131,15 @@ def campaign_confirm(request: Request, project_id: int, campaign_id: int) -> Res
 # --- Variant grids -----------------------------------------------------------------------------------
 
 GRID_TYPES = {
-    "template_id": INTEGER, "prompt": STRING, "name": STRING, "kit_id": INTEGER, "model": STRING,
-    "quality": STRING, "size": STRING, "overnight": BOOLEAN, "confirm": BOOLEAN,
+    "template_id": INTEGER, "template_version_id": INTEGER, "prompt": STRING, "name": STRING,
+    "kit_id": INTEGER, "model": STRING, "quality": STRING, "size": STRING, "overnight": BOOLEAN,
+    "confirm": BOOLEAN,
 }  # fmt: skip
 # The grid form's field names, as this API names them (the axes and variables are nested).
-GRID_FORM_FIELDS = {"template": "template_id", "kit": "kit_id", "prompt": "prompt", "name": "name"}
+GRID_FORM_FIELDS = {
+    "template": "template_id", "template_version": "template_version_id", "kit": "kit_id",
+    "prompt": "prompt", "name": "name",
+}  # fmt: skip
 AXIS_FIELDS = {
     "axis1": "First axis",
     "values1": "First axis",
@@ -186,15 +190,6 @@ def _grid_input(data: dict) -> tuple[dict, dict[str, str]]:
     return form_data, variables
 
 
-def _template_version(project, template_id) -> TemplateVersion | None:
-    """The chosen template's newest version, as the grid page finds it (the form then refuses an
-    archived or unknown one)."""
-    if template_id is None:
-        return None
-    template = PromptTemplate.objects.filter(project=project, pk=template_id).first()
-    return template.latest if template is not None else None
-
-
 def _grid_form_errors(form: GridForm) -> ApiError:
     fields: dict[str, list[str]] = {}
     for name, messages in form.errors.items():
@@ -242,7 +237,9 @@ def campaign_grid_create(request: Request, project_id: int) -> Response:
     access = project_access(request.user, project_id, needs=Role.EDITOR, writes=True)
     data = _json(request)
     form_data, variables = _grid_input(data)
-    version = _template_version(access.project, data.get("template_id"))
+    # The version asked for (else the newest), as the grid page finds it; the form refuses one that
+    # is not a version of this project's template.
+    version = chosen_template_version(access.project, form_data)
     form = GridForm(form_data, project=access.project, template_version=version)
     if not form.is_valid():
         raise _grid_form_errors(form)

@@ -201,13 +201,24 @@ class MadeWithSerializer(serializers.Serializer):
 
 
 class TemplateVersionSerializer(serializers.Serializer):
+    id = serializers.IntegerField(help_text="Pass as `template_version_id` to run this version.")
     number = serializers.IntegerField()
     text = serializers.CharField()
     variables = serializers.ListField(child=serializers.CharField(), help_text="In order of appearance.")
     brand_kit = VersionRefSerializer(allow_null=True)
     references = serializers.ListField(child=serializers.IntegerField(), help_text="Library reference ids.")
     defaults = serializers.DictField(child=serializers.CharField())
+    samples = serializers.DictField(
+        child=serializers.CharField(), help_text="Default values of the variables, by name."
+    )
     created_at = serializers.DateTimeField()
+
+
+class TemplateVersionRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField(help_text="Pass as `template_version_id` to run this version.")
+    number = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    created_by = serializers.CharField(help_text="The author's username.")
 
 
 class TemplateSerializer(serializers.Serializer):
@@ -215,6 +226,7 @@ class TemplateSerializer(serializers.Serializer):
     name = serializers.CharField()
     archived = serializers.BooleanField()
     latest = TemplateVersionSerializer(help_text="The newest version, which the Studio uses.")
+    versions = TemplateVersionRefSerializer(many=True, help_text="Every version, newest first.")
 
 
 class ImageDetailSerializer(serializers.Serializer):
@@ -390,7 +402,10 @@ class CampaignActionSerializer(serializers.Serializer):
 
 class BatchRequestSerializer(serializers.Serializer):
     template_id = serializers.IntegerField(
-        help_text="A prompt template of this project (its newest version)."
+        help_text="A prompt template of this project (its newest version unless `template_version_id`)."
+    )
+    template_version_id = serializers.IntegerField(
+        required=False, help_text="One of the template's versions (ids in the template list) to run instead."
     )
     csv = serializers.CharField(
         help_text="The CSV text: a header naming the template's variables (and optionally `reference`, a "
@@ -433,7 +448,12 @@ class BatchUploadSerializer(BatchRequestSerializer):
     """The same batch as multipart form fields, the CSV as an uploaded `file` (over the JSON body's 1 MB)."""
 
     csv = None
-    template_id = serializers.CharField(help_text="A prompt template of this project (its newest version).")
+    template_id = serializers.CharField(
+        help_text="A prompt template of this project (its newest version unless `template_version_id`)."
+    )
+    template_version_id = serializers.CharField(
+        required=False, help_text="One of the template's versions (ids in the template list) to run instead."
+    )
     kit_id = serializers.CharField(required=False, allow_blank=True, help_text="A brand kit of this project.")
     file = serializers.FileField(help_text="The CSV file: up to 50 MB and 100,000 rows, as the batch page.")
     # Form fields are text: true/false (also 1/0, on/off, yes/no), as a form's checkbox sends them.
@@ -471,6 +491,9 @@ class GridAxisRequestSerializer(serializers.Serializer):
 class GridRequestSerializer(serializers.Serializer):
     template_id = serializers.IntegerField(
         required=False, allow_null=True, help_text="A prompt template of this project; or give `prompt`."
+    )
+    template_version_id = serializers.IntegerField(
+        required=False, help_text="One of the template's versions to run (its newest when left out)."
     )
     prompt = serializers.CharField(required=False, allow_blank=True, help_text="Without a template.")
     variables = serializers.DictField(

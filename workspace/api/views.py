@@ -7,6 +7,7 @@ import functools
 import hashlib
 import io
 import re
+from collections import defaultdict
 
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db.models import OuterRef, Q, Subquery
@@ -43,7 +44,7 @@ from workspace.api.errors import ApiError
 from workspace.api.idempotency import HEADER, idempotent
 from workspace.api.tokens import TokenLimitExceeded, api_batch_confirm, api_job_create, api_job_retry
 from workspace.campaign_forms import BatchForm
-from workspace.campaign_models import Campaign, PromptTemplate
+from workspace.campaign_models import Campaign, PromptTemplate, TemplateVersion
 from workspace.forms import EditForm, GenerationForm, SpendPeriodForm, WebhookForm
 from workspace.models import Image, Job, Membership, Project, Role
 from workspace.views._common import serve
@@ -155,9 +156,16 @@ def template_list(request: Request, project_id: int) -> Response:
     """The project's prompt templates (read-only), each with its newest version."""
     access = project_access(request.user, project_id)
     templates = PromptTemplate.objects.filter(project=access.project).order_by("name", "id")
+    versions = defaultdict(list)
+    for version in (
+        TemplateVersion.objects.filter(template__project=access.project)
+        .select_related("created_by", "brand_kit_version__kit")
+        .order_by("template_id", "-number")
+    ):
+        versions[version.template_id].append(version)
     answer = []
     for template in templates:
-        latest = template.latest
+        latest = versions[template.pk][0]
         kit = latest.brand_kit_version
         answer.append(
             {
@@ -165,6 +173,7 @@ def template_list(request: Request, project_id: int) -> Response:
                 "name": template.name,
                 "archived": template.archived_at is not None,
                 "latest": {
+                    "id": latest.pk,
                     "number": latest.number,
                     "text": latest.text,
                     "variables": latest.variables,
@@ -173,8 +182,18 @@ def template_list(request: Request, project_id: int) -> Response:
                     else {"id": kit.kit_id, "name": kit.kit.name, "version": kit.number},
                     "references": [ref.pk for ref in latest.references.order_by("id")],
                     "defaults": latest.defaults,
+                    "samples": latest.samples,
                     "created_at": latest.created_at,
                 },
+                "versions": [
+                    {
+                        "id": version.pk,
+                        "number": version.number,
+                        "created_at": version.created_at,
+                        "created_by": version.created_by.get_username(),
+                    }
+                    for version in versions[template.pk]
+                ],
             }
         )
     return Response(s.TemplateSerializer(answer, many=True).data)
@@ -636,11 +655,14 @@ def docs(request: HttpRequest) -> HttpResponse:
 
 CAMPAIGN_PAGE_SIZE = 20
 BATCH_TYPES = {
-    "template_id": INTEGER, "csv": STRING, "name": STRING, "key_column": STRING, "kit_id": INTEGER,
-    "model": STRING, "quality": STRING, "size": STRING, "overnight": BOOLEAN, "confirm": BOOLEAN,
+    "template_id": INTEGER, "template_version_id": INTEGER, "csv": STRING, "name": STRING,
+    "key_column": STRING, "kit_id": INTEGER, "model": STRING, "quality": STRING, "size": STRING,
+    "overnight": BOOLEAN, "confirm": BOOLEAN,
 }  # fmt: skip
 # The batch form's field names, as this API names them.
-BATCH_FORM_FIELDS = {"template": "template_id", "file": "csv", "kit": "kit_id"}
+BATCH_FORM_FIELDS = {
+    "template": "template_id", "template_version": "template_version_id", "file": "csv", "kit": "kit_id",
+}  # fmt: skip
 FORM_FIELDS = {api: form for form, api in BATCH_FORM_FIELDS.items()}
 CAMPAIGN_ACTIONS = ("confirm", "pause", "resume", "cancel", "retry")
 
@@ -972,7 +994,7 @@ def campaign_batch_create(request: Request, project_id: int) -> Response:
     if not form.is_valid():
         raise batch_form_errors(form, uploaded=uploaded)
     upload = form.cleaned_data["file"]
-    version = form.cleaned_data["template"].latest
+    version = form.cleaned_data["template_version"]  # the one asked for, else the newest
     try:
         campaign, _checked = batches.batch_draft(
             project=access.project,
