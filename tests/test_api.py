@@ -611,6 +611,19 @@ def test_it_limits_requests_per_token_with_retry_after(cast, project, settings):
     cache.clear()
 
 
+def test_a_person_at_their_waiting_jobs_limit_gets_a_429_with_retry_after_and_nothing_is_made(
+    cast, project, bob_api, settings
+):
+    settings.FAIR_SHARE_QUEUED_PER_USER = 2
+    for _ in range(2):
+        assert bob_api.post(jobs_url(project), BODY).status_code == 201
+    response = bob_api.post(jobs_url(project), BODY)
+    error = assert_error(response, 429, "too_many_waiting")
+    assert "2 jobs waiting" in error["message"]
+    assert int(response["Retry-After"]) >= 1
+    assert Job.objects.filter(author=cast.bob).count() == 2
+
+
 def test_the_schema_and_docs_page_are_served_without_a_token(client):
     schema = client.get(reverse("api:schema"), headers={"Accept": "application/json"})
     assert schema.status_code == 200

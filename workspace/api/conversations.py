@@ -14,7 +14,7 @@ from rest_framework.decorators import api_view, permission_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from workspace import conversations, jobs
+from workspace import conversations
 from workspace.access import object_access, project_access
 from workspace.api import serializers as s
 from workspace.api.errors import ApiError
@@ -235,6 +235,4 @@ def turn_create(request: Request, project_id: int, conversation_id: int) -> Resp
             raise ApiError(400, "invalid", problem, {"message": [problem]}) from None
         field = "branch_from" if branch_from is not None and branch_from.image_id is None else "message"
         raise ApiError(409, "not_allowed_now", str(refusal), {field: [str(refusal)]}) from None
-    except jobs.TooManyWaiting as refusal:
-        raise ApiError(409, "too_many_waiting", str(refusal)) from None
     return _answer(project_id, turn.conversation_id, 201)

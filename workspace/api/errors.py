@@ -10,7 +10,7 @@ from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-from workspace import limits, spend, uploads
+from workspace import jobs, limits, spend, uploads
 from workspace.access import ProjectArchived
 from workspace.api.tokens import TokenLimitExceeded
 
@@ -75,6 +75,10 @@ def exception_handler(exc, context) -> Response | None:
         return Response(body("over_budget", str(exc)), status=status.HTTP_402_PAYMENT_REQUIRED)
     elif isinstance(exc, uploads.UploadRejected):
         return Response(body("upload_rejected", str(exc)), status=status.HTTP_400_BAD_REQUEST)
+    elif isinstance(exc, jobs.TooManyWaiting):
+        # The fair-share limit on jobs waiting: a rate limit in all but name, so a client backs off
+        # as it does for the per-minute one. Jobs take seconds to a minute or two to start.
+        return Response(body("too_many_waiting", str(exc)), status=429, headers={"Retry-After": "30"})
     elif isinstance(exc, limits.Busy):
         return Response(body("busy", str(exc)), status=503, headers={"Retry-After": "5"})
     if not isinstance(exc, exceptions.APIException):
