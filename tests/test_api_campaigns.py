@@ -615,7 +615,7 @@ def test_an_older_template_version_runs_when_asked_and_another_templates_version
     }
     plan = bob_api.post(url("campaign-grid-create", project), grid)
     assert plan.status_code == 200, plan.content
-    assert [cell["prompt"] for cell in plan.json()["cells"]][0].startswith("A mug in spring light")
+    assert plan.json()["cells"][0]["prompt"].startswith("A mug in spring light")
 
     batch = {"template_id": version.template_id, "template_version_id": version.pk, "csv": GOOD_CSV}
     draft = bob_api.post(url("campaign-batch-create", project), batch | {"confirm": False})

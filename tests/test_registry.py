@@ -143,6 +143,29 @@ def test_reproducing_a_job_of_a_retired_model_is_refused_in_words(client, cast, 
     assert "GPT Image 1 was retired on 2026-10-23 and can no longer be chosen" in page
 
 
+def test_retrying_a_failed_job_of_a_retired_model_is_refused_in_words_in_the_page_and_the_api(
+    client, cast, project, seeded_prices
+):
+    """Retry runs the job again on its model: a retired one would only fail again at OpenAI, after
+    its estimate was held. Refused before anything is reserved or sent, with the reason."""
+    job = JobFactory(
+        project=project, author=cast.bob, model="gpt-image-1", status=Job.Status.FAILED, estimated_cost=1
+    )
+    client.force_login(cast.bob)
+    response = client.post(reverse("job_retry", args=[project.pk, job.pk]), HTTP_HX_REQUEST="true")
+    assert response.status_code == 409
+    assert "GPT Image 1 was retired on 2026-10-23" in response.content.decode()
+
+    error = assert_error(
+        Api(secret_for(cast.bob)).post(reverse("api:job-retry", args=[project.pk, job.pk])),
+        409,
+        "model_retired",
+    )
+    assert "GPT Image 1 was retired on 2026-10-23" in error["message"]
+    job.refresh_from_db()
+    assert job.status == Job.Status.FAILED and job.reserved_cost == 0
+
+
 def test_a_saved_row_is_read_at_once_in_this_process():
     assert imagemodels.get_model("gpt-image-2.7-comet") is None
     imagemodels.all_models()  # cached now

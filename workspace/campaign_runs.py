@@ -101,7 +101,8 @@ def campaign_retry_failed(*, campaign: Campaign, actor) -> int:
     """Queue the failed jobs again (jobs.job_retry each: its estimate reserved, `actor` charged,
     the campaign running again with the first one queued; see campaign_reopen). Raises
     spend.BudgetExceeded at the first that no longer fits (the ones before it stay queued; if none
-    was, the campaign is left as it was). Returns how many were queued."""
+    was, the campaign is left as it was). A row whose model has been retired since is left failed
+    (it would only fail again). Returns how many were queued."""
     failed = list(
         Job.objects.filter(campaign=campaign, status=Job.Status.FAILED).order_by("campaign_row", "id")
     )
@@ -110,7 +111,10 @@ def campaign_retry_failed(*, campaign: Campaign, actor) -> int:
     retried = 0
     try:
         for job in failed:
-            retried += jobs.job_retry(job=job, actor=actor)
+            try:
+                retried += jobs.job_retry(job=job, actor=actor)
+            except jobs.ModelRetired:
+                continue
     finally:
         campaign_settle(campaign_id=campaign.pk)
     return retried

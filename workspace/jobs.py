@@ -195,19 +195,23 @@ def edit_create(
     return job
 
 
+def _refuse_retired_model(job: Job) -> None:
+    """Doing a job again chooses its model again, so a retired one is refused as the form refuses it,
+    before anything is reserved or sent (the old job and its images still read)."""
+    model = imagemodels.get_model(job.model)
+    if model is None or model.retired:
+        raise ModelRetired(
+            imagemodels.retired_problem(model) if model else f"{job.model} is no longer offered."
+        )
+
+
 def job_reproduce(*, job: Job, author) -> Job:
     """The same request again: same prompt, parameters, inputs and mask, as a new job.
 
     It was made from the same template and kit versions with the same values, so it says so too; it
     is not part of the original's campaign (it was asked for one at a time).
     """
-    # Doing it again chooses its model again, so a retired one is refused as the form refuses it
-    # (the old job and its images still read).
-    model = imagemodels.get_model(job.model)
-    if model is None or model.retired:
-        raise ModelRetired(
-            imagemodels.retired_problem(model) if model else f"{job.model} is no longer offered."
-        )
+    _refuse_retired_model(job)
     params = job.request_fields()
     origin = {
         "template_version": job.template_version,
@@ -263,8 +267,11 @@ def job_retry(*, job: Job, actor) -> bool:
     An overnight job stays in the overnight lane: it goes in the next batch, at the price it reserved.
     A campaign's job keeps a campaign row's time to wait and runs its campaign again (from its card
     as from the campaign's "retry the failed"), in the same transaction.
-    Raises spend.BudgetExceeded when a budget cannot cover it any more (nothing changes).
+    Raises spend.BudgetExceeded when a budget cannot cover it any more, ModelRetired when its model
+    has been retired since (nothing changes).
     """
+    if job.status in (Job.Status.FAILED, Job.Status.CANCELED):
+        _refuse_retired_model(job)
     amount = job.estimated_cost if job.estimated_cost is not None else ZERO
     with transaction.atomic():
         if job.campaign_id is not None:

@@ -75,6 +75,8 @@ def exception_handler(exc, context) -> Response | None:
         return Response(body("over_budget", str(exc)), status=status.HTTP_402_PAYMENT_REQUIRED)
     elif isinstance(exc, uploads.UploadRejected):
         return Response(body("upload_rejected", str(exc)), status=status.HTTP_400_BAD_REQUEST)
+    elif isinstance(exc, jobs.ModelRetired):
+        return Response(body("model_retired", str(exc)), status=status.HTTP_409_CONFLICT)
     elif isinstance(exc, jobs.TooManyWaiting):
         # The fair-share limit on jobs waiting: a rate limit in all but name, so a client backs off
         # as it does for the per-minute one. Jobs take seconds to a minute or two to start.

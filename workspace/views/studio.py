@@ -295,9 +295,10 @@ def job_retry(request: HttpRequest, project_id: int, job_id: int) -> HttpRespons
     job = get_object_or_404(Job, project=access.project, pk=job_id)
     try:
         jobs.job_retry(job=job, actor=request.user)
-    except spend.BudgetExceeded as refusal:
+    except (spend.BudgetExceeded, jobs.ModelRetired) as refusal:
         if request.htmx:
-            return HttpResponse(str(refusal), status=402)
+            status = 402 if isinstance(refusal, spend.BudgetExceeded) else 409
+            return HttpResponse(str(refusal), status=status)
         messages.error(request, str(refusal))
     return _after_job_action(request, access, job_id)
 
