@@ -568,6 +568,26 @@ class GridForm(_Common):
             axes.append((self.cleaned_data["axis2"], self.cleaned_data.get("values2", "")))
         return axes
 
+    def plan(self, *, project: Project) -> grids.Plan:
+        """The valid form's grid, every cell estimated (the page and the API show and queue this).
+        Raises grids.GridProblem naming the field at fault."""
+        return grids.grid_plan(
+            project=project,
+            template_version=self.template_version,
+            brand_kit_version=self.kit_version(),
+            prompt=self.cleaned_data.get("prompt", ""),
+            values=self.values(),
+            base=self.base(),
+            axes=self.axes(),
+            overnight=self.cleaned_data["overnight"],
+        )
+
+    def campaign_name(self, plan: grids.Plan) -> str:
+        """The name given, or the template and the axes ("Product shot v2: Quality x Size")."""
+        subject = str(self.template_version) if self.template_version is not None else "Prompt"
+        made_up = f"{subject}: {' × '.join(axis['label'] for axis in plan.axes)}"
+        return (self.cleaned_data["name"] or made_up)[:120]
+
 
 class BatchForm(_Common):
     template = forms.ModelChoiceField(queryset=PromptTemplate.objects.none(), empty_label=None)

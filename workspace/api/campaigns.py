@@ -251,23 +251,13 @@ def campaign_grid_create(request: Request, project_id: int) -> Response:
     prompt = form.cleaned_data.get("prompt", "")
     overnight = form.cleaned_data["overnight"]
     try:
-        plan = grids.grid_plan(
-            project=access.project,
-            template_version=version,
-            brand_kit_version=kit,
-            prompt=prompt,
-            values=form.values(),
-            base=form.base(),
-            axes=form.axes(),
-            overnight=overnight,
-        )
+        plan = form.plan(project=access.project)
     except grids.GridProblem as problem:
         field = {"axis1": "axes", "axis2": "axes", "values": "axes", "prompt": "prompt"}.get(problem.field)
         raise ApiError(400, "invalid", str(problem), {field: [str(problem)]} if field else {}) from None
     if not data["confirm"]:
         return Response(s.GridPlanSerializer(_plan_answer(plan)).data)
-    subject = str(version) if version is not None else "Prompt"
-    name = form.cleaned_data["name"] or f"{subject}: {' × '.join(a['label'] for a in plan.axes)}"[:120]
+    name = form.campaign_name(plan)
     try:
         campaign = api_grid_create(
             token=request.auth,

@@ -147,23 +147,14 @@ def campaign_grid_new(request: HttpRequest, project_id: int) -> HttpResponse:
     kit = form.kit_version()
     prompt = form.cleaned_data.get("prompt", "")
     try:
-        plan = grids.grid_plan(
-            project=access.project,
-            template_version=version,
-            brand_kit_version=kit,
-            prompt=prompt,
-            values=form.values(),
-            base=form.base(),
-            axes=form.axes(),
-            overnight=form.cleaned_data["overnight"],
-        )
+        plan = form.plan(project=access.project)
     except grids.GridProblem as problem:
         form.add_error(problem.field if problem.field in form.fields else None, str(problem))
         return render(request, "workspace/campaign_grid_new.html", context, status=400)
     context["plan"] = plan
     if request.POST.get("action") != "run":
         return render(request, "workspace/campaign_grid_new.html", context)
-    name = form.cleaned_data["name"] or _grid_name(version, plan)
+    name = form.campaign_name(plan)
     try:
         campaign = grids.grid_create(
             project=access.project,
@@ -180,11 +171,6 @@ def campaign_grid_new(request: HttpRequest, project_id: int) -> HttpResponse:
         form.add_error(None, _refusal_text(refusal, plan.total))
         return render(request, "workspace/campaign_grid_new.html", context, status=402)
     return redirect(campaign)
-
-
-def _grid_name(version, plan) -> str:
-    subject = str(version) if version is not None else "Prompt"
-    return f"{subject}: {' × '.join(axis['label'] for axis in plan.axes)}"[:120]
 
 
 def _refusal_text(refusal: spend.BudgetExceeded, total) -> str:
