@@ -643,6 +643,21 @@ def test_a_batch_left_preparing_by_a_dead_dispatcher_is_found_again_or_undone(ca
     assert LedgerEntry.objects.count() == 2
 
 
+def test_a_batch_left_preparing_is_not_undone_while_openai_cannot_say_whether_it_runs_it(
+    cast, project, settings
+):
+    job = overnight_job(project, cast.alice)
+    stale = OvernightBatch.objects.create(project=project, endpoint=overnight.GENERATIONS)
+    Job.objects.batch_assign([job.pk], batch_id=stale.pk)
+    settings.OPENAI_BASE_URL = "http://127.0.0.1:9/v1"  # nothing listens there: batches.list fails
+    imageapi.reset_client()
+    assert overnight.overnight_dispatch() == 0
+    stale.refresh_from_db()
+    # Undone, its jobs would go out twice and its files be deleted under a batch OpenAI may be running.
+    assert stale.status == OvernightBatch.PREPARING and stale.collected_at is None
+    assert Job.objects.get(pk=job.pk).overnight_batch_id == stale.pk
+
+
 # --- The job card -------------------------------------------------------------------------------------------
 
 
