@@ -18,6 +18,7 @@ No worker runs during 1 and 2: nothing claims those jobs. Targets: 5 s, 50 ms, a
 ``bench/results/campaign-<stamp>.json``. ``--quick`` is a smoke run (200 rows, fewer repeats).
 """
 
+import os
 import shutil
 import tempfile
 import time
@@ -35,6 +36,7 @@ from django.utils import timezone
 
 from devtools.benchkit import (
     BenchFailure,
+    CpuMeter,
     StandinProcess,
     Worker,
     add_run_arguments,
@@ -102,6 +104,7 @@ class Command(BaseCommand):
         }
         self._measure(options, rows=rows, runs=runs, page_runs=page_runs)
         self.results["elapsed_s"] = time.time() - started_at
+        self.results["machine"]["load_average_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
         path = write_results(options["results_dir"], "campaign", options["label"], self.results)
         self.stdout.write(f"results: {shown_path(path)}")
 
@@ -215,14 +218,22 @@ class Command(BaseCommand):
             self.stdout.write(f"warm-up: {2 * concurrency} rows in {time.monotonic() - started:.1f} s")
             time.sleep(1)  # its last images' provenance checks
             start_kib = rss_kib_tree(worker.pid) or 0
+            # The machine may be shared: how much of it other processes used meanwhile goes in the JSON.
+            meter = CpuMeter(follow=(server.pid, worker.pid))
             campaign = self._campaign(project=project, owner=owner, version=version, rows=rows)
             began = time.monotonic()
             samples = self._run_until_done(campaign, worker, timeout=timeout)
             took = time.monotonic() - began
+            self.results["worker_memory_cpu"] = meter.result()
             for _ in range(4):  # the last provenance checks, and what the worker frees once idle
                 time.sleep(SAMPLE_SECONDS)
                 samples.append((time.monotonic() - began, rows, rss_kib_tree(worker.pid) or 0))
             self._memory_report(samples, start_kib=start_kib, rows=rows, took=took, concurrency=concurrency)
+            load = self.results["worker_memory_cpu"]
+            self.stdout.write(
+                f"meanwhile: worker + stand-in {load['bench_cores']:.2f} cores, Postgres + Redis "
+                f"{load['services_cores']:.2f}, other processes {load['other_processes_cores']:.2f}"
+            )
         finally:
             if worker is not None:
                 worker.stop()
