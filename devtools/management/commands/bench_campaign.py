@@ -299,8 +299,9 @@ class Command(BaseCommand):
         shown = "n/a" if growth is None else f"{growth:+.1f} MB"
         self.stdout.write(
             f"worker RSS over {rows} jobs (C={concurrency}, {rows / took:.1f} jobs/s): start "
-            f"{start_kib * mb:.0f} MB, peak {peak_kib * mb:.0f} MB, end {end_kib * mb:.0f} MB; growth "
-            f"per 1,000 jobs {shown} (target ≤ {TARGET_GROWTH_MB:g} MB: {verdict})"
+            f"{start_kib * mb:.0f} MB, peak {peak_kib * mb:.0f} MB, end {end_kib * mb:.0f} MB "
+            f"(end - start {(end_kib - start_kib) * mb:+.1f} MB); growth per 1,000 jobs {shown} "
+            f"(target ≤ {TARGET_GROWTH_MB:g} MB: {verdict})"
         )
         self.results["worker_memory"] = {
             "rows": rows,
@@ -310,6 +311,7 @@ class Command(BaseCommand):
             "rss_start_mb": start_kib * mb,
             "rss_peak_mb": peak_kib * mb,
             "rss_end_mb": end_kib * mb,
+            "rss_end_minus_start_mb": (end_kib - start_kib) * mb,
             "growth_mb_per_1000_jobs": growth,
             "target_growth_mb_per_1000_jobs": TARGET_GROWTH_MB,
             "samples": [
