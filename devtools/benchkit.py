@@ -478,3 +478,78 @@ def start_worker(
         command, env=env, cwd=settings.BASE_DIR, stdout=log_file, stderr=subprocess.STDOUT
     )
     return Worker(process=process, name=name, concurrency=concurrency, log_path=log_path, log_file=log_file)
+
+
+# --------------------------------------------------------------------------------------------------
+# A worker's memory, sampled (bench_campaign)
+
+
+def rss_kib_tree(pid: int) -> int | None:
+    """VmRSS of a process plus its children's (a prefork pool's), in KiB; None when it is gone."""
+    own = proc_kib(pid, "VmRSS")
+    if own is None:
+        return None
+    return own + sum(proc_kib(child, "VmRSS") or 0 for child in children_of(pid))
+
+
+def growth_per(samples: list[tuple[float, float]], per: float) -> float | None:
+    """The least-squares slope of y over x, times `per` (e.g. MB per 1,000 jobs); None for too few
+    distinct x. A slope over every sample, not end minus start: one garbage collection or one large
+    allocation at either end would otherwise decide the figure."""
+    xs = [x for x, _ in samples]
+    if len(set(xs)) < 3:
+        return None
+    return statistics.linear_regression(xs, [y for _, y in samples]).slope * per
+
+
+def route_tasks_to(queue: str) -> None:
+    """Send this process's Celery tasks to `queue` only (a bench's own worker reads it with -Q)."""
+    from config.celery import app
+
+    app.conf.task_default_queue = queue
+    app.conf.task_default_routing_key = queue
+    app.conf.task_routes = {"workspace.tasks.*": {"queue": queue, "routing_key": queue}}
+    with contextlib.suppress(AttributeError):
+        del app.amqp.queues  # a cached_property built from the old default queue, if anything built it
+    app.amqp.flush_routes()  # the routes table is cached too, once anything was sent
+    with contextlib.suppress(AttributeError):
+        app.amqp.router = app.amqp.Router()
+    route = app.amqp.router.route({}, "workspace.tasks.run_job", args=(0,), kwargs={})
+    routed = getattr(route.get("queue"), "name", route.get("queue"))
+    if routed != queue:
+        raise BenchFailure(f"run_job would go to queue {routed!r}, not {queue!r}")
+
+
+def worker_env(
+    *, base_url: str, queue: str, concurrency: int, media_root: Path, **extra: str
+) -> dict[str, str]:
+    """The environment of a bench's worker: this process's database and broker, the stand-in, its own
+    queue and media folder, and no fair-share limit (one bench user measures the pipeline)."""
+    env = os.environ.copy()
+    env.update(
+        {
+            "DATABASE_URL": settings.DATABASE_URL,
+            "REDIS_URL": settings.REDIS_URL,
+            "OPENAI_BASE_URL": base_url,
+            "OPENAI_API_KEY": "bench",
+            "CELERY_QUEUE": queue,
+            "WORKER_CONCURRENCY": str(concurrency),
+            "DEBUG": "true" if settings.DEBUG else "false",
+            "MEDIA_ROOT": str(media_root),
+            "FAIR_SHARE_CALLS_PER_USER": "0",
+        }
+        | extra
+    )
+    env.pop("DEMO_MODE", None)
+    return env
+
+
+def remove_queue(queue: str) -> int:
+    """Delete a bench queue's keys from the Redis broker; returns how many went."""
+    import redis
+
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    removed = client.delete(queue, f"_kombu.binding.{queue}")
+    for key in client.scan_iter(match=f"*{queue}*"):
+        removed += client.delete(key)
+    return removed

@@ -1,12 +1,14 @@
-"""The Files and Batch APIs, as far as the overnight lane uses them: upload, content, create, retrieve,
-list and cancel, kept in memory.
+"""The Files and Batch APIs, as far as the overnight lane uses them: upload, content, delete, create,
+retrieve, list and cancel, kept in memory.
 
 A batch is worked through when it is first asked about ``batch_seconds`` after it was created (until
 then it is ``in_progress``). Each line is checked exactly as the synchronous endpoint checks a request
 (``resolve_job``); a line that fails, or carries a fault (a ``[standin:moderation]`` marker in its
 prompt, or one queued with ``inject``), goes to the error file with that error. With
 ``batch_expire_after`` set to N, a batch expires having made only its first N lines; the rest go to the
-error file as ``batch_expired``. Output lines follow OpenAI's batch output shape::
+error file as ``batch_expired``. A deleted file is gone, content and all, as at OpenAI; with
+``delete_failures`` set to N, the next N deletes answer 500 instead. Output lines follow OpenAI's batch
+output shape::
 
     {"id": "batch_req_…", "custom_id": "…", "response": {"status_code": 200, "request_id": "req_…",
      "body": {…the ImagesResponse, with its own usage…}}, "error": null}
@@ -107,13 +109,15 @@ class Batch:
 
 
 class BatchService:
-    """The stand-in's files and batches. ``batch_seconds`` and ``batch_expire_after`` are the knobs."""
+    """The stand-in's files and batches. ``batch_seconds``, ``batch_expire_after`` and ``delete_failures``
+    are the knobs."""
 
     def __init__(self, next_fault) -> None:
         self.files: dict[str, StoredFile] = {}
         self.batches: dict[str, Batch] = {}
         self.batch_seconds = 0.0
         self.batch_expire_after: int | None = None
+        self.delete_failures = 0  # the next this many file deletes answer 500 (a fault to retry after)
         self._next_fault = next_fault  # the server's: queued faults first, then a prompt's marker
         self._lock = threading.RLock()
 
@@ -122,6 +126,7 @@ class BatchService:
             self.files.clear()
             self.batches.clear()
             self.batch_seconds, self.batch_expire_after = 0.0, None
+            self.delete_failures = 0
 
     # -- files
 
@@ -154,6 +159,17 @@ class BatchService:
         if stored is None:
             raise ApiError(f"No such File object: {file_id}", "id", status=404)
         return stored
+
+    def file_delete(self, file_id: str) -> dict[str, Any]:
+        """OpenAI's FileDeleted; its bytes are gone (a 404 after, as for any unknown id)."""
+        with self._lock:
+            if self.delete_failures > 0:
+                self.delete_failures -= 1
+                message = "The server had an error while processing your request."
+                raise ApiError(message, type="server_error", status=500)
+            if self.files.pop(file_id, None) is None:
+                raise ApiError(f"No such File object: {file_id}", "id", status=404)
+        return {"id": file_id, "object": "file", "deleted": True}
 
     # -- batches
 
@@ -285,7 +301,12 @@ class BatchService:
             self._run(batch)
 
     def _run(self, batch: Batch) -> None:
-        stored = self.files[batch.input_file_id]
+        stored = self.files.get(batch.input_file_id)
+        if stored is None:  # deleted while the batch waited: nothing to run
+            message = f"The input file {batch.input_file_id} was deleted."
+            batch.status, batch.errors = "failed", [{"code": "file_not_found", "message": message}]
+            batch.times["failed_at"] = int(time.time())
+            return
         outputs, errors = [], []
         for number, raw in enumerate(line for line in stored.data.splitlines() if line.strip()):
             line = json.loads(raw)

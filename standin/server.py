@@ -126,6 +126,13 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client gave up (e.g. its timeout fired); nobody to answer
 
+    def do_DELETE(self) -> None:
+        path = self._begin()
+        if path.startswith("/v1/files"):
+            self._batch_api("DELETE", path, b"")
+        else:
+            self._send_error(ApiError(f"Invalid URL (DELETE {path})", status=404))
+
     def _control(self, path: str, body: bytes) -> None:
         standin = self.server.standin
         try:
@@ -138,10 +145,13 @@ class _Handler(BaseHTTPRequestHandler):
             elif path == "/_standin/reset":
                 standin.reset()
             elif path == "/_standin/batches":
-                # The Batch API's knobs: seconds until a batch is done, and lines made before it expires.
+                # The Batch API's knobs: seconds until a batch is done, lines made before it expires, and
+                # how many of the next file deletes fail.
                 standin.batches.batch_seconds = float(payload.get("seconds", standin.batches.batch_seconds))
                 expire_after = payload.get("expire_after", standin.batches.batch_expire_after)
                 standin.batches.batch_expire_after = None if expire_after is None else int(expire_after)
+                failures = payload.get("delete_failures", standin.batches.delete_failures)
+                standin.batches.delete_failures = int(failures)
             else:
                 return self._send_error(ApiError(f"Invalid URL (POST {path})", status=404))
         except (ValueError, KeyError, TypeError) as error:
@@ -174,6 +184,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send_json(200, batches.file_create(fields, files))
             if method == "GET" and len(parts) == 2 and parts[0] == "files":
                 return self._send_json(200, batches.file_get(parts[1]).as_json())
+            if method == "DELETE" and len(parts) == 2 and parts[0] == "files":
+                return self._send_json(200, batches.file_delete(parts[1]))
             if method == "GET" and len(parts) == 3 and parts[0] == "files" and parts[2] == "content":
                 return self._send(200, batches.file_get(parts[1]).data, "application/octet-stream")
             if method == "POST" and parts == ["batches"]:

@@ -13,10 +13,10 @@ import pytest
 from django.urls import reverse
 
 from tests.conftest import job_params
-from tests.factories import ImageFactory, ReferenceFactory, mask_png, picture
+from tests.factories import ImageFactory, ProjectFactory, ReferenceFactory, mask_png, picture
 from tests.helpers import create_job, wait_for
 from workspace import imageapi, jobs, overnight, spend, worker
-from workspace.models import ApiCall, Image, Job, LedgerEntry, OvernightBatch, Price
+from workspace.models import ApiCall, Image, Job, LedgerEntry, OvernightBatch, Price, Role
 
 pytestmark = pytest.mark.django_db
 
@@ -46,6 +46,33 @@ def test_it_stores_an_uploaded_file_and_gives_its_content_back():
     assert uploaded.id.startswith("file-") and uploaded.purpose == "batch" and uploaded.bytes == 9
     assert sdk().files.content(uploaded.id).content == b'{"a": 1}\n'
     assert sdk().files.retrieve(uploaded.id).filename == "in.jsonl"
+
+
+def test_it_deletes_a_file_as_openai_does_and_its_content_is_gone(standin):
+    uploaded = sdk().files.create(file=("in.png", picture()), purpose="vision")
+    deleted = sdk().files.delete(uploaded.id)
+    assert (deleted.id, deleted.object, deleted.deleted) == (uploaded.id, "file", True)
+    assert standin.batches.file_bytes(uploaded.id) is None
+    with pytest.raises(openai.NotFoundError):
+        sdk().files.content(uploaded.id)
+    with pytest.raises(openai.NotFoundError):
+        sdk().files.delete(uploaded.id)
+
+
+def test_a_delete_fault_answers_500_then_deletes_again(standin):
+    import urllib.request
+
+    uploaded = sdk().files.create(file=("in.jsonl", b"{}\n"), purpose="batch")
+    request = urllib.request.Request(
+        standin.base_url.removesuffix("/v1") + "/_standin/batches",
+        data=json.dumps({"delete_failures": 1}).encode(),
+        method="POST",
+    )
+    assert urllib.request.urlopen(request, timeout=5).status == 200
+    with pytest.raises(openai.InternalServerError):
+        sdk().files.delete(uploaded.id)
+    assert sdk().files.retrieve(uploaded.id).id == uploaded.id  # still there
+    assert sdk().files.delete(uploaded.id).deleted
 
 
 def test_it_refuses_an_unknown_purpose_and_a_missing_file():
@@ -310,13 +337,67 @@ def test_it_sends_collects_and_charges_each_line_at_half_price(cast, project, st
     assert refused.error_message.startswith("OpenAI could not accept this request:")
     assert not LedgerEntry.objects.filter(job__in=[blocked, refused]).exists()
 
-    # A second poll, and a collection run again from the start (a poll that died halfway), charge nothing.
+    # Once collected, OpenAI keeps none of its files: input, output, error.
+    assert batch.files_to_delete == [] and standin.batches.files == {}
     ledger = list(LedgerEntry.objects.order_by("pk").values_list("pk", "cost"))
-    assert overnight.overnight_poll() == 0
-    OvernightBatch.objects.filter(pk=batch.pk).update(collected_at=None)
-    assert overnight.overnight_poll() == 1
+    assert overnight.overnight_poll() == 0  # a second poll charges nothing
     assert list(LedgerEntry.objects.order_by("pk").values_list("pk", "cost")) == ledger
     assert ApiCall.objects.count() == 4 and Image.objects.count() == 2
+
+
+def test_a_poll_that_dies_before_marking_the_batch_collected_collects_again_charging_nothing_twice(
+    cast, project, standin, monkeypatch
+):
+    made = [overnight_job(project, cast.alice, prompt=f"A pear, take {n}") for n in range(2)]
+    overnight.overnight_dispatch()
+
+    def dies(*args, **kwargs):
+        raise RuntimeError("the poll died here")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(type(OvernightBatch.objects.all()), "collected", dies)
+        with pytest.raises(RuntimeError):
+            overnight.overnight_poll()
+    assert len(standin.batches.files) == 2  # nothing deleted before the batch is collected: input, output
+    ledger = list(LedgerEntry.objects.order_by("pk").values_list("pk", "cost"))
+    assert len(ledger) == 2
+    assert overnight.overnight_poll() == 1
+    assert list(LedgerEntry.objects.order_by("pk").values_list("pk", "cost")) == ledger
+    assert ApiCall.objects.count() == 2 and Image.objects.count() == 2
+    assert all(Job.objects.get(pk=job.pk).status == Job.Status.SUCCEEDED for job in made)
+    assert standin.batches.files == {}
+
+
+def test_a_file_delete_that_fails_is_tried_again_at_the_next_poll(cast, project, standin):
+    job = overnight_job(project, cast.alice)
+    overnight.overnight_dispatch()
+    batch = OvernightBatch.objects.get()
+    standin.batches.delete_failures = 1  # the first delete (the input file) answers 500
+    assert overnight.overnight_poll() == 1
+
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED  # the failure holds no job
+    batch.refresh_from_db()
+    assert batch.collected_at is not None and batch.files_to_delete == [batch.input_file_id]
+    assert list(standin.batches.files) == [batch.input_file_id]  # the output file went
+    assert overnight.overnight_poll() == 0
+    batch.refresh_from_db()
+    assert batch.files_to_delete == [] and standin.batches.files == {}
+
+
+def test_a_file_already_gone_counts_as_deleted(cast, project, standin):
+    overnight_job(project, cast.alice)
+    overnight.overnight_dispatch()
+    batch = OvernightBatch.objects.get()
+    standin.batches.delete_failures = 5  # OpenAI is down while the poll deletes
+    overnight.overnight_poll()
+    batch.refresh_from_db()
+    assert len(batch.files_to_delete) == 2
+    standin.batches.delete_failures = 0
+    sdk().files.delete(batch.files_to_delete[0])  # deleted meanwhile (by a poll that died, or by hand)
+    assert overnight.delete_files() == 2
+    batch.refresh_from_db()
+    assert batch.files_to_delete == [] and standin.batches.files == {}
 
 
 def test_a_failed_line_is_retried_in_the_next_overnight_batch(cast, project, standin, monkeypatch):
@@ -355,7 +436,9 @@ def test_an_expired_batch_keeps_and_charges_what_finished(cast, project, standin
         assert job.error_message == "The overnight batch expired before this image was made."
         assert job.error_code == "batch_expired"
     assert LedgerEntry.objects.count() == 1
-    assert OvernightBatch.objects.get().status == "expired"
+    batch = OvernightBatch.objects.get()
+    assert batch.status == "expired"
+    assert batch.files_to_delete == [] and standin.batches.files == {}  # input, output and error files
 
 
 def test_canceling_every_waiting_job_cancels_the_batch(cast, project, standin):
@@ -377,6 +460,7 @@ def test_canceling_every_waiting_job_cancels_the_batch(cast, project, standin):
     batch = OvernightBatch.objects.get()
     assert batch.status == "cancelled" and batch.collected_at is not None
     assert not LedgerEntry.objects.exists()
+    assert batch.files_to_delete == [] and standin.batches.files == {}
 
 
 def test_the_poll_cancels_a_batch_whose_jobs_were_canceled_from_their_cards(cast, project, standin):
@@ -444,6 +528,41 @@ def test_edits_send_their_inputs_as_uploaded_files_and_paste_back_masks(cast, pr
     assert image.composite and image.composite_thumbnail  # pasted back onto the first input
     assert ApiCall.objects.get(job=job).endpoint == "batch.images.edit"
     assert LedgerEntry.objects.get(job=job).image_input_tokens > 0
+    # Its uploaded images and mask go with its input and output files.
+    assert standin.batches.files == {}
+    assert not OvernightBatch.objects.with_files_to_delete().exists()
+
+
+def test_closing_one_batch_never_deletes_an_image_another_open_batch_uses(cast, project, standin):
+    other = ProjectFactory(members={cast.alice: Role.OWNER})
+    source = ImageFactory(job__project=project, job__author=cast.alice, width=64, height=48)
+    twin = ImageFactory(job__project=other, job__author=cast.alice, width=64, height=48)
+    assert twin.sha256 == source.sha256  # the same picture, in two projects
+    for where, image in ((project, source), (other, twin)):
+        jobs.edit_create(
+            project=where,
+            author=cast.alice,
+            prompt="Make the pear blue",
+            params=job_params(size="1024x1024"),
+            inputs=[image],
+            lane=Job.Lane.OVERNIGHT,
+        )
+    standin.batches.batch_seconds = 3600
+    assert overnight.overnight_dispatch() == 2
+    first, second = OvernightBatch.objects.order_by("pk")
+    # The same picture in two batches: each uploaded its own copy.
+    assert first.image_file_ids and second.image_file_ids
+    assert set(first.image_file_ids).isdisjoint(second.image_file_ids)
+    standin.batches.batches[first.openai_batch_id].ready_at = 0
+    assert overnight.overnight_poll() == 1
+    for file_id in first.image_file_ids:
+        assert file_id not in standin.batches.files
+    for file_id in [second.input_file_id, *second.image_file_ids]:
+        assert file_id in standin.batches.files  # the open batch still reads them
+    standin.batches.batches[second.openai_batch_id].ready_at = 0
+    assert overnight.overnight_poll() == 1
+    assert Job.objects.filter(lane=Job.Lane.OVERNIGHT, status=Job.Status.SUCCEEDED).count() == 2
+    assert standin.batches.files == {}
 
 
 def test_batches_keep_to_openais_limits(cast, project, standin, monkeypatch):
@@ -475,6 +594,28 @@ def test_a_batch_openai_does_not_take_puts_its_jobs_back_to_wait(cast, project, 
     assert job.reserved_cost > 0
 
 
+def test_the_files_of_a_batch_openai_refused_to_create_are_deleted(cast, project, standin, monkeypatch):
+    source = ImageFactory(job__project=project, job__author=cast.alice, width=64, height=48)
+    job = jobs.edit_create(
+        project=project,
+        author=cast.alice,
+        prompt="Make the pear blue",
+        params=job_params(size="1024x1024"),
+        inputs=[source],
+        lane=Job.Lane.OVERNIGHT,
+    )
+    monkeypatch.setattr(overnight, "COMPLETION_WINDOW", "1h")  # refused once its files are uploaded
+    assert overnight.overnight_dispatch() == 0
+    batch = OvernightBatch.objects.get()
+    assert batch.status == OvernightBatch.NOT_SENT
+    assert len(standin.batches.files) == 2 and set(batch.files_to_delete) == set(standin.batches.files)
+    overnight.overnight_poll()
+    batch.refresh_from_db()
+    assert batch.files_to_delete == [] and standin.batches.files == {}
+    job.refresh_from_db()
+    assert job.status == Job.Status.QUEUED and job.overnight_batch is None
+
+
 def test_a_batch_left_preparing_by_a_dead_dispatcher_is_found_again_or_undone(cast, project, standin):
     kept, undone = overnight_job(project, cast.alice), overnight_job(project, cast.bob)
     adopted = OvernightBatch.objects.create(project=project, endpoint=overnight.GENERATIONS)
@@ -502,6 +643,21 @@ def test_a_batch_left_preparing_by_a_dead_dispatcher_is_found_again_or_undone(ca
     assert LedgerEntry.objects.count() == 2
 
 
+def test_a_batch_left_preparing_is_not_undone_while_openai_cannot_say_whether_it_runs_it(
+    cast, project, settings
+):
+    job = overnight_job(project, cast.alice)
+    stale = OvernightBatch.objects.create(project=project, endpoint=overnight.GENERATIONS)
+    Job.objects.batch_assign([job.pk], batch_id=stale.pk)
+    settings.OPENAI_BASE_URL = "http://127.0.0.1:9/v1"  # nothing listens there: batches.list fails
+    imageapi.reset_client()
+    assert overnight.overnight_dispatch() == 0
+    stale.refresh_from_db()
+    # Undone, its jobs would go out twice and its files be deleted under a batch OpenAI may be running.
+    assert stale.status == OvernightBatch.PREPARING and stale.collected_at is None
+    assert Job.objects.get(pk=job.pk).overnight_batch_id == stale.pk
+
+
 # --- The job card -------------------------------------------------------------------------------------------
 
 
@@ -524,7 +680,7 @@ def test_the_job_card_says_it_waits_for_the_overnight_batch(client, cast, projec
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.worker
-def test_beat_sends_and_collects_overnight_jobs_through_a_worker(cast, project, processes):
+def test_beat_sends_and_collects_overnight_jobs_through_a_worker(cast, project, processes, standin):
     processes.env |= {"OVERNIGHT_POLL_SECONDS": "1"}
     night = overnight_job(project, cast.alice, prompt="A pear by moonlight")
     studio = jobs.job_create(project=project, author=cast.bob, prompt="A pear at noon", params=job_params())
@@ -547,5 +703,11 @@ def test_beat_sends_and_collects_overnight_jobs_through_a_worker(cast, project, 
     )
     assert night.images.count() == 1
     assert night.worker == ""  # no worker ever claimed it
+    # Beat's poll deleted the batch's files at OpenAI once it was collected.
+    wait_for(
+        lambda: not standin.batches.files and not OvernightBatch.objects.with_files_to_delete().exists(),
+        timeout=30,
+        what="the batch's files to be deleted at OpenAI",
+    )
     assert LedgerEntry.objects.get(job=night).batch
     assert not LedgerEntry.objects.get(job=studio).batch

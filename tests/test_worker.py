@@ -156,3 +156,14 @@ def test_a_job_whose_message_was_lost_is_sent_again(team, standin, processes):
 def _image_calls(standin) -> list:
     """The image calls the stand-in received (each output's provenance check is a request too)."""
     return [record for record in standin.requests if record.path.startswith("/v1/images/")]
+
+
+def test_a_worker_process_caps_its_malloc_arenas_unless_told_otherwise(monkeypatch):
+    # Dozens of call threads each fragmenting an arena of their own made a worker's RSS grow with every
+    # job (manage.py bench_campaign); config/celery.py caps them when the process is a worker.
+    from config import celery as celery_config
+
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    assert celery_config._cap_malloc_arenas(2)  # Linux and glibc, as the image and this machine
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")  # glibc read the operator's own choice at start-up
+    assert not celery_config._cap_malloc_arenas(2)

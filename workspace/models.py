@@ -852,13 +852,20 @@ class OvernightBatchQuerySet(models.QuerySet):
             .update(openai_batch_id=openai_batch_id, status=status, sent_at=timezone.now())
         )
 
-    def not_sent(self, batch_id: int, *, errors: str) -> bool:
-        """preparing → not_sent, closed: the upload or the create was refused (its jobs wait again)."""
+    def not_sent(self, batch_id: int, *, errors: str, files: list[str]) -> bool:
+        """preparing → not_sent, closed: the upload or the create was refused (its jobs wait again).
+        `files`: what was uploaded for it before then, to be deleted."""
         now = timezone.now()
         return bool(
             self.open()
             .filter(pk=batch_id, status=OvernightBatch.PREPARING)
-            .update(status=OvernightBatch.NOT_SENT, errors=errors, finished_at=now, collected_at=now)
+            .update(
+                status=OvernightBatch.NOT_SENT,
+                errors=errors,
+                finished_at=now,
+                collected_at=now,
+                files_to_delete=files,
+            )
         )
 
     def polled(self, batch_id: int, *, status: str, completed: int, failed: int, errors: str) -> bool:
@@ -874,9 +881,17 @@ class OvernightBatchQuerySet(models.QuerySet):
         )
 
     def collected(
-        self, batch_id: int, *, output_file_id: str, error_file_id: str, finished_at: datetime
+        self,
+        batch_id: int,
+        *,
+        output_file_id: str,
+        error_file_id: str,
+        finished_at: datetime,
+        files: list[str],
     ) -> bool:
-        """ended at OpenAI → collected: every line's result is stored and charged, every job has ended."""
+        """ended at OpenAI → collected: every line's result is stored and charged, every job has ended.
+        `files`: every file at OpenAI the batch leaves (its input, images, output and error files), to
+        be deleted from now on."""
         return bool(
             self.open()
             .filter(pk=batch_id, status__in=OvernightBatch.FINAL_STATUSES)
@@ -885,8 +900,17 @@ class OvernightBatchQuerySet(models.QuerySet):
                 error_file_id=error_file_id,
                 finished_at=finished_at,
                 collected_at=timezone.now(),
+                files_to_delete=files,
             )
         )
+
+    def with_files_to_delete(self) -> "OvernightBatchQuerySet":
+        """Closed batches that still leave files at OpenAI (an open batch's files are in use)."""
+        return self.filter(collected_at__isnull=False).exclude(files_to_delete=[])
+
+    def files_deleted(self, batch_id: int, *, left: list[str]) -> bool:
+        """Closed → the files still to delete are `left` (those whose delete failed, tried again later)."""
+        return bool(self.filter(pk=batch_id, collected_at__isnull=False).update(files_to_delete=left))
 
 
 class OvernightBatch(models.Model):
@@ -898,7 +922,8 @@ class OvernightBatch(models.Model):
 
     The row is written, and its jobs linked to it, before anything is uploaded, so a crash never leaves
     jobs in a batch nobody records. `collected_at` is set once every line's result is stored and charged.
-    Each arrow is a method of `OvernightBatch.objects`: sent, not_sent, polled, collected.
+    Each arrow is a method of `OvernightBatch.objects`: sent, not_sent, polled, collected. Once closed,
+    the files it left at OpenAI are deleted (`files_to_delete`, emptied by `files_deleted`).
     """
 
     PREPARING = "preparing"
@@ -927,6 +952,9 @@ class OvernightBatch(models.Model):
     error_file_id = models.CharField(max_length=100, blank=True)
     # Files uploaded for edit lines' input images and masks (the lines name them by file_id).
     image_file_ids = models.JSONField(default=list, blank=True)
+    # Once closed: the ids of its files still stored at OpenAI (billed storage, customers' images),
+    # deleted by the poll; a delete that fails stays here and is tried again at the next poll.
+    files_to_delete = models.JSONField(default=list, blank=True)
     line_count = models.PositiveIntegerField(default=0)
     input_bytes = models.PositiveBigIntegerField(default=0)
     completed_count = models.PositiveIntegerField(default=0)

@@ -14,6 +14,8 @@ OVERNIGHT_POLL_SECONDS, each under a Postgres advisory lock of its own so overla
   rate (one ApiCall per job and batch: collecting twice charges nothing twice), and the job succeeds;
   a failed line fails its job with a reason in plain words. Jobs the batch ended without (it expired or
   was cancelled first) fail saying so. Finishing releases the job's reservation, as the worker's does.
+  Then it deletes the files closed batches left at OpenAI (`delete_files`): storage there is billed and
+  holds customers' images. A delete that fails is tried again at the next poll; it never holds a job.
 
 `overnight_cancel` cancels overnight jobs and, once none of a batch's jobs waits, the OpenAI batch.
 Imports run one way: tasks → overnight → worker, models, imageapi, outputs, spend.
@@ -26,6 +28,7 @@ import json
 import logging
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -47,6 +50,10 @@ MAX_INPUT_BYTES = 200 * 1024 * 1024
 COMPLETION_WINDOW = "24h"
 # Uploads and downloads of up to 200 MB, and output files of many images, need longer than one call.
 FILE_TIMEOUT = 1800.0
+# A delete is one small call; a slow one waits for the next poll rather than holding this one.
+DELETE_TIMEOUT = 30.0
+# How long one poll spends deleting (an edit batch may leave thousands of images); the rest wait a tick.
+DELETE_BUDGET_SECONDS = 60.0
 
 DISPATCH_LOCK_KEY = 0x61746F64  # "atod"
 POLL_LOCK_KEY = 0x61746F70  # "atop"
@@ -146,7 +153,10 @@ def _send_batch(*, project_id: int, endpoint: str, job_ids: list[int]) -> tuple[
             batch.delete()  # canceled meanwhile: nothing to send
             return 0, []
     client = _client()
-    uploaded: dict[str, str] = {}  # sha256 of an input image → its file id, one upload per batch
+    # sha256 of an input image → its file id. One upload per batch, never shared with another batch, so
+    # deleting a closed batch's files never takes one from a batch still open.
+    uploaded: dict[str, str] = {}
+    input_file_id = ""
     lines, size, left = 0, 0, []
     try:
         with tempfile.TemporaryFile() as jsonl:
@@ -169,12 +179,13 @@ def _send_batch(*, project_id: int, endpoint: str, job_ids: list[int]) -> tuple[
             if left:
                 Job.objects.batch_unassign(batch_id=batch.pk, job_ids=left)
             if not lines:
-                _close_unsent(batch, errors="")
+                _close_unsent(batch, errors="", files=list(uploaded.values()))
                 return 0, left
             jsonl.seek(0)
             input_file = client.files.create(
                 file=(f"atelier-overnight-{batch.pk}.jsonl", jsonl, "application/jsonl"), purpose="batch"
             )
+            input_file_id = input_file.id
         batch.input_file_id, batch.image_file_ids = input_file.id, list(uploaded.values())
         batch.line_count, batch.input_bytes = lines, size
         batch.save(update_fields=["input_file_id", "image_file_ids", "line_count", "input_bytes"])
@@ -187,7 +198,7 @@ def _send_batch(*, project_id: int, endpoint: str, job_ids: list[int]) -> tuple[
         )
     except openai.APIError as error:
         logger.warning("overnight batch %s could not be sent: %r", batch.pk, error)
-        _close_unsent(batch, errors=str(error)[:2000])
+        _close_unsent(batch, errors=str(error)[:2000], files=[input_file_id, *uploaded.values()])
         raise
     OvernightBatch.objects.sent(batch.pk, openai_batch_id=remote.id, status=remote.status)
     logger.info("overnight batch %s sent as %s: %s lines, %s bytes", batch.pk, remote.id, lines, size)
@@ -217,11 +228,16 @@ def _upload_image(client: openai.OpenAI, name: str, data: bytes, uploaded: dict[
     return uploaded[key]
 
 
-def _close_unsent(batch: OvernightBatch, *, errors: str) -> None:
-    """The batch was not (or need not be) sent: its jobs wait for the next one."""
+def _close_unsent(batch: OvernightBatch, *, errors: str, files: list[str]) -> None:
+    """The batch was not (or need not be) sent: its jobs wait for the next one, and the files uploaded
+    for it are deleted by the next poll."""
     with transaction.atomic():
         Job.objects.batch_unassign(batch_id=batch.pk)
-        OvernightBatch.objects.not_sent(batch.pk, errors=errors)
+        OvernightBatch.objects.not_sent(batch.pk, errors=errors, files=_distinct(files))
+
+
+def _distinct(file_ids: list[str]) -> list[str]:
+    return list(dict.fromkeys(file_id for file_id in file_ids if file_id))
 
 
 def _recover_unsent() -> None:
@@ -231,24 +247,31 @@ def _recover_unsent() -> None:
     if not stale:
         return
     found: dict[str, object] = {}
-    with contextlib.suppress(openai.APIError):
+    try:
         for remote in _client().batches.list(limit=100).data:  # the newest; a dead dispatch is recent
             tag = (remote.metadata or {}).get("atelier_batch")
             if tag:
                 found.setdefault(tag, remote)
+    except openai.APIError as error:
+        # Unknown whether OpenAI runs them: undoing one it runs would send its jobs twice and delete
+        # the files it reads. Asked again next tick.
+        logger.warning("overnight: cannot list batches to recover %s: %r", [b.pk for b in stale], error)
+        return
     for batch in stale:
         remote = found.get(str(batch.pk))
         if remote is not None:
             OvernightBatch.objects.sent(batch.pk, openai_batch_id=remote.id, status=remote.status)
         else:
-            _close_unsent(batch, errors="The dispatcher stopped before the batch was sent.")
+            files = [batch.input_file_id, *batch.image_file_ids]
+            _close_unsent(batch, errors="The dispatcher stopped before the batch was sent.", files=files)
 
 
 # --- Poll and collect -------------------------------------------------------------------------------------
 
 
 def overnight_poll() -> int:
-    """Ask OpenAI about every open batch and collect those that ended. Returns how many were collected."""
+    """Ask OpenAI about every open batch and collect those that ended, then delete the files closed
+    batches left at OpenAI. Returns how many batches were collected."""
     with _exclusive(POLL_LOCK_KEY) as mine:
         if not mine:
             return 0
@@ -259,6 +282,8 @@ def overnight_poll() -> int:
                 collected += _poll_batch(batch)
             except openai.APIError as error:
                 logger.warning("overnight batch %s: OpenAI did not answer: %r; next tick", batch.pk, error)
+        # After collecting, so deleting thousands of images never delays a batch's results.
+        delete_files()
         return collected
 
 
@@ -295,14 +320,57 @@ def _poll_batch(batch: OvernightBatch) -> int:
     finished = _from_epoch(
         remote.completed_at or remote.expired_at or remote.cancelled_at or remote.failed_at
     )
+    # The input as OpenAI names it too: an adopted batch (_recover_unsent) never recorded its own.
+    files = [remote.input_file_id, batch.input_file_id, *batch.image_file_ids]
+    files += [remote.output_file_id, remote.error_file_id]
     OvernightBatch.objects.collected(
         batch.pk,
         output_file_id=remote.output_file_id or "",
         error_file_id=remote.error_file_id or "",
         finished_at=finished or timezone.now(),
+        files=_distinct(files),
     )
     logger.info("overnight batch %s %s: %s", batch.pk, remote.status, counts)
     return 1
+
+
+def delete_files(*, budget: float = DELETE_BUDGET_SECONDS) -> int:
+    """Delete the files closed batches left at OpenAI (their input, images, output and error files).
+
+    Only closed batches: every line's result is stored by then, and no open batch names a file of
+    another (each uploads its own). One that is already gone counts as deleted; any other refusal
+    leaves the id in `files_to_delete` for the next poll. Never raises for OpenAI. Returns how many
+    were deleted.
+    """
+    client = imageapi.get_client().with_options(timeout=DELETE_TIMEOUT)
+    deadline = time.monotonic() + budget
+    deleted = 0
+    pending = OvernightBatch.objects.with_files_to_delete().order_by("pk").only("pk", "files_to_delete")
+    for batch in pending:
+        left: list[str] = []
+        for index, file_id in enumerate(batch.files_to_delete):
+            if time.monotonic() >= deadline:
+                left += batch.files_to_delete[index:]
+                break
+            try:
+                gone = client.files.delete(file_id).deleted
+            except openai.NotFoundError:
+                gone = True  # deleted by an earlier poll that died before recording it, or by hand
+            except openai.APIError as error:
+                logger.warning(
+                    "overnight batch %s: file %s not deleted: %r; next poll", batch.pk, file_id, error
+                )
+                gone = False
+            if gone:
+                deleted += 1
+            else:
+                left.append(file_id)
+        OvernightBatch.objects.files_deleted(batch.pk, left=left)
+        if time.monotonic() >= deadline:
+            break
+    if deleted:
+        logger.info("overnight: deleted %s files of closed batches at OpenAI", deleted)
+    return deleted
 
 
 def _collect_line(batch: OvernightBatch, line: dict) -> None:
