@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("workspace", "0023_credential_next_check"),
+        ("workspace", "0024_template_version_samples"),
     ]
 
     operations = [
