@@ -616,6 +616,39 @@ def test_the_files_of_a_batch_openai_refused_to_create_are_deleted(cast, project
     assert job.status == Job.Status.QUEUED and job.overnight_batch is None
 
 
+def test_images_uploaded_before_dispatch_stopped_on_storage_are_recorded_and_deleted(
+    cast, project, standin, monkeypatch
+):
+    sources = [ImageFactory(job__project=project, job__author=cast.alice, width=64, height=48) for _ in "ab"]
+    made = [
+        jobs.edit_create(
+            project=project,
+            author=cast.alice,
+            prompt=f"Make pear {n} blue",
+            params=job_params(size="1024x1024"),
+            inputs=[source],
+            lane=Job.Lane.OVERNIGHT,
+        )
+        for n, source in enumerate(sources)
+    ]
+    read = overnight.worker.edit_files
+
+    def storage_goes_away(job):
+        if job.pk == made[1].pk:
+            raise OSError("the bucket is unreachable")
+        return read(job)
+
+    monkeypatch.setattr(overnight.worker, "edit_files", storage_goes_away)
+    with pytest.raises(OSError):
+        overnight.overnight_dispatch()
+    batch = OvernightBatch.objects.get()
+    assert batch.status == OvernightBatch.NOT_SENT
+    assert len(standin.batches.files) == 1 and batch.files_to_delete == list(standin.batches.files)
+    overnight.overnight_poll()
+    assert standin.batches.files == {}
+    assert all(Job.objects.get(pk=job.pk).overnight_batch is None for job in made)
+
+
 def test_a_batch_left_preparing_by_a_dead_dispatcher_is_found_again_or_undone(cast, project, standin):
     kept, undone = overnight_job(project, cast.alice), overnight_job(project, cast.bob)
     adopted = OvernightBatch.objects.create(project=project, endpoint=overnight.GENERATIONS)

@@ -196,7 +196,10 @@ def _send_batch(*, project_id: int, endpoint: str, job_ids: list[int]) -> tuple[
             # Finds the batch again should this process die before it records the id (_recover_unsent).
             metadata={"atelier_batch": str(batch.pk), "project": str(project_id)},
         )
-    except openai.APIError as error:
+    except Exception as error:
+        # Refused by OpenAI, or stopped here (storage away while reading an edit's inputs): either way
+        # the jobs wait for the next batch, and the files already uploaded are recorded for deletion
+        # rather than left on the account.
         logger.warning("overnight batch %s could not be sent: %r", batch.pk, error)
         _close_unsent(batch, errors=str(error)[:2000], files=[input_file_id, *uploaded.values()])
         raise
