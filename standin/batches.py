@@ -264,16 +264,20 @@ class BatchService:
             self._advance(batch)
             return batch.as_json()
 
-    def batch_list(self, limit: int) -> dict[str, Any]:
+    def batch_list(self, limit: int, after: str = "") -> dict[str, Any]:
+        """Newest first, a page of `limit` (1..100) after the batch id `after`, as OpenAI pages it."""
         with self._lock:
-            newest = sorted(self.batches.values(), key=lambda batch: batch.created_at, reverse=True)
-            data = [batch.as_json() for batch in newest[: max(1, min(limit, 100))]]
+            newest = list(reversed(self.batches.values()))  # made in this order; seconds can tie
+            ids = [batch.id for batch in newest]
+            start = ids.index(after) + 1 if after in ids else 0
+            page = newest[start : start + max(1, min(limit, 100))]
+            data = [batch.as_json() for batch in page]
         return {
             "object": "list",
             "data": data,
             "first_id": data[0]["id"] if data else None,
             "last_id": data[-1]["id"] if data else None,
-            "has_more": len(self.batches) > len(data),
+            "has_more": start + len(data) < len(newest),
         }
 
     def batch_cancel(self, batch_id: str) -> dict[str, Any]:

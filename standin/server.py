@@ -201,7 +201,7 @@ class _Handler(BaseHTTPRequestHandler):
                     pair.partition("=")[::2] for pair in urlsplit(self.path).query.split("&") if pair
                 )
                 limit = int(query["limit"]) if query.get("limit", "").isdigit() else 20
-                return self._send_json(200, batches.batch_list(limit))
+                return self._send_json(200, batches.batch_list(limit, query.get("after", "")))
             if method == "GET" and len(parts) == 2 and parts[0] == "batches":
                 return self._send_json(200, batches.batch_get(parts[1]))
             if method == "POST" and len(parts) == 3 and parts[0] == "batches" and parts[2] == "cancel":

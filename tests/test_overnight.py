@@ -616,6 +616,27 @@ def test_the_files_of_a_batch_openai_refused_to_create_are_deleted(cast, project
     assert job.status == Job.Status.QUEUED and job.overnight_batch is None
 
 
+def test_a_batch_left_preparing_is_adopted_though_a_hundred_newer_batches_hide_it(cast, project, standin):
+    job = overnight_job(project, cast.alice)
+    adopted = OvernightBatch.objects.create(project=project, endpoint=overnight.GENERATIONS)
+    Job.objects.batch_assign([job.pk], batch_id=adopted.pk)
+    line = jsonl({**generation_line(f"job-{job.pk}"), "body": job.api_params()})
+    input_file = sdk().files.create(file=("in.jsonl", line), purpose="batch")
+    sdk().batches.create(
+        input_file_id=input_file.id,
+        endpoint=overnight.GENERATIONS,
+        completion_window="24h",
+        metadata={"atelier_batch": str(adopted.pk)},
+    )
+    for _ in range(150):  # other tools' batches on the same account, made since
+        sdk().batches.create(
+            input_file_id=input_file.id, endpoint=overnight.GENERATIONS, completion_window="24h"
+        )
+    assert overnight.overnight_dispatch() == 0
+    adopted.refresh_from_db()
+    assert adopted.openai_batch_id and adopted.status != OvernightBatch.NOT_SENT
+
+
 def test_images_uploaded_before_dispatch_stopped_on_storage_are_recorded_and_deleted(
     cast, project, standin, monkeypatch
 ):

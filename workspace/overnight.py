@@ -48,6 +48,8 @@ EDITS = "/v1/images/edits"
 MAX_LINES = 50_000
 MAX_INPUT_BYTES = 200 * 1024 * 1024
 COMPLETION_WINDOW = "24h"
+# Our clock and OpenAI's may disagree a little; recovery reads batches created this much before our row.
+RECOVER_CLOCK_SLACK_SECONDS = 600
 # Uploads and downloads of up to 200 MB, and output files of many images, need longer than one call.
 FILE_TIMEOUT = 1800.0
 # A delete is one small call; a slow one waits for the next poll rather than holding this one.
@@ -250,11 +252,17 @@ def _recover_unsent() -> None:
     if not stale:
         return
     found: dict[str, object] = {}
+    wanted = {str(batch.pk) for batch in stale}
+    # A batch OpenAI made for one of ours was created after our row: read newest first, page by page
+    # (the SDK follows the cursor), until each is found or the rest are older than the oldest row.
+    since = min(batch.created_at for batch in stale).timestamp() - RECOVER_CLOCK_SLACK_SECONDS
     try:
-        for remote in _client().batches.list(limit=100).data:  # the newest; a dead dispatch is recent
+        for remote in _client().batches.list(limit=100):
             tag = (remote.metadata or {}).get("atelier_batch")
             if tag:
                 found.setdefault(tag, remote)
+            if wanted <= found.keys() or remote.created_at < since:
+                break
     except openai.APIError as error:
         # Unknown whether OpenAI runs them: undoing one it runs would send its jobs twice and delete
         # the files it reads. Asked again next tick.
