@@ -78,7 +78,7 @@ def test_a_kit_and_a_template_make_an_image_that_says_so(page, make_user, standi
 
     # 3. Use it from the Studio: one field per variable (starting from the saved default values),
     # the exact prompt before submit.
-    page.get_by_role("link", name="Use in the Studio").click()
+    page.get_by_role("link", name="Use version 1 in the Studio").click()
     expect(page.get_by_test_id("template-binding")).to_contain_text("Product on a table v1", timeout=NOW)
     expect(page.get_by_label("Season")).to_have_value("spring")
     page.get_by_label("Product").fill("linen shirt")

@@ -195,6 +195,26 @@ def test_the_studio_offers_a_field_per_variable_and_the_kits_defaults(client, ca
     assert 'name="prompt"' not in page
 
 
+def test_an_old_versions_page_opens_the_studio_on_that_version(client, cast, project, other_project):
+    old = template_version(project=project, text="A {product} in {season}")
+    newest = template_version(project=project, template=old.template, text="A {product} at dusk")
+    theirs = template_version(project=other_project, text="A {thing}")
+    client.force_login(cast.bob)
+    detail = client.get(reverse("template_version", args=[project.pk, old.template_id, old.number]))
+    studio = (
+        f"{reverse('project', args=[project.pk])}?template={old.template_id}&amp;template_version={old.pk}"
+    )
+    assert f'href="{studio}#generate">Use version 1 in the Studio' in detail.content.decode()
+
+    page = client.get(studio.replace("&amp;", "&")).content.decode()
+    assert f'name="template_version" value="{old.pk}"' in page and 'name="var_season"' in page
+    # Another project's version (or none) falls back to the template's newest, never crossing projects.
+    page = client.get(
+        f"{reverse('project', args=[project.pk])}?template={old.template_id}&template_version={theirs.pk}"
+    ).content.decode()
+    assert f'name="template_version" value="{newest.pk}"' in page and 'name="var_season"' not in page
+
+
 def test_the_studio_previews_the_exact_prompt(client, cast, project):
     kit = brand_kit_version(project=project, avoid="people")
     version = template_version(project=project, brand_kit_version=kit)

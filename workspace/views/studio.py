@@ -68,10 +68,14 @@ def _binding(access: ProjectAccess, data) -> tuple[TemplateVersion | None, Brand
 def _chosen(
     access: ProjectAccess, request: HttpRequest
 ) -> tuple[TemplateVersion | None, BrandKitVersion | None]:
-    """?template=<id> and ?kit=<id> on the Studio page: the newest version of each."""
+    """?template=<id> and ?kit=<id> on the Studio page: the newest version of each, or the template's
+    version ?template_version=<id> (an old version's page uses it, so "use" runs what the page shows)."""
     template = kit = None
     if raw := request.GET.get("template"):
-        template = get_object_or_404(PromptTemplate, project=access.project, pk=parse_id(raw) or 0).latest
+        chosen = get_object_or_404(PromptTemplate, project=access.project, pk=parse_id(raw) or 0)
+        version_id = parse_id(request.GET.get("template_version", ""))
+        template = chosen.versions.filter(pk=version_id).first() if version_id else None
+        template = template or chosen.latest
     if raw := request.GET.get("kit"):
         kit = get_object_or_404(BrandKit, project=access.project, pk=parse_id(raw) or 0).latest
     return template, kit
